@@ -1,0 +1,1 @@
+"""SteerGAN Studio: the Qt application and the command line."""

@@ -1,0 +1,139 @@
+"""The `steergan` command: the studio (no arguments), and headless render / bench / info."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SUBCOMMANDS = ("render", "bench", "info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            return args.func(args)
+        except UserError as exc:
+            print(f"steergan {argv[0]}: error: {exc}", file=sys.stderr)
+            return 2
+    return run_studio(argv)
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steergan", description="SteerGAN Studio")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="render a scene to an image, headlessly")
+    r.add_argument("--checkpoint", help="a .safetensors checkpoint (default: the bundled one)")
+    r.add_argument("--session", help="a session .json to render (its scene and checkpoint)")
+    r.add_argument("--arch", help="render an untrained model of this built-in architecture")
+    r.add_argument("--seed", type=int, help="draw a new scene from this seed")
+    r.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
+    r.add_argument("--size", type=int, help="output size in pixels (default: the generator's)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    r.add_argument("-o", "--output", required=True, help="output image: .png, .jpg or .webp")
+    r.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="time one render per architecture; prints JSON")
+    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--arch", action="append", help="architectures to time (default: all shipped ones)")
+    b.set_defaults(func=cmd_bench)
+
+    i = sub.add_parser("info", help="print a checkpoint's description as JSON")
+    i.add_argument("checkpoint")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def _open(checkpoint: str | None, arch: str | None, device: str):
+    from models import CheckpointError, ConfigError
+    from models.library import open_generator
+
+    try:
+        return open_generator(checkpoint, device=device, arch=arch)
+    except (CheckpointError, ConfigError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from models import SceneError, SessionError, initial_state, load_session, render
+    from models.fileio import ExportError, write_image
+    from models.render import resize_image
+    from models.session import resolve_checkpoint_path
+
+    state, checkpoint = None, args.checkpoint
+    if args.session:
+        try:
+            state, ref = load_session(args.session)
+        except SessionError as exc:
+            raise UserError(str(exc)) from None
+        if checkpoint is None and args.arch is None:
+            checkpoint = resolve_checkpoint_path(ref, args.session)
+            if checkpoint is None:
+                args.arch = ref.architecture
+    loaded = _open(checkpoint, args.arch, args.device)
+    if not loaded.trained:
+        print(f"note: {loaded.name} is an untrained model: expect noise-like images", file=sys.stderr)
+    cfg = loaded.generator.config
+    if state is None:
+        state = initial_state(cfg, args.seed if args.seed is not None else 0)
+    elif args.seed is not None:
+        state = state.new_sample(args.seed)
+    if args.offsets is not None:
+        state = replace(state, offsets_on=args.offsets == "on")
+    try:
+        frame = render(loaded.generator, state)
+    except SceneError as exc:
+        raise UserError(f"the scene does not fit {loaded.name}: {exc}") from None
+    image = frame.image
+    if args.size is not None:
+        if not 8 <= args.size <= 8192:
+            raise UserError(f"--size must be between 8 and 8192 pixels, got {args.size}")
+        image = resize_image(image, args.size)
+    try:
+        write_image(args.output, image)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}, {loaded.name})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from models.bench import run_benchmark
+
+    print(json.dumps(run_benchmark(args.arch, args.repeats), indent=2))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from models import CheckpointError, read_info
+
+    try:
+        info = read_info(args.checkpoint)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps({"path": info.path, "sha256": info.sha256, **info.meta}, indent=2, sort_keys=True))
+    return 0
+
+
+def run_studio(argv: list[str]) -> int:
+    try:
+        from app.studio import launch  # the GUI arrives with the studio issue
+    except ImportError:
+        print("steergan: the studio GUI is not built yet; use `steergan render` for now"
+              f" ({Path(__file__).name} will launch it once app/studio.py exists)", file=sys.stderr)
+        return 1
+    return launch(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

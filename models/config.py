@@ -1,0 +1,169 @@
+"""Generator configuration: one architecture family, capabilities switched on by config.
+
+A config is plain data (JSON-able) so that a checkpoint can carry it and the app can
+decide which panels to show from it without building a network.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+POWERS_OF_TWO = (8, 16, 32, 64, 128, 256, 512)
+HIERARCHY_LEVELS = (4, 8, 16)  # heatmap resolutions of the single-object setting
+HIERARCHY_CENTERS = (1, 2, 4)  # centers per level; finer ones sampled around coarser ones
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    resolution: int = 128
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    # Channels per synthesis resolution: {4: c, 8: c, ..., resolution: c}; keys as str in JSON.
+    channels: dict[int, int] = field(default_factory=dict)
+    objects: int = 0  # n sub-heatmaps with one style each (SEL_indoor); 0 = off
+    hierarchical: bool = False  # 4/8/16 heatmaps with 1/2/4 centers (SEL_norm)
+    grid: int = 0  # g: background latent split in g x g blocks (SSN); 0 = off
+    mtm: tuple[int, ...] = ()  # resolutions whose convolutions are MTM (deformable)
+    time: dict[str, Any] | None = None  # reserved for the video capability
+    style_res: int = 32  # the style field is computed at most at this size, then upsampled
+    noise: bool = True
+
+    def __post_init__(self) -> None:
+        chans = {int(k): int(v) for k, v in (self.channels or {}).items()}
+        if not chans:
+            chans = default_channels(self.resolution)
+        object.__setattr__(self, "channels", chans)
+        object.__setattr__(self, "mtm", tuple(int(r) for r in self.mtm))
+        self.validate()
+
+    # ---- validation ---------------------------------------------------------------
+    def validate(self) -> None:
+        if self.resolution not in POWERS_OF_TWO:
+            raise ConfigError(f"resolution must be one of {POWERS_OF_TWO}, got {self.resolution!r}")
+        needed = self.resolutions()
+        missing = [r for r in needed if r not in self.channels]
+        if missing:
+            raise ConfigError(f"channels has no entry for resolutions {missing}")
+        for r, c in self.channels.items():
+            if c < 1:
+                raise ConfigError(f"channels[{r}] must be positive, got {c}")
+        for name in ("z_dim", "w_dim", "mapping_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.objects <= 16:
+            raise ConfigError(f"objects must be between 0 and 16, got {self.objects}")
+        if self.objects and self.hierarchical:
+            raise ConfigError("objects and hierarchical are exclusive: pick the multi-object or the single-object setting")
+        if self.hierarchical and self.resolution < 16:
+            raise ConfigError("hierarchical needs a resolution of at least 16")
+        if not 0 <= self.grid <= 16:
+            raise ConfigError(f"grid must be between 0 and 16 blocks per side, got {self.grid}")
+        bad = [r for r in self.mtm if r not in needed or r < 8]
+        if bad:
+            raise ConfigError(f"mtm resolutions {bad} are not synthesis resolutions (8..{self.resolution})")
+        if self.style_res not in POWERS_OF_TWO:
+            raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {self.style_res}")
+
+    def resolutions(self) -> list[int]:
+        r, out = 4, []
+        while r <= self.resolution:
+            out.append(r)
+            r *= 2
+        return out
+
+    # ---- capabilities, for the app --------------------------------------------------
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "hierarchical": self.hierarchical,
+            "grid": self.grid,
+            "mtm": list(self.mtm),
+            "time": self.time is not None,
+        }
+
+    # ---- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channels"] = {str(k): v for k, v in sorted(self.channels.items())}
+        d["mtm"] = list(self.mtm)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "GeneratorConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a generator config must be a JSON object, got {type(data).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown generator config keys: {unknown}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            kwargs[name] = _check_type(name, value)
+        return cls(**kwargs)
+
+
+def _check_type(name: str, value: Any) -> Any:
+    ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res"}
+    if name in ints:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    elif name in ("hierarchical", "noise"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif name == "channels":
+        if not isinstance(value, dict):
+            raise ConfigError(f"channels must be an object {{resolution: channels}}, got {value!r}")
+        try:
+            return {int(k): int(v) for k, v in value.items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"channels must map resolutions to integers: {exc}") from None
+    elif name == "mtm":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(r, int) and not isinstance(r, bool) for r in value):
+            raise ConfigError(f"mtm must be a list of resolutions, got {value!r}")
+        return tuple(value)
+    elif name == "time":
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"time must be null or an object, got {value!r}")
+    return value
+
+
+def default_channels(resolution: int, base: int = 128, floor: int = 16) -> dict[int, int]:
+    """Channel counts that keep the FLOPs per resolution roughly constant (halve per octave)."""
+    out, r, c = {}, 4, base
+    while r <= resolution:
+        out[r] = c
+        if r >= 16:
+            c = max(floor, c // 2)
+        r *= 2
+    return out
+
+
+# The shipped architectures. Kept small on purpose: the studio's budget is one frame in
+# ~60 ms on a 2-core CPU, so the default scene model must run there interactively.
+ARCHITECTURES: dict[str, GeneratorConfig] = {
+    "rooms": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16)),
+    "figures": GeneratorConfig(resolution=128, hierarchical=True, mtm=(8, 16, 32)),
+    "figures-no-mtm": GeneratorConfig(resolution=128, hierarchical=True, mtm=()),
+    "rooms-64": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16)),
+    # Tiny ones for tests: every capability, a few thousand parameters, milliseconds a frame.
+    "tiny-rooms": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                  channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),
+    "tiny-figures": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                    channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, mtm=(8, 16), style_res=16),
+    "tiny-plain": GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
+                                  channels={4: 16, 8: 8, 16: 8}, style_res=16),
+}
+DEFAULT_ARCHITECTURE = "rooms"
+
+
+def architecture(name: str) -> GeneratorConfig:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ConfigError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)}") from None

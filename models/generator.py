@@ -1,0 +1,192 @@
+"""The steerable generator: StyleGAN2-style mapping + synthesis with skip outputs, whose
+config switches on the capabilities of the four papers.
+
+The spatially varying style is one idea throughout (DESIGN.md): per-object styles weighted
+by their heatmaps plus a background style field from the block grid,
+
+    w_field(x, y) = sum_i w_i * H_i(x, y) + w_bg(x, y)        (SEL_indoor, SSN)
+
+fed to spatially modulated convolutions. Without objects or a grid the field is a single
+w, the plain StyleGAN2 case. The hierarchical (single-object) setting adds SEL_norm
+blocks that inject the 4/8/16 heatmaps into the features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HIERARCHY_LEVELS, GeneratorConfig
+from .heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
+from .layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB
+
+OBJECT_SIGMA = 0.12  # default object sigma, a fraction of the image side
+HIERARCHY_SIGMA = 0.2  # default level-0 sigma of the single-object setting
+
+
+@dataclass
+class Latents:
+    """Everything random that goes into one batch of images, as tensors."""
+
+    z_global: torch.Tensor  # [B, z]: the style when there are no blocks; the figure's style
+    z_objects: torch.Tensor | None = None  # [B, n, z]
+    centers: torch.Tensor | None = None  # [B, n, 2] (x, y) in [0, 1]
+    sigmas: torch.Tensor | None = None  # [B, n]; 0 removes the object
+    z_blocks: torch.Tensor | None = None  # [B, g*g, z], row-major blocks
+    root: torch.Tensor | None = None  # [B, 2] level-0 center (hierarchical)
+    offsets1: torch.Tensor | None = None  # [B, 2, 2] level-1 centers relative to the root
+    offsets2: torch.Tensor | None = None  # [B, 4, 2] level-2 centers relative to their parent
+    root_sigma: torch.Tensor | None = None  # [B]
+
+    @property
+    def batch(self) -> int:
+        return self.z_global.shape[0]
+
+    def to(self, device: torch.device | str) -> "Latents":
+        return replace(self, **{f.name: getattr(self, f.name).to(device)
+                                for f in fields(self) if getattr(self, f.name) is not None})
+
+
+class SELNorm(nn.Module):
+    """Hierarchical heatmap encoding: x + norm(x) * gamma(h) + beta(h), with h computed from
+    this level's heatmap and the coarser level's processed heatmap. gamma, beta start at
+    zero, so the block starts as the identity (the residual)."""
+
+    def __init__(self, channels: int, hidden: int, has_coarser: bool):
+        super().__init__()
+        self.process = EqualConv2d(1 + (hidden if has_coarser else 0), hidden, 3)
+        self.gamma = nn.Conv2d(hidden, channels, 1)
+        self.beta = nn.Conv2d(hidden, channels, 1)
+        for conv in (self.gamma, self.beta):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor, heatmap: torch.Tensor, coarser: torch.Tensor | None):
+        inp = heatmap if coarser is None else torch.cat(
+            [heatmap, F.interpolate(coarser, size=heatmap.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
+        h = self.process(inp)
+        normed = F.instance_norm(x)
+        return x + normed * self.gamma(h) + self.beta(h), h
+
+
+class Generator(nn.Module):
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers)
+        self.const = nn.Parameter(torch.randn(1, c[4], 4, 4))
+        self.convs = nn.ModuleDict()
+        self.torgbs = nn.ModuleDict()
+        layer = 0
+        for r in config.resolutions():
+            cin = c[4] if r == 4 else c[r // 2]
+            blocks = [] if r == 4 else [StyledConv(cin, c[r], config.w_dim, r, upsample=True,
+                                                   mtm=r in config.mtm, noise=config.noise, noise_seed=layer,
+                                                   name=f"{r}.0")]
+            layer += len(blocks)
+            blocks.append(StyledConv(c[r], c[r], config.w_dim, r, mtm=r in config.mtm,
+                                     noise=config.noise, noise_seed=layer, name=f"{r}.{len(blocks)}"))
+            layer += 1
+            self.convs[str(r)] = nn.ModuleList(blocks)
+            self.torgbs[str(r)] = ToRGB(c[r], config.w_dim)
+        if config.objects:
+            # Where the objects are, as a learned per-channel bias times the summed heatmap:
+            # the style field says what an object looks like, this says that one is there.
+            self.heat_bias = nn.ParameterDict({str(r): nn.Parameter(torch.zeros(c[r]))
+                                               for r in config.resolutions()})
+        if config.hierarchical:
+            self.sel = nn.ModuleDict({str(r): SELNorm(c[r], 16, has_coarser=i > 0)
+                                      for i, r in enumerate(HIERARCHY_LEVELS)})
+
+    # ---- latents --------------------------------------------------------------------
+    def sample_latents(self, batch: int, generator: torch.Generator | None = None,
+                       device: torch.device | str = "cpu") -> Latents:
+        """Random latents distributed as in training (SpatialGAN heatmap sampling)."""
+        cfg = self.config
+        lat = Latents(z_global=torch.randn(batch, cfg.z_dim, generator=generator))
+        if cfg.objects:
+            lat.z_objects = torch.randn(batch, cfg.objects, cfg.z_dim, generator=generator)
+            lat.centers = sample_object_centers(batch, cfg.objects, generator)
+            lat.sigmas = torch.full((batch, cfg.objects), OBJECT_SIGMA)
+        if cfg.grid:
+            lat.z_blocks = torch.randn(batch, cfg.grid * cfg.grid, cfg.z_dim, generator=generator)
+        if cfg.hierarchical:
+            lat.root, lat.offsets1, lat.offsets2 = sample_hierarchy(batch, generator)
+            lat.root_sigma = torch.full((batch,), HIERARCHY_SIGMA)
+        return lat.to(device)
+
+    # ---- the spatial inputs ---------------------------------------------------------
+    def object_heatmaps(self, lat: Latents, size: int) -> torch.Tensor:
+        """[B, n, size, size] sub-heatmaps (multi-object)."""
+        return gaussian_heatmaps(lat.centers, lat.sigmas, size)
+
+    def level_heatmaps(self, lat: Latents) -> list[torch.Tensor]:
+        """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
+        return hierarchy_heatmaps(lat.root, lat.offsets1, lat.offsets2, lat.root_sigma)
+
+    def _w_fields(self, lat: Latents, psi: float) -> dict[int, torch.Tensor]:
+        """The style field per synthesis resolution, computed at most at style_res."""
+        cfg = self.config
+        mapping = self.mapping
+        w_global = mapping.truncate(mapping(lat.z_global), psi)
+        sizes = sorted({min(r, cfg.style_res) for r in cfg.resolutions()})
+        if not cfg.objects and not cfg.grid:
+            return {s: w_global for s in sizes}  # a global style: the plain StyleGAN2 case
+        B = lat.batch
+        if cfg.grid:
+            g = cfg.grid
+            w_blocks = mapping.truncate(mapping(lat.z_blocks), psi)  # [B, g*g, w]
+            w_grid = w_blocks.transpose(1, 2).reshape(B, cfg.w_dim, g, g)
+        if cfg.objects:
+            w_obj = mapping.truncate(mapping(lat.z_objects), psi)  # [B, n, w]
+        fields_ = {}
+        for s in sizes:
+            if cfg.grid:
+                bg = F.interpolate(w_grid, size=(s, s), mode="bilinear", align_corners=False)
+            else:
+                bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)
+            if cfg.objects:
+                heat = self.object_heatmaps(lat, s)  # [B, n, s, s]
+                bg = bg + torch.einsum("bnw,bnhv->bwhv", w_obj, heat)
+            fields_[s] = bg
+        return fields_
+
+    # ---- synthesis ------------------------------------------------------------------
+    def forward(self, lat: Latents, psi: float = 1.0, offset_scale: float = 1.0,
+                noise_mode: str = "random", record: dict | None = None) -> torch.Tensor:
+        """Images [B, 3, R, R] in about [-1, 1]. `record`, if given, receives the MTM offsets
+        per layer and the heatmaps, for the studio's overlays."""
+        cfg = self.config
+        w_fields = self._w_fields(lat, psi)
+        levels = self.level_heatmaps(lat) if cfg.hierarchical else None
+        x = self.const.expand(lat.batch, -1, -1, -1)
+        rgb, sel_h = None, None
+        for r in cfg.resolutions():
+            w_field = w_fields[min(r, cfg.style_res)]
+            for conv in self.convs[str(r)]:
+                x = conv(x, w_field, offset_scale, noise_mode, record)
+            if cfg.objects:
+                heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
+                x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat
+            if levels is not None and r in HIERARCHY_LEVELS:
+                x, sel_h = self.sel[str(r)](x, levels[HIERARCHY_LEVELS.index(r)], sel_h)
+            y = self.torgbs[str(r)](x, w_field)
+            rgb = y if rgb is None else F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + y
+        if record is not None:
+            if cfg.objects:
+                record["heatmaps_objects"] = self.object_heatmaps(lat, min(cfg.resolution, 64)).detach()
+            if levels is not None:
+                for r, h in zip(HIERARCHY_LEVELS, levels):
+                    record[f"heatmap_{r}"] = h.detach()
+        return rgb
+
+    @torch.no_grad()
+    def update_w_avg(self, num: int = 4096, seed: int = 0) -> None:
+        """Estimate the average w (for truncation) from random z."""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(num, self.config.z_dim, generator=g).to(self.const.device)
+        self.mapping.w_avg.copy_(self.mapping(z).mean(dim=0))
+

@@ -1,0 +1,67 @@
+"""Gaussian heatmaps: the spatial handles of the generator.
+
+Coordinates are normalised: (x, y) in [0, 1] across the image, x to the right, y down;
+sigma is a fraction of the image side. Pixel centres sit at (i + 0.5) / size, so the
+same center gives the same heatmap geometry at every resolution.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import HIERARCHY_CENTERS, HIERARCHY_LEVELS
+
+MIN_SIGMA = 1e-3  # below this an object is removed: its heatmap is exactly zero
+
+
+def gaussian_heatmaps(centers: torch.Tensor, sigmas: torch.Tensor, size: int) -> torch.Tensor:
+    """centers [B, n, 2] (x, y), sigmas [B, n] -> heatmaps [B, n, size, size] in [0, 1]."""
+    coords = (torch.arange(size, device=centers.device, dtype=centers.dtype) + 0.5) / size
+    dx = coords.view(1, 1, 1, size) - centers[..., 0, None, None]
+    dy = coords.view(1, 1, size, 1) - centers[..., 1, None, None]
+    s = sigmas.clamp_min(MIN_SIGMA)[..., None, None]
+    h = torch.exp(-(dx * dx + dy * dy) / (2 * s * s))
+    return h * (sigmas > MIN_SIGMA).to(h.dtype)[..., None, None]
+
+
+def hierarchy_centers(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor) -> list[torch.Tensor]:
+    """Absolute centers per level from a root and offsets relative to each parent.
+
+    root [B, 2]; offsets1 [B, 2, 2] (two children of the root); offsets2 [B, 4, 2]
+    (children 0,1 of level-1 center 0, children 2,3 of level-1 center 1). Storing
+    offsets relative to the parent is what makes finer centers move with the coarse one.
+    """
+    level0 = root[:, None, :]
+    level1 = level0 + offsets1
+    level2 = level1.repeat_interleave(2, dim=1) + offsets2
+    return [level0, level1, level2]
+
+
+def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
+                       sigma: torch.Tensor) -> list[torch.Tensor]:
+    """Per-level heatmaps [B, 1, r, r] at r = 4, 8, 16: max over that level's centers.
+
+    sigma [B] is the level-0 sigma; each finer level halves it (finer parts are smaller).
+    """
+    maps = []
+    for level, (centers, size) in enumerate(zip(hierarchy_centers(root, offsets1, offsets2), HIERARCHY_LEVELS)):
+        sig = (sigma / 2**level)[:, None].expand(-1, centers.shape[1])
+        maps.append(gaussian_heatmaps(centers, sig, size).amax(dim=1, keepdim=True))
+    return maps
+
+
+# ---- sampling, as in the SpatialGAN paper (used by training and "new sample") -----------
+
+def sample_object_centers(batch: int, n: int, generator: torch.Generator | None = None,
+                          device: torch.device | str = "cpu") -> torch.Tensor:
+    """Multi-object: centers ~ N(mean=(1/2, 1/2), std=(1/2, 1/2)) in image units, [B, n, 2]."""
+    c = 0.5 + 0.5 * torch.randn(batch, n, 2, generator=generator)
+    return c.to(device)
+
+
+def sample_hierarchy(batch: int, generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Single-object: root ~ N(1/2, 1/3); finer centers around their parent with std 1/6."""
+    root = 0.5 + torch.randn(batch, 2, generator=generator) / 3
+    off1 = torch.randn(batch, HIERARCHY_CENTERS[1], 2, generator=generator) / 6
+    off2 = torch.randn(batch, HIERARCHY_CENTERS[2], 2, generator=generator) / 6
+    return root.to(device), off1.to(device), off2.to(device)

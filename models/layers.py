@@ -1,0 +1,164 @@
+"""The few small layers the generator and discriminator are built from.
+
+Equalised learning rate throughout (weights stored at unit variance, scaled at run time),
+as in StyleGAN2. Styles may be global ([B, C]) or spatial fields ([B, C, H, W]); the
+spatially modulated convolution handles both, so per-object styles, block grids and
+plain global styles are one code path.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels import deform_modconv, modulated_conv2d
+
+SQRT2 = math.sqrt(2.0)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    # Gain sqrt(2) keeps activations at unit variance through the leaky ReLU.
+    return F.leaky_relu(x, 0.2) * SQRT2
+
+
+def resize_field(field: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of a spatial field; a global ([B, C]) style passes through."""
+    if field.dim() == 2 or field.shape[-1] == size:
+        return field
+    return F.interpolate(field, size=(size, size), mode="bilinear", align_corners=False)
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, cin: int, cout: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin) / lr_mul)
+        self.bias = nn.Parameter(torch.full((cout,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(cin)
+        self.lr_mul = lr_mul
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+        return lrelu(y) if self.activate else y
+
+
+class StyleAffine(EqualLinear):
+    """w -> per-channel style s. Applied pointwise, so it works on w vectors and w fields alike."""
+
+    def __init__(self, w_dim: int, channels: int):
+        super().__init__(w_dim, channels, bias_init=1.0)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if w.dim() == 2:
+            return super().forward(w)
+        return F.conv2d(w, (self.weight * self.scale)[:, :, None, None], self.bias)
+
+
+class MappingNetwork(nn.Module):
+    """z -> w. Shared by the global style, every object style and every grid block."""
+
+    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_mul: float = 0.01):
+        super().__init__()
+        dims = [z_dim] + [w_dim] * layers
+        self.net = nn.Sequential(*[EqualLinear(a, b, lr_mul=lr_mul, activate=True) for a, b in zip(dims, dims[1:])])
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z * torch.rsqrt(z.square().mean(dim=-1, keepdim=True) + 1e-8)
+        return self.net(z)
+
+    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
+        """Pull w towards the average w (psi = 1: unchanged); works on [..., w_dim] and fields [B, w_dim, H, W]."""
+        if psi == 1.0:
+            return w
+        avg = self.w_avg.view(-1, 1, 1) if w.dim() == 4 else self.w_avg
+        return avg + psi * (w - avg)
+
+
+class StyledConv(nn.Module):
+    """Spatially modulated 3x3 convolution (+ optional MTM offsets), noise, bias, lrelu.
+
+    Demodulation uses expected statistics (SSN): d = rsqrt(conv(s^2, W^2) + eps) for a
+    spatial style, which the kernels compute. With `mtm`, a second modulated convolution
+    predicts 18 offset channels from the same input and the style; it starts at zero so
+    training starts from a plain convolution, and `offset_scale` (0 = off, 1 = as trained)
+    scales it at run time without retraining.
+    """
+
+    def __init__(self, cin: int, cout: int, w_dim: int, resolution: int, upsample: bool = False,
+                 mtm: bool = False, noise: bool = True, noise_seed: int = 0, name: str = ""):
+        super().__init__()
+        self.name = name  # "8.0": resolution 8, first conv; names the offset field in records
+        self.upsample = upsample
+        self.resolution = resolution
+        self.affine = StyleAffine(w_dim, cin)
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.wscale = 1.0 / math.sqrt(cin * 9)
+        self.mtm = mtm
+        if mtm:
+            self.offset_affine = StyleAffine(w_dim, cin)
+            self.offset_weight = nn.Parameter(torch.zeros(18, cin, 3, 3))
+            self.offset_bias = nn.Parameter(torch.zeros(18))
+        self.use_noise = noise
+        if noise:
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+            # Fixed noise for the deterministic mode: regenerated from a seed, never stored.
+            g = torch.Generator().manual_seed(1000 + noise_seed)
+            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g), persistent=False)
+
+    def forward(self, x: torch.Tensor, w_field: torch.Tensor, offset_scale: float = 1.0,
+                noise_mode: str = "const", record: dict | None = None) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        size = x.shape[-1]
+        style = resize_field(self.affine(w_field), size)
+        weight = self.weight * self.wscale
+        if self.mtm:
+            offset_style = resize_field(self.offset_affine(w_field), size)
+            offset = modulated_conv2d(x, self.offset_weight * self.wscale, offset_style, demodulate=False)
+            offset = (offset + self.offset_bias.view(1, -1, 1, 1)) * offset_scale
+            if record is not None:
+                record[f"offsets_{self.name}"] = offset.detach()
+            y = deform_modconv(x, weight, offset, style=style, demodulate=True)
+        else:
+            y = modulated_conv2d(x, weight, style, demodulate=True)
+        if self.use_noise and noise_mode != "none":
+            if noise_mode == "random":
+                noise = torch.randn(y.shape[0], 1, size, size, device=y.device, dtype=y.dtype)
+            else:
+                noise = self.noise_const.to(y.dtype)
+            y = y + noise * self.noise_strength
+        return lrelu(y + self.bias.view(1, -1, 1, 1))
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 convolution to RGB, no demodulation (StyleGAN2 skip outputs)."""
+
+    def __init__(self, cin: int, w_dim: int):
+        super().__init__()
+        self.affine = StyleAffine(w_dim, cin)
+        self.weight = nn.Parameter(torch.randn(3, cin, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(3))
+        self.wscale = 1.0 / math.sqrt(cin)
+
+    def forward(self, x: torch.Tensor, w_field: torch.Tensor) -> torch.Tensor:
+        style = resize_field(self.affine(w_field), x.shape[-1])
+        y = modulated_conv2d(x, self.weight * self.wscale, style, demodulate=False, padding=0)
+        return y + self.bias.view(1, -1, 1, 1)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True, activate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.scale = 1.0 / math.sqrt(cin * kernel * kernel)
+        self.padding = kernel // 2
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return lrelu(y) if self.activate else y

@@ -1,0 +1,91 @@
+"""render(generator, state): the one path from a SceneState to pixels.
+
+Shared by the studio's render worker, the CLI and the tests. Latents are drawn from the
+state's seeds on the CPU with torch's own generator, so the same state gives the same
+latents on every machine and device.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .generator import Generator, Latents
+from .scene import SceneState
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # [H, W, 3] uint8
+    heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [n, h, w] float32
+    # MTM layer name ("16.1": resolution 16, second conv) -> [18, r, r] offsets, (dy, dx) per tap
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def seeded_normal(seed: int, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def latents_for(generator: Generator, state: SceneState, device: torch.device | str = "cpu") -> Latents:
+    """The tensors a state stands for, batch 1."""
+    cfg = generator.config
+    state.check_fits(cfg)
+    z = cfg.z_dim
+    hier = state.hierarchy is not None
+    lat = Latents(z_global=seeded_normal(state.objects[0].style_seed if hier else state.background_seed, 1, z))
+    if cfg.objects:
+        objs = state.objects
+        lat.z_objects = torch.stack([seeded_normal(o.style_seed, z) for o in objs])[None]
+        lat.centers = torch.tensor([[o.center for o in objs]], dtype=torch.float32)
+        lat.sigmas = torch.tensor([[o.effective_sigma for o in objs]], dtype=torch.float32)
+    if cfg.grid:
+        lat.z_blocks = torch.stack([seeded_normal(s, z) for s in state.block_seeds])[None]
+    if hier:
+        lat.root = torch.tensor([state.objects[0].center], dtype=torch.float32)
+        lat.offsets1 = torch.tensor([state.hierarchy.offsets1], dtype=torch.float32)
+        lat.offsets2 = torch.tensor([state.hierarchy.offsets2], dtype=torch.float32)
+        lat.root_sigma = torch.tensor([state.objects[0].effective_sigma], dtype=torch.float32)
+    return lat.to(device)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [-1, 1] -> [B, H, W, 3] uint8."""
+    x = (images.float().clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def render(generator: Generator, state: SceneState, *, precision: str = "float32",
+           extras: bool = False) -> Frame:
+    """Render one state. `extras` also returns the heatmaps and MTM offset fields."""
+    device = generator.const.device
+    lat = latents_for(generator, state, device)
+    record: dict | None = {} if extras else None
+    if precision == "bfloat16":
+        ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    elif precision == "float32":
+        ctx = nullcontext()
+    else:
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    with ctx:
+        img = generator(lat, psi=state.truncation, offset_scale=state.offset_scale, noise_mode="const", record=record)
+    frame = Frame(image=to_uint8(img)[0])
+    if record:
+        for key, value in record.items():
+            arr = value[0].float().cpu().numpy()
+            if key.startswith("offsets_"):
+                frame.offsets[key.split("_", 1)[1]] = arr
+            else:
+                frame.heatmaps[key] = arr
+    return frame
+
+
+def resize_image(image: np.ndarray, size: int, smooth: bool = True) -> np.ndarray:
+    """Square resize for export: Lanczos, or nearest-neighbour for crisp pixels."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    resample = Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(image).resize((size, size), resample))

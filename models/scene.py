@@ -1,0 +1,288 @@
+"""SceneState: the immutable document. Everything that decides the image, nothing else.
+
+Undo stores states, a session file is a state, the CLI renders a state, tests assert on
+states. Random parts are stored as seeds (not tensors), so a state is small, JSON-able and
+reproducible on any machine: same state + same checkpoint = same pixels.
+
+Coordinates are normalised image units ((0, 0) top-left, (1, 1) bottom-right); sigma is
+a fraction of the image side (0 removes the object).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+from .config import HIERARCHY_CENTERS, GeneratorConfig
+
+SEED_LIMIT = 2**31  # seeds are in [0, SEED_LIMIT)
+MAX_SIGMA = 1.0
+MAX_STRENGTH = 2.0
+DEFAULT_SIGMA = 0.12
+DEFAULT_ROOT_SIGMA = 0.2
+
+
+class SceneError(ValueError):
+    """A scene value is invalid, or the scene does not fit the generator."""
+
+
+Point = tuple[float, float]
+
+
+def _point(value: Any, what: str) -> Point:
+    try:
+        x, y = value
+        x, y = float(x), float(y)
+    except (TypeError, ValueError):
+        raise SceneError(f"{what} must be a pair of numbers (x, y), got {value!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y)) or not (-1 <= x <= 2 and -1 <= y <= 2):
+        raise SceneError(f"{what} must be finite and within [-1, 2] image units, got {value!r}")
+    return (x, y)
+
+
+def _seed(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise SceneError(f"{what} must be an integer in [0, 2^31), got {value!r}")
+    return value
+
+
+def _number(value: Any, what: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SceneError(f"{what} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise SceneError(f"{what} must be within [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    center: Point
+    sigma: float = DEFAULT_SIGMA
+    style_seed: int = 0
+    visible: bool = True
+    locked: bool = False  # a locked object keeps its place and style on "new sample"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "center", _point(self.center, "object center"))
+        object.__setattr__(self, "sigma", _number(self.sigma, "object sigma", 0.0, MAX_SIGMA))
+        _seed(self.style_seed, "object style_seed")
+
+    @property
+    def effective_sigma(self) -> float:
+        return self.sigma if self.visible else 0.0
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Finer centers of the single-object setting, relative to their parent center."""
+
+    offsets1: tuple[Point, ...]  # 2 level-1 centers, relative to the root
+    offsets2: tuple[Point, ...]  # 4 level-2 centers, relative to level-1 center k // 2
+
+    def __post_init__(self) -> None:
+        for name, n in (("offsets1", HIERARCHY_CENTERS[1]), ("offsets2", HIERARCHY_CENTERS[2])):
+            pts = getattr(self, name)
+            if not isinstance(pts, (list, tuple)) or len(pts) != n:
+                raise SceneError(f"hierarchy {name} must hold {n} (dx, dy) pairs, got {pts!r}")
+            object.__setattr__(self, name, tuple(_point(p, f"hierarchy {name}") for p in pts))
+
+
+@dataclass(frozen=True)
+class SceneState:
+    seed: int = 0  # the sample: "new sample" draws everything unlocked from it
+    truncation: float = 1.0
+    objects: tuple[ObjectState, ...] = ()
+    hierarchy: Hierarchy | None = None  # single-object setting: objects[0] is the root
+    block_seeds: tuple[int, ...] = ()
+    background_seed: int = 0  # the global style when there is no block grid
+    offsets_on: bool = True
+    offset_strength: float = 1.0
+    time: float = 0.0  # reserved for the video capability
+    motion_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _seed(self.seed, "seed")
+        _seed(self.background_seed, "background_seed")
+        _seed(self.motion_seed, "motion_seed")
+        _number(self.truncation, "truncation", -1.0, 2.0)
+        _number(self.offset_strength, "offset_strength", 0.0, MAX_STRENGTH)
+        _number(self.time, "time", 0.0, 1e9)
+        if not isinstance(self.offsets_on, bool):
+            raise SceneError(f"offsets_on must be true or false, got {self.offsets_on!r}")
+        objs = tuple(self.objects)
+        if not all(isinstance(o, ObjectState) for o in objs):
+            raise SceneError("objects must be ObjectState values")
+        object.__setattr__(self, "objects", objs)
+        seeds = tuple(_seed(s, "block seed") for s in self.block_seeds)
+        object.__setattr__(self, "block_seeds", seeds)
+
+    # ---- what the generator sees ----------------------------------------------------
+    @property
+    def offset_scale(self) -> float:
+        return self.offset_strength if self.offsets_on else 0.0
+
+    def hierarchy_centers(self) -> list[list[Point]]:
+        """Absolute centers per level (hierarchical scenes): [[root], [2], [4]]."""
+        if self.hierarchy is None or not self.objects:
+            return []
+        rx, ry = self.objects[0].center
+        lvl1 = [(rx + dx, ry + dy) for dx, dy in self.hierarchy.offsets1]
+        lvl2 = [(lvl1[k // 2][0] + dx, lvl1[k // 2][1] + dy) for k, (dx, dy) in enumerate(self.hierarchy.offsets2)]
+        return [[(rx, ry)], lvl1, lvl2]
+
+    def check_fits(self, config: GeneratorConfig) -> None:
+        """Raise SceneError if this scene cannot drive a generator of this config."""
+        want_objects = 1 if config.hierarchical else config.objects
+        if len(self.objects) != want_objects:
+            raise SceneError(f"the scene has {len(self.objects)} objects, the generator expects {want_objects}")
+        if config.hierarchical != (self.hierarchy is not None):
+            raise SceneError("the scene's hierarchical centers do not match the generator"
+                             f" (generator hierarchical={config.hierarchical})")
+        if len(self.block_seeds) != config.grid ** 2:
+            raise SceneError(f"the scene has {len(self.block_seeds)} block seeds, the generator's"
+                             f" {config.grid}x{config.grid} grid needs {config.grid ** 2}")
+
+    # ---- edits (each returns a new state) -------------------------------------------
+    def with_object(self, index: int, **changes: Any) -> "SceneState":
+        self._check_index(index)
+        objs = list(self.objects)
+        objs[index] = replace(objs[index], **changes)
+        return replace(self, objects=tuple(objs))
+
+    def move_center(self, level: int, index: int, center: Point) -> "SceneState":
+        """Move one handle. Level 0 (or any object) moves its finer centers along with it;
+        a level-1 center moves its two level-2 children with it."""
+        center = _point(center, "center")
+        if self.hierarchy is None or level == 0:
+            return self.with_object(index if self.hierarchy is None else 0, center=center)
+        levels = self.hierarchy_centers()
+        if level == 1:
+            root = levels[0][0]
+            off1 = list(self.hierarchy.offsets1)
+            off1[index] = (center[0] - root[0], center[1] - root[1])
+            return replace(self, hierarchy=replace(self.hierarchy, offsets1=tuple(off1)))
+        if level == 2:
+            parent = levels[1][index // 2]
+            off2 = list(self.hierarchy.offsets2)
+            off2[index] = (center[0] - parent[0], center[1] - parent[1])
+            return replace(self, hierarchy=replace(self.hierarchy, offsets2=tuple(off2)))
+        raise SceneError(f"hierarchy level must be 0, 1 or 2, got {level}")
+
+    def with_block_seeds(self, changes: dict[int, int]) -> "SceneState":
+        seeds = list(self.block_seeds)
+        for i, s in changes.items():
+            if not 0 <= i < len(seeds):
+                raise SceneError(f"block index {i} is outside the {len(seeds)} blocks")
+            seeds[i] = _seed(s, "block seed")
+        return replace(self, block_seeds=tuple(seeds))
+
+    def resample_blocks(self, indices: Iterable[int], seed: int) -> "SceneState":
+        """New latents for these blocks only, drawn from `seed` (the edit is reproducible)."""
+        rng = random.Random(seed)
+        return self.with_block_seeds({i: rng.randrange(SEED_LIMIT) for i in sorted(set(indices))})
+
+    def new_sample(self, seed: int) -> "SceneState":
+        """Everything drawn anew from `seed`, except locked objects and the view settings."""
+        fresh = initial_state_like(self, seed)
+        objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
+        return replace(fresh, objects=objs, truncation=self.truncation,
+                       offsets_on=self.offsets_on, offset_strength=self.offset_strength, time=self.time)
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < len(self.objects):
+            raise SceneError(f"object index {index} is outside the scene's {len(self.objects)} objects")
+
+    # ---- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "truncation": self.truncation,
+            "objects": [{"center": list(o.center), "sigma": o.sigma, "style_seed": o.style_seed,
+                         "visible": o.visible, "locked": o.locked} for o in self.objects],
+            "hierarchy": None if self.hierarchy is None else {
+                "offsets1": [list(p) for p in self.hierarchy.offsets1],
+                "offsets2": [list(p) for p in self.hierarchy.offsets2]},
+            "block_seeds": list(self.block_seeds),
+            "background_seed": self.background_seed,
+            "offsets_on": self.offsets_on,
+            "offset_strength": self.offset_strength,
+            "time": self.time,
+            "motion_seed": self.motion_seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SceneState":
+        if not isinstance(data, dict):
+            raise SceneError(f"a scene must be a JSON object, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SceneError(f"unknown scene keys: {unknown}")
+        kw = dict(data)
+        objs = kw.get("objects", [])
+        if not isinstance(objs, list):
+            raise SceneError(f"objects must be a list, got {objs!r}")
+        parsed = []
+        for i, o in enumerate(objs):
+            if not isinstance(o, dict):
+                raise SceneError(f"objects[{i}] must be an object, got {o!r}")
+            bad = sorted(set(o) - set(ObjectState.__dataclass_fields__))
+            if bad or "center" not in o:
+                raise SceneError(f"objects[{i}] needs a center and takes only"
+                                 f" {sorted(ObjectState.__dataclass_fields__)}; got keys {sorted(o)}")
+            for flag in ("visible", "locked"):
+                if flag in o and not isinstance(o[flag], bool):
+                    raise SceneError(f"objects[{i}].{flag} must be true or false, got {o[flag]!r}")
+            parsed.append(ObjectState(**o))
+        kw["objects"] = tuple(parsed)
+        h = kw.get("hierarchy")
+        if h is not None:
+            if not isinstance(h, dict) or set(h) != {"offsets1", "offsets2"}:
+                raise SceneError(f"hierarchy must be an object with offsets1 and offsets2, got {h!r}")
+            kw["hierarchy"] = Hierarchy(**h)
+        if "block_seeds" in kw:
+            if not isinstance(kw["block_seeds"], list):
+                raise SceneError(f"block_seeds must be a list, got {kw['block_seeds']!r}")
+            kw["block_seeds"] = tuple(kw["block_seeds"])
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise SceneError(str(exc)) from None
+
+
+def initial_state(config: GeneratorConfig, seed: int) -> SceneState:
+    """A fresh scene for a generator, drawn reproducibly from one seed."""
+    return draw_scene(seed, objects=config.objects, hierarchical=config.hierarchical, grid=config.grid)
+
+
+def initial_state_like(state: SceneState, seed: int) -> SceneState:
+    """A fresh scene of the same shape as `state` (object count, grid, hierarchy)."""
+    hierarchical = state.hierarchy is not None
+    return draw_scene(seed, objects=0 if hierarchical else len(state.objects), hierarchical=hierarchical,
+                      grid=int(round(math.sqrt(len(state.block_seeds)))))
+
+
+def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int) -> SceneState:
+    rng = random.Random(_seed(seed, "seed"))
+
+    def new_seed() -> int:
+        return rng.randrange(SEED_LIMIT)
+
+    def inside() -> float:  # start objects well inside the frame, where a user can grab them
+        return round(rng.uniform(0.2, 0.8), 4)
+
+    def jitter(scale: float) -> float:
+        return round(max(-scale, min(scale, rng.gauss(0.0, scale / 1.5))), 4)
+
+    objs: list[ObjectState] = []
+    hierarchy = None
+    if hierarchical:
+        objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_ROOT_SIGMA, style_seed=new_seed()))
+        hierarchy = Hierarchy(offsets1=tuple((jitter(0.25), jitter(0.25)) for _ in range(HIERARCHY_CENTERS[1])),
+                              offsets2=tuple((jitter(0.12), jitter(0.12)) for _ in range(HIERARCHY_CENTERS[2])))
+    for _ in range(objects):
+        objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_SIGMA, style_seed=new_seed()))
+    blocks = tuple(new_seed() for _ in range(grid ** 2))
+    return SceneState(seed=seed, objects=tuple(objs), hierarchy=hierarchy, block_seeds=blocks,
+                      background_seed=new_seed(), motion_seed=new_seed())

@@ -1,0 +1,27 @@
+import os
+
+import pytest
+import torch
+
+# The whole suite is CPU-only and must be deterministic; two threads match the CI machine.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def tiny_generators():
+    """One untrained tiny generator per capability set, built once."""
+    from models.library import untrained_generator
+
+    return {name: untrained_generator(name) for name in ("tiny-rooms", "tiny-figures", "tiny-plain")}
+
+
+def with_live_offsets(generator, scale: float = 0.3, seed: int = 0):
+    """Give the MTM offset predictors non-zero weights (they start at zero), so that tests
+    can see offsets act. Returns the same generator, modified in place."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in generator.named_parameters():
+            if name.endswith("offset_weight") or name.endswith("offset_bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return generator

@@ -1,0 +1,148 @@
+"""Checkpoints: round trip, and one clear CheckpointError per kind of bad file."""
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from models import CheckpointError, initial_state, load_checkpoint, read_info, render, save_checkpoint
+from models.checkpoint import FORMAT_VERSION
+from models.library import open_generator, untrained_generator
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    g = untrained_generator("tiny-rooms")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, g, {"name": "tiny", "architecture": "tiny-rooms", "metrics": {"co_move_ratio": 0.5}},
+                    dtype=torch.float32)
+    return g, path
+
+
+def test_round_trip_same_pixels_and_metadata(saved):
+    g, path = saved
+    loaded, info = load_checkpoint(path)
+    s = initial_state(g.config, 3)
+    assert np.array_equal(render(g, s).image, render(loaded, s).image)
+    assert info.config == g.config and info.name == "tiny"
+    assert info.meta["metrics"] == {"co_move_ratio": 0.5}
+    assert info.meta["capabilities"]["objects"] == 2 and len(info.sha256) == 64
+    assert read_info(path).sha256 == info.sha256
+
+
+def test_fp16_storage_is_half_the_size_and_close(tmp_path):
+    g = untrained_generator("tiny-figures")
+    p32, p16 = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_checkpoint(p32, g, dtype=torch.float32)
+    save_checkpoint(p16, g)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    s = initial_state(g.config, 0)
+    diff = np.abs(render(g, s).image.astype(int) - render(load_checkpoint(p16)[0], s).image.astype(int))
+    assert diff.mean() < 2
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.safetensors: no such file"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated_file(saved, tmp_path):
+    data = saved[1].read_bytes()
+    for cut in (4, 100, len(data) - 10):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match=f"cut{cut}.safetensors: .*truncated"):
+            load_checkpoint(bad)
+
+
+def test_not_safetensors(tmp_path):
+    bad = tmp_path / "notes.safetensors"
+    bad.write_bytes(b"hello, this is a text file that is long enough")
+    with pytest.raises(CheckpointError, match="notes.safetensors: is (truncated or )?not a safetensors"):
+        load_checkpoint(bad)
+    bad.write_bytes(struct.pack("<Q", 5) + b"\xff\xfe{{{")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_checkpoint(bad)
+
+
+def test_pickles_are_refused_and_never_unpickled(tmp_path, monkeypatch):
+    pt = tmp_path / "model.pt"
+    torch.save({"weight": torch.zeros(2)}, pt)
+    raw = tmp_path / "model.pkl"
+    raw.write_bytes(pickle.dumps({"a": 1}))
+
+    def explode(*a, **k):
+        raise AssertionError("something tried to unpickle")
+
+    monkeypatch.setattr(pickle, "load", explode)
+    monkeypatch.setattr(pickle, "loads", explode)
+    monkeypatch.setattr(torch, "load", explode)
+    for path in (pt, raw):
+        with pytest.raises(CheckpointError, match=f"{path.name}: is a pickle.*refused"):
+            load_checkpoint(path)
+
+
+def test_foreign_safetensors_without_our_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, str(p))
+    with pytest.raises(CheckpointError, match="foreign.safetensors: .*not a SteerGAN checkpoint"):
+        load_checkpoint(p)
+
+
+def _rewrite_meta(src, dst, change):
+    from safetensors.torch import load_file, save_file
+
+    meta_raw = read_meta(src)
+    meta = json.loads(meta_raw)
+    change(meta)
+    save_file(load_file(str(src)), str(dst), metadata={"steergan": json.dumps(meta)})
+
+
+def read_meta(path):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n])["__metadata__"]["steergan"]
+
+
+def test_unknown_version(saved, tmp_path):
+    p = tmp_path / "future.safetensors"
+    _rewrite_meta(saved[1], p, lambda m: m.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match=f"future.safetensors: .*version {FORMAT_VERSION + 1}"):
+        load_checkpoint(p)
+
+
+def test_shapes_that_do_not_match_the_config(saved, tmp_path):
+    p = tmp_path / "wider.safetensors"
+    _rewrite_meta(saved[1], p, lambda m: m["config"]["channels"].update({"32": 12}))
+    with pytest.raises(CheckpointError, match="wider.safetensors: tensor .* has shape"):
+        load_checkpoint(p)
+    p2 = tmp_path / "other.safetensors"
+    _rewrite_meta(saved[1], p2, lambda m: m["config"].update(objects=0))
+    with pytest.raises(CheckpointError, match="other.safetensors: does not match its config"):
+        load_checkpoint(p2)
+    p3 = tmp_path / "badcfg.safetensors"
+    _rewrite_meta(saved[1], p3, lambda m: m["config"].update(resolution=48))
+    with pytest.raises(CheckpointError, match="badcfg.safetensors: has an invalid generator config"):
+        load_checkpoint(p3)
+
+
+def test_non_finite_weights(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(saved[1]))
+    tensors["const"][0, 0, 0, 0] = float("nan")
+    p = tmp_path / "nan.safetensors"
+    save_file(tensors, str(p), metadata={"steergan": read_meta(saved[1])})
+    with pytest.raises(CheckpointError, match="nan.safetensors: tensor 'const' holds non-finite"):
+        load_checkpoint(p)
+
+
+def test_open_generator_falls_back_to_untrained_architecture():
+    loaded = open_generator(arch="tiny-plain")
+    assert not loaded.trained and "untrained" in loaded.name and loaded.ref.architecture == "tiny-plain"
