@@ -165,3 +165,13 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     generator.load_state_dict({k: v.float() for k, v in tensors.items()})
     generator.eval().requires_grad_(False)
     return generator.to(device), info
+
+
+def store_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
+    """Rewrite a checkpoint with `metrics` in its JSON (weights byte-identical, atomic)."""
+    from safetensors.torch import load_file, save
+
+    meta, _, _ = read_header(path)
+    meta["metrics"] = metrics
+    tensors = load_file(str(path))
+    atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))

@@ -1,0 +1,9 @@
+"""The MTM operator and the modulated convolution. Knows nothing of GANs, models or Qt.
+
+`deform_modconv` goes through the dispatcher (CUDA kernel where available, else the
+reference); `modulated_conv2d` is the reference itself, since cuDNN already makes it fast.
+"""
+from .dispatch import active_backend, deform_modconv
+from .modconv_ref import modulated_conv2d
+
+__all__ = ["active_backend", "deform_modconv", "modulated_conv2d"]

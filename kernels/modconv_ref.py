@@ -1,0 +1,149 @@
+"""Pure-PyTorch reference operators: modulated convolution and the MTM operator.
+
+Both apply the modulation to the *input* (conv(x * s, W) == conv(x, W * s) per sample),
+so the weight stays shared across the batch and no grouped convolution is needed; the
+demodulation d is applied to the output. These are differentiable, run on any device and
+float dtype, and are the ground truth that a CUDA kernel must match.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+# Tap order of a 3x3 kernel: k = ky * 3 + kx (row-major), as in torchvision's deform_conv2d.
+_TAPS = 9
+
+
+def _shape(t: Tensor) -> list[int]:
+    return list(t.shape)
+
+
+def _check_style(style: Tensor | None, x: Tensor) -> None:
+    if style is None:
+        return
+    b, ci, h, w = x.shape
+    if _shape(style) not in ([b, ci], [b, ci, h, w]):
+        raise ValueError(
+            f"style must be [B, Ci] = [{b}, {ci}] or [B, Ci, H, W] = [{b}, {ci}, {h}, {w}], "
+            f"got {_shape(style)}"
+        )
+
+
+def _check_x_weight(x: Tensor, weight: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be [B, Ci, H, W], got {_shape(x)}")
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight must be [Co, Ci, k, k] with Ci = {x.shape[1]}, got {_shape(weight)}")
+
+
+def _modulate(x: Tensor, style: Tensor | None) -> Tensor:
+    if style is None:
+        return x
+    return x * (style[:, :, None, None] if style.dim() == 2 else style)
+
+
+def _demodulation(weight: Tensor, style: Tensor | None, eps: float, padding: int) -> Tensor:
+    """d such that d * conv(x * s, W) has unit expected variance per output.
+
+    Global style: d[b, o] = rsqrt(sum_{i,k} (s[b,i] W[o,i,k])^2 + eps), shape [B, Co, 1, 1]
+    (or [1, Co, 1, 1] without a style). Spatial style: expected statistics (SSN),
+    d = rsqrt(conv(s^2, W^2) + eps), shape [B, Co, H', W'] -- deliberately not the
+    sample's own statistics, so that resampling one block leaves the others unchanged.
+    """
+    w2 = weight.square()
+    if style is None:
+        return torch.rsqrt(w2.sum(dim=(1, 2, 3)) + eps).view(1, -1, 1, 1)
+    if style.dim() == 2:
+        return torch.rsqrt(style.square() @ w2.sum(dim=(2, 3)).t() + eps)[:, :, None, None]
+    return torch.rsqrt(F.conv2d(style.square(), w2, padding=padding) + eps)
+
+
+def modulated_conv2d(x: Tensor, weight: Tensor, style: Tensor | None = None, demodulate: bool = True,
+                     eps: float = 1e-8, padding: int = 1) -> Tensor:
+    """y = d * conv2d(x * s, W), stride 1.
+
+    x: [B, Ci, H, W]; weight: [Co, Ci, k, k]; style: None (s = 1), [B, Ci] (StyleGAN2) or
+    [B, Ci, H, W] (spatially varying, SSN). demodulate=False gives d = 1. `padding` is the
+    zero padding of the convolution (1 for 3x3, 0 for 1x1 keeps the size).
+    """
+    _check_x_weight(x, weight)
+    _check_style(style, x)
+    y = F.conv2d(_modulate(x, style), weight, padding=padding)
+    if demodulate:
+        y = y * _demodulation(weight, style, eps, padding)
+    return y
+
+
+def _check_deform(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None) -> None:
+    _check_x_weight(x, weight)
+    b, ci, h, w = x.shape
+    if weight.shape[2:] != (3, 3):
+        raise ValueError(f"weight must be [Co, Ci, 3, 3] = [{weight.shape[0]}, {ci}, 3, 3], got {_shape(weight)}")
+    if _shape(offset) != [b, 2 * _TAPS, h, w]:
+        raise ValueError(f"offset must be [B, 18, H, W] = [{b}, 18, {h}, {w}], got {_shape(offset)}")
+    if mask is not None and _shape(mask) != [b, _TAPS, h, w]:
+        raise ValueError(f"mask must be [B, 9, H, W] = [{b}, 9, {h}, {w}], got {_shape(mask)}")
+
+
+def _deform_columns(x: Tensor, offset: Tensor, mask: Tensor | None) -> Tensor:
+    """Bilinearly sampled columns [B, Ci * 9, H * W], ordered (channel, tap) like weight.view(Co, -1).
+
+    Corner indices and weights depend only on (b, tap, pixel), so they are computed once
+    and every channel is fetched with one gather per corner.
+    """
+    b, ci, h, w = x.shape
+    # Coordinates in at least float32: half precision cannot resolve fractions at y ~ 100s.
+    cdt = torch.promote_types(offset.dtype, torch.float32)
+    off = offset.to(cdt).reshape(b, _TAPS, 2, h, w)
+    taps = torch.arange(_TAPS, device=x.device)
+    ky = (taps // 3).to(cdt).view(1, _TAPS, 1, 1)
+    kx = (taps % 3).to(cdt).view(1, _TAPS, 1, 1)
+    hh = torch.arange(h, device=x.device, dtype=cdt).view(1, 1, h, 1)
+    ww = torch.arange(w, device=x.device, dtype=cdt).view(1, 1, 1, w)
+    # Points beyond [-2, size + 1] sample nothing either way; clamping keeps floor() and the
+    # integer indices finite for huge offsets, and its zero gradient there is the true one.
+    py = (hh - 1 + ky + off[:, :, 0]).clamp(-2.0, h + 1.0)
+    px = (ww - 1 + kx + off[:, :, 1]).clamp(-2.0, w + 1.0)
+    y0, x0 = py.floor(), px.floor()
+    ly, lx = py - y0, px - x0  # exactly 0 for integer coordinates, so integer offsets are exact
+    y0, x0 = y0.long(), x0.long()
+    tap_weight = mask.to(cdt) if mask is not None else None
+
+    flat = x.reshape(b, ci, h * w)
+    cols = None
+    for dy, dx, cw in ((0, 0, (1 - ly) * (1 - lx)), (0, 1, (1 - ly) * lx),
+                       (1, 0, ly * (1 - lx)), (1, 1, ly * lx)):
+        yc, xc = y0 + dy, x0 + dx
+        # A corner outside the map contributes 0 (torchvision's rule); its index is clamped
+        # only so that gather stays in range.
+        valid = (yc >= 0) & (yc < h) & (xc >= 0) & (xc < w)
+        cw = cw * valid
+        if tap_weight is not None:
+            cw = cw * tap_weight
+        idx = (yc.clamp(0, h - 1) * w + xc.clamp(0, w - 1)).reshape(b, 1, _TAPS * h * w)
+        sample = flat.gather(2, idx.expand(b, ci, -1)) * cw.to(x.dtype).reshape(b, 1, -1)
+        cols = sample if cols is None else cols + sample
+    return cols.reshape(b, ci * _TAPS, h * w)
+
+
+def deform_modconv(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None = None,
+                   style: Tensor | None = None, demodulate: bool = True, eps: float = 1e-8) -> Tensor:
+    """The MTM operator: d[b, o] * DCN(x * s; W), a deformable, modulated 3x3 convolution.
+
+    Stride 1, padding 1, dilation 1; tap (ky, kx) of output pixel (h, w) samples
+    y = h - 1 + ky + offset[:, 2k], x = w - 1 + kx + offset[:, 2k + 1] (k = ky * 3 + kx)
+    bilinearly, each corner outside the map contributing 0: torchvision.ops.deform_conv2d
+    semantics (DCNv1; DCNv2 with `mask` [B, 9, H, W] scaling each tap's sample).
+    Modulation and demodulation are exactly those of `modulated_conv2d`; d does not depend
+    on the offsets.
+    """
+    _check_deform(x, weight, offset, mask)
+    _check_style(style, x)
+    b, _, h, w = x.shape
+    cols = _deform_columns(_modulate(x, style), offset, mask)
+    y = torch.matmul(weight.reshape(weight.shape[0], -1), cols).reshape(b, -1, h, w)
+    if demodulate:
+        y = y * _demodulation(weight, style, eps, padding=1)
+    return y
