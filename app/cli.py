@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SUBCOMMANDS = ("render", "bench", "info")
+SUBCOMMANDS = ("render", "bench", "info", "train", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print a checkpoint's description as JSON")
     i.add_argument("checkpoint")
     i.set_defaults(func=cmd_info)
+
+    t = sub.add_parser("train", help="train a generator on procedural data (torchrun for several GPUs)")
+    t.add_argument("config", help="a training config name (rooms, figures, ...) or a .json file")
+    t.add_argument("--out", help="run folder (default runs/CONFIG)")
+    t.add_argument("--minutes", type=float, help="stop cleanly after this much training time and save")
+    t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests)")
+    t.add_argument("--resume", help="a run folder or its train_state.safetensors")
+    t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="measure a checkpoint's steering metrics; prints JSON")
+    e.add_argument("checkpoint")
+    e.add_argument("--samples", type=int, default=256)
+    e.add_argument("--fd-samples", type=int, help="images per set for the domain FD (default max(samples, 512))")
+    e.add_argument("--json", help="also write the metrics to this file")
+    e.add_argument("--store", action="store_true", help="write the metrics into the checkpoint's own JSON")
+    e.add_argument("--probe", help="the metrics probe (default checkpoints/probe.safetensors)")
+    e.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -122,6 +140,53 @@ def cmd_info(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
     print(json.dumps({"path": info.path, "sha256": info.sha256, **info.meta}, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from models import ConfigError
+    from models.training import Trainer, training_config
+    from models.training.state import TrainStateError
+
+    try:
+        cfg = training_config(args.config)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    out = args.out or str(Path("runs") / cfg.name)
+    try:
+        trainer = Trainer(cfg, out, device=device, resume=args.resume)
+    except TrainStateError as exc:
+        raise UserError(str(exc)) from None
+    print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
+    ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+    print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from models.checkpoint import store_metrics
+    from models.metrics.evaluate import evaluate
+    from models.metrics.probe import DEFAULT_PROBE, load_probe
+
+    loaded = _open(args.checkpoint, None, "cpu")
+    try:
+        probe, _ = load_probe(args.probe or DEFAULT_PROBE)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    metrics = evaluate(loaded.generator, probe, samples=args.samples, fd_samples=args.fd_samples,
+                       log=lambda m: print(m, file=sys.stderr))
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    if args.store:
+        store_metrics(args.checkpoint, metrics)
+        print(f"stored the metrics in {args.checkpoint}", file=sys.stderr)
     return 0
 
 

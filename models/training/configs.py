@@ -1,0 +1,89 @@
+"""Training configurations: which generator, which data, and the loss/optimiser settings.
+
+`steergan train CONFIG` takes a name from TRAINING_CONFIGS or a JSON file of the same keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ARCHITECTURES, ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    architecture: str  # a name in models.config.ARCHITECTURES
+    dataset: str  # a name in models.data.DATASETS
+    batch: int = 32
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)
+    r1_gamma: float = 1.0
+    r1_every: int = 16  # lazy R1: every N steps, scaled by N
+    ema_kimg: float = 5.0  # half-life of the generator EMA, in thousands of images
+    align_weight: float = 1.0  # SpatialGAN GradCAM alignment (0 = off)
+    align_every: int = 2
+    tau: float = 0.25
+    distortion_weight: float = 10.0  # SSN block-distortion regulariser (0 = off)
+    distortion_every: int = 2
+    sample_every: int = 500  # steps between sample grids
+    log_every: int = 20
+    save_every_minutes: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
+        for name in ("batch", "r1_every", "align_every", "distortion_every", "sample_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        object.__setattr__(self, "betas", tuple(self.betas))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys: {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+TRAINING_CONFIGS: dict[str, TrainConfig] = {
+    "rooms": TrainConfig("rooms", "rooms", "rooms"),
+    "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
+    "figures": TrainConfig("figures", "figures", "figures"),
+    "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures"),
+    # Tiny ones for tests: every loss term on, every step.
+    "tiny-rooms": TrainConfig("tiny-rooms", "tiny-rooms", "rooms", batch=4, r1_every=2, align_every=1,
+                              distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
+    "tiny-figures": TrainConfig("tiny-figures", "tiny-figures", "figures", batch=4, r1_every=2, align_every=1,
+                                distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
+}
+
+
+def training_config(name_or_path: str) -> TrainConfig:
+    if name_or_path in TRAINING_CONFIGS:
+        return TRAINING_CONFIGS[name_or_path]
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.exists():
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such training config file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: a training config must be a JSON object")
+        return TrainConfig.from_dict(data)
+    raise ConfigError(f"unknown training config {name_or_path!r}; known: {sorted(TRAINING_CONFIGS)} or a .json file")

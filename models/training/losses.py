@@ -1,0 +1,108 @@
+"""The losses: StyleGAN2's non-saturating logistic loss with lazy R1, SpatialGAN's GradCAM
+alignment of D's attention with G's input heatmaps, and SSN's block-distortion regulariser."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..discriminator import GRADCAM_LEVELS
+from ..generator import Generator, Latents
+
+
+def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake_logits).mean()
+
+
+def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||^2 on real images (the caller scales by gamma/2 and the lazy interval)."""
+    real = real.detach().requires_grad_(True)
+    logits = discriminator(real)
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+# ---- SpatialGAN: align D's GradCAM with the heatmaps G was given -----------------------
+
+def gradcam_maps(logits: torch.Tensor, features: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """GradCAM per level, normalised to [0, 1] per image: relu(sum_c mean(dy/dA_c) * A_c).
+
+    create_graph=True so that the maps stay differentiable with respect to G's output.
+    """
+    levels = [lvl for lvl in GRADCAM_LEVELS if lvl in features]
+    grads = torch.autograd.grad(logits.sum(), [features[lvl] for lvl in levels], create_graph=True)
+    maps = {}
+    for lvl, grad in zip(levels, grads):
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * features[lvl]).sum(dim=1, keepdim=True))
+        maps[lvl] = cam / (cam.amax(dim=(2, 3), keepdim=True) + 1e-8)
+    return maps
+
+
+def _truncate(x: torch.Tensor, tau: float) -> torch.Tensor:
+    return torch.where(x < tau, torch.zeros_like(x), x)
+
+
+def alignment_loss(generator: Generator, discriminator, lat: Latents, images: torch.Tensor,
+                   tau: float = 0.25) -> torch.Tensor:
+    """L1 between D's GradCAM at 4/8/16 and G's input heatmaps, both truncated below tau.
+
+    D is frozen for this term: its parameters get no gradient, only G does (through the
+    images). Multi-object: per image, the minimum over each sub-heatmap and the whole
+    heatmap, since D may attend to any one object or to all of them.
+    """
+    was = [p.requires_grad for p in discriminator.parameters()]
+    discriminator.requires_grad_(False)
+    try:
+        logits, feats = discriminator(images, return_features=True)
+        cams = gradcam_maps(logits, feats)
+    finally:
+        for p, flag in zip(discriminator.parameters(), was):
+            p.requires_grad_(flag)
+    cfg = generator.config
+    losses = []
+    for lvl, cam in cams.items():
+        cam = _truncate(cam, tau)
+        if cfg.hierarchical:
+            target = generator.level_heatmaps(lat)[(4, 8, 16).index(lvl)]
+            losses.append((cam - _truncate(target, tau)).abs().mean(dim=(1, 2, 3)))
+        elif cfg.objects:
+            subs = generator.object_heatmaps(lat, lvl)  # [B, n, l, l]
+            whole = subs.amax(dim=1, keepdim=True)
+            cands = torch.cat([subs, whole], dim=1)
+            per = (cam - _truncate(cands, tau)).abs().mean(dim=(2, 3))  # [B, n + 1]
+            losses.append(per.min(dim=1).values)
+    if not losses:
+        return images.new_zeros(())
+    return torch.stack(losses).mean()
+
+
+# ---- SSN: resampling one block must not change the image outside it ---------------------
+
+def block_outside_mask(block: torch.Tensor, grid: int, size: int) -> torch.Tensor:
+    """[B, 1, size, size]: 1 outside block `block[b]` (row-major index), 0 inside."""
+    rows, cols = block // grid, block % grid
+    coords = torch.arange(size, device=block.device) * grid // size  # pixel -> block row/col
+    inside = (coords.view(1, size, 1) == rows.view(-1, 1, 1)) & (coords.view(1, 1, size) == cols.view(-1, 1, 1))
+    return (~inside).float()[:, None]
+
+
+def distortion_loss(generator: Generator, lat: Latents, images: torch.Tensor, psi: float = 1.0,
+                    generator_rng: torch.Generator | None = None) -> torch.Tensor:
+    """Mean squared change outside one randomly resampled block (pixels scaled to [0, 1]).
+
+    `images` must be G(lat) rendered with noise_mode="const", so that only the block differs.
+    """
+    cfg = generator.config
+    B = lat.batch
+    block = torch.randint(cfg.grid * cfg.grid, (B,), generator=generator_rng).to(images.device)
+    z_new = torch.randn(B, cfg.z_dim, generator=generator_rng).to(images.device)
+    z_blocks = lat.z_blocks.clone()
+    z_blocks[torch.arange(B, device=images.device), block] = z_new
+    resampled = generator(Latents(**{**lat.__dict__, "z_blocks": z_blocks}), psi=psi, noise_mode="const")
+    outside = block_outside_mask(block, cfg.grid, images.shape[-1])
+    change = ((resampled - images) / 2).square() * outside
+    return change.sum(dim=(1, 2, 3)).div(outside.sum(dim=(1, 2, 3)) * 3).mean()

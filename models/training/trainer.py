@@ -1,0 +1,250 @@
+"""The training loop: one process per GPU (torchrun) or a single CPU/GPU process.
+
+Gradients are all-reduced by hand after each backward, as stylegan2-ada does, instead
+of wrapping the networks in DistributedDataParallel: R1 and the GradCAM alignment both
+take double backward passes, which DDP's hooks do not support.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from ..checkpoint import save_checkpoint
+from ..config import architecture
+from ..discriminator import Discriminator
+from ..generator import Generator
+from ..render import to_uint8
+from .configs import TrainConfig
+from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, r1_penalty
+from .state import load_train_state, save_train_state
+
+STATE_FILE = "train_state.safetensors"
+
+
+def _world() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu",
+                 resume: str | os.PathLike | None = None, log: Callable[[str], None] | None = None):
+        from ..data import make_dataset
+
+        self.cfg = cfg
+        self.rank, self.world, local = _world()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda") and self.world > 1:
+            device = f"cuda:{local}"
+        self.device = torch.device(device)
+        self.out = Path(out_dir)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.gen_config = architecture(cfg.architecture)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.G = Generator(self.gen_config).to(self.device)
+        self.D = Discriminator(self.gen_config.resolution, self.gen_config.channels).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.G.update_w_avg()
+        self.G_ema.mapping.w_avg.copy_(self.G.mapping.w_avg)
+        self.batch = max(1, cfg.batch // self.world)
+        # StyleGAN2's lazy-regularisation correction of D's optimiser for R1 every N steps.
+        c = cfg.r1_every / (cfg.r1_every + 1)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=tuple(b ** c for b in cfg.betas))
+        self.data = make_dataset(cfg.dataset, self.gen_config.resolution, self.device,
+                                 n_objects=max(1, self.gen_config.objects))
+        self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank)  # latents and data
+        self.step = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        if resume is not None:
+            self.load(resume)
+
+    # ---- one step -------------------------------------------------------------------
+    def _allreduce(self, module: torch.nn.Module) -> None:
+        if self.world == 1:
+            return
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def train_step(self) -> dict[str, float]:
+        cfg, G, D, B = self.cfg, self.G, self.D, self.batch
+        stats: dict[str, float] = {}
+        # Discriminator: logistic loss, lazy R1.
+        lat = G.sample_latents(B, self.rng, self.device)
+        real = self.data.sample(B, self.rng).images
+        with torch.no_grad(), self.amp:
+            fake = G(lat)
+        with self.amp:
+            loss_d = d_logistic(D(real).float(), D(fake).float())
+        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
+            r1 = r1_penalty(D, real)
+            stats["r1"] = float(r1)
+            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self._allreduce(D)
+        self.opt_D.step()
+        stats["loss_d"] = float(loss_d)
+
+        # Generator: non-saturating loss + GradCAM alignment + block distortion.
+        D.requires_grad_(False)
+        lat = G.sample_latents(B, self.rng, self.device)
+        do_align = cfg.align_weight > 0 and self.step % cfg.align_every == 0 and (
+            self.gen_config.objects or self.gen_config.hierarchical)
+        do_dist = cfg.distortion_weight > 0 and self.gen_config.grid and self.step % cfg.distortion_every == 0
+        with self.amp:
+            fake = G(lat, noise_mode="const" if do_dist else "random")
+            loss_g = g_nonsaturating(D(fake).float())
+            stats["loss_g"] = float(loss_g)
+            if do_align:
+                align = alignment_loss(G, D, lat, fake, cfg.tau).float()
+                stats["align"] = float(align)
+                loss_g = loss_g + cfg.align_weight * align
+            if do_dist:
+                distortion = distortion_loss(G, lat, fake, generator_rng=self.rng).float()
+                stats["distortion"] = float(distortion)
+                loss_g = loss_g + cfg.distortion_weight * distortion
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self._allreduce(G)
+        self.opt_G.step()
+        D.requires_grad_(True)
+
+        with torch.no_grad():  # the average w for truncation, and the EMA generator
+            G.mapping.w_avg.lerp_(G.mapping(lat.z_global).mean(dim=0), 0.005)
+            beta = 0.5 ** (B * self.world / max(cfg.ema_kimg * 1000, 1e-8))
+            for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
+                p_ema.lerp_(p, 1 - beta)
+            for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        self.step += 1
+        self.images_seen += B * self.world
+        return stats
+
+    # ---- saving and resuming ----------------------------------------------------------
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"data": self.rng.get_state(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def save(self) -> Path | None:
+        """Training state (for --resume) and the shippable EMA checkpoint, both atomic."""
+        if self.rank != 0:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        info = {"config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
+                "train_seconds": self.train_seconds}
+        save_train_state(self.out / STATE_FILE, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                         {"G": self.opt_G, "D": self.opt_D}, self._rng_states(), info)
+        ckpt = self.out / f"{self.cfg.name}.safetensors"
+        save_checkpoint(ckpt, self.G_ema, {
+            "name": self.cfg.name, "architecture": self.cfg.architecture,
+            "trained_on": {"dataset": self.cfg.dataset, "images": self.images_seen, "steps": self.step,
+                           "minutes": round(self.train_seconds / 60, 2), "device": self._device_name(),
+                           "training_config": self.cfg.to_dict()},
+            "metrics": {}})
+        return ckpt
+
+    def load(self, path: str | os.PathLike) -> None:
+        p = Path(path)
+        if p.is_dir():
+            p = p / STATE_FILE
+        modules, optimizers, rngs, info = load_train_state(p)
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            module.load_state_dict(modules[name])
+        self.opt_G.load_state_dict(optimizers["G"])
+        self.opt_D.load_state_dict(optimizers["D"])
+        self.rng.set_state(rngs["data"])
+        torch.set_rng_state(rngs["torch"])
+        if "cuda" in rngs and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rngs["cuda"], self.device)
+        self.step, self.images_seen = info["step"], info["images_seen"]
+        self.train_seconds = info.get("train_seconds", 0.0)
+
+    def _device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
+    # ---- the loop ---------------------------------------------------------------------
+    def save_samples(self, n: int = 16) -> Path:
+        lat = self.G_ema.sample_latents(n, torch.Generator().manual_seed(123), self.device)
+        with torch.no_grad():
+            imgs = to_uint8(self.G_ema(lat, noise_mode="const"))
+        rows = int(math.sqrt(n))
+        grid = np.concatenate([np.concatenate(list(imgs[r * rows:(r + 1) * rows]), axis=1) for r in range(n // rows)])
+        path = self.out / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(grid).save(path)
+        return path
+
+    def run(self, minutes: float | None = None, max_steps: int | None = None) -> Path | None:
+        """Train until `minutes` of training time or `max_steps` (whichever first); save."""
+        cfg = self.cfg
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.csv"
+        fields = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
+        new_log = not log_path.exists()
+        log_file = open(log_path, "a", newline="") if self.rank == 0 else None
+        writer = csv.DictWriter(log_file, fields, extrasaction="ignore") if log_file else None
+        if writer and new_log:
+            writer.writeheader()
+        budget = None if minutes is None else minutes * 60
+        started, last_save, window = time.time(), time.time(), (time.time(), self.images_seen)
+        start_seconds = self.train_seconds
+        try:
+            while True:
+                elapsed = time.time() - started
+                if (max_steps is not None and self.step >= max_steps) or (budget is not None and elapsed >= budget):
+                    break
+                stats = self.train_step()
+                self.train_seconds = start_seconds + time.time() - started
+                if self.rank != 0:
+                    continue
+                if self.step % cfg.log_every == 0:
+                    now = time.time()
+                    rate = (self.images_seen - window[1]) / max(now - window[0], 1e-6)
+                    window = (now, self.images_seen)
+                    writer.writerow({"step": self.step, "images": self.images_seen,
+                                     "seconds": round(self.train_seconds, 1), "images_per_s": round(rate, 1), **stats})
+                    log_file.flush()
+                    self._progress(stats, rate, elapsed, budget)
+                if self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if time.time() - last_save > cfg.save_every_minutes * 60:
+                    self.save()
+                    last_save = time.time()
+        except KeyboardInterrupt:
+            self.log("\ninterrupted: saving")
+        finally:
+            if log_file:
+                log_file.close()
+        if self.rank == 0:
+            self.save_samples()
+        return self.save()
+
+    def _progress(self, stats: dict[str, float], rate: float, elapsed: float, budget: float | None) -> None:
+        frac = min(1.0, elapsed / budget) if budget else 0.0
+        bar = "#" * int(frac * 20) + "-" * (20 - int(frac * 20))
+        losses = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
+        line = f"[{bar}] step {self.step} | {self.images_seen} img | {rate:.1f} img/s | {losses}"
+        if sys.stderr.isatty():
+            print("\r" + line[:150], end="", file=sys.stderr, flush=True)
+        else:
+            self.log(line)
