@@ -15,9 +15,10 @@ def test_frechet_distance_known_values():
     b = torch.randn(4000, 3, generator=g)
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
     assert frechet_distance(a, b) < 0.02
-    # shifted mean: FD = |dmu|^2; scaled by 2: tr(S + 4S - 2*2S) = 3 per unit-variance dim
+    # shifted mean: FD = |dmu|^2; scaled by 2: |mu|^2 + tr(S + 4S - 2*2S) = |mu|^2 + tr(S)
     assert frechet_distance(a, a + torch.tensor([1.0, 2.0, 0.0])) == pytest.approx(5.0, rel=1e-6)
-    assert frechet_distance(a, 2 * a) == pytest.approx(float(torch.cov(a.T).trace()), rel=1e-6)
+    expect = float(a.double().mean(0).square().sum() + torch.cov(a.double().T).trace())
+    assert frechet_distance(a, 2 * a) == pytest.approx(expect, rel=1e-6)
 
 
 def _disc_probs(centers, size=64, radius=0.1, classes=3, cls=1):

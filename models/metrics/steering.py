@@ -90,7 +90,7 @@ def co_move_ratio(G: Generator, probe, samples: int, rng: torch.Generator, offse
             which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
             idx = torch.arange(B, device=device)
             # keep the other objects inside the frame too, so they can be found and ignored
-            c_before = 0.15 + 0.7 * torch.rand(c_before.shape, generator=rng).to(device)
+            c_before = 0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng).to(device)
             c_before[idx, which] = centers
             c_after = c_before.clone()
             c_after[idx, which] = centers + deltas

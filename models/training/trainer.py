@@ -94,13 +94,13 @@ class Trainer:
             loss_d = d_logistic(D(real).float(), D(fake).float())
         if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
             r1 = r1_penalty(D, real)
-            stats["r1"] = float(r1)
+            stats["r1"] = float(r1.detach())
             loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self._allreduce(D)
         self.opt_D.step()
-        stats["loss_d"] = float(loss_d)
+        stats["loss_d"] = float(loss_d.detach())
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
@@ -111,14 +111,14 @@ class Trainer:
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist else "random")
             loss_g = g_nonsaturating(D(fake).float())
-            stats["loss_g"] = float(loss_g)
+            stats["loss_g"] = float(loss_g.detach())
             if do_align:
                 align = alignment_loss(G, D, lat, fake, cfg.tau).float()
-                stats["align"] = float(align)
+                stats["align"] = float(align.detach())
                 loss_g = loss_g + cfg.align_weight * align
             if do_dist:
                 distortion = distortion_loss(G, lat, fake, generator_rng=self.rng).float()
-                stats["distortion"] = float(distortion)
+                stats["distortion"] = float(distortion.detach())
                 loss_g = loss_g + cfg.distortion_weight * distortion
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
