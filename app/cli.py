@@ -191,12 +191,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def run_studio(argv: list[str]) -> int:
-    try:
-        from app.studio import launch  # the GUI arrives with the studio issue
-    except ImportError:
-        print("steergan: the studio GUI is not built yet; use `steergan render` for now"
-              f" ({Path(__file__).name} will launch it once app/studio.py exists)", file=sys.stderr)
-        return 1
+    from app.studio import launch
+
     return launch(argv)
 
 

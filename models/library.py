@@ -13,7 +13,13 @@ from .generator import Generator
 from .session import CheckpointRef
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / f"{DEFAULT_ARCHITECTURE}.safetensors"
+# The default the studio and `steergan render` open: the GPU-trained rooms model once it
+# ships, else the CPU-trained one.
+DEFAULT_CHECKPOINTS = (CHECKPOINT_DIR / "rooms.safetensors", CHECKPOINT_DIR / "rooms-cpu.safetensors")
+
+
+def default_checkpoint() -> Path | None:
+    return next((p for p in DEFAULT_CHECKPOINTS if p.exists()), None)
 
 
 @dataclass
@@ -43,8 +49,8 @@ def open_generator(path: str | Path | None = None, device: torch.device | str = 
 
     Raises CheckpointError for a bad file (the caller keeps whatever it had open).
     """
-    if path is None and arch is None and DEFAULT_CHECKPOINT.exists():
-        path = DEFAULT_CHECKPOINT
+    if path is None and arch is None:
+        path = default_checkpoint()
     if path is not None:
         generator, info = load_checkpoint(path, device)
         ref = CheckpointRef(path=str(Path(path).resolve()), sha256=info.sha256, architecture=info.meta.get("architecture"))

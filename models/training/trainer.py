@@ -24,7 +24,7 @@ from PIL import Image
 from ..checkpoint import save_checkpoint
 from ..config import architecture
 from ..discriminator import Discriminator
-from ..generator import Generator
+from ..generator import OBJECT_SIGMA, Generator
 from ..render import to_uint8
 from .configs import TrainConfig
 from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, r1_penalty
@@ -54,7 +54,9 @@ class Trainer:
         self.gen_config = architecture(cfg.architecture)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = Generator(self.gen_config).to(self.device)
-        self.D = Discriminator(self.gen_config.resolution, self.gen_config.channels).to(self.device)
+        self.layout = cfg.condition_d_on_layout
+        self.D = Discriminator(self.gen_config.resolution, self.gen_config.channels,
+                               in_channels=4 if self.layout else 3).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G.update_w_avg()
         self.G_ema.mapping.w_avg.copy_(self.G.mapping.w_avg)
@@ -82,14 +84,35 @@ class Trainer:
                 dist.all_reduce(p.grad)
                 p.grad /= self.world
 
+    def _latents(self, B: int):
+        lat = self.G.sample_latents(B, self.rng, self.device)
+        if self.layout:  # real layouts: where the procedural renderer put objects
+            layout = self.data.sample(B, self.rng)
+            lat.centers = layout.centers
+            lat.sigmas = lat.sigmas * layout.present.to(lat.sigmas.dtype)
+        return lat
+
+    def _with_heatmap(self, images: torch.Tensor, centers: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
+        if not self.layout:
+            return images
+        from ..heatmaps import gaussian_heatmaps
+
+        heat = gaussian_heatmaps(centers, sigmas, images.shape[-1]).sum(dim=1, keepdim=True).clamp(0, 1)
+        return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
+
     def train_step(self) -> dict[str, float]:
         cfg, G, D, B = self.cfg, self.G, self.D, self.batch
         stats: dict[str, float] = {}
         # Discriminator: logistic loss, lazy R1.
-        lat = G.sample_latents(B, self.rng, self.device)
-        real = self.data.sample(B, self.rng).images
+        lat = self._latents(B)
+        real_batch = self.data.sample(B, self.rng)
+        real = real_batch.images
+        if self.layout:
+            sigma = torch.full_like(real_batch.centers[..., 0], OBJECT_SIGMA)
+            real = self._with_heatmap(real, real_batch.centers, sigma * real_batch.present.to(sigma.dtype))
         with torch.no_grad(), self.amp:
-            fake = G(lat)
+            fake = self._with_heatmap(G(lat), lat.centers, lat.sigmas) if self.layout else G(lat)
         with self.amp:
             loss_d = d_logistic(D(real).float(), D(fake).float())
         if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
@@ -104,13 +127,14 @@ class Trainer:
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
-        lat = G.sample_latents(B, self.rng, self.device)
-        do_align = cfg.align_weight > 0 and self.step % cfg.align_every == 0 and (
+        lat = self._latents(B)
+        do_align = cfg.align_weight > 0 and not self.layout and self.step % cfg.align_every == 0 and (
             self.gen_config.objects or self.gen_config.hierarchical)
         do_dist = cfg.distortion_weight > 0 and self.gen_config.grid and self.step % cfg.distortion_every == 0
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist else "random")
-            loss_g = g_nonsaturating(D(fake).float())
+            seen = self._with_heatmap(fake, lat.centers, lat.sigmas) if self.layout else fake
+            loss_g = g_nonsaturating(D(seen).float())
             stats["loss_g"] = float(loss_g.detach())
             if do_align:
                 align = alignment_loss(G, D, lat, fake, cfg.tau).float()

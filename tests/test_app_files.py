@@ -1,0 +1,175 @@
+"""Export, sessions, bad checkpoints, recent files, drag-and-drop, autosave and restore."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+from test_app_helpers import (assert_shows_render_of, checkpoints, drag, make_window, shown_image,  # noqa: F401
+                              studio_env, wait_for_current_frame, widget_point)
+
+from app import settings
+from app.export import ExportOptions
+from models import load_session, render
+from models.render import resize_image
+
+
+def export(qtbot, w, options):
+    with qtbot.waitSignal(w.files.exportFinished, timeout=20000) as sig:
+        w.files.export(options)
+    return sig.args[1]
+
+
+def test_export_equals_render_of_the_state(qtbot, make_window, checkpoints, tmp_path):
+    path, g = checkpoints["rooms"]
+    w = make_window(path)
+    start = widget_point(w.canvas, *w.document.state.objects[0].center)
+    drag(qtbot, w.canvas, start, start + QPoint(30, 30))
+    state = w.document.state  # exported as soon as its frame arrives
+    assert export(qtbot, w, ExportOptions(str(tmp_path / "native.png")))
+    expected = render(g, state).image
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "native.png")), expected)
+    assert export(qtbot, w, ExportOptions(str(tmp_path / "big.webp"), size=128))
+    big = Image.open(tmp_path / "big.webp")
+    assert big.size == (128, 128) and big.format == "WEBP"
+    assert export(qtbot, w, ExportOptions(str(tmp_path / "crisp.png"), size=64, smooth=False))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "crisp.png")), resize_image(expected, 64, smooth=False))
+    assert export(qtbot, w, ExportOptions(str(tmp_path / "over.jpg"), size=96, overlays=True))
+    assert Image.open(tmp_path / "over.jpg").size == (96, 96)
+    assert settings.get("export/folder") == str(tmp_path)  # the folder is remembered
+    assert w.document.state == state and not list(tmp_path.glob("*.part"))
+
+
+def test_export_to_an_unwritable_place_says_why_and_changes_nothing(qtbot, make_window, checkpoints, tmp_path):
+    w = make_window(checkpoints["rooms"][0])
+    state, count = w.document.state, w.document.undo_stack.count()
+    assert not export(qtbot, w, ExportOptions(str(tmp_path / "no" / "such" / "dir" / "x.png")))
+    assert "does not exist" in w.last_error[1]
+    assert not export(qtbot, w, ExportOptions(str(tmp_path / "x.tiff")))
+    assert "unknown image type" in w.last_error[1]
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert not export(qtbot, w, ExportOptions(str(ro / "x.png")))
+        assert "cannot write" in w.last_error[1]
+    assert w.document.state == state and w.document.undo_stack.count() == count
+
+
+def test_session_round_trip(qtbot, make_window, checkpoints, tmp_path):
+    path, g = checkpoints["rooms"]
+    w = make_window(path)
+    start = widget_point(w.canvas, *w.document.state.objects[1].center)
+    drag(qtbot, w.canvas, start, start + QPoint(-20, 25))
+    qtbot.keyClick(w, Qt.Key.Key_O)
+    saved = w.document.state
+    session = tmp_path / "scene.json"
+    assert w.files.save_session(session)
+    assert load_session(session)[0] == saved
+    assert "scene.json" in w.windowTitle()
+    qtbot.keyClick(w, Qt.Key.Key_N)  # change the scene, then open the session again
+    assert w.document.state != saved
+    w.files.open_session(session)
+    assert w.document.state == saved
+    # a fresh window, on another generator, reopens the session's checkpoint and scene
+    w2 = make_window(arch="tiny-plain")
+    w2.files.open_session(session)
+    qtbot.waitUntil(lambda: w2.document.state == saved, timeout=20000)
+    wait_for_current_frame(qtbot, w2)
+    assert_shows_render_of(w2, g)
+
+
+def test_bad_files_leave_the_window_usable_with_the_same_state(qtbot, make_window, checkpoints, tmp_path):
+    path, g = checkpoints["rooms"]
+    w = make_window(path)
+    state, image = w.document.state, shown_image(w).copy()
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 4 + b"not a checkpoint")
+    with qtbot.waitSignal(w.files.loadFinished, timeout=20000) as sig:
+        w.files.open_path(bad)
+    assert sig.args == [False]
+    title, message = w.last_error
+    assert "broken.safetensors" in title and "broken.safetensors" in message and "truncated" in message
+    box = next(b for b in w.findChildren(QMessageBox) if b.isVisible())
+    assert "broken.safetensors" in box.text()
+    box.accept()
+    assert w.document.state == state and w.document.info.path == str(path)
+    assert np.array_equal(shown_image(w), image) and not w.busy.isVisible()
+    broken_session = tmp_path / "broken.json"
+    broken_session.write_text("{nope")
+    w.files.open_path(broken_session)
+    assert "broken.json" in w.last_error[1] and w.document.state == state
+    qtbot.keyClick(w, Qt.Key.Key_N)  # still usable: edits render with the same generator
+    wait_for_current_frame(qtbot, w)
+    assert_shows_render_of(w, g)
+
+
+def test_recent_files_and_drop_onto_the_window(qtbot, make_window, checkpoints):
+    rooms, figures = checkpoints["rooms"][0], checkpoints["figures"][0]
+    w = make_window(rooms)
+    assert settings.recent_files()[0] == str(rooms.resolve())
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(figures))])
+    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(w, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(w, drop)
+    qtbot.waitUntil(lambda: w.document.config is not None and w.document.config.hierarchical, timeout=20000)
+    assert settings.recent_files()[:2] == [str(figures.resolve()), str(rooms.resolve())]
+    recent = w.recent_menu.actions()
+    assert [a.text() for a in recent] == ["figures.safetensors", "rooms.safetensors"]
+    recent[1].trigger()
+    qtbot.waitUntil(lambda: w.document.config.objects == 2, timeout=20000)
+
+
+def test_autosave_and_restore_after_a_crash(qtbot, make_window, checkpoints, studio_env):
+    from app.autosave import Autosaver
+    from app.studio import offer_restore
+
+    path, _ = checkpoints["rooms"]
+    w = make_window(path)
+    assert w.autosaver.start() is None  # no crash before this run
+    for _ in range(5):  # five edits: autosaved without waiting for the timer
+        qtbot.keyClick(w, Qt.Key.Key_N)
+    edited = w.document.state
+    autosave = studio_env / "autosave" / "autosave.json"
+    assert load_session(autosave)[0] == edited
+    marker = studio_env / "autosave" / "running.json"
+    assert json.loads(marker.read_text())["pid"] == os.getpid()
+
+    # This run "crashes": its marker stays. The next start offers its autosave back.
+    w2 = make_window(arch="tiny-plain")
+    recovered = w2.autosaver.start()
+    assert recovered is not None and load_session(recovered)[0] == edited
+    offer_restore(w2, recovered)
+    w2.restore_prompt.accept()
+    qtbot.waitUntil(lambda: w2.document.state == edited, timeout=20000)
+
+    # A clean exit removes the marker: no offer next time.
+    w2.close()
+    assert not marker.exists()
+    assert Autosaver(w.document, studio_env / "autosave").start() is None
+
+
+@pytest.mark.parametrize("args", [["--arch", "tiny-rooms"], ["SESSION"]])
+def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, checkpoints, tmp_path, args):
+    from app.cli import main
+    from models import CheckpointRef, initial_state, save_session
+
+    if args == ["SESSION"]:
+        path, g = checkpoints["figures"]
+        session = tmp_path / "fig.json"
+        save_session(session, initial_state(g.config, 5), CheckpointRef(str(path), None))
+        args = [str(session)]
+    out = tmp_path / "shot.png"
+    assert main(["--screenshot", str(out)] + args) == 0
+    shot = Image.open(out)
+    assert shot.size[0] >= 800 and shot.size[1] >= 500
+    assert np.asarray(shot).std() > 5  # not a blank grab
+    assert main(["--screenshot", str(tmp_path / "x.png"), str(tmp_path / "missing.safetensors")]) == 2

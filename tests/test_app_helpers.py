@@ -1,0 +1,130 @@
+"""Fixtures and helpers shared by the studio's tests (tests/test_app_*.py import them).
+
+Every test gets its own QSettings folder and organisation, its own autosave folder and
+the CPU, so nothing touches the user's settings or files. Windows run tiny untrained
+generators (from checkpoints written to tmp_path), never the 128 px default.
+"""
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QCoreApplication, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from models import render, save_checkpoint
+from models.library import open_generator, untrained_generator
+
+WAIT_MS = 20000  # generous for a loaded CI machine; tests never sleep, they wait for events
+
+
+@pytest.fixture
+def studio_env(qapp, tmp_path, monkeypatch):
+    from app.studio import configure_app
+
+    monkeypatch.setenv("STEERGAN_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    monkeypatch.setenv("STEERGAN_DEVICE", "cpu")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    QCoreApplication.setOrganizationName("SteerGAN-tests")
+    QCoreApplication.setApplicationName("studio-tests")
+    configure_app(qapp)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Tiny checkpoints (float32, so renders match exactly) and their reference generators.
+    'rooms' has live MTM offsets, so switching them off visibly changes the image."""
+    from conftest import with_live_offsets
+
+    folder = tmp_path_factory.mktemp("app-checkpoints")
+    out = {}
+    for name, arch, live in (("rooms", "tiny-rooms", True), ("figures", "tiny-figures", False),
+                             ("plain", "tiny-plain", False)):
+        g = untrained_generator(arch)
+        if live:
+            with_live_offsets(g, scale=0.5)
+        path = folder / f"{name}.safetensors"
+        save_checkpoint(path, g, {"name": f"tiny {name}"}, dtype=torch.float32)
+        out[name] = (path, open_generator(path).generator)
+    return out
+
+
+@pytest.fixture
+def make_window(qtbot, studio_env):
+    """make_window(path=None, arch=None, worker=None): a shown MainWindow with its first frame."""
+    from app.main_window import MainWindow
+
+    def make(path=None, arch=None, worker=None, wait=True):
+        window = MainWindow(worker=worker, autosave_dir=str(studio_env / "autosave"))
+        qtbot.addWidget(window)  # closed (worker stopped, clean exit) at teardown
+        window.show()
+        qtbot.waitExposed(window)
+        if path is not None or arch is not None:
+            window.files.open_checkpoint(path, arch=arch)
+            if wait:
+                wait_for_current_frame(qtbot, window)
+        return window
+
+    return make
+
+
+def wait_for_current_frame(qtbot, window, timeout=WAIT_MS):
+    """Wait until the canvas shows the frame of the document's current state."""
+    qtbot.waitUntil(lambda: window.document.state is not None and window.canvas.frame is not None
+                    and window.canvas.frame_state == window.document.state, timeout=timeout)
+
+
+def shown_image(window) -> np.ndarray:
+    return window.canvas.image_item.image
+
+
+def assert_shows_render_of(window, generator, state=None):
+    state = window.document.state if state is None else state
+    assert window.canvas.frame_state == state
+    expected = render(generator, state).image
+    assert np.array_equal(shown_image(window), expected)
+
+
+def widget_point(canvas, x: float, y: float) -> QPoint:
+    return canvas.to_widget(x, y).toPoint()
+
+
+def drag(qtbot, canvas, start: QPoint, end: QPoint, steps: int = 8, modifier=Qt.KeyboardModifier.NoModifier):
+    """A real mouse drag on the canvas viewport: press, several moves, release."""
+    vp = canvas.viewport()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, modifier, start)
+    for i in range(1, steps + 1):
+        t = i / steps
+        qtbot.mouseMove(vp, QPoint(round(start.x() + (end.x() - start.x()) * t),
+                                   round(start.y() + (end.y() - start.y()) * t)))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, modifier, end)
+
+
+def click(qtbot, canvas, pos: QPoint, modifier=Qt.KeyboardModifier.NoModifier):
+    qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, modifier, pos)
+
+
+def wheel(canvas, pos: QPoint, notches: int):
+    """A real wheel event on the viewport (pytest-qt has no wheel helper)."""
+    vp = canvas.viewport()
+    event = QWheelEvent(QPointF(pos), QPointF(vp.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                        False)
+    QApplication.sendEvent(vp, event)
+
+
+def free_point_in_block(canvas, block: int, grid: int) -> QPoint:
+    """A point inside a block, as far from every handle as that block allows."""
+    row, col = divmod(block, grid)
+    best, best_d = None, -1.0
+    for fy in np.linspace(0.15, 0.85, 8):
+        for fx in np.linspace(0.15, 0.85, 8):
+            p = canvas.to_widget((col + fx) / grid, (row + fy) / grid)
+            h, _ = canvas.handle_at(p)
+            d = min((np.hypot(p.x() - canvas.to_widget(*hd.center).x(), p.y() - canvas.to_widget(*hd.center).y())
+                     for hd in canvas.handles.handles), default=1e9)
+            if h is None and d > best_d:
+                best, best_d = p.toPoint(), d
+    assert best is not None, f"no free point in block {block}"
+    return best
