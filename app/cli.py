@@ -1,12 +1,13 @@
-"""The `steergan` command: the studio (no arguments), and headless render / bench / info."""
+"""The `steergan` command: the studio (no arguments), and headless render / video / bench / info."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
-SUBCOMMANDS = ("render", "bench", "info", "train", "eval")
+SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     r.add_argument("-o", "--output", required=True, help="output image: .png, .jpg or .webp")
     r.set_defaults(func=cmd_render)
+
+    v = sub.add_parser("video", help="render a scene over time to an MP4 or GIF, headlessly")
+    v.add_argument("--checkpoint", help="a .safetensors checkpoint (default: the bundled clips model, if any)")
+    v.add_argument("--session", help="a session .json to render (its scene and checkpoint)")
+    v.add_argument("--arch", help="render an untrained model of this built-in architecture")
+    v.add_argument("--seed", type=int, help="draw a new scene from this seed")
+    v.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
+    v.add_argument("--seconds", type=float, required=True, help="length of the video in seconds")
+    v.add_argument("--fps", type=float, required=True, help="frames per second (GIF: at most 50)")
+    v.add_argument("--start", type=float, default=0.0, help="time of the first frame in seconds (default 0)")
+    v.add_argument("--size", type=int, help="frame size in pixels (default: the generator's; even for MP4)")
+    v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    v.add_argument("-o", "--output", required=True, help="output video: .mp4 or .gif")
+    v.set_defaults(func=cmd_video)
 
     b = sub.add_parser("bench", help="time one render per architecture; prints JSON")
     b.add_argument("--repeats", type=int, default=20)
@@ -80,12 +95,12 @@ def _open(checkpoint: str | None, arch: str | None, device: str):
         raise UserError(str(exc)) from None
 
 
-def cmd_render(args: argparse.Namespace) -> int:
+def _open_scene(args: argparse.Namespace):
+    """(the loaded generator, the scene) that --checkpoint/--session/--arch/--seed/--offsets
+    ask for: shared by render and video."""
     from dataclasses import replace
 
-    from models import SceneError, SessionError, initial_state, load_session, render
-    from models.fileio import ExportError, write_image
-    from models.render import resize_image
+    from models import SessionError, initial_state, load_session
     from models.session import resolve_checkpoint_path
 
     state, checkpoint = None, args.checkpoint
@@ -108,14 +123,27 @@ def cmd_render(args: argparse.Namespace) -> int:
         state = state.new_sample(args.seed)
     if args.offsets is not None:
         state = replace(state, offsets_on=args.offsets == "on")
+    return loaded, state
+
+
+def _check_size(size: int | None) -> None:
+    if size is not None and not 8 <= size <= 8192:
+        raise UserError(f"--size must be between 8 and 8192 pixels, got {size}")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from models import SceneError, render
+    from models.fileio import ExportError, write_image
+    from models.render import resize_image
+
+    _check_size(args.size)
+    loaded, state = _open_scene(args)
     try:
         frame = render(loaded.generator, state)
     except SceneError as exc:
         raise UserError(f"the scene does not fit {loaded.name}: {exc}") from None
     image = frame.image
     if args.size is not None:
-        if not 8 <= args.size <= 8192:
-            raise UserError(f"--size must be between 8 and 8192 pixels, got {args.size}")
         image = resize_image(image, args.size)
     try:
         write_image(args.output, image)
@@ -123,6 +151,71 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}, {loaded.name})")
     return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    import math
+
+    from models import SceneError
+    from models.fileio import ExportError
+    from models.video import CLIPS_CHECKPOINT, MAX_FRAMES, frame_count, frames, write_video
+
+    _check_size(args.size)
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise UserError(f"--seconds must be a positive number, got {args.seconds}")
+    if not (math.isfinite(args.start) and args.start >= 0):
+        raise UserError(f"--start must be a time of at least 0 seconds, got {args.start}")
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise UserError(f"--fps must be a positive number, got {args.fps}")
+    total = frame_count(args.seconds, args.fps)
+    if total > MAX_FRAMES:
+        raise UserError(f"{args.seconds} s at {args.fps} fps is {total} frames; at most {MAX_FRAMES}")
+    if args.checkpoint is None and args.session is None and args.arch is None and CLIPS_CHECKPOINT.exists():
+        args.checkpoint = str(CLIPS_CHECKPOINT)
+    loaded, state = _open_scene(args)
+    if loaded.generator.config.time is None:
+        print(f"note: {loaded.name} has no time capability: every frame is the same picture", file=sys.stderr)
+    live = sys.stderr.isatty()
+
+    def progress(done: int, of: int) -> None:
+        if live:
+            print(f"\rframe {done}/{of}", end="", file=sys.stderr, flush=True)
+
+    source = frames(loaded.generator, state, args.seconds, args.fps, size=args.size, start=args.start)
+    try:
+        with _terminate_cancels():
+            write_video(args.output, source, args.fps, total, progress=progress)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    except SceneError as exc:
+        raise UserError(f"the scene does not fit {loaded.name}: {exc}") from None
+    except KeyboardInterrupt:
+        print(f"\ncancelled: {args.output} was not written", file=sys.stderr)
+        return 130
+    side = args.size or loaded.generator.config.resolution
+    print(("\n" if live else "") + f"wrote {args.output} ({total} frames, {side}x{side}, {args.fps:g} fps,"
+          f" {loaded.name})")
+    return 0
+
+
+@contextmanager
+def _terminate_cancels():
+    """SIGTERM (kill, a closed terminal) cancels like Ctrl-C: an uncaught SIGTERM would end
+    Python at once and leave the export's temporary file behind."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

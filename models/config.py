@@ -12,6 +12,17 @@ from typing import Any
 POWERS_OF_TWO = (8, 16, 32, 64, 128, 256, 512)
 HIERARCHY_LEVELS = (4, 8, 16)  # heatmap resolutions of the single-object setting
 HIERARCHY_CENTERS = (1, 2, 4)  # centers per level; finer ones sampled around coarser ones
+# The `time` capability (StyleGAN-V, models/motion.py): its keys and their defaults. A config
+# stores all of them once filled in, so a checkpoint does not change if a default does.
+TIME_DEFAULTS: dict[str, int] = {
+    "motion_every": 16,  # one motion code every K frames at base_fps (StyleGAN-V's time grid)
+    "base_fps": 25,
+    "motion_dim": 32,  # size of one motion code
+    "kernel": 5,  # neighbouring codes smoothed into one (odd): a 1D conv over the code sequence
+    "hidden": 64,  # size of a smoothed motion code
+    "waves": 32,  # sinusoids of the acyclic positional time embedding
+    "channels": 16,  # time feature maps concatenated to the 4x4 constant input
+}
 
 
 class ConfigError(ValueError):
@@ -30,7 +41,7 @@ class GeneratorConfig:
     hierarchical: bool = False  # 4/8/16 heatmaps with 1/2/4 centers (SEL_norm)
     grid: int = 0  # g: background latent split in g x g blocks (SSN); 0 = off
     mtm: tuple[int, ...] = ()  # resolutions whose convolutions are MTM (deformable)
-    time: dict[str, Any] | None = None  # reserved for the video capability
+    time: dict[str, Any] | None = None  # video (StyleGAN-V): None = off, else keys of TIME_DEFAULTS
     style_res: int = 32  # the style field is computed at most at this size, then upsampled
     noise: bool = True
 
@@ -40,6 +51,10 @@ class GeneratorConfig:
             chans = default_channels(self.resolution)
         object.__setattr__(self, "channels", chans)
         object.__setattr__(self, "mtm", tuple(int(r) for r in self.mtm))
+        if self.time is not None:
+            if not isinstance(self.time, dict):
+                raise ConfigError(f"time must be null or an object, got {self.time!r}")
+            object.__setattr__(self, "time", {**TIME_DEFAULTS, **self.time})
         self.validate()
 
     # ---- validation ---------------------------------------------------------------
@@ -69,6 +84,8 @@ class GeneratorConfig:
             raise ConfigError(f"mtm resolutions {bad} are not synthesis resolutions (8..{self.resolution})")
         if self.style_res not in POWERS_OF_TWO:
             raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {self.style_res}")
+        if self.time is not None:
+            _validate_time(self.time)
 
     def resolutions(self) -> list[int]:
         r, out = 4, []
@@ -133,6 +150,17 @@ def _check_type(name: str, value: Any) -> Any:
     return value
 
 
+def _validate_time(time: dict[str, Any]) -> None:
+    unknown = sorted(set(time) - set(TIME_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown time keys {unknown}; known: {sorted(TIME_DEFAULTS)}")
+    for key, value in time.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"time.{key} must be a positive integer, got {value!r}")
+    if time["kernel"] % 2 == 0:
+        raise ConfigError(f"time.kernel must be odd (centred on a code), got {time['kernel']}")
+
+
 def default_channels(resolution: int, base: int = 128, floor: int = 16) -> dict[int, int]:
     """Channel counts that keep the FLOPs per resolution roughly constant (halve per octave)."""
     out, r, c = {}, 4, base
@@ -159,6 +187,13 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),
     "tiny-figures": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                     channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, mtm=(8, 16), style_res=16),
+    # Video: rooms-cpu with the time capability, trainable on a CPU (the `clips` training config).
+    "clips": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={},
+                             channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    "tiny-clips": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                  channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16,
+                                  time={"motion_every": 8, "motion_dim": 8, "kernel": 3, "hidden": 16, "waves": 8,
+                                        "channels": 8}),
     "tiny-plain": GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 8, 16: 8}, style_res=16),
 }

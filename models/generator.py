@@ -8,7 +8,9 @@ by their heatmaps plus a background style field from the block grid,
 
 fed to spatially modulated convolutions. Without objects or a grid the field is a single
 w, the plain StyleGAN2 case. The hierarchical (single-object) setting adds SEL_norm
-blocks that inject the 4/8/16 heatmaps into the features.
+blocks that inject the 4/8/16 heatmaps into the features. The time capability (video,
+models/motion.py) concatenates time features to the constant input, as StyleGAN-V does:
+content (styles, grid, heatmaps) is fixed over time and only the motion input varies.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torch import nn
 from .config import HIERARCHY_LEVELS, GeneratorConfig
 from .heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
 from .layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB
+from .motion import MotionEncoder, random_motion
 
 OBJECT_SIGMA = 0.12  # default object sigma, a fraction of the image side
 HIERARCHY_SIGMA = 0.2  # default level-0 sigma of the single-object setting
@@ -39,6 +42,8 @@ class Latents:
     offsets1: torch.Tensor | None = None  # [B, 2, 2] level-1 centers relative to the root
     offsets2: torch.Tensor | None = None  # [B, 4, 2] level-2 centers relative to their parent
     root_sigma: torch.Tensor | None = None  # [B]
+    motion_codes: torch.Tensor | None = None  # [B, K + 1, m] grid codes around each frame's time
+    motion_alpha: torch.Tensor | None = None  # [B] where the time lies between its grid points
 
     @property
     def batch(self) -> int:
@@ -46,6 +51,11 @@ class Latents:
 
     def to(self, device: torch.device | str) -> "Latents":
         return replace(self, **{f.name: getattr(self, f.name).to(device)
+                                for f in fields(self) if getattr(self, f.name) is not None})
+
+    def repeat_each(self, times: int) -> "Latents":
+        """Each element `times` times in a row (one copy per frame of a clip)."""
+        return replace(self, **{f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
                                 for f in fields(self) if getattr(self, f.name) is not None})
 
 
@@ -81,13 +91,17 @@ class Generator(nn.Module):
         self.convs = nn.ModuleDict()
         self.torgbs = nn.ModuleDict()
         layer = 0
+        # With time, the 4x4 conv also reads the time features concatenated to the constant;
+        # without it, every parameter is exactly what it was before video existed.
+        time_channels = config.time["channels"] if config.time is not None else 0
         for r in config.resolutions():
             cin = c[4] if r == 4 else c[r // 2]
             blocks = [] if r == 4 else [StyledConv(cin, c[r], config.w_dim, r, upsample=True,
                                                    mtm=r in config.mtm, noise=config.noise, noise_seed=layer,
                                                    name=f"{r}.0")]
             layer += len(blocks)
-            blocks.append(StyledConv(c[r], c[r], config.w_dim, r, mtm=r in config.mtm,
+            own_in = c[r] + (time_channels if r == 4 else 0)
+            blocks.append(StyledConv(own_in, c[r], config.w_dim, r, mtm=r in config.mtm,
                                      noise=config.noise, noise_seed=layer, name=f"{r}.{len(blocks)}"))
             layer += 1
             self.convs[str(r)] = nn.ModuleList(blocks)
@@ -100,6 +114,8 @@ class Generator(nn.Module):
         if config.hierarchical:
             self.sel = nn.ModuleDict({str(r): SELNorm(c[r], 16, has_coarser=i > 0)
                                       for i, r in enumerate(HIERARCHY_LEVELS)})
+        if config.time is not None:
+            self.motion = MotionEncoder(config)
 
     # ---- latents --------------------------------------------------------------------
     def sample_latents(self, batch: int, generator: torch.Generator | None = None,
@@ -116,6 +132,8 @@ class Generator(nn.Module):
         if cfg.hierarchical:
             lat.root, lat.offsets1, lat.offsets2 = sample_hierarchy(batch, generator)
             lat.root_sigma = torch.full((batch,), HIERARCHY_SIGMA)
+        if cfg.time is not None:  # drawn last: the draws of generators without time are unchanged
+            lat.motion_codes, lat.motion_alpha = random_motion(cfg, batch, generator)
         return lat.to(device)
 
     # ---- the spatial inputs ---------------------------------------------------------
@@ -163,6 +181,8 @@ class Generator(nn.Module):
         w_fields = self._w_fields(lat, psi)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
         x = self.const.expand(lat.batch, -1, -1, -1)
+        if cfg.time is not None:
+            x = torch.cat([x, self.time_features(lat)], dim=1)
         rgb, sel_h = None, None
         for r in cfg.resolutions():
             w_field = w_fields[min(r, cfg.style_res)]
@@ -182,6 +202,14 @@ class Generator(nn.Module):
                 for r, h in zip(HIERARCHY_LEVELS, levels):
                     record[f"heatmap_{r}"] = h.detach()
         return rgb
+
+    def time_features(self, lat: Latents) -> torch.Tensor:
+        """[B, channels, 4, 4]: the motion input, the same at every position of the constant."""
+        if lat.motion_codes is None or lat.motion_alpha is None:
+            raise ValueError("this generator has the time capability: its latents need motion_codes and"
+                             " motion_alpha (render() and sample_latents() provide them)")
+        feats = self.motion(lat.motion_codes, lat.motion_alpha)
+        return feats[:, :, None, None].expand(-1, -1, 4, 4).to(self.const.dtype)
 
     @torch.no_grad()
     def update_w_avg(self, num: int = 4096, seed: int = 0) -> None:

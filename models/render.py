@@ -2,7 +2,8 @@
 
 Shared by the studio's render worker, the CLI and the tests. Latents are drawn from the
 state's seeds on the CPU with torch's own generator, so the same state gives the same
-latents on every machine and device.
+latents on every machine and device. For a generator with the time capability, the state's
+time and motion seed become its motion input (models/motion.py); without it they are ignored.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from .generator import Generator, Latents
+from .motion import seeded_motion
 from .scene import SceneState
 
 
@@ -48,6 +50,10 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
         lat.offsets1 = torch.tensor([state.hierarchy.offsets1], dtype=torch.float32)
         lat.offsets2 = torch.tensor([state.hierarchy.offsets2], dtype=torch.float32)
         lat.root_sigma = torch.tensor([state.objects[0].effective_sigma], dtype=torch.float32)
+    if cfg.time is not None:
+        codes, alpha = seeded_motion(cfg, state.motion_seed, state.time)
+        lat.motion_codes = codes[None]
+        lat.motion_alpha = torch.tensor([alpha], dtype=torch.float32)
     return lat.to(device)
 
 

@@ -98,7 +98,9 @@ class SceneState:
     background_seed: int = 0  # the global style when there is no block grid
     offsets_on: bool = True
     offset_strength: float = 1.0
-    time: float = 0.0  # reserved for the video capability
+    # Video (generators with the time capability; others ignore both): the frame's time in
+    # seconds, and the seed of the motion codes, so a scene's video is reproducible and unbounded.
+    time: float = 0.0
     motion_seed: int = 0
 
     def __post_init__(self) -> None:

@@ -19,7 +19,9 @@ def probe_features(probe, images_fn, samples: int, batch: int = 32) -> torch.Ten
 
 
 def real_dataset_name(G: Generator) -> str:
-    return "figures" if G.config.hierarchical else "rooms"
+    world = "figures" if G.config.hierarchical else "rooms"
+    # A video generator is compared with frames of clips (at random times), what it learned.
+    return world if G.config.time is None else f"clips-{world}"
 
 
 @torch.no_grad()
@@ -52,6 +54,11 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         fake = probe_features(probe, lambda b: G(G.sample_latents(b, gen_rng, G.const.device),
                                                  offset_scale=scale, noise_mode="const"), fd_samples)
         results["domain_fd" + suffix] = frechet_distance(fake, real_a)
+    if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
+        from .temporal import temporal_metrics
+
+        log("time metrics")
+        results.update(temporal_metrics(G, videos=min(samples, 64), seed=seed))
     for key in KEYS:
         results.setdefault(key, None)
     for key in KEYS if cfg.mtm else ("domain_fd",):

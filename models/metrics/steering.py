@@ -13,11 +13,13 @@ import math
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from ..generator import Generator
 from ..training.losses import block_outside_mask
 
 MIN_MASS = 4.0  # probe pixels of the object inside the window; below that nothing was found
+WINDOW_MARGIN = 0.15  # the matching window reaches this far (image units) beyond both centers
 
 
 def _disc(centers: torch.Tensor, radius: torch.Tensor, size: int) -> torch.Tensor:
@@ -28,36 +30,49 @@ def _disc(centers: torch.Tensor, radius: torch.Tensor, size: int) -> torch.Tenso
     return ((dx * dx + dy * dy) <= radius.view(-1, 1, 1) ** 2).float()
 
 
-def _centroid(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    size = weights.shape[-1]
-    coords = (torch.arange(size, device=weights.device, dtype=torch.float32) + 0.5) / size
-    mass = weights.sum(dim=(1, 2))
-    x = (weights * coords.view(1, 1, size)).sum(dim=(1, 2)) / mass.clamp_min(1e-8)
-    y = (weights * coords.view(1, size, 1)).sum(dim=(1, 2)) / mass.clamp_min(1e-8)
-    return torch.stack([x, y], dim=1), mass
+def _shift(maps: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """maps [B, S, S] translated by shift [B, 2] (normalised units), zeros shifted in."""
+    size = maps.shape[-1]
+    coords = (torch.arange(size, device=maps.device, dtype=torch.float32) + 0.5) / size
+    gx = (coords.view(1, 1, size) - shift[:, 0].view(-1, 1, 1)) * 2 - 1
+    gy = (coords.view(1, size, 1) - shift[:, 1].view(-1, 1, 1)) * 2 - 1
+    grid = torch.stack([gx.expand(-1, size, size), gy.expand(-1, size, size)], dim=-1)
+    return F.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+
+
+ALPHAS = torch.linspace(-0.5, 1.5, 81)  # candidate fractions of the heatmap's move
 
 
 def co_move_scores(probs_before: torch.Tensor, probs_after: torch.Tensor, centers: torch.Tensor,
                    deltas: torch.Tensor, radius: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image p·q/|p|² from probe class probabilities [B, K, S, S] before and after.
 
-    The object is looked for in one window for both images, a disc around the midpoint of
-    the old and new center covering both: a window that followed the heatmap would report
-    motion even for a generator that ignores it. Its class is the non-background class
-    with the most mass around the old center (unless `classes` gives it), so other objects
-    of other kinds in the window do not count.
+    q is found by matching, not by centroids: the object's map before, translated by a·p,
+    is compared with the map after, and the best a (sub-step by a parabola) is the score.
+    A centroid inside a window is biased whenever the window cuts the object; matching
+    is not. The comparison runs in one window for both images, around the midpoint of the
+    old and new center and covering both: a window that followed the heatmap would report
+    motion even for a generator that ignores it. The map is the object's class (the
+    non-background class with most mass around the old center, unless `classes` gives it),
+    so objects of other kinds do not count.
     """
     size = probs_before.shape[-1]
     if classes is None:
         near = _disc(centers, radius * 0.5, size)
         classes = (probs_before[:, 1:] * near[:, None]).sum(dim=(2, 3)).argmax(dim=1) + 1
     idx = torch.arange(len(classes), device=probs_before.device)
+    m0, m1 = probs_before[idx, classes], probs_after[idx, classes]
     window = _disc(centers + deltas / 2, deltas.norm(dim=1) / 2 + radius, size)
-    c0, m0 = _centroid(probs_before[idx, classes] * window)
-    c1, m1 = _centroid(probs_after[idx, classes] * window)
-    q = c1 - c0
-    score = (deltas * q).sum(dim=1) / deltas.square().sum(dim=1).clamp_min(1e-12)
-    found = (m0 >= MIN_MASS) & (m1 >= MIN_MASS)
+    alphas = ALPHAS.to(m0.device)
+    errors = torch.stack([((m1 - _shift(m0, a * deltas)).square() * window).sum(dim=(1, 2)) for a in alphas], 1)
+    best = errors.argmin(dim=1).clamp(1, len(alphas) - 2)
+    e_l, e_c, e_r = errors[idx, best - 1], errors[idx, best], errors[idx, best + 1]
+    curvature = e_l - 2 * e_c + e_r
+    step = alphas[1] - alphas[0]
+    refine = torch.where(curvature > 1e-12, 0.5 * (e_l - e_r) / curvature.clamp_min(1e-12), torch.zeros_like(e_c))
+    score = alphas[best] + refine.clamp(-1, 1) * step
+    still = errors[:, (alphas.abs() < 1e-6).nonzero()[0, 0]] <= 1e-12  # identical: no motion at all
+    found = ((m0 * window).sum(dim=(1, 2)) >= MIN_MASS) & ((m1 * window).sum(dim=(1, 2)) >= MIN_MASS) & ~still
     return torch.where(found, score, torch.zeros_like(score))
 
 
@@ -85,7 +100,7 @@ def co_move_ratio(G: Generator, probe, samples: int, rng: torch.Generator, offse
         if cfg.hierarchical:
             before = replace(lat, root=centers)
             after = replace(lat, root=centers + deltas)
-            radius, classes = lat.root_sigma * 1.5, torch.full((B,), figure_class, device=device)
+            classes = torch.full((B,), figure_class, device=device)
         elif cfg.objects:
             which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
             idx = torch.arange(B, device=device)
@@ -95,12 +110,13 @@ def co_move_ratio(G: Generator, probe, samples: int, rng: torch.Generator, offse
             c_after = c_before.clone()
             c_after[idx, which] = centers + deltas
             before, after = replace(lat, centers=c_before), replace(lat, centers=c_after)
-            radius, classes = lat.sigmas[idx, which] * 2, None
+            classes = None
         else:
             raise ValueError("the co-move ratio needs a generator with objects or hierarchical heatmaps")
         img0 = G(before, offset_scale=offset_scale, noise_mode="const")
         img1 = G(after, offset_scale=offset_scale, noise_mode="const")
         p0, p1 = probe(img0)[0].softmax(1), probe(img1)[0].softmax(1)
+        radius = torch.full((B,), WINDOW_MARGIN, device=device)
         scores.append(co_move_scores(p0, p1, centers, deltas, radius, classes))
     return float(torch.cat(scores).mean())
 

@@ -48,6 +48,9 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.condition_d_on_layout and not ARCHITECTURES[self.architecture].objects:
             raise ConfigError("condition_d_on_layout needs an architecture with objects")
+        if ARCHITECTURES[self.architecture].time is not None and not self.dataset.startswith("clips-"):
+            raise ConfigError(f"architecture {self.architecture!r} has the time capability: it trains on clips"
+                              f" (a clips-* dataset), not on {self.dataset!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -75,6 +78,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                              log_every=10, save_every_minutes=3.0),
     "figures": TrainConfig("figures", "figures", "figures"),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures"),
+    # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
+    # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
+    # 4 clips = 12 frames a step, about twice the cost of a rooms-cpu step.
+    "clips": TrainConfig("clips", "clips", "clips-rooms", batch=4, align_weight=0.0, distortion_every=4,
+                         condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                         save_every_minutes=3.0),
     # Tiny ones for tests: every loss term on, every step.
     "tiny-rooms": TrainConfig("tiny-rooms", "tiny-rooms", "rooms", batch=4, r1_every=2, align_every=1,
                               distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
@@ -83,6 +92,8 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                      ema_kimg=0.01, condition_d_on_layout=True),
     "tiny-figures": TrainConfig("tiny-figures", "tiny-figures", "figures", batch=4, r1_every=2, align_every=1,
                                 distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
+    "tiny-clips": TrainConfig("tiny-clips", "tiny-clips", "clips-rooms", batch=2, r1_every=2, align_every=1,
+                              distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
 }
 
 

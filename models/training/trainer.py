@@ -26,9 +26,11 @@ from ..config import architecture
 from ..discriminator import Discriminator
 from ..generator import OBJECT_SIGMA, Generator
 from ..render import to_uint8
+from ..video_discriminator import VideoDiscriminator
 from .configs import TrainConfig
 from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, r1_penalty
 from .state import load_train_state, save_train_state
+from .video_step import video_train_step
 
 STATE_FILE = "train_state.safetensors"
 
@@ -55,8 +57,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.G = Generator(self.gen_config).to(self.device)
         self.layout = cfg.condition_d_on_layout
-        self.D = Discriminator(self.gen_config.resolution, self.gen_config.channels,
-                               in_channels=4 if self.layout else 3).to(self.device)
+        # A generator with time trains on sparse clips against a video D (video_step.py).
+        self.clips = self.gen_config.time is not None
+        D_class = VideoDiscriminator if self.clips else Discriminator
+        self.D = D_class(self.gen_config.resolution, self.gen_config.channels,
+                         in_channels=4 if self.layout else 3).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G.update_w_avg()
         self.G_ema.mapping.w_avg.copy_(self.G.mapping.w_avg)
@@ -102,6 +107,8 @@ class Trainer:
         return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
 
     def train_step(self) -> dict[str, float]:
+        if self.clips:
+            return video_train_step(self)
         cfg, G, D, B = self.cfg, self.G, self.D, self.batch
         stats: dict[str, float] = {}
         # Discriminator: logistic loss, lazy R1.
@@ -149,7 +156,12 @@ class Trainer:
         self._allreduce(G)
         self.opt_G.step()
         D.requires_grad_(True)
+        self.end_step(lat, B)
+        return stats
 
+    def end_step(self, lat, B: int) -> None:
+        """After both updates: the average w, the EMA generator, the counters."""
+        cfg, G = self.cfg, self.G
         with torch.no_grad():  # the average w for truncation, and the EMA generator
             G.mapping.w_avg.lerp_(G.mapping(lat.z_global).mean(dim=0), 0.005)
             beta = 0.5 ** (B * self.world / max(cfg.ema_kimg * 1000, 1e-8))
@@ -158,8 +170,7 @@ class Trainer:
             for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
                 b_ema.copy_(b)
         self.step += 1
-        self.images_seen += B * self.world
-        return stats
+        self.images_seen += B * self.world  # clips, for a video generator
 
     # ---- saving and resuming ----------------------------------------------------------
     def _rng_states(self) -> dict[str, torch.Tensor]:

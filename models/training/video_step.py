@@ -1,0 +1,125 @@
+"""One training step of a generator with time (StyleGAN-V's sparse training).
+
+Each clip contributes 3 frames at sorted random real times in [0, CLIP_SECONDS] with random
+gaps, for real clips (the procedural renderer at those times) and fake ones alike (one
+content latent and one motion-code sequence per clip, the frames' windows of it). The
+video discriminator sees each clip's frames side by side with their time gaps. The other
+terms are those of still images, applied per frame: GradCAM alignment (through a view of
+the video D as a D of single frames), block distortion, layout conditioning (the heatmap
+of the clip's layout at t = 0, the same on every frame, as the generator's heatmaps are).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import render_clip_frames, sample_times
+from ..generator import OBJECT_SIGMA, Latents
+from ..motion import clip_motion
+from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating
+
+CLIP_FRAMES = 3
+
+
+class FramesView(nn.Module):
+    """The video D seen as a D of single frames [B*T, C, S, S], for the losses written for
+    images. Its parameters are the video D's."""
+
+    def __init__(self, video_d: nn.Module, times: torch.Tensor):
+        super().__init__()
+        self.video_d = video_d
+        self.times = times
+
+    def forward(self, frames: torch.Tensor, return_features: bool = False):
+        B, T = self.times.shape
+        return self.video_d(frames.unflatten(0, (B, T)), self.times, return_features)
+
+
+def video_r1(video_d: nn.Module, clips: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """||grad D||^2 with respect to each real clip (all its frames), averaged over clips."""
+    clips = clips.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(video_d(clips, times).sum(), clips, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1).mean()
+
+
+def fake_clip_latents(trainer, B: int) -> tuple[Latents, torch.Tensor]:
+    """(latents of B*T frames, times [B, T]): content drawn once per clip, motion per frame."""
+    G, rng = trainer.G, trainer.rng
+    lat = G.sample_latents(B, rng)
+    if trainer.layout:  # real layouts (at t = 0), as in the still-image trainer
+        params = trainer.data.sample_params(B, rng)
+        lat.centers = params.center.clone()
+        lat.sigmas = lat.sigmas * params.present.to(lat.sigmas.dtype)
+    times = sample_times(B, CLIP_FRAMES, rng)
+    lat = lat.repeat_each(CLIP_FRAMES)
+    lat.motion_codes, lat.motion_alpha = clip_motion(G.config, times, rng)
+    return lat.to(trainer.device), times.to(trainer.device)
+
+
+def real_clips(trainer, B: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frames [B*T, C, S, S], times [B, T]) from the procedural clips."""
+    data = trainer.data
+    params = data.sample_params(B, trainer.rng)
+    times = sample_times(B, CLIP_FRAMES, trainer.rng)
+    frames = render_clip_frames(data.world, params, times, data.size, trainer.device).images.flatten(0, 1)
+    if trainer.layout:
+        present = params.present.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
+        centers = params.center.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
+        sigmas = torch.full_like(centers[..., 0], OBJECT_SIGMA) * present.to(centers.dtype)
+        frames = trainer._with_heatmap(frames, centers, sigmas)
+    return frames, times.to(trainer.device)
+
+
+def video_train_step(trainer) -> dict[str, float]:
+    cfg, G, D, B = trainer.cfg, trainer.G, trainer.D, trainer.batch
+    stats: dict[str, float] = {}
+
+    def clips(frames: torch.Tensor) -> torch.Tensor:
+        return frames.unflatten(0, (B, CLIP_FRAMES))
+
+    def seen(frames: torch.Tensor, lat: Latents) -> torch.Tensor:  # what D sees of fake frames
+        return trainer._with_heatmap(frames, lat.centers, lat.sigmas) if trainer.layout else frames
+
+    # Discriminator: logistic loss on whole clips, lazy R1.
+    lat, fake_times = fake_clip_latents(trainer, B)
+    real, real_times = real_clips(trainer, B)
+    with torch.no_grad(), trainer.amp:
+        fake = seen(G(lat), lat)
+    with trainer.amp:
+        loss_d = d_logistic(D(clips(real), real_times).float(), D(clips(fake), fake_times).float())
+    if trainer.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
+        r1 = video_r1(D, clips(real), real_times)
+        stats["r1"] = float(r1.detach())
+        loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+    trainer.opt_D.zero_grad(set_to_none=True)
+    loss_d.backward()
+    trainer._allreduce(D)
+    trainer.opt_D.step()
+    stats["loss_d"] = float(loss_d.detach())
+
+    # Generator: non-saturating loss on clips + per-frame alignment and block distortion.
+    D.requires_grad_(False)
+    lat, fake_times = fake_clip_latents(trainer, B)
+    gc = trainer.gen_config
+    do_align = (cfg.align_weight > 0 and not trainer.layout and trainer.step % cfg.align_every == 0
+                and (gc.objects or gc.hierarchical))
+    do_dist = cfg.distortion_weight > 0 and gc.grid and trainer.step % cfg.distortion_every == 0
+    with trainer.amp:
+        fake = G(lat, noise_mode="const" if do_dist else "random")
+        loss_g = g_nonsaturating(D(clips(seen(fake, lat)), fake_times).float())
+        stats["loss_g"] = float(loss_g.detach())
+        if do_align:
+            align = alignment_loss(G, FramesView(D, fake_times), lat, fake, cfg.tau).float()
+            stats["align"] = float(align.detach())
+            loss_g = loss_g + cfg.align_weight * align
+        if do_dist:
+            distortion = distortion_loss(G, lat, fake, generator_rng=trainer.rng).float()
+            stats["distortion"] = float(distortion.detach())
+            loss_g = loss_g + cfg.distortion_weight * distortion
+    trainer.opt_G.zero_grad(set_to_none=True)
+    loss_g.backward()
+    trainer._allreduce(G)
+    trainer.opt_G.step()
+    D.requires_grad_(True)
+    trainer.end_step(lat, B)
+    return stats

@@ -1,0 +1,186 @@
+"""Video export, for the CLI and the studio: frames of a scene over time, streamed to an
+MP4 (imageio-ffmpeg, libx264, yuv420p) or GIF encoder.
+
+Frames are produced one at a time and handed to the encoder at once, so memory stays flat
+however long the video. The file is written atomically: a temporary file in the target's
+folder, renamed over the target at the end; on an error or a cancel the temporary file is
+deleted, so no partial video is ever left (and an existing file at the path is untouched).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .fileio import ExportError
+from .library import CHECKPOINT_DIR
+from .render import render, resize_image
+from .scene import SceneState
+
+VIDEO_FORMATS = (".mp4", ".gif")
+MAX_GIF_FPS = 50  # GIF delays are whole centiseconds, and viewers slow delays under 2 cs to 10 cs
+MAX_FRAMES = 1_000_000
+CLIPS_CHECKPOINT = CHECKPOINT_DIR / "clips.safetensors"  # `steergan video`'s default, once it ships
+
+
+class Cancelled(Exception):
+    """The export was cancelled; no file was written."""
+
+
+def frame_count(seconds: float, fps: float) -> int:
+    return max(1, int(round(seconds * fps)))
+
+
+def frame_time(start: float, index: int, fps: float) -> float:
+    """Time of frame `index`. i / fps is correctly rounded, so frames that coincide in two
+    frame rates (12/60 and 5/25) get the very same float, hence the very same pixels."""
+    return start + index / fps
+
+
+def frames(generator, state: SceneState, seconds: float, fps: float, size: int | None = None,
+           start: float = 0.0) -> Iterator[np.ndarray]:
+    """[H, W, 3] uint8 frames at t = start + i / fps, each rendered by render() from the
+    state with that time: every edit in the state applies to every frame."""
+    for i in range(frame_count(seconds, fps)):
+        image = render(generator, replace(state, time=frame_time(start, i, fps))).image
+        yield image if size is None else resize_image(image, size)
+
+
+class _GifStream:
+    """An animated GIF written frame by frame: Pillow quantises and LZW-encodes each frame,
+    this writes the container around them. (Pillow's and imageio's GIF writers keep every
+    frame until the end and merge identical frames, which would break both the flat memory
+    and the frame count.)"""
+
+    def __init__(self, path: str, fps: float):
+        self.file = open(path, "wb")
+        self.fps, self.count, self.clock_cs = fps, 0, 0
+
+    def append(self, frame: np.ndarray) -> None:
+        from PIL import Image
+        from PIL.GifImagePlugin import getdata
+
+        h, w = frame.shape[:2]
+        if self.count == 0:
+            self.file.write(b"GIF89a" + w.to_bytes(2, "little") + h.to_bytes(2, "little") + b"\x00\x00\x00")
+            self.file.write(b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")  # loop forever
+        # Whole centiseconds, with the rounding carried over, so the average rate is exact
+        # (30 fps: 3, 3, 4, 3, 3, 4 cs).
+        end_cs = round((self.count + 1) * 100 / self.fps)
+        delay, self.clock_cs = end_cs - self.clock_cs, end_cs
+        image = Image.fromarray(np.ascontiguousarray(frame)).quantize(256)
+        for chunk in getdata(image, duration=delay * 10, disposal=1, include_color_table=True):
+            self.file.write(chunk)
+        self.count += 1
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.write(b";")
+            self.file.close()
+
+
+class _Mp4Stream:
+    def __init__(self, path: str, fps: float):
+        import imageio.v2 as imageio
+
+        # macro_block_size=1: keep the exact size (yuv420p needs it even, checked before).
+        self.writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                         pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error")
+
+    def append(self, frame: np.ndarray) -> None:
+        self.writer.append_data(frame)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _check_target(path: Path, fps: float) -> str:
+    kind = path.suffix.lower()
+    if kind not in VIDEO_FORMATS:
+        raise ExportError(f"{path}: unknown video type {path.suffix!r}; use one of {list(VIDEO_FORMATS)}")
+    if not path.parent.is_dir():
+        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+    if not 0 < fps <= 240:
+        raise ExportError(f"{path}: the frame rate must be within (0, 240] fps, got {fps}")
+    if kind == ".gif" and fps > MAX_GIF_FPS:
+        raise ExportError(f"{path}: a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
+                          f" got {fps}; use .mp4 or a lower rate")
+    return kind
+
+
+def _check_frame(path: Path, kind: str, frame: np.ndarray, first: np.ndarray | None) -> None:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ExportError(f"{path}: frames must be [H, W, 3] uint8, got {frame.dtype} {frame.shape}")
+    if first is not None and frame.shape != first.shape:
+        raise ExportError(f"{path}: frame size changed from {first.shape[:2]} to {frame.shape[:2]}")
+    if kind == ".mp4" and (frame.shape[0] % 2 or frame.shape[1] % 2):
+        raise ExportError(f"{path}: MP4 (yuv420p) needs an even width and height, got"
+                          f" {frame.shape[1]}x{frame.shape[0]}")
+
+
+def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: float, total_frames: int,
+                progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> None:
+    """Encode `total_frames` frames from `frame_iter` by the file's extension (.mp4, .gif),
+    atomically. `progress(done, total)` after each frame; `cancel()` is checked before each
+    frame is asked for and, when true, raises Cancelled with no file left. Raises ExportError
+    naming the path when the file cannot be written; errors of the frame source pass through."""
+    path = Path(path)
+    kind = _check_target(path, fps)
+    if not 1 <= total_frames <= MAX_FRAMES:
+        raise ExportError(f"{path}: the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{kind}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    stream = None
+    try:
+        with _encoder_errors(path):
+            stream = _Mp4Stream(tmp, fps) if kind == ".mp4" else _GifStream(tmp, fps)
+        source, first = iter(frame_iter), None
+        for done in range(total_frames):
+            if cancel is not None and cancel():
+                raise Cancelled(f"{path}: export cancelled after {done} of {total_frames} frames; nothing written")
+            frame = next(source, None)
+            if frame is None:
+                raise ExportError(f"{path}: the frames ran out after {done} of {total_frames}")
+            frame = np.asarray(frame)
+            _check_frame(path, kind, frame, first)
+            first = frame if first is None else first
+            with _encoder_errors(path):
+                stream.append(frame)
+            if progress is not None:
+                progress(done + 1, total_frames)
+        closing, stream = stream, None
+        with _encoder_errors(path):
+            closing.close()
+            umask = os.umask(0)  # mkstemp made the file private; give it the permissions open() would
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+    except BaseException:
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001  the original error is the one to report
+                pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@contextmanager
+def _encoder_errors(path: Path):
+    """Encoder and file-system failures as ExportError naming the target path."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ExportError(f"{path}: cannot write the video ({exc})") from exc

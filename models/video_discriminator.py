@@ -1,0 +1,78 @@
+"""StyleGAN-V's holistic video discriminator: it judges a sparse clip (a few frames at
+real-valued times) as one sample.
+
+Each frame goes through the same residual StyleGAN2 trunk down to 4x4; the per-frame
+features are concatenated along channels with an encoding of the time differences between
+consecutive frames (Fourier features of the gaps, tiled over 4x4), and one head judges the
+whole. Knowing the gaps is what lets D tell plausible motion over 0.1 s from over 3 s.
+The per-frame features at 16/8/4 are returned for SpatialGAN's GradCAM alignment, as the
+image discriminator does.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import default_channels
+from .discriminator import GRADCAM_LEVELS, DownBlock
+from .layers import EqualConv2d, EqualLinear
+
+GAP_PERIODS = (0.1, 8.0)  # seconds: the shortest and longest periods of the gap encoding
+
+
+class VideoDiscriminator(nn.Module):
+    def __init__(self, resolution: int, channels: dict[int, int] | None = None, frames: int = 3,
+                 in_channels: int = 3, mbstd_group: int = 4, gap_features: int = 16, time_channels: int = 16):
+        super().__init__()
+        if frames < 2:
+            raise ValueError(f"a video discriminator needs at least 2 frames per clip, got {frames}")
+        c = {int(k): v for k, v in (channels or default_channels(resolution)).items()}
+        self.resolution, self.frames, self.mbstd_group = resolution, frames, mbstd_group
+        self.from_rgb = EqualConv2d(in_channels, c[resolution], 1)
+        self.blocks = nn.ModuleDict()
+        r = resolution
+        while r > 4:
+            self.blocks[str(r)] = DownBlock(c[r], c[r // 2])
+            r //= 2
+        periods = torch.logspace(math.log10(GAP_PERIODS[0]), math.log10(GAP_PERIODS[1]), gap_features)
+        self.register_buffer("gap_omega", 2 * math.pi / periods, persistent=False)
+        self.encode_gaps = EqualLinear(2 * gap_features * (frames - 1), time_channels, activate=True)
+        self.final_conv = EqualConv2d(frames * c[4] + time_channels + 1, c[4], 3)
+        self.fc = EqualLinear(c[4] * 16, c[4], activate=True)
+        self.out = EqualLinear(c[4], 1)
+
+    def encode_times(self, times: torch.Tensor) -> torch.Tensor:
+        """times [B, T] -> [B, time_channels]: sin/cos features of the gaps between frames."""
+        gaps = (times[:, 1:] - times[:, :-1]).float()[..., None] * self.gap_omega  # [B, T-1, F]
+        return self.encode_gaps(torch.cat([gaps.sin(), gaps.cos()], dim=-1).flatten(1))
+
+    def minibatch_std(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        g = min(self.mbstd_group, B)
+        while B % g:
+            g -= 1
+        y = x.view(g, -1, C, H, W)
+        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+        return torch.cat([x, y.view(-1, 1, 1, 1).repeat(g, 1, H, W)], dim=1)
+
+    def forward(self, clips: torch.Tensor, times: torch.Tensor, return_features: bool = False):
+        """clips [B, T, C, S, S] at times [B, T] (seconds) -> logits [B, 1] (and, with
+        return_features, the per-frame features {16, 8, 4: [B*T, c, r, r]})."""
+        B, T = clips.shape[:2]
+        if T != self.frames or times.shape != (B, T):
+            raise ValueError(f"expected {self.frames} frames per clip and times [B, {self.frames}],"
+                             f" got clips {tuple(clips.shape)} and times {tuple(times.shape)}")
+        x = self.from_rgb(clips.flatten(0, 1))
+        feats: dict[int, torch.Tensor] = {self.resolution: x} if self.resolution in GRADCAM_LEVELS else {}
+        for r_str, block in self.blocks.items():
+            x = block(x)
+            r = int(r_str) // 2
+            if r in GRADCAM_LEVELS:
+                feats[r] = x
+        gaps = self.encode_times(times).to(x.dtype)[:, :, None, None].expand(-1, -1, 4, 4)
+        x = torch.cat([x.unflatten(0, (B, T)).flatten(1, 2), gaps], dim=1)  # frames side by side
+        x = self.final_conv(self.minibatch_std(x))
+        logits = self.out(self.fc(x.flatten(1)))
+        return (logits, feats) if return_features else logits
