@@ -71,6 +71,11 @@ def save_checkpoint(path: str | os.PathLike, generator: Generator, meta: dict[st
     atomic_write_bytes(path, data)
 
 
+def _looks_like_pickle(head: bytes) -> bool:
+    """Zip (torch.save's format) or a pickle stream of protocol 2 to 5."""
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Validate the container and return (our JSON, the tensor table, data start offset)."""
     p = Path(path)
@@ -81,16 +86,19 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     size = p.stat().st_size
     try:
         with open(p, "rb") as f:
-            head = f.read(8)
-            if head[:2] == b"PK" or head[:1] == b"\x80":
+            head = f.read(9)
+            # A safetensors file starts with its header length (u64) then "{". Only a file
+            # that is not that is checked for pickle magic: the length's bytes may be anything.
+            n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+            if (n is None or head[8:9] != b"{") and _looks_like_pickle(head):
                 raise CheckpointError(p, "is a pickle (PyTorch .pt/.pth or similar); refused: pickles run code"
                                          " when loaded, so SteerGAN never unpickles. Use a .safetensors checkpoint")
-            if len(head) < 8:
+            if n is None:
                 raise CheckpointError(p, f"is truncated or not a safetensors file ({size} bytes)")
-            (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER or n > size - 8:
                 raise CheckpointError(p, f"is truncated or not a safetensors file (header claims {n} bytes,"
                                          f" the file has {size})")
+            f.seek(8)
             raw = f.read(n)
     except OSError as exc:
         raise CheckpointError(p, f"cannot be read: {exc.strerror or exc}") from None
