@@ -2,12 +2,14 @@
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from test_app_helpers import (assert_shows_render_of, checkpoints, click, drag, free_point_in_block,  # noqa: F401
-                              make_window, shown_image, studio_env, wait_for_current_frame, wheel, widget_point)
+from test_app_helpers import (assert_shows_render_of, click, drag, free_point_in_block, shown_image,
+                              wait_for_current_frame, wheel, widget_point)
+
+pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
 
-def test_dragging_a_handle_moves_that_object_and_changes_the_image(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_dragging_a_handle_moves_that_object_and_changes_the_image(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     before_state, before_image = w.document.state, shown_image(w).copy()
     obj = before_state.objects[0]
@@ -23,8 +25,8 @@ def test_dragging_a_handle_moves_that_object_and_changes_the_image(qtbot, make_w
     assert not np.array_equal(shown_image(w), before_image)
 
 
-def test_wheel_shrinks_sigma_down_to_removing_the_object(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_wheel_shrinks_sigma_down_to_removing_the_object(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     pos = widget_point(w.canvas, *w.document.state.objects[1].center)
     wheel(w.canvas, pos, +2)
@@ -41,8 +43,8 @@ def test_wheel_shrinks_sigma_down_to_removing_the_object(qtbot, make_window, che
     assert w.document.state.objects[1].sigma > 0
 
 
-def test_dragging_the_sigma_ring_sets_sigma(qtbot, make_window, checkpoints):
-    path, _ = checkpoints["rooms"]
+def test_dragging_the_sigma_ring_sets_sigma(qtbot, make_window, tiny_checkpoints):
+    path, _ = tiny_checkpoints["rooms"]
     w = make_window(path)
     obj = w.document.state.objects[0]
     scale = w.canvas.pixels_per_unit()
@@ -53,8 +55,8 @@ def test_dragging_the_sigma_ring_sets_sigma(qtbot, make_window, checkpoints):
     assert w.document.state.objects[0].center == obj.center
 
 
-def test_clicking_a_block_resamples_only_that_block(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_clicking_a_block_resamples_only_that_block(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     before = w.document.state
     click(qtbot, w.canvas, free_point_in_block(w.canvas, 2, grid=2))
@@ -67,8 +69,8 @@ def test_clicking_a_block_resamples_only_that_block(qtbot, make_window, checkpoi
     assert w.canvas.diff.image is not None  # the difference highlight was drawn
 
 
-def test_shift_click_selects_blocks_then_resamples_them_together(qtbot, make_window, checkpoints):
-    path, _ = checkpoints["rooms"]
+def test_shift_click_selects_blocks_then_resamples_them_together(qtbot, make_window, tiny_checkpoints):
+    path, _ = tiny_checkpoints["rooms"]
     w = make_window(path)
     before = w.document.state
     for block in (0, 3):
@@ -80,8 +82,8 @@ def test_shift_click_selects_blocks_then_resamples_them_together(qtbot, make_win
     assert w.document.undo_stack.count() == 1 and not w.canvas.grid.selected
 
 
-def test_hierarchical_centers_coarse_moves_finer(qtbot, make_window, checkpoints):
-    path, g = checkpoints["figures"]
+def test_hierarchical_centers_coarse_moves_finer(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["figures"]
     w = make_window(path)
     s0 = w.document.state
     levels = s0.hierarchy_centers()
@@ -105,8 +107,8 @@ def test_hierarchical_centers_coarse_moves_finer(qtbot, make_window, checkpoints
     assert {"heatmap_4", "heatmap_8", "heatmap_16"} <= set(w.canvas.frame.heatmaps)
 
 
-def test_a_burst_of_1000_drag_events_ends_on_the_final_state(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_a_burst_of_1000_drag_events_ends_on_the_final_state(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     vp = w.canvas.viewport()
     start = widget_point(w.canvas, *w.document.state.objects[0].center)

@@ -1,8 +1,9 @@
 """Scene edits from the keyboard and the panels, and undo/redo, on the real window."""
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
-from test_app_helpers import (assert_shows_render_of, checkpoints, drag, make_window, shown_image,  # noqa: F401
-                              studio_env, wait_for_current_frame, widget_point)
+from test_app_helpers import assert_shows_render_of, drag, shown_image, wait_for_current_frame, widget_point
+
+pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
 
 def click_checkbox(qtbot, box):
@@ -10,8 +11,8 @@ def click_checkbox(qtbot, box):
     qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
 
 
-def test_offsets_key_toggles_offsets_in_the_state_and_the_image(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_offsets_key_toggles_offsets_in_the_state_and_the_image(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     on_image = shown_image(w).copy()
     assert w.document.state.offsets_on and w.act_offsets.isChecked()
@@ -25,8 +26,8 @@ def test_offsets_key_toggles_offsets_in_the_state_and_the_image(qtbot, make_wind
     assert w.document.state.offsets_on and np.array_equal(shown_image(w), on_image)
 
 
-def test_offset_strength_and_field_overlay(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_offset_strength_and_field_overlay(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     w.mtm_panel.strength.spin.setValue(1.5)
     assert w.document.state.offset_strength == 1.5
@@ -34,6 +35,7 @@ def test_offset_strength_and_field_overlay(qtbot, make_window, checkpoints):
     assert w.canvas.overlay_visible("offsets")
     wait_for_current_frame(qtbot, w)
     assert_shows_render_of(w, g)
+    qtbot.waitUntil(lambda: w._extras_frame is None)  # the side views follow within 100 ms
     layers = [w.mtm_panel.layer.itemText(i) for i in range(w.mtm_panel.layer.count())]
     assert layers == ["8.0", "8.1"]
     field = w.canvas.offsets.field
@@ -42,8 +44,8 @@ def test_offset_strength_and_field_overlay(qtbot, make_window, checkpoints):
     assert all(mean > 0 and peak >= mean for mean, peak in w.mtm_panel.stats.values.values())
 
 
-def test_new_style_changes_only_that_objects_style_seed(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_new_style_changes_only_that_objects_style_seed(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     before = w.document.state
     qtbot.mouseClick(w.objects_panel.rows[1].new_style, Qt.MouseButton.LeftButton)
@@ -56,8 +58,8 @@ def test_new_style_changes_only_that_objects_style_seed(qtbot, make_window, chec
     assert_shows_render_of(w, g)
 
 
-def test_copy_style_from_another_object(qtbot, make_window, checkpoints):
-    path, _ = checkpoints["rooms"]
+def test_copy_style_from_another_object(qtbot, make_window, tiny_checkpoints):
+    path, _ = tiny_checkpoints["rooms"]
     w = make_window(path)
     before = w.document.state
     combo = w.objects_panel.rows[0].copy_from
@@ -68,8 +70,8 @@ def test_copy_style_from_another_object(qtbot, make_window, checkpoints):
     assert combo.currentIndex() == 0
 
 
-def test_locked_object_survives_new_sample(qtbot, make_window, checkpoints):
-    path, _ = checkpoints["rooms"]
+def test_locked_object_survives_new_sample(qtbot, make_window, tiny_checkpoints):
+    path, _ = tiny_checkpoints["rooms"]
     w = make_window(path)
     click_checkbox(qtbot, w.objects_panel.rows[0].locked)
     locked = w.document.state.objects[0]
@@ -83,8 +85,8 @@ def test_locked_object_survives_new_sample(qtbot, make_window, checkpoints):
     assert w.document.state.seed != after.seed and w.document.state.objects[0] == locked
 
 
-def test_seed_box_and_truncation(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_seed_box_and_truncation(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     box = w.sample_panel.seed
     box.setFocus()
@@ -98,8 +100,8 @@ def test_seed_box_and_truncation(qtbot, make_window, checkpoints):
     assert_shows_render_of(w, g)
 
 
-def test_undo_redo_restore_states_exactly(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_undo_redo_restore_states_exactly(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     states = [w.document.state]
     start = widget_point(w.canvas, *states[0].objects[0].center)
@@ -127,12 +129,26 @@ def test_undo_redo_restore_states_exactly(qtbot, make_window, checkpoints):
     assert w.history.model().rowCount() == 5  # "Opened" + 4 edits
 
 
-def test_panels_follow_capabilities(qtbot, make_window, checkpoints):
-    w = make_window(checkpoints["plain"][0])
+def test_panels_follow_capabilities(qtbot, make_window, tiny_checkpoints):
+    w = make_window(tiny_checkpoints["plain"][0])
     assert not w.dock_objects.isVisibleTo(w) and not w.dock_mtm.isVisibleTo(w)
     assert not w.act_grid.isEnabled() and not w.act_offsets.isEnabled()
-    w.files.open_checkpoint(checkpoints["figures"][0])
+    w.files.open_checkpoint(tiny_checkpoints["figures"][0])
     qtbot.waitUntil(lambda: w.document.config.hierarchical)
     assert w.dock_objects.isVisibleTo(w) and w.dock_mtm.isVisibleTo(w)
     assert len(w.objects_panel.rows) == 1 and not w.act_grid.isEnabled()
     assert w.document.undo_stack.count() == 0  # a new generator starts a new history
+
+
+def test_shortcuts_are_shown_in_the_menus_and_toggle_overlays(qtbot, make_window, tiny_checkpoints):
+    w = make_window(tiny_checkpoints["rooms"][0])
+    shortcuts = {a.text().replace("&", ""): a.shortcut().toString()
+                 for menu in w.menuBar().findChildren(type(w.recent_menu)) for a in menu.actions()}
+    for text, keys in {"Export Image…": "Ctrl+E", "Undo": "Ctrl+Z", "Redo": "Ctrl+Shift+Z", "New Sample": "N",
+                       "Offsets On": "O", "Block Grid": "G", "Offset Field": "F", "Object Handles": "H"}.items():
+        assert shortcuts.get(text) == keys, (text, shortcuts.get(text))
+    qtbot.keyClick(w, Qt.Key.Key_G)
+    assert not w.canvas.overlay_visible("grid") and w.canvas.block_at(w.canvas.to_widget(0.5, 0.5)) is None
+    qtbot.keyClick(w, Qt.Key.Key_H)
+    assert not w.canvas.overlay_visible("handles")
+    assert w.document.undo_stack.count() == 0  # overlays are views, not scene edits

@@ -8,13 +8,14 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
-from test_app_helpers import (assert_shows_render_of, checkpoints, drag, make_window, shown_image,  # noqa: F401
-                              studio_env, wait_for_current_frame, widget_point)
+from test_app_helpers import assert_shows_render_of, drag, shown_image, wait_for_current_frame, widget_point
 
 from app import settings
 from app.export import ExportOptions
 from models import load_session, render
 from models.render import resize_image
+
+pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
 
 def export(qtbot, w, options):
@@ -23,8 +24,8 @@ def export(qtbot, w, options):
     return sig.args[1]
 
 
-def test_export_equals_render_of_the_state(qtbot, make_window, checkpoints, tmp_path):
-    path, g = checkpoints["rooms"]
+def test_export_equals_render_of_the_state(qtbot, make_window, tiny_checkpoints, tmp_path):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     start = widget_point(w.canvas, *w.document.state.objects[0].center)
     drag(qtbot, w.canvas, start, start + QPoint(30, 30))
@@ -43,8 +44,8 @@ def test_export_equals_render_of_the_state(qtbot, make_window, checkpoints, tmp_
     assert w.document.state == state and not list(tmp_path.glob("*.part"))
 
 
-def test_export_to_an_unwritable_place_says_why_and_changes_nothing(qtbot, make_window, checkpoints, tmp_path):
-    w = make_window(checkpoints["rooms"][0])
+def test_export_to_an_unwritable_place_says_why_and_changes_nothing(qtbot, make_window, tiny_checkpoints, tmp_path):
+    w = make_window(tiny_checkpoints["rooms"][0])
     state, count = w.document.state, w.document.undo_stack.count()
     assert not export(qtbot, w, ExportOptions(str(tmp_path / "no" / "such" / "dir" / "x.png")))
     assert "does not exist" in w.last_error[1]
@@ -59,8 +60,8 @@ def test_export_to_an_unwritable_place_says_why_and_changes_nothing(qtbot, make_
     assert w.document.state == state and w.document.undo_stack.count() == count
 
 
-def test_session_round_trip(qtbot, make_window, checkpoints, tmp_path):
-    path, g = checkpoints["rooms"]
+def test_session_round_trip(qtbot, make_window, tiny_checkpoints, tmp_path):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     start = widget_point(w.canvas, *w.document.state.objects[1].center)
     drag(qtbot, w.canvas, start, start + QPoint(-20, 25))
@@ -82,8 +83,8 @@ def test_session_round_trip(qtbot, make_window, checkpoints, tmp_path):
     assert_shows_render_of(w2, g)
 
 
-def test_bad_files_leave_the_window_usable_with_the_same_state(qtbot, make_window, checkpoints, tmp_path):
-    path, g = checkpoints["rooms"]
+def test_bad_files_leave_the_window_usable_with_the_same_state(qtbot, make_window, tiny_checkpoints, tmp_path):
+    path, g = tiny_checkpoints["rooms"]
     w = make_window(path)
     state, image = w.document.state, shown_image(w).copy()
     bad = tmp_path / "broken.safetensors"
@@ -107,8 +108,8 @@ def test_bad_files_leave_the_window_usable_with_the_same_state(qtbot, make_windo
     assert_shows_render_of(w, g)
 
 
-def test_recent_files_and_drop_onto_the_window(qtbot, make_window, checkpoints):
-    rooms, figures = checkpoints["rooms"][0], checkpoints["figures"][0]
+def test_recent_files_and_drop_onto_the_window(qtbot, make_window, tiny_checkpoints):
+    rooms, figures = tiny_checkpoints["rooms"][0], tiny_checkpoints["figures"][0]
     w = make_window(rooms)
     assert settings.recent_files()[0] == str(rooms.resolve())
     mime = QMimeData()
@@ -128,11 +129,11 @@ def test_recent_files_and_drop_onto_the_window(qtbot, make_window, checkpoints):
     qtbot.waitUntil(lambda: w.document.config.objects == 2, timeout=20000)
 
 
-def test_autosave_and_restore_after_a_crash(qtbot, make_window, checkpoints, studio_env):
+def test_autosave_and_restore_after_a_crash(qtbot, make_window, tiny_checkpoints, studio_env):
     from app.autosave import Autosaver
     from app.studio import offer_restore
 
-    path, _ = checkpoints["rooms"]
+    path, _ = tiny_checkpoints["rooms"]
     w = make_window(path)
     assert w.autosaver.start() is None  # no crash before this run
     for _ in range(5):  # five edits: autosaved without waiting for the timer
@@ -158,12 +159,12 @@ def test_autosave_and_restore_after_a_crash(qtbot, make_window, checkpoints, stu
 
 
 @pytest.mark.parametrize("args", [["--arch", "tiny-rooms"], ["SESSION"]])
-def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, checkpoints, tmp_path, args):
+def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, tiny_checkpoints, tmp_path, args):
     from app.cli import main
     from models import CheckpointRef, initial_state, save_session
 
     if args == ["SESSION"]:
-        path, g = checkpoints["figures"]
+        path, g = tiny_checkpoints["figures"]
         session = tmp_path / "fig.json"
         save_session(session, initial_state(g.config, 5), CheckpointRef(str(path), None))
         args = [str(session)]

@@ -7,7 +7,7 @@ generators (from checkpoints written to tmp_path), never the 128 px default.
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QCoreApplication, QPoint, QPointF, QSettings, Qt
+from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, QSettings, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
@@ -28,11 +28,18 @@ def studio_env(qapp, tmp_path, monkeypatch):
     QCoreApplication.setOrganizationName("SteerGAN-tests")
     QCoreApplication.setApplicationName("studio-tests")
     configure_app(qapp)
-    return tmp_path
+    yield tmp_path
+    # pytest-qt has closed the test's windows (deleteLater). Delete them now and collect
+    # their garbage here, on the GUI thread (windows switch Python's automatic collector
+    # off: see app/qt_compat.py); then the automatic collector is back for other tests.
+    from app import qt_compat
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qt_compat.automatic_garbage_collection()
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
+def tiny_checkpoints(tmp_path_factory):
     """Tiny checkpoints (float32, so renders match exactly) and their reference generators.
     'rooms' has live MTM offsets, so switching them off visibly changes the image."""
     from conftest import with_live_offsets

@@ -4,11 +4,12 @@ import threading
 import numpy as np
 import torch
 from PySide6.QtCore import QObject, Slot
-from test_app_helpers import (assert_shows_render_of, checkpoints, make_window, studio_env,  # noqa: F401
-                              wait_for_current_frame)
+from test_app_helpers import assert_shows_render_of, wait_for_current_frame
 
 from app.render_worker import RenderWorker, default_render, start_worker, stop_worker
 from models import initial_state
+
+pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
 
 class GatedRender:
@@ -58,8 +59,8 @@ def loaded_worker(qtbot, render_fn, path):
     return worker, thread, got
 
 
-def test_only_the_newest_pending_request_is_rendered(qtbot, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_only_the_newest_pending_request_is_rendered(qtbot, studio_env, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     gated = GatedRender()
     worker, thread, got = loaded_worker(qtbot, gated, path)
     base = initial_state(got.infos[0].config, 0)
@@ -75,8 +76,8 @@ def test_only_the_newest_pending_request_is_rendered(qtbot, checkpoints):
     stop_worker(worker, thread)
 
 
-def test_requests_for_another_generator_are_dropped(qtbot, checkpoints):
-    path, _ = checkpoints["rooms"]
+def test_requests_for_another_generator_are_dropped(qtbot, studio_env, tiny_checkpoints):
+    path, _ = tiny_checkpoints["rooms"]
     worker, thread, got = loaded_worker(qtbot, None, path)
     state = initial_state(got.infos[0].config, 0)
     worker.request(state, 1, generation=6)  # made for a model that is not loaded: stale
@@ -85,7 +86,7 @@ def test_requests_for_another_generator_are_dropped(qtbot, checkpoints):
     stop_worker(worker, thread)
 
 
-def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_window, checkpoints, monkeypatch):
+def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_window, tiny_checkpoints, monkeypatch):
     import models.library
 
     real_open, seen = models.library.open_generator, {}
@@ -98,7 +99,7 @@ def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_win
 
     monkeypatch.setattr(models.library, "open_generator", slow_open)
     w = make_window()
-    w.files.open_checkpoint(checkpoints["figures"][0])
+    w.files.open_checkpoint(tiny_checkpoints["figures"][0])
     qtbot.waitUntil(lambda: "thread" in seen, timeout=20000)
     assert w.busy.isVisible() and w.files.loading  # the GUI runs on while the worker loads
     assert seen["thread"] != threading.get_ident()
@@ -107,8 +108,8 @@ def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_win
     assert not w.busy.isVisible() and w.document.config.hierarchical
 
 
-def test_gpu_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_gpu_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     failures = {"left": 0}
 
     def oom_once(generator, state):
@@ -128,8 +129,8 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, make_window,
     assert "out of memory" in w.statusBar().currentMessage()
 
 
-def test_render_errors_are_reported_not_fatal(qtbot, make_window, checkpoints):
-    path, g = checkpoints["rooms"]
+def test_render_errors_are_reported_not_fatal(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
     calls = {"n": 0}
 
     def fails_once(generator, state):

@@ -1,0 +1,141 @@
+"""The open document: the current SceneState, its undo stack, and the loaded generator's
+description. The only place edits are applied: views call the edit methods here, each
+builds the new state with SceneState's own edit methods and pushes one EditCommand."""
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Hashable
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from .commands import EditCommand
+
+if TYPE_CHECKING:
+    from models.scene import SceneState
+
+    from .render_worker import GeneratorInfo
+
+SEED_LIMIT = 2**31  # same range as models.scene
+GESTURE_GAP_S = 0.8  # wheel notches / spin-box steps closer than this are one undo step
+
+
+class Document(QObject):
+    stateChanged = Signal(object)  # the new SceneState (after an edit, undo, redo or reset)
+    generatorChanged = Signal(object)  # GeneratorInfo of a newly opened generator
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.undo_stack = QUndoStack(self)
+        self.info: GeneratorInfo | None = None
+        self._state: SceneState | None = None
+        self._rng = random.Random()  # seeds for "new style", "resample": any fresh value will do
+        self._merge_ids = itertools.count(1)
+        self._gesture: tuple[Hashable, float, int] | None = None
+
+    @property
+    def state(self) -> SceneState | None:
+        return self._state
+
+    @property
+    def config(self):
+        return None if self.info is None else self.info.config
+
+    # ---- the two ways the state changes --------------------------------------------
+    def reset(self, info: GeneratorInfo, state: SceneState) -> None:
+        """A new generator and its scene: history starts over (older states do not fit it)."""
+        self.undo_stack.clear()
+        self.info = info
+        self._state = state
+        self.generatorChanged.emit(info)
+        self.stateChanged.emit(state)
+
+    def apply(self, after: SceneState, text: str, merge_id: Hashable | None = None) -> bool:
+        """Push one undoable edit; no command for an edit that changes nothing."""
+        if self._state is None or after == self._state:
+            return False
+        self.undo_stack.push(EditCommand(self._set_state, self._state, after, text, merge_id))
+        return True
+
+    def _set_state(self, state: SceneState) -> None:
+        self._state = state
+        self.stateChanged.emit(state)
+
+    # ---- merge ids -----------------------------------------------------------------
+    def new_merge_id(self) -> int:
+        """One id per drag: all its moves merge into one command."""
+        return next(self._merge_ids)
+
+    def gesture_id(self, key: Hashable) -> int:
+        """Wheel notches and spin-box steps on the same control, in quick succession, merge."""
+        now = time.monotonic()
+        if self._gesture and self._gesture[0] == key and now - self._gesture[1] < GESTURE_GAP_S:
+            merge_id = self._gesture[2]
+        else:
+            merge_id = self.new_merge_id()
+        self._gesture = (key, now, merge_id)
+        return merge_id
+
+    def fresh_seed(self) -> int:
+        return self._rng.randrange(SEED_LIMIT)
+
+    # ---- edits -----------------------------------------------------------------------
+    def move_handle(self, level: int, index: int, center: tuple[float, float], merge_id: Hashable) -> bool:
+        name = f"object {index + 1}" if self._state.hierarchy is None else _level_name(level, index)
+        return self.apply(self._state.move_center(level, index, center), f"Move {name}", merge_id)
+
+    def set_sigma(self, index: int, sigma: float, merge_id: Hashable | None = None) -> bool:
+        sigma = min(max(float(sigma), 0.0), 1.0)
+        text = f"Remove object {index + 1}" if sigma == 0 else f"Size of object {index + 1}"
+        return self.apply(self._state.with_object(index, sigma=sigma), text, merge_id)
+
+    def set_visible(self, index: int, visible: bool) -> bool:
+        text = f"{'Show' if visible else 'Hide'} object {index + 1}"
+        return self.apply(self._state.with_object(index, visible=bool(visible)), text)
+
+    def set_locked(self, index: int, locked: bool) -> bool:
+        text = f"{'Lock' if locked else 'Unlock'} object {index + 1}"
+        return self.apply(self._state.with_object(index, locked=bool(locked)), text)
+
+    def new_style(self, index: int) -> bool:
+        return self.apply(self._state.with_object(index, style_seed=self.fresh_seed()),
+                          f"New style for object {index + 1}")
+
+    def copy_style(self, index: int, source: int) -> bool:
+        seed = self._state.objects[source].style_seed
+        return self.apply(self._state.with_object(index, style_seed=seed),
+                          f"Style of object {source + 1} to object {index + 1}")
+
+    def resample_blocks(self, indices) -> bool:
+        indices = sorted(set(indices))
+        if not indices:
+            return False
+        text = f"Resample block {indices[0] + 1}" if len(indices) == 1 else f"Resample {len(indices)} blocks"
+        return self.apply(self._state.resample_blocks(indices, self.fresh_seed()), text)
+
+    def new_sample(self, seed: int | None = None) -> bool:
+        seed = self.fresh_seed() if seed is None else int(seed)
+        return self.apply(self._state.new_sample(seed), f"New sample (seed {seed})")
+
+    def set_truncation(self, psi: float, merge_id: Hashable | None = None) -> bool:
+        return self.apply(replace(self._state, truncation=round(float(psi), 4)),
+                          f"Truncation {psi:.2f}", merge_id)
+
+    def set_offsets_on(self, on: bool) -> bool:
+        return self.apply(replace(self._state, offsets_on=bool(on)), f"Offsets {'on' if on else 'off'}")
+
+    def set_offset_strength(self, strength: float, merge_id: Hashable | None = None) -> bool:
+        return self.apply(replace(self._state, offset_strength=round(float(strength), 4)),
+                          f"Offset strength {strength:.2f}", merge_id)
+
+    def replace_state(self, state: SceneState, text: str) -> bool:
+        """A whole scene at once (opening a session made with the same generator)."""
+        state.check_fits(self.config)
+        return self.apply(state, text)
+
+
+def _level_name(level: int, index: int) -> str:
+    return "figure" if level == 0 else f"level-{level} center {index + 1}"

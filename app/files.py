@@ -1,0 +1,208 @@
+"""Opening checkpoints and sessions, saving sessions, exporting images, recent files.
+
+Loading a checkpoint runs on the render worker's thread (it owns the model); the window
+shows a busy indicator meanwhile and stays usable. A file that cannot be used leaves
+everything as it was and says which file and what is wrong.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QFileDialog
+
+from . import settings
+from .export import ExportDialog, ExportOptions, export_image
+
+CHECKPOINT_FILTER = "SteerGAN checkpoints (*.safetensors);;All files (*)"
+SESSION_FILTER = "SteerGAN sessions (*.json)"
+
+
+class FileController(QObject):
+    loadFinished = Signal(bool)  # a checkpoint load ended: True opened, False refused
+    exportFinished = Signal(str, bool)  # path, written
+    recentChanged = Signal(list)
+
+    def __init__(self, window, document, worker, canvas):
+        super().__init__(window)
+        self.window, self.document, self.worker, self.canvas = window, document, worker, canvas
+        self.session_path: str | None = None
+        self.generation = -1  # the load token of the generator renders are made for
+        self._token = 0
+        self._loads: dict[int, dict] = {}  # token -> what to do when it is loaded
+        self._pending_export: ExportOptions | None = None
+        worker.loaded.connect(self._on_loaded)
+        worker.loadFailed.connect(self._on_load_failed)
+
+    @property
+    def loading(self) -> bool:
+        return bool(self._loads)
+
+    # ---- opening -----------------------------------------------------------------------
+    def open_path(self, path: str | Path) -> None:
+        """A file from the command line, a drop, or the recent list: sessions are .json."""
+        if str(path).lower().endswith(".json"):
+            self.open_session(path)
+        else:
+            self.open_checkpoint(path)
+
+    def open_checkpoint(self, path: str | Path | None = None, arch: str | None = None, state=None,
+                        session: str | None = None) -> int:
+        """Ask the worker to load; returns the load token. `state`: the scene to show once
+        loaded (a session's), else a fresh scene of seed 0."""
+        self._token += 1
+        label = Path(path).name if path else (arch or "the default generator")
+        self._loads[self._token] = {"path": None if path is None else str(path), "state": state,
+                                    "session": session, "label": label}
+        self.window.set_busy(f"Opening {label}…")
+        self.worker.load(self._token, None if path is None else str(path), arch)
+        return self._token
+
+    @Slot(int, object)
+    def _on_loaded(self, token: int, info) -> None:
+        from models.scene import SceneError, initial_state
+
+        job = self._finish(token)
+        state = job.get("state")
+        if state is not None:
+            try:
+                state.check_fits(info.config)
+            except SceneError as exc:
+                self.window.show_error("Session does not fit the checkpoint",
+                                       f"{job.get('session')}: {exc}. Opened {info.name} with a new scene.")
+                state = None
+        self.generation = token  # before reset: the reset's render request carries it
+        self.session_path = job.get("session")
+        self.document.reset(info, state if state is not None else initial_state(info.config, 0))
+        for recent in (job.get("session"), job.get("path")):
+            if recent:
+                self.recentChanged.emit(settings.add_recent(recent))
+                break
+        self.window.show_message(f"Opened {info.name}" + ("" if info.trained else
+                                 " — an untrained model: expect noise-like images"))
+        self.loadFinished.emit(True)
+
+    @Slot(int, str)
+    def _on_load_failed(self, token: int, message: str) -> None:
+        job = self._finish(token)
+        self.window.show_error(f"Cannot open {job.get('label', 'the checkpoint')}", message)
+        self.loadFinished.emit(False)
+
+    def _finish(self, token: int) -> dict:
+        # Loads the worker coalesced away (a newer one replaced them) never answer: drop them.
+        job = self._loads.pop(token, {})
+        for older in [t for t in self._loads if t < token]:
+            del self._loads[older]
+        if not self._loads:
+            self.window.set_busy(None)
+        return job
+
+    def open_session(self, path: str | Path) -> None:
+        from models.scene import SceneError
+        from models.session import SessionError, load_session, resolve_checkpoint_path
+
+        try:
+            state, ref = load_session(path)
+        except SessionError as exc:
+            self.window.show_error("Cannot open session", str(exc))
+            return
+        info = self.document.info
+        if info is not None and _same_checkpoint(ref, info.ref, path):
+            try:
+                self.document.replace_state(state, f"Open session {Path(path).name}")
+            except SceneError as exc:
+                self.window.show_error("Cannot open session", f"{path}: {exc}")
+                return
+            self.session_path = str(path)
+            self.document.undo_stack.setClean()
+            self.window.update_title()
+            self.recentChanged.emit(settings.add_recent(path))
+            return
+        checkpoint = resolve_checkpoint_path(ref, path)
+        if checkpoint is not None and not Path(checkpoint).exists():
+            self.window.show_error("Cannot open session",
+                                   f"{path}: its checkpoint {checkpoint} does not exist (moved or deleted?)")
+            return
+        self.open_checkpoint(checkpoint, arch=None if checkpoint else ref.architecture, state=state,
+                             session=str(path))
+
+    def ask_open_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open checkpoint", self._folder(), CHECKPOINT_FILTER)
+        if path:
+            self.open_checkpoint(path)
+
+    def ask_open_session(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open session", self._folder(), SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def _folder(self) -> str:
+        recent = settings.recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    # ---- saving ------------------------------------------------------------------------
+    def save_session(self, path: str | Path | None = None) -> bool:
+        from models.session import save_session
+
+        path = path or self.session_path
+        if path is None:
+            return self.ask_save_session()
+        if self.document.state is None:
+            return False
+        try:
+            save_session(path, self.document.state, self.document.info.ref)
+        except OSError as exc:
+            self.window.show_error("Cannot save session", f"{path}: cannot write here ({exc.strerror or exc})")
+            return False
+        self.session_path = str(path)
+        self.document.undo_stack.setClean()
+        self.window.update_title()
+        self.recentChanged.emit(settings.add_recent(path))
+        self.window.show_message(f"Saved {path}")
+        return True
+
+    def ask_save_session(self) -> bool:
+        start = self.session_path or str(Path(self._folder()) / "scene.json")
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save session", start, SESSION_FILTER)
+        return bool(path) and self.save_session(path)
+
+    # ---- export ------------------------------------------------------------------------
+    def ask_export(self) -> None:
+        if self.document.state is None:
+            return
+        stem = Path(self.session_path).stem if self.session_path else "steergan"
+        dialog = ExportDialog(self.document.config.resolution, stem, self.window)
+        if dialog.exec() == ExportDialog.DialogCode.Accepted:
+            self.export(dialog.options())
+
+    def export(self, options: ExportOptions) -> None:
+        """Export the current state's frame; if it is still being rendered, as soon as it
+        arrives (exports are always of what the scene is now, never of an older frame)."""
+        self._pending_export = options
+        self.frame_shown()
+
+    def frame_shown(self) -> None:
+        options = self._pending_export
+        if options is None or self.canvas.frame is None or self.canvas.frame_state != self.document.state:
+            return
+        from models.fileio import ExportError
+
+        self._pending_export = None
+        try:
+            export_image(options, self.canvas.frame.image, self.canvas.grab_image_area)
+        except ExportError as exc:
+            self.window.show_error("Cannot export", str(exc))
+            self.exportFinished.emit(options.path, False)
+            return
+        self.window.show_message(f"Exported {options.path}")
+        self.exportFinished.emit(options.path, True)
+
+
+def _same_checkpoint(ref, loaded, session_path) -> bool:
+    """Does a session's checkpoint reference name the generator already open?"""
+    from models.session import resolve_checkpoint_path
+
+    if ref.path is None or loaded.path is None:
+        return ref.path is None and loaded.path is None and ref.architecture == loaded.architecture
+    same_file = Path(resolve_checkpoint_path(ref, session_path)).resolve() == Path(loaded.path).resolve()
+    return same_file and (ref.sha256 is None or ref.sha256 == loaded.sha256)

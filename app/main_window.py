@@ -1,0 +1,369 @@
+"""The main window: canvas in the centre, panels in docks, menus with shortcuts, status
+bar, and the render loop (state change -> request to the worker -> frame on the canvas).
+
+    UI event -> Document edit -> stateChanged -> worker.request(state, id) -> frameReady
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QScrollArea, QToolBar, QUndoView)
+
+from . import qt_compat, settings
+from .autosave import Autosaver
+from .canvas import Canvas
+from .document import Document
+from .files import FileController
+from .panels import MtmPanel, ObjectsPanel, SamplePanel
+from .render_worker import RenderWorker, start_worker, stop_worker
+from .views import HeatmapViews
+
+STATUS_MS = 6000
+EXTRAS_MS = 100
+
+
+class MainWindow(QMainWindow):
+    frameShown = Signal(int)  # request id of the frame now on the canvas
+    errorShown = Signal(str, str)  # title, message (the dialog is open, not blocking)
+
+    def __init__(self, worker: RenderWorker | None = None, autosave_dir: str | None = None,
+                 remember_layout: bool = True):
+        qt_compat.guard_singleton_refcounts()  # before the first of many void Qt calls
+        qt_compat.collect_garbage_on_gui_thread()  # never free Qt objects on the worker's thread
+        super().__init__()
+        self.setWindowTitle("SteerGAN Studio")
+        self.resize(1320, 860)
+        self.setAcceptDrops(True)
+        self.document = Document(self)
+        self.worker = worker or RenderWorker()
+        self._thread = start_worker(self.worker)
+        self.canvas = Canvas(self.document)
+        self.setCentralWidget(self.canvas)
+        self.files = FileController(self, self.document, self.worker, self.canvas)
+        self.autosaver = Autosaver(self.document, autosave_dir, parent=self)
+        self.last_error: tuple[str, str] | None = None
+        self._next_id = 0
+        self._requested: dict[int, object] = {}  # request id -> the state it renders
+        self._closed = False
+        self._extras_frame = None
+        self._extras_timer = QTimer(self, singleShot=True, interval=EXTRAS_MS)
+        self._extras_timer.timeout.connect(self._flush_extras)
+        self._remember_layout = remember_layout  # off for --screenshot: the default layout, always
+
+        self._make_actions()
+        self._make_docks()
+        self._make_menus()
+        self._make_status_bar()
+        self._connect()
+        self._set_scene_actions_enabled(None)
+        if remember_layout:
+            self._restore_layout()
+        app = QApplication.instance()
+        if app is not None:  # the worker thread must end before Qt does, however we exit
+            app.aboutToQuit.connect(self.shutdown)
+
+    # ---- construction -------------------------------------------------------------------
+    def _action(self, text: str, slot=None, shortcut=None, checkable=False, checked=False, tip=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            keys = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
+            action.setShortcuts([QKeySequence(k) for k in keys])
+        action.setCheckable(checkable)
+        if checkable:
+            action.setChecked(checked)
+        keys = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        tip = tip or text.replace("&", "").rstrip("…")
+        action.setStatusTip(tip)
+        action.setToolTip(f"{tip} ({keys})" if keys else tip)
+        if slot is not None:
+            (action.toggled if checkable else action.triggered).connect(slot)
+        self.addAction(action)  # shortcuts work whichever dock has the focus
+        return action
+
+    def _make_actions(self) -> None:
+        doc, files, canvas = self.document, self.files, self.canvas
+        a = self._action
+        self.act_open = a("&Open Checkpoint…", files.ask_open_checkpoint, QKeySequence.StandardKey.Open)
+        self.act_open_session = a("Open &Session…", files.ask_open_session, "Ctrl+Shift+O")
+        self.act_save = a("&Save Session", lambda: files.save_session(), QKeySequence.StandardKey.Save)
+        self.act_save_as = a("Save Session &As…", files.ask_save_session, "Ctrl+Shift+S")
+        self.act_export = a("&Export Image…", files.ask_export, "Ctrl+E")
+        self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_undo = doc.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence("Ctrl+Z"))
+        self.act_redo = doc.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addActions([self.act_undo, self.act_redo])
+        self.act_new_sample = a("&New Sample", lambda: doc.new_sample(), ["N", "Space"],
+                                tip="Draw everything anew except locked objects")
+        self.act_offsets = a("&Offsets On", lambda on: doc.set_offsets_on(on), "O", checkable=True, checked=True,
+                             tip="Switch the learned MTM offsets on or off")
+        self.act_resample = a("&Resample Selected Blocks", canvas.resample_selection, "R",
+                              tip="Shift-click blocks to select them, then resample them together")
+        self.act_clear_selection = a("Clear Block Selection", canvas.clear_selection, "Esc")
+        self.act_handles = a("Object &Handles", lambda on: canvas.set_overlay_visible("handles", on), "H",
+                             checkable=True, checked=True)
+        self.act_grid = a("Block &Grid", lambda on: canvas.set_overlay_visible("grid", on), "G",
+                          checkable=True, checked=True)
+        self.act_field = a("Offset &Field", lambda on: canvas.set_overlay_visible("offsets", on), "F",
+                           checkable=True, checked=False)
+        self.act_diff = a("&Difference Highlight", lambda on: setattr(canvas, "flash_differences", on), "D",
+                          checkable=True, checked=True,
+                          tip="Briefly tint what a block resample changed")
+        canvas.set_overlay_visible("offsets", False)
+
+    def _dock(self, title: str, widget, area, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState() needs names
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _make_docks(self) -> None:
+        right, bottom = Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
+        self.sample_panel = SamplePanel(self.document, self.act_new_sample)
+        self.objects_panel = ObjectsPanel(self.document)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.objects_panel)
+        self.mtm_panel = MtmPanel(self.document, self.act_offsets, self.act_field)
+        self.heatmaps = HeatmapViews()
+        self.history = QUndoView(self.document.undo_stack)
+        self.history.setEmptyLabel("Opened")
+        self.dock_sample = self._dock("Sample", self.sample_panel, right, "sample")
+        self.dock_objects = self._dock("Objects", scroll, right, "objects")
+        self.dock_mtm = self._dock("MTM offsets", self.mtm_panel, right, "mtm")
+        self.dock_heatmaps = self._dock("Heatmaps", self.heatmaps, bottom, "heatmaps")
+        self.dock_history = self._dock("History", self.history, bottom, "history")
+        self.splitDockWidget(self.dock_heatmaps, self.dock_history, Qt.Orientation.Horizontal)
+        self.resizeDocks([self.dock_sample], [370], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.dock_sample, self.dock_mtm], [100, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.dock_heatmaps, self.dock_history], [820, 260], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.dock_heatmaps], [170], Qt.Orientation.Vertical)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addActions([self.act_open, self.act_open_session])
+        self.recent_menu = file.addMenu("Open &Recent")
+        self._fill_recent(settings.recent_files())
+        file.addSeparator()
+        file.addActions([self.act_save, self.act_save_as, self.act_export])
+        file.addSeparator()
+        file.addAction(self.act_quit)
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.act_undo, self.act_redo])
+        scene = bar.addMenu("&Scene")
+        scene.addActions([self.act_new_sample, self.act_offsets])
+        scene.addSeparator()
+        scene.addActions([self.act_resample, self.act_clear_selection])
+        view = bar.addMenu("&View")
+        view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff])
+        view.addSeparator()
+        for dock in (self.dock_sample, self.dock_objects, self.dock_mtm, self.dock_heatmaps, self.dock_history):
+            view.addAction(dock.toggleViewAction())
+        tools = QToolBar("Main")
+        tools.setObjectName("toolbar")
+        tools.setMovable(False)
+        tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tools.addActions([self.act_open, self.act_save, self.act_export])
+        tools.addSeparator()
+        tools.addActions([self.act_undo, self.act_redo])
+        tools.addSeparator()
+        tools.addActions([self.act_new_sample, self.act_offsets])
+        tools.addSeparator()
+        tools.addActions([self.act_handles, self.act_grid, self.act_field])
+        self.addToolBar(tools)
+
+    def _fill_recent(self, paths: list[str]) -> None:
+        self.recent_menu.clear()
+        for path in paths:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.files.open_path(p))
+        self.recent_menu.setEnabled(bool(paths))
+
+    def _make_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)  # indeterminate: loading has no meaningful progress
+        self.busy.setFixedWidth(120)
+        self.busy.setMaximumHeight(14)
+        self.busy.hide()
+        self.latency_label = QLabel("– ms")
+        self.latency_label.setToolTip("Render time of the last frame")
+        self.device_label = QLabel("")
+        self.checkpoint_label = QLabel("no checkpoint")
+        for widget in (self.busy, self.latency_label, self.device_label, self.checkpoint_label):
+            bar.addPermanentWidget(widget)
+
+    def _connect(self) -> None:
+        doc, worker = self.document, self.worker
+        doc.stateChanged.connect(self._request_render)
+        doc.stateChanged.connect(self._sync_actions)
+        doc.generatorChanged.connect(self._on_generator)
+        doc.undo_stack.cleanChanged.connect(self.update_title)
+        worker.frameReady.connect(self._on_frame)
+        worker.failed.connect(self._on_render_failed)
+        worker.deviceChanged.connect(self._on_device)
+        self.files.recentChanged.connect(self._fill_recent)
+        self.mtm_panel.fieldChanged.connect(self._update_offset_field)
+        self.canvas.frameShown.connect(self.frameShown)
+
+    # ---- the render loop ------------------------------------------------------------------
+    def _request_render(self, state) -> None:
+        if self.files.generation < 0 or self._closed:
+            return
+        self._next_id += 1
+        self._requested[self._next_id] = state
+        self.worker.request(state, self._next_id, self.files.generation)
+
+    def request_id(self) -> int:
+        """The id of the newest render request (tests and the benchmark wait for it)."""
+        return self._next_id
+
+    @Slot(int, object, float)
+    def _on_frame(self, request_id: int, frame, ms: float) -> None:
+        state = self._requested.get(request_id)
+        if state is None or request_id <= self.canvas.frame_id:
+            return  # stale: older than what is shown, or made for a previous generator
+        for old in [k for k in self._requested if k <= request_id]:
+            del self._requested[old]
+        self.canvas.show_frame(request_id, frame, state)
+        self.heatmaps.show_frame(frame)
+        self.mtm_panel.show_frame(frame)
+        self._update_offset_field()
+        self.latency_label.setText(f"render {ms:.0f} ms")
+        self.files.frame_shown()
+
+    def _show_extras(self, frame) -> None:
+        """The heatmap views and the offset plot follow at most every EXTRAS_MS: during a
+        drag they would otherwise repaint 20-30 times a second, on the CPU the render
+        needs. The newest frame is always shown in the end."""
+        self._extras_frame = frame
+        if not self._extras_timer.isActive():
+            self._flush_extras()
+            self._extras_timer.start()
+
+    def _flush_extras(self) -> None:
+        frame, self._extras_frame = self._extras_frame, None
+        if frame is not None:
+            self.heatmaps.show_frame(frame)
+            self.mtm_panel.show_frame(frame)
+
+    @Slot(int, str)
+    def _on_render_failed(self, request_id: int, message: str) -> None:
+        self._requested.pop(request_id, None)
+        self.show_message(f"Render failed: {message}")
+
+    @Slot(str)
+    def _on_device(self, label: str) -> None:
+        self.device_label.setText(label)
+        if "out of memory" in label:
+            self.show_message("The GPU ran out of memory: rendering on the CPU from now on")
+
+    def _update_offset_field(self) -> None:
+        frame, layer = self.canvas.frame, self.mtm_panel.chosen_layer()
+        offsets = None if frame is None or layer is None else frame.offsets.get(layer)
+        self.canvas.set_offset_field(offsets, float(self.mtm_panel.gain.value()))
+
+    # ---- state -> widgets -----------------------------------------------------------------
+    def _on_generator(self, info) -> None:
+        self._requested.clear()
+        self._set_scene_actions_enabled(info.config)
+        cfg = info.config
+        self.dock_objects.setVisible(bool(cfg.objects or cfg.hierarchical))
+        self.dock_heatmaps.setVisible(bool(cfg.objects or cfg.hierarchical))
+        self.dock_mtm.setVisible(bool(cfg.mtm))
+        self.checkpoint_label.setText(info.name)
+        self.checkpoint_label.setToolTip(info.path or f"untrained {info.ref.architecture}")
+        self.update_title()
+
+    def _set_scene_actions_enabled(self, cfg) -> None:
+        loaded = cfg is not None
+        for action in (self.act_save, self.act_save_as, self.act_export, self.act_new_sample):
+            action.setEnabled(loaded)
+        for action in (self.act_offsets, self.act_field):
+            action.setEnabled(loaded and bool(cfg.mtm))
+        for action in (self.act_grid, self.act_resample, self.act_clear_selection):
+            action.setEnabled(loaded and bool(cfg.grid))
+        self.act_handles.setEnabled(loaded and bool(cfg.objects or cfg.hierarchical))
+
+    def _sync_actions(self, state) -> None:
+        self.act_offsets.blockSignals(True)
+        self.act_offsets.setChecked(state.offsets_on)
+        self.act_offsets.blockSignals(False)
+
+    def update_title(self, *_) -> None:
+        info = self.document.info
+        parts = ["SteerGAN Studio"]
+        if info is not None:
+            parts.append(info.name)
+        if self.files.session_path:
+            parts.append(Path(self.files.session_path).name + ("" if self.document.undo_stack.isClean() else " *"))
+        self.setWindowTitle(" — ".join(parts))
+
+    # ---- messages ---------------------------------------------------------------------------
+    def show_error(self, title: str, message: str) -> None:
+        """An error dialog that does not block (window-modal, opened, not exec'd)."""
+        self.last_error = (title, message)
+        box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.show_message(message)
+        self.errorShown.emit(title, message)
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, STATUS_MS)
+
+    def set_busy(self, text: str | None) -> None:
+        self.busy.setVisible(text is not None)
+        if text:
+            self.statusBar().showMessage(text)
+        else:
+            self.statusBar().clearMessage()
+
+    # ---- drag and drop, layout, exit ----------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.files.open_path(paths[0])
+
+    def _restore_layout(self) -> None:
+        geometry, state = settings.get("window/geometry"), settings.get("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop the worker, write the last autosave and mark the exit as clean."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._remember_layout:
+            settings.put("window/geometry", self.saveGeometry())
+            settings.put("window/state", self.saveState())
+        stop_worker(self.worker, self._thread)
+        self.autosaver.clean_exit()

@@ -1,0 +1,130 @@
+"""`steergan [checkpoint|session]`: the studio window. `--screenshot OUT.png` opens it
+offscreen, waits for the first frame, saves a grab of the whole window and exits."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+SCREENSHOT_TIMEOUT_S = 120.0
+
+
+def prefer_passive_openmp() -> None:
+    """Let torch's idle OpenMP threads sleep instead of spinning. Must run before torch is
+    imported (libgomp reads it once). The studio shares the CPU with its own GUI thread
+    (and often with a training run): spinning threads then steal the time slices their
+    team-mates wait for, and a 30 ms render took 2 s on this 2-core machine; passive
+    waiting keeps it at 40-60 ms. The thread count, and so every pixel, is unchanged."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steergan", description="SteerGAN Studio: edit what spatially"
+                                     " steerable GANs generate. Subcommands: render, bench, info (see"
+                                     " `steergan render --help`).")
+    parser.add_argument("path", nargs="?", help="a checkpoint (.safetensors) or a session (.json) to open;"
+                                                " default: the bundled checkpoint")
+    parser.add_argument("--arch", help="open an untrained model of a built-in architecture instead")
+    parser.add_argument("--screenshot", metavar="OUT.png",
+                        help="open offscreen, wait for the first frame, save a grab of the window, exit")
+    return parser
+
+
+def configure_app(app) -> None:
+    from PySide6.QtCore import QCoreApplication
+
+    from . import qt_compat, settings, theme
+
+    qt_compat.guard_singleton_refcounts()
+    if not QCoreApplication.organizationName():  # tests set their own names first
+        QCoreApplication.setOrganizationName(settings.ORGANIZATION)
+        QCoreApplication.setApplicationName(settings.APPLICATION)
+    theme.configure_pyqtgraph()
+    theme.apply_dark_palette(app)
+    icon = Path(__file__).resolve().parent.parent / "assets" / "icon.svg"
+    if icon.exists():
+        from PySide6.QtGui import QIcon
+
+        app.setWindowIcon(QIcon(str(icon)))
+
+
+def launch(argv: list[str]) -> int:
+    prefer_passive_openmp()
+    args = build_parser().parse_args(argv)
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # must precede the QApplication
+    try:
+        from PySide6.QtWidgets import QApplication
+    except ImportError as exc:
+        print(f"steergan: the studio needs PySide6 and pyqtgraph ({exc}); `steergan render` works"
+              " without them", file=sys.stderr)
+        return 1
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "steergan"])
+    configure_app(app)
+    from .main_window import MainWindow
+
+    window = MainWindow(remember_layout=not args.screenshot)
+    recovered = None if args.screenshot else window.autosaver.start()
+    open_initial(window, args.path, args.arch)
+    if args.screenshot:
+        return take_screenshot(app, window, args.screenshot)
+    window.show()
+    if recovered is not None:
+        offer_restore(window, recovered)
+    return app.exec()
+
+
+def open_initial(window, path: str | None, arch: str | None) -> None:
+    if path:
+        window.files.open_path(path)
+    else:
+        window.files.open_checkpoint(None, arch=arch)
+
+
+def offer_restore(window, recovered: Path) -> None:
+    """After a crash: ask (without blocking) whether to bring the autosaved scene back."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Icon.Question, "Restore the last scene?",
+                      "SteerGAN Studio did not exit cleanly last time. Restore the scene it autosaved?",
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, window)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.accepted.connect(lambda: window.files.open_session(recovered))
+    window.restore_prompt = box
+    box.open()
+
+
+def take_screenshot(app, window, out: str) -> int:
+    """Show the window, wait (event loop running) for the first frame, grab, save, exit."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    window.show()
+    loop = QEventLoop()
+    outcome: dict[str, str] = {}
+    window.frameShown.connect(lambda _: loop.quit())
+    window.errorShown.connect(lambda title, msg: (outcome.setdefault("error", msg), loop.quit()))
+    QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000),
+                      lambda: (outcome.setdefault("error", "no frame after"
+                                                  f" {SCREENSHOT_TIMEOUT_S:.0f} s"), loop.quit()))
+    if window.canvas.frame is None:
+        loop.exec()
+    code = 0
+    if "error" in outcome:
+        print(f"steergan --screenshot: error: {outcome['error']}", file=sys.stderr)
+        code = 2
+    else:
+        app.processEvents()  # let the docks lay out around the first frame
+        if window.grab().save(out):
+            print(f"wrote {out} ({window.width()}x{window.height()})")
+        else:
+            print(f"steergan --screenshot: error: {out}: cannot write this image", file=sys.stderr)
+            code = 2
+    window.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(launch(sys.argv[1:]))
