@@ -240,8 +240,7 @@ class MainWindow(QMainWindow):
         for old in [k for k in self._requested if k <= request_id]:
             del self._requested[old]
         self.canvas.show_frame(request_id, frame, state)
-        self.heatmaps.show_frame(frame)
-        self.mtm_panel.show_frame(frame)
+        self._show_extras(frame)
         self._update_offset_field()
         self.latency_label.setText(f"render {ms:.0f} ms")
         self.files.frame_shown()
