@@ -17,6 +17,18 @@ from .layers import EqualConv2d, EqualLinear
 GRADCAM_LEVELS = (16, 8, 4)
 
 
+def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Append the standard deviation across groups of samples as one more channel, so D can
+    see a lack of variety (StyleGAN's minibatch-std layer)."""
+    B, C, H, W = x.shape
+    g = min(group, B)
+    while B % g:
+        g -= 1
+    y = x.view(g, -1, C, H, W)
+    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+    return torch.cat([x, y.view(-1, 1, 1, 1).repeat(g, 1, H, W)], dim=1)
+
+
 class DownBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -47,14 +59,7 @@ class Discriminator(nn.Module):
         self.out = EqualLinear(c[4], 1)
 
     def minibatch_std(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        g = min(self.mbstd_group, B)
-        while B % g:
-            g -= 1
-        y = x.view(g, -1, C, H, W)
-        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
-        y = y.view(-1, 1, 1, 1).repeat(g, 1, H, W)
-        return torch.cat([x, y], dim=1)
+        return minibatch_std(x, self.mbstd_group)
 
     def forward(self, img: torch.Tensor, return_features: bool = False):
         x = self.from_rgb(img)

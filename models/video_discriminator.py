@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import default_channels
-from .discriminator import GRADCAM_LEVELS, DownBlock
+from .discriminator import GRADCAM_LEVELS, DownBlock, minibatch_std
 from .layers import EqualConv2d, EqualLinear
 
 GAP_PERIODS = (0.1, 8.0)  # seconds: the shortest and longest periods of the gap encoding
@@ -49,13 +49,7 @@ class VideoDiscriminator(nn.Module):
         return self.encode_gaps(torch.cat([gaps.sin(), gaps.cos()], dim=-1).flatten(1))
 
     def minibatch_std(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        g = min(self.mbstd_group, B)
-        while B % g:
-            g -= 1
-        y = x.view(g, -1, C, H, W)
-        y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
-        return torch.cat([x, y.view(-1, 1, 1, 1).repeat(g, 1, H, W)], dim=1)
+        return minibatch_std(x, self.mbstd_group)
 
     def forward(self, clips: torch.Tensor, times: torch.Tensor, return_features: bool = False):
         """clips [B, T, C, S, S] at times [B, T] (seconds) -> logits [B, 1] (and, with

@@ -142,22 +142,30 @@ class Trainer:
             fake = G(lat, noise_mode="const" if do_dist else "random")
             seen = self._with_heatmap(fake, lat.centers, lat.sigmas) if self.layout else fake
             loss_g = g_nonsaturating(D(seen).float())
-            stats["loss_g"] = float(loss_g.detach())
+        self.update_g(loss_g, lat, fake, D, do_align, do_dist, stats)
+        self.end_step(lat, B)
+        return stats
+
+    def update_g(self, loss_g: torch.Tensor, lat, fake: torch.Tensor, align_d, do_align: bool, do_dist: bool,
+                 stats: dict[str, float]) -> None:
+        """Add the GradCAM alignment and block-distortion terms, step G, unfreeze D.
+        Shared by the image and the video step; `align_d` is what GradCAM looks through."""
+        cfg = self.cfg
+        stats["loss_g"] = float(loss_g.detach())
+        with self.amp:
             if do_align:
-                align = alignment_loss(G, D, lat, fake, cfg.tau).float()
+                align = alignment_loss(self.G, align_d, lat, fake, cfg.tau).float()
                 stats["align"] = float(align.detach())
                 loss_g = loss_g + cfg.align_weight * align
             if do_dist:
-                distortion = distortion_loss(G, lat, fake, generator_rng=self.rng).float()
+                distortion = distortion_loss(self.G, lat, fake, generator_rng=self.rng).float()
                 stats["distortion"] = float(distortion.detach())
                 loss_g = loss_g + cfg.distortion_weight * distortion
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
-        self._allreduce(G)
+        self._allreduce(self.G)
         self.opt_G.step()
-        D.requires_grad_(True)
-        self.end_step(lat, B)
-        return stats
+        self.D.requires_grad_(True)
 
     def end_step(self, lat, B: int) -> None:
         """After both updates: the average w, the EMA generator, the counters."""

@@ -16,7 +16,7 @@ from torch import nn
 from ..data import render_clip_frames, sample_times
 from ..generator import OBJECT_SIGMA, Latents
 from ..motion import clip_motion
-from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating
+from .losses import d_logistic, g_nonsaturating
 
 CLIP_FRAMES = 3
 
@@ -107,19 +107,6 @@ def video_train_step(trainer) -> dict[str, float]:
     with trainer.amp:
         fake = G(lat, noise_mode="const" if do_dist else "random")
         loss_g = g_nonsaturating(D(clips(seen(fake, lat)), fake_times).float())
-        stats["loss_g"] = float(loss_g.detach())
-        if do_align:
-            align = alignment_loss(G, FramesView(D, fake_times), lat, fake, cfg.tau).float()
-            stats["align"] = float(align.detach())
-            loss_g = loss_g + cfg.align_weight * align
-        if do_dist:
-            distortion = distortion_loss(G, lat, fake, generator_rng=trainer.rng).float()
-            stats["distortion"] = float(distortion.detach())
-            loss_g = loss_g + cfg.distortion_weight * distortion
-    trainer.opt_G.zero_grad(set_to_none=True)
-    loss_g.backward()
-    trainer._allreduce(G)
-    trainer.opt_G.step()
-    D.requires_grad_(True)
+    trainer.update_g(loss_g, lat, fake, FramesView(D, fake_times), do_align, do_dist, stats)
     trainer.end_step(lat, B)
     return stats
