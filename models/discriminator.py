@@ -29,6 +29,17 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     return torch.cat([x, y.view(-1, 1, 1, 1).repeat(g, 1, H, W)], dim=1)
 
 
+def build_trunk(resolution: int, c: dict[int, int], in_channels: int) -> tuple[nn.Module, nn.ModuleDict]:
+    """fromRGB and the residual blocks down to 4x4: the part the image and video D share."""
+    from_rgb = EqualConv2d(in_channels, c[resolution], 1)
+    blocks = nn.ModuleDict()
+    r = resolution
+    while r > 4:
+        blocks[str(r)] = DownBlock(c[r], c[r // 2])
+        r //= 2
+    return from_rgb, blocks
+
+
 class DownBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -48,12 +59,7 @@ class Discriminator(nn.Module):
         c = {int(k): v for k, v in (channels or default_channels(resolution)).items()}
         self.resolution = resolution
         self.mbstd_group = mbstd_group
-        self.from_rgb = EqualConv2d(in_channels, c[resolution], 1)
-        self.blocks = nn.ModuleDict()
-        r = resolution
-        while r > 4:
-            self.blocks[str(r)] = DownBlock(c[r], c[r // 2])
-            r //= 2
+        self.from_rgb, self.blocks = build_trunk(resolution, c, in_channels)
         self.final_conv = EqualConv2d(c[4] + 1, c[4], 3)
         self.fc = EqualLinear(c[4] * 16, c[4], activate=True)
         self.out = EqualLinear(c[4], 1)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import default_channels
-from .discriminator import GRADCAM_LEVELS, DownBlock, minibatch_std
+from .discriminator import GRADCAM_LEVELS, build_trunk, minibatch_std
 from .layers import EqualConv2d, EqualLinear
 
 GAP_PERIODS = (0.1, 8.0)  # seconds: the shortest and longest periods of the gap encoding
@@ -30,12 +30,7 @@ class VideoDiscriminator(nn.Module):
             raise ValueError(f"a video discriminator needs at least 2 frames per clip, got {frames}")
         c = {int(k): v for k, v in (channels or default_channels(resolution)).items()}
         self.resolution, self.frames, self.mbstd_group = resolution, frames, mbstd_group
-        self.from_rgb = EqualConv2d(in_channels, c[resolution], 1)
-        self.blocks = nn.ModuleDict()
-        r = resolution
-        while r > 4:
-            self.blocks[str(r)] = DownBlock(c[r], c[r // 2])
-            r //= 2
+        self.from_rgb, self.blocks = build_trunk(resolution, c, in_channels)
         periods = torch.logspace(math.log10(GAP_PERIODS[0]), math.log10(GAP_PERIODS[1]), gap_features)
         self.register_buffer("gap_omega", 2 * math.pi / periods, persistent=False)
         self.encode_gaps = EqualLinear(2 * gap_features * (frames - 1), time_channels, activate=True)

@@ -122,15 +122,7 @@ class Trainer:
             fake = self._with_heatmap(G(lat), lat.centers, lat.sigmas) if self.layout else G(lat)
         with self.amp:
             loss_d = d_logistic(D(real).float(), D(fake).float())
-        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
-            r1 = r1_penalty(D, real)
-            stats["r1"] = float(r1.detach())
-            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self._allreduce(D)
-        self.opt_D.step()
-        stats["loss_d"] = float(loss_d.detach())
+        self.update_d(loss_d, lambda: r1_penalty(D, real), stats)
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
@@ -145,6 +137,20 @@ class Trainer:
         self.update_g(loss_g, lat, fake, D, do_align, do_dist, stats)
         self.end_step(lat, B)
         return stats
+
+    def update_d(self, loss_d: torch.Tensor, r1_fn, stats: dict[str, float]) -> None:
+        """Add lazy R1 (every r1_every steps, scaled by it), step D. Shared by the image and
+        the video step; `r1_fn` computes the penalty on this step's real batch."""
+        cfg = self.cfg
+        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
+            r1 = r1_fn()
+            stats["r1"] = float(r1.detach())
+            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self._allreduce(self.D)
+        self.opt_D.step()
+        stats["loss_d"] = float(loss_d.detach())
 
     def update_g(self, loss_g: torch.Tensor, lat, fake: torch.Tensor, align_d, do_align: bool, do_dist: bool,
                  stats: dict[str, float]) -> None:

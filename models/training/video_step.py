@@ -87,15 +87,7 @@ def video_train_step(trainer) -> dict[str, float]:
         fake = seen(G(lat), lat)
     with trainer.amp:
         loss_d = d_logistic(D(clips(real), real_times).float(), D(clips(fake), fake_times).float())
-    if trainer.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
-        r1 = video_r1(D, clips(real), real_times)
-        stats["r1"] = float(r1.detach())
-        loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
-    trainer.opt_D.zero_grad(set_to_none=True)
-    loss_d.backward()
-    trainer._allreduce(D)
-    trainer.opt_D.step()
-    stats["loss_d"] = float(loss_d.detach())
+    trainer.update_d(loss_d, lambda: video_r1(D, clips(real), real_times), stats)
 
     # Generator: non-saturating loss on clips + per-frame alignment and block distortion.
     D.requires_grad_(False)
