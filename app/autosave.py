@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QStandardPaths, QTimer
@@ -38,6 +39,7 @@ class Autosaver(QObject):
         self.active = False  # nothing is written before start(): a --screenshot run saves nothing
         self._edits = 0
         self._last_index = -1
+        self._last_content = None  # the last scene seen, its time set aside
         self._timer = QTimer(self, singleShot=True, interval=after_ms)
         self._timer.timeout.connect(self.save_now)
         document.stateChanged.connect(self._changed)
@@ -84,7 +86,12 @@ class Autosaver(QObject):
         return False  # another studio is running right now: its marker is no crash
 
     # ---- saving ------------------------------------------------------------------------
-    def _changed(self, _state) -> None:
+    def _changed(self, state) -> None:
+        # Playback moves the playhead 25 times a second without changing the scene: no write.
+        content = replace(state, time=0.0)
+        if content == self._last_content:
+            return
+        self._last_content = content
         # Count undo steps, not state changes: a drag is one step however many mouse events
         # it has, so it never writes (and fsyncs) a file per mouse move.
         index = self.document.undo_stack.index()

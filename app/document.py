@@ -61,8 +61,19 @@ class Document(QObject):
         return True
 
     def _set_state(self, state: SceneState) -> None:
+        # The playhead is not part of the history: undo restores the scene, not the time.
+        if self._state is not None and state.time != self._state.time:
+            state = replace(state, time=self._state.time)
         self._state = state
         self.stateChanged.emit(state)
+
+    def set_time(self, seconds: float) -> bool:
+        """Move the playhead (video generators). Not an edit: no undo step, not unsaved."""
+        if self._state is None or seconds == self._state.time:
+            return False
+        self._state = replace(self._state, time=float(seconds))
+        self.stateChanged.emit(self._state)
+        return True
 
     # ---- merge ids -----------------------------------------------------------------
     def new_merge_id(self) -> int:
@@ -123,6 +134,10 @@ class Document(QObject):
     def set_truncation(self, psi: float, merge_id: Hashable | None = None) -> bool:
         return self.apply(replace(self._state, truncation=round(float(psi), 4)),
                           f"Truncation {psi:.2f}", merge_id)
+
+    def new_motion(self) -> bool:
+        """Draw new motion codes: the same content moves differently (video generators)."""
+        return self.apply(replace(self._state, motion_seed=self.fresh_seed()), "New motion")
 
     def set_offsets_on(self, on: bool) -> bool:
         return self.apply(replace(self._state, offsets_on=bool(on)), f"Offsets {'on' if on else 'off'}")

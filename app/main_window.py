@@ -2,6 +2,10 @@
 bar, and the render loop (state change -> request to the worker -> frame on the canvas).
 
     UI event -> Document edit -> stateChanged -> worker.request(state, id) -> frameReady
+
+Video generators add a timeline: the playhead is the state's time (moved without undo
+steps), frames already rendered (ahead by the worker, or earlier) are shown from the
+playback cache at once, and only missing frames go to the worker.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QScrollArea, QToolBar, QUndoView)
+                               QScrollArea, QToolBar, QUndoView, QVBoxLayout, QWidget)
 
 from . import qt_compat, settings
 from .autosave import Autosaver
@@ -18,7 +22,10 @@ from .canvas import Canvas
 from .document import Document
 from .files import FileController
 from .panels import MtmPanel, ObjectsPanel, SamplePanel
+from .playback import Playback
 from .render_worker import RenderWorker, start_worker, stop_worker
+from .timeline import TimelinePanel
+from .video_export import VideoExporter
 from .views import HeatmapViews
 
 STATUS_MS = 6000
@@ -41,9 +48,10 @@ class MainWindow(QMainWindow):
         self.worker = worker or RenderWorker()
         self._thread = start_worker(self.worker)
         self.canvas = Canvas(self.document)
-        self.setCentralWidget(self.canvas)
         self.files = FileController(self, self.document, self.worker, self.canvas)
         self.autosaver = Autosaver(self.document, autosave_dir, parent=self)
+        self.playback = Playback(self.document, self.worker, lambda: self.files.generation, self)
+        self.video_exporter = VideoExporter(self, self.worker)
         self.last_error: tuple[str, str] | None = None
         self._next_id = 0
         self._requested: dict[int, object] = {}  # request id -> the state it renders
@@ -54,6 +62,7 @@ class MainWindow(QMainWindow):
         self._remember_layout = remember_layout  # off for --screenshot: the default layout, always
 
         self._make_actions()
+        self._make_centre()
         self._make_docks()
         self._make_menus()
         self._make_status_bar()
@@ -68,20 +77,24 @@ class MainWindow(QMainWindow):
     # ---- construction -------------------------------------------------------------------
     def _action(self, text: str, slot=None, shortcut=None, checkable=False, checked=False, tip=None) -> QAction:
         action = QAction(text, self)
-        if shortcut:
-            keys = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
-            action.setShortcuts([QKeySequence(k) for k in keys])
         action.setCheckable(checkable)
         if checkable:
             action.setChecked(checked)
-        keys = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
-        tip = tip or text.replace("&", "").rstrip("…")
-        action.setStatusTip(tip)
-        action.setToolTip(f"{tip} ({keys})" if keys else tip)
+        action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
+        self._set_shortcuts(action, shortcut or [])
         if slot is not None:
             (action.toggled if checkable else action.triggered).connect(slot)
         self.addAction(action)  # shortcuts work whichever dock has the focus
         return action
+
+    @staticmethod
+    def _set_shortcuts(action: QAction, keys) -> None:
+        """Set the keys and say them in the tooltip."""
+        keys = keys if isinstance(keys, (list, tuple)) else [keys]
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        names = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        tip = action.statusTip()
+        action.setToolTip(f"{tip} ({names})" if names else tip)
 
     def _make_actions(self) -> None:
         doc, files, canvas = self.document, self.files, self.canvas
@@ -91,6 +104,8 @@ class MainWindow(QMainWindow):
         self.act_save = a("&Save Session", lambda: files.save_session(), QKeySequence.StandardKey.Save)
         self.act_save_as = a("Save Session &As…", files.ask_save_session, "Ctrl+Shift+S")
         self.act_export = a("&Export Image…", files.ask_export, "Ctrl+E")
+        self.act_export_video = a("Export &Video…", self.video_exporter.ask, "Ctrl+Shift+E",
+                                  tip="Render the scene over time to an MP4 or GIF")
         self.act_quit = a("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.act_undo = doc.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence("Ctrl+Z"))
@@ -114,6 +129,32 @@ class MainWindow(QMainWindow):
                           checkable=True, checked=True,
                           tip="Briefly tint what a block resample changed")
         canvas.set_overlay_visible("offsets", False)
+        pb = self.playback
+        self.act_play = a("&Play", pb.toggle, "K", tip="Play or pause")
+        self.act_first = a("&First Frame", lambda: pb.go_to(0), "Home")
+        self.act_prev = a("Pre&vious Frame", lambda: pb.step(-1), ["Left", ","])
+        self.act_next = a("&Next Frame", lambda: pb.step(1), ["Right", "."])
+        self.act_loop = a("&Loop", pb.set_loop, "L", checkable=True, checked=True, tip="Play the range again and again")
+        self.act_new_motion = a("New &Motion", lambda: doc.new_motion(), "M",
+                                tip="Draw new motion: the same scene moves differently")
+        for action, symbol in ((self.act_first, "|◀"), (self.act_prev, "◀|"), (self.act_play, "▶"),
+                               (self.act_next, "|▶")):
+            action.setIconText(symbol)  # the timeline's buttons; menus keep the words
+        self._time_actions = (self.act_play, self.act_first, self.act_prev, self.act_next, self.act_loop,
+                              self.act_new_motion, self.act_export_video)
+
+    def _make_centre(self) -> None:
+        """The picture, and under it the timeline of video generators (as in a video tool)."""
+        self.timeline = TimelinePanel(self.playback, [self.act_first, self.act_prev, self.act_play, self.act_next],
+                                     self.act_loop, self.act_new_motion)
+        self.timeline.hide()  # shown for generators with time
+        centre = QWidget()
+        column = QVBoxLayout(centre)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.canvas, 1)
+        column.addWidget(self.timeline)
+        self.setCentralWidget(centre)
 
     def _dock(self, title: str, widget, area, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -157,7 +198,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Open &Recent")
         self._fill_recent(settings.recent_files())
         file.addSeparator()
-        file.addActions([self.act_save, self.act_save_as, self.act_export])
+        file.addActions([self.act_save, self.act_save_as, self.act_export, self.act_export_video])
         file.addSeparator()
         file.addAction(self.act_quit)
         edit = bar.addMenu("&Edit")
@@ -166,6 +207,10 @@ class MainWindow(QMainWindow):
         scene.addActions([self.act_new_sample, self.act_offsets])
         scene.addSeparator()
         scene.addActions([self.act_resample, self.act_clear_selection])
+        playback = bar.addMenu("&Playback")
+        playback.addActions([self.act_play, self.act_first, self.act_prev, self.act_next, self.act_loop])
+        playback.addSeparator()
+        playback.addAction(self.act_new_motion)
         view = bar.addMenu("&View")
         view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff])
         view.addSeparator()
@@ -219,12 +264,18 @@ class MainWindow(QMainWindow):
         self.files.recentChanged.connect(self._fill_recent)
         self.mtm_panel.fieldChanged.connect(self._update_offset_field)
         self.canvas.frameShown.connect(self.frameShown)
+        worker.clipFrameReady.connect(lambda clip, state, frame, _ms: self.playback.on_clip_frame(clip, state, frame))
+        self.playback.changed.connect(self._sync_play_action)
 
     # ---- the render loop ------------------------------------------------------------------
     def _request_render(self, state) -> None:
         if self.files.generation < 0 or self._closed:
             return
         self._next_id += 1
+        cached = self.playback.cache.get(state) if self.playback.enabled else None
+        if cached is not None:  # played or scrubbed before, or rendered ahead: no worker needed
+            self._show(self._next_id, cached, state, None)
+            return
         self._requested[self._next_id] = state
         self.worker.request(state, self._next_id, self.files.generation)
 
@@ -235,14 +286,20 @@ class MainWindow(QMainWindow):
     @Slot(int, object, float)
     def _on_frame(self, request_id: int, frame, ms: float) -> None:
         state = self._requested.get(request_id)
-        if state is None or request_id <= self.canvas.frame_id:
-            return  # stale: older than what is shown, or made for a previous generator
+        if state is None:
+            return  # made for a previous generator
+        self.playback.on_rendered(state, frame)  # right for its state even when too late to show
+        if request_id > self.canvas.frame_id:  # else stale: older than what is shown
+            self._show(request_id, frame, state, ms)
+
+    def _show(self, request_id: int, frame, state, ms: float | None) -> None:
         for old in [k for k in self._requested if k <= request_id]:
             del self._requested[old]
         self.canvas.show_frame(request_id, frame, state)
         self._show_extras(frame)
         self._update_offset_field()
-        self.latency_label.setText(f"render {ms:.0f} ms")
+        if ms is not None:
+            self.latency_label.setText(f"render {ms:.0f} ms")
         self.files.frame_shown()
 
     def _show_extras(self, frame) -> None:
@@ -284,6 +341,11 @@ class MainWindow(QMainWindow):
         self.dock_objects.setVisible(bool(cfg.objects or cfg.hierarchical))
         self.dock_heatmaps.setVisible(bool(cfg.objects or cfg.hierarchical))
         self.dock_mtm.setVisible(bool(cfg.mtm))
+        video = cfg.time is not None
+        self.timeline.setVisible(video)
+        # Space plays and pauses video, as in every video tool; without time it draws a new sample.
+        self._set_shortcuts(self.act_play, ["Space", "K"] if video else ["K"])
+        self._set_shortcuts(self.act_new_sample, ["N"] if video else ["N", "Space"])
         self.checkpoint_label.setText(info.name)
         self.checkpoint_label.setToolTip(info.path or f"untrained {info.ref.architecture}")
         self.update_title()
@@ -297,6 +359,13 @@ class MainWindow(QMainWindow):
         for action in (self.act_grid, self.act_resample, self.act_clear_selection):
             action.setEnabled(loaded and bool(cfg.grid))
         self.act_handles.setEnabled(loaded and bool(cfg.objects or cfg.hierarchical))
+        for action in self._time_actions:
+            action.setEnabled(loaded and cfg.time is not None)
+
+    def _sync_play_action(self) -> None:
+        playing = self.playback.playing
+        self.act_play.setText("&Pause" if playing else "&Play")
+        self.act_play.setIconText("❚❚" if playing else "▶")
 
     def _sync_actions(self, state) -> None:
         self.act_offsets.blockSignals(True)
@@ -361,6 +430,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        self.playback.pause()
         if self._remember_layout:
             settings.put("window/geometry", self.saveGeometry())
             settings.put("window/state", self.saveState())

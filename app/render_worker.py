@@ -9,6 +9,12 @@ rendered (the last state of a drag is never lost). Results go back by queued sig
 Requests carry the GUI's increasing id and the generation (load token) they were made
 for; a render for another generation than the one loaded is dropped here, so a frame of
 the old scene is never drawn with a newly loaded model.
+
+Two more jobs serve video. A clip (playback rendering ahead of the display) has the
+lowest priority: one frame of it is rendered at a time, and any render, load or export
+that arrives meanwhile goes first, so an edit during playback is never queued behind the
+frames it makes stale; a newer clip replaces the older one. A video export runs to the end
+(or until its cancel event is set), streaming frames to the encoder.
 """
 from __future__ import annotations
 
@@ -39,8 +45,28 @@ class GeneratorInfo:
 @dataclass
 class _Job:
     seq: int  # submission order: a render asked for before a load runs before it
-    kind: str  # "render" or "load"
+    kind: str  # "render", "load", "export" or "clip"
     args: tuple
+
+
+@dataclass
+class _Clip:
+    clip_id: int
+    states: list  # the SceneStates of the frames to render ahead, in display order
+    generation: int
+    next: int = 0
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video export: the scene (its edits apply to every frame) and the file's shape."""
+
+    path: str
+    state: Any  # models.scene.SceneState
+    seconds: float
+    fps: float
+    size: int | None = None  # None: the generator's resolution
+    start: float = 0.0
 
 
 def preferred_device() -> str:
@@ -81,14 +107,18 @@ class RenderWorker(QObject):
     deviceChanged = Signal(str)  # "CPU", "GPU: <name>", or "CPU (GPU out of memory)"
     loaded = Signal(int, object)  # load token, GeneratorInfo
     loadFailed = Signal(int, str)  # load token, CheckpointError message (names file + problem)
+    clipFrameReady = Signal(int, object, object, float)  # clip id, SceneState, Frame, render ms
+    exportProgress = Signal(int, int, int)  # export id, frames done, frames in all
+    exportFinished = Signal(int, str, str)  # export id, "written" / "cancelled" / "failed", message
     _wake = Signal()  # GUI thread -> worker thread: "there is a job in a slot"
 
     def __init__(self, device: str | None = None,
                  render_fn: Callable[[Any, Any], Any] | None = None):
         super().__init__()
         self._lock = threading.Lock()
-        self._render_job: _Job | None = None
-        self._load_job: _Job | None = None
+        self._slots: dict[str, _Job | None] = {"render": None, "load": None, "export": None}
+        self._clip: _Clip | None = None
+        self._running_export: threading.Event | None = None  # the cancel event of the export in progress
         self._seq = 0
         self._draining = False
         self._stopping = False
@@ -106,19 +136,37 @@ class RenderWorker(QObject):
     def load(self, token: int, path: str | None, arch: str | None) -> None:
         self._submit("load", (token, path, arch))
 
+    def request_clip(self, states: list, clip_id: int, generation: int) -> None:
+        """Render these frames ahead, in order, whenever nothing else is waiting."""
+        with self._lock:
+            self._clip = _Clip(clip_id, list(states), generation) if states else None
+        if states:
+            self._submit("clip", ())
+
+    def cancel_clip(self) -> None:
+        with self._lock:
+            self._clip = None
+
+    def export_video(self, export_id: int, job: VideoJob, generation: int) -> threading.Event:
+        """Start an export; returns the event that cancels it (set it from any thread)."""
+        cancel = threading.Event()
+        self._submit("export", (export_id, job, generation, cancel))
+        return cancel
+
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
-            self._render_job = self._load_job = None
+            self._slots = dict.fromkeys(self._slots)
+            self._clip = None
+            export = self._running_export
+        if export is not None:
+            export.set()  # an export in progress ends now and leaves no file
 
     def _submit(self, kind: str, args: tuple) -> None:
         with self._lock:
             self._seq += 1
-            job = _Job(self._seq, kind, args)
-            if kind == "render":
-                self._render_job = job  # replaces an older pending render: coalescing
-            else:
-                self._load_job = job
+            if kind != "clip":  # the clip's frames live in self._clip; this only wakes the worker
+                self._slots[kind] = _Job(self._seq, kind, args)  # replaces an older one: coalescing
             wake = not self._draining
             self._draining = True
         if wake:
@@ -126,15 +174,21 @@ class RenderWorker(QObject):
 
     def _take(self) -> _Job | None:
         with self._lock:
-            jobs = [j for j in (self._render_job, self._load_job) if j is not None]
-            if not jobs or self._stopping:
+            jobs = [j for j in self._slots.values() if j is not None]
+            if self._stopping or not (jobs or self._clip):
                 self._draining = False
                 return None
+            if not jobs:  # only the clip is left: its next frame
+                clip = self._clip
+                state = clip.states[clip.next]
+                clip.next += 1
+                if clip.next == len(clip.states):
+                    self._clip = None
+                return _Job(0, "clip", (clip.clip_id, state, clip.generation))
             job = min(jobs, key=lambda j: j.seq)
-            if job.kind == "render":
-                self._render_job = None
-            else:
-                self._load_job = None
+            self._slots[job.kind] = None
+            if job.kind == "export":
+                self._running_export = job.args[3]
             return job
 
     # ---- worker thread side ----------------------------------------------------------
@@ -143,8 +197,15 @@ class RenderWorker(QObject):
         while (job := self._take()) is not None:
             if job.kind == "load":
                 self._do_load(*job.args)
-            else:
+            elif job.kind == "render":
                 self._do_render(*job.args)
+            elif job.kind == "clip":
+                self._do_clip_frame(*job.args)
+            else:
+                try:
+                    self._do_export(*job.args)
+                finally:
+                    self._running_export = None
 
     def _do_load(self, token: int, path: str | None, arch: str | None) -> None:
         from models import CheckpointError, ConfigError
@@ -196,15 +257,50 @@ class RenderWorker(QObject):
             return  # made for a model that is no longer (or not yet) loaded: stale
         t0 = time.perf_counter()
         try:
-            frame = self._render_with_fallback(state)
+            frame = self._with_fallback(lambda g: self.render_fn(g, state))
         except Exception as exc:
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return
         self.frameReady.emit(request_id, frame, (time.perf_counter() - t0) * 1000)
 
-    def _render_with_fallback(self, state):
+    def _do_clip_frame(self, clip_id: int, state, generation: int) -> None:
+        if self._generator is None or generation != self._generation:
+            return
+        t0 = time.perf_counter()
         try:
-            return self.render_fn(self._generator, state)
+            frame = self._with_fallback(lambda g: self.render_fn(g, state))
+        except Exception:
+            self.cancel_clip()  # the frame the display waits for is rendered (and its error
+            return  # reported) by an ordinary render request
+        self.clipFrameReady.emit(clip_id, state, frame, (time.perf_counter() - t0) * 1000)
+
+    def _do_export(self, export_id: int, job: VideoJob, generation: int, cancel: threading.Event) -> None:
+        from models.fileio import ExportError
+        from models.render import render
+        from models.video import Cancelled, frame_count, frames, write_video
+
+        if self._generator is None or generation != self._generation:
+            self.exportFinished.emit(export_id, "failed", f"{job.path}: the checkpoint changed before the export began")
+            return
+        total = frame_count(job.seconds, job.fps)
+        source = frames(None, job.state, job.seconds, job.fps, size=job.size, start=job.start,
+                        render_fn=lambda _g, s: self._with_fallback(lambda g: render(g, s)))
+        try:
+            write_video(job.path, source, job.fps, total, cancel=cancel.is_set,
+                        progress=lambda done, n: self.exportProgress.emit(export_id, done, n))
+        except Cancelled as exc:
+            self.exportFinished.emit(export_id, "cancelled", str(exc))
+        except ExportError as exc:
+            self.exportFinished.emit(export_id, "failed", str(exc))
+        except Exception as exc:  # a render failed mid-video: no file, and the worker lives on
+            self.exportFinished.emit(export_id, "failed", f"{job.path}: {type(exc).__name__}: {exc}")
+        else:
+            self.exportFinished.emit(export_id, "written", f"{job.path}: {total} frames at {job.fps:g} fps")
+
+    def _with_fallback(self, fn: Callable[[Any], Any]):
+        """fn(generator); out of GPU memory, the model moves to the CPU and fn runs again."""
+        try:
+            return fn(self._generator)
         except Exception as exc:
             if not is_out_of_memory(exc) or getattr(self.device, "type", "cpu") == "cpu":
                 raise
@@ -216,7 +312,7 @@ class RenderWorker(QObject):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.deviceChanged.emit("CPU (GPU out of memory)")
-        return self.render_fn(self._generator, state)
+        return fn(self._generator)
 
 
 def start_worker(worker: RenderWorker) -> QThread:

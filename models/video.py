@@ -43,11 +43,12 @@ def frame_time(start: float, index: int, fps: float) -> float:
 
 
 def frames(generator, state: SceneState, seconds: float, fps: float, size: int | None = None,
-           start: float = 0.0) -> Iterator[np.ndarray]:
-    """[H, W, 3] uint8 frames at t = start + i / fps, each rendered by render() from the
-    state with that time: every edit in the state applies to every frame."""
+           start: float = 0.0, render_fn: Callable = render) -> Iterator[np.ndarray]:
+    """[H, W, 3] uint8 frames at t = start + i / fps, each rendered by `render_fn(generator,
+    state)` (render() unless the caller wraps it, as the studio does to fall back to the CPU)
+    from the state with that time: every edit in the state applies to every frame."""
     for i in range(frame_count(seconds, fps)):
-        image = render(generator, replace(state, time=frame_time(start, i, fps))).image
+        image = render_fn(generator, replace(state, time=frame_time(start, i, fps))).image
         yield image if size is None else resize_image(image, size)
 
 
@@ -99,7 +100,8 @@ class _Mp4Stream:
         self.writer.close()
 
 
-def _check_target(path: Path, fps: float) -> str:
+def check_target(path: Path, fps: float) -> str:
+    """The video type (".mp4" or ".gif") of a target path; ExportError naming what is wrong."""
     kind = path.suffix.lower()
     if kind not in VIDEO_FORMATS:
         raise ExportError(f"{path}: unknown video type {path.suffix!r}; use one of {list(VIDEO_FORMATS)}")
@@ -131,7 +133,7 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
     frame is asked for and, when true, raises Cancelled with no file left. Raises ExportError
     naming the path when the file cannot be written; errors of the frame source pass through."""
     path = Path(path)
-    kind = _check_target(path, fps)
+    kind = check_target(path, fps)
     if not 1 <= total_frames <= MAX_FRAMES:
         raise ExportError(f"{path}: the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
     try:

@@ -41,13 +41,14 @@ def studio_env(qapp, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory):
     """Tiny checkpoints (float32, so renders match exactly) and their reference generators.
-    'rooms' has live MTM offsets, so switching them off visibly changes the image."""
+    'rooms' has live MTM offsets, so switching them off visibly changes the image; 'clips'
+    has the time capability (video)."""
     from conftest import with_live_offsets
 
     folder = tmp_path_factory.mktemp("app-checkpoints")
     out = {}
     for name, arch, live in (("rooms", "tiny-rooms", True), ("figures", "tiny-figures", False),
-                             ("plain", "tiny-plain", False)):
+                             ("plain", "tiny-plain", False), ("clips", "tiny-clips", False)):
         g = untrained_generator(arch)
         if live:
             with_live_offsets(g, scale=0.5)

@@ -1,5 +1,7 @@
-"""The render worker: coalescing, stale requests, loading off the GUI thread, GPU OOM fallback."""
+"""The render worker: coalescing, stale requests, loading off the GUI thread, GPU OOM fallback,
+frames rendered ahead for playback."""
 import threading
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ class GatedRender:
         self.gate = threading.Event()
         self.started = threading.Event()
         self.rendered = []
+        self.states = []
         self.threads = set()
 
     def __call__(self, generator, state):
@@ -26,6 +29,7 @@ class GatedRender:
         self.started.set()
         self.gate.wait(20)
         self.rendered.append(state.seed)
+        self.states.append(state)
         return default_render(generator, state)
 
 
@@ -145,3 +149,26 @@ def test_render_errors_are_reported_not_fatal(qtbot, make_window, tiny_checkpoin
     w.document.new_sample(12)
     wait_for_current_frame(qtbot, w)
     assert_shows_render_of(w, g)
+
+
+def test_a_render_goes_before_the_frames_rendered_ahead(qtbot, studio_env, tiny_checkpoints):
+    path, g = tiny_checkpoints["clips"]
+    gated = GatedRender()
+    worker, thread, got = loaded_worker(qtbot, gated, path)
+    clip = []
+    worker.clipFrameReady.connect(lambda cid, state, frame, ms: clip.append((cid, state, frame)))
+    base = initial_state(got.infos[0].config, 0)
+    ahead = [replace(base, time=i / 25) for i in range(1, 9)]
+    worker.request_clip(ahead, 3, 7)
+    assert gated.started.wait(20)  # the first frame ahead is being rendered
+    edited = base.new_sample(5)
+    worker.request(edited, 1, 7)  # an edit meanwhile
+    worker.request_clip([replace(edited, time=i / 25) for i in range(1, 4)], 4, 7)  # and its frames ahead
+    gated.gate.set()
+    qtbot.waitUntil(lambda: len(clip) == 4, timeout=20000)
+    assert gated.states[:2] == [ahead[0], edited], "the edit's frame comes right after the frame in progress"
+    assert [c for c, _, _ in clip] == [3, 4, 4, 4]  # the stale clip was dropped, the new one ran in order
+    assert [s.time for _, s, _ in clip[1:]] == [1 / 25, 2 / 25, 3 / 25]
+    for _, state, frame in clip:
+        assert np.array_equal(frame.image, default_render(g, state).image)
+    stop_worker(worker, thread)

@@ -1,0 +1,212 @@
+"""Export Video: a dialog for the file, range, rate and size, then the export on the render
+worker's thread (it owns the model) with a progress dialog that can cancel it.
+
+Frames are streamed to the encoder (models.video.write_video), so memory stays flat
+however long the video; the file appears only when it is complete, and a cancel or an
+error leaves no partial file (an existing file at the path is untouched).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressDialog, QPushButton)
+
+from . import settings, theme
+from .export import FOLDER_KEY
+from .playback import FPS_CHOICES, MAX_LENGTH_S
+from .render_worker import VideoJob
+
+FILTERS = "MP4 video (*.mp4);;GIF animation (*.gif)"
+SCALES = (1, 2, 4)
+
+
+class VideoExportDialog(QDialog):
+    """Checks what it can before closing (type, folder, GIF rate, frame count), so a bad
+    choice is shown beside the fields and nothing starts."""
+
+    def __init__(self, native: int, stem: str, fps: int, length_s: float, start_s: float, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Export video")
+        folder = settings.get(FOLDER_KEY) or str(Path.home())
+        self.path = QLineEdit(str(Path(folder) / f"{stem}.mp4"))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(browse)
+        self.start = self._seconds(start_s, 0.0, "Time of the first frame")
+        self.length = self._seconds(length_s, 0.1, "Length of the video")
+        self.fps = QComboBox()
+        for choice in FPS_CHOICES:
+            self.fps.addItem(f"{choice} fps", choice)
+        self.fps.setCurrentIndex(max(0, self.fps.findData(fps)))
+        self.size = QComboBox()
+        for scale in SCALES:
+            self.size.addItem(f"{native * scale} × {native * scale}" + (" (native)" if scale == 1 else f" (×{scale})"),
+                              None if scale == 1 else native * scale)
+        self.frames_label = QLabel()
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #ff6b6b;")
+        self.error.hide()
+        for widget in (self.start, self.length):
+            widget.valueChanged.connect(self._update_frames)
+        self.fps.currentIndexChanged.connect(self._update_frames)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.save_button.setText("Export")
+        buttons.accepted.connect(self._accept_if_valid)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("File", path_row)
+        form.addRow("Start", self.start)
+        form.addRow("Length", self.length)
+        form.addRow("Frame rate", self.fps)
+        form.addRow("Size", self.size)
+        form.addRow("", self.frames_label)
+        form.addRow(self.error)
+        form.addRow(buttons)
+        self.frames_label.setStyleSheet(f"color: {theme.MUTED};")
+        self._update_frames()
+        self.resize(540, self.sizeHint().height())
+
+    @staticmethod
+    def _seconds(value: float, low: float, tip: str) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(low, MAX_LENGTH_S)
+        spin.setDecimals(2)
+        spin.setSuffix(" s")
+        spin.setValue(value)
+        spin.setToolTip(tip)
+        return spin
+
+    def _update_frames(self, *_) -> None:
+        from models.video import frame_count
+
+        self.frames_label.setText(f"{frame_count(self.length.value(), self.fps.currentData())} frames")
+
+    def _browse(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Export video", self.path.text(), FILTERS)
+        if path:
+            if not Path(path).suffix:
+                path += ".gif" if chosen.startswith("GIF") else ".mp4"
+            self.path.setText(path)
+
+    def job(self, state) -> VideoJob:
+        return VideoJob(path=self.path.text().strip(), state=state, seconds=self.length.value(),
+                        fps=float(self.fps.currentData()), size=self.size.currentData(), start=self.start.value())
+
+    def problem(self) -> str | None:
+        """What is wrong with the choices, or None (the same checks write_video makes)."""
+        from models.fileio import ExportError
+        from models.video import check_target
+
+        text = self.path.text().strip()
+        if not text:
+            return "Choose a file to export to."
+        try:
+            check_target(Path(text), float(self.fps.currentData()))
+        except ExportError as exc:
+            return str(exc)
+        return None
+
+    def _accept_if_valid(self) -> None:
+        problem = self.problem()
+        self.error.setText(problem or "")
+        self.error.setVisible(problem is not None)
+        if problem is None:
+            self.accept()
+
+
+class VideoExporter(QObject):
+    """Runs one export at a time and shows its progress; `finished(path, outcome)` with
+    outcome "written", "cancelled" or "failed"."""
+
+    finished = Signal(str, str)
+
+    def __init__(self, window, worker):
+        super().__init__(window)
+        self.window, self.worker = window, worker
+        self.progress: QProgressDialog | None = None
+        self.dialog: VideoExportDialog | None = None  # the last one opened (tests fill it in)
+        self._id = 0
+        self._job: VideoJob | None = None
+        self._cancel = None
+        self._started = 0.0
+        worker.exportProgress.connect(self._on_progress)
+        worker.exportFinished.connect(self._on_finished)
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None
+
+    def ask(self) -> None:
+        """Open the dialog (not blocking: window-modal, opened); export when it is accepted."""
+        window = self.window
+        document = window.document
+        if document.state is None or self.running:
+            return
+        stem = Path(window.files.session_path).stem if window.files.session_path else "steergan"
+        pb = window.playback
+        dialog = VideoExportDialog(document.config.resolution, stem, pb.fps, pb.length_s, 0.0, window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.start(dialog.job(document.state), window.files.generation))
+        self.dialog = dialog
+        dialog.open()
+
+    def start(self, job: VideoJob, generation: int) -> None:
+        from models.video import frame_count
+
+        if self.running:
+            self.window.show_message("An export is already running")
+            return
+        self._id += 1
+        self._job, self._started = job, time.monotonic()
+        total = frame_count(job.seconds, job.fps)
+        dialog = QProgressDialog(f"Exporting {Path(job.path).name}…", "Cancel", 0, total, self.window)
+        dialog.setWindowTitle("Export video")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)  # no edits while the worker is busy with it
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.canceled.connect(self.cancel)
+        dialog.setMinimumWidth(420)
+        dialog.show()
+        self.progress = dialog
+        self._cancel = self.worker.export_video(self._id, job, generation)
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+            if self.progress is not None:
+                self.progress.setLabelText("Cancelling…")
+
+    def _on_progress(self, export_id: int, done: int, total: int) -> None:
+        if export_id != self._id or self.progress is None or self._cancel.is_set():
+            return
+        elapsed = time.monotonic() - self._started
+        left = elapsed / done * (total - done)
+        self.progress.setValue(done)
+        self.progress.setLabelText(f"Exporting {Path(self._job.path).name}: frame {done} of {total}"
+                                   f" — about {left:.0f} s left")
+
+    def _on_finished(self, export_id: int, outcome: str, message: str) -> None:
+        if export_id != self._id or self._job is None:
+            return
+        path, self._job, self._cancel = self._job.path, None, None
+        if self.progress is not None:
+            self.progress.canceled.disconnect(self.cancel)
+            self.progress.close()
+            self.progress.deleteLater()
+            self.progress = None
+        if outcome == "written":
+            settings.put(FOLDER_KEY, str(Path(path).parent))
+            self.window.show_message(f"Exported {message}")
+        elif outcome == "cancelled":
+            self.window.show_message(f"Export cancelled: {path} was not written")
+        else:
+            self.window.show_error("Cannot export video", message)
+        self.finished.emit(path, outcome)

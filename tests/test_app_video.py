@@ -1,0 +1,280 @@
+"""Video in the studio: the timeline, playback rendered ahead by the worker, edits on every
+frame, and Export Video with progress, cancel and atomic files, on the real window."""
+import os
+from dataclasses import replace
+
+import imageio.v2 as iio
+import imageio.v3 as iio3
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QPushButton
+from test_app_helpers import WAIT_MS, drag, shown_image, wait_for_current_frame, widget_point
+
+from app.playback import content_of
+from app.render_worker import RenderWorker, default_render
+from models import render
+
+pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
+
+
+class CountingRender:
+    """The worker's render function, counting what it renders (to see the cache at work)."""
+
+    def __init__(self):
+        self.states = []
+
+    def __call__(self, generator, state):
+        self.states.append(state)
+        return default_render(generator, state)
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """An empty folder for exports (tmp_path also holds the test's settings)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def video_window(make_window, tiny_checkpoints):
+    counting = CountingRender()
+    path, g = tiny_checkpoints["clips"]
+    w = make_window(path, worker=RenderWorker(device="cpu", render_fn=counting))
+    w.counting = counting
+    return w, g
+
+
+class ShownFrames:
+    """(state, image) of every frame the canvas shows, in order."""
+
+    def __init__(self, window):
+        self.items = []
+        window.frameShown.connect(lambda _id: self.items.append((window.canvas.frame_state,
+                                                                 shown_image(window).copy())))
+
+
+def set_spin(qtbot, spin, text: str, confirm=Qt.Key.Key_Return):
+    """Type a value into a spin box as a user does: select all, type, Enter (in a dialog,
+    Enter would press its default button: Tab there)."""
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(spin, text)
+    qtbot.keyClick(spin, confirm)
+
+
+def index_of(w):
+    return round(w.document.state.time * w.playback.fps)
+
+
+def test_timeline_only_for_video_generators(qtbot, make_window, tiny_checkpoints):
+    w = make_window(tiny_checkpoints["rooms"][0])
+    assert not w.timeline.isVisible() and not w.act_play.isEnabled()
+    assert not w.act_export_video.isEnabled()
+    assert QKeySequence("Space") in w.act_new_sample.shortcuts()
+    with qtbot.waitSignal(w.files.loadFinished, timeout=WAIT_MS):
+        w.files.open_checkpoint(tiny_checkpoints["clips"][0])
+    assert w.timeline.isVisible() and w.act_play.isEnabled() and w.act_export_video.isEnabled()
+    assert QKeySequence("Space") in w.act_play.shortcuts()  # video: Space plays, as in any player
+    assert QKeySequence("Space") not in w.act_new_sample.shortcuts()
+
+
+def test_scrubbing_shows_the_frame_at_that_time_without_undo_steps(qtbot, video_window):
+    w, g = video_window
+    slider = w.timeline.slider
+    n = w.playback.frame_count
+    assert (slider.minimum(), slider.maximum()) == (0, n - 1) and n == 100  # 4 s at 25 fps
+    qtbot.mouseClick(slider, Qt.MouseButton.LeftButton, pos=QPoint(round(slider.width() * 0.75),
+                                                                    slider.height() // 2))
+    i = index_of(w)
+    assert abs(i - 0.75 * (n - 1)) <= 3, "a click jumps to the clicked frame"
+    assert w.document.state.time == i / 25 and slider.value() == i
+    wait_for_current_frame(qtbot, w)
+    assert np.array_equal(shown_image(w), render(g, w.document.state).image)
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    assert index_of(w) == i + 1
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    qtbot.keyClick(w, Qt.Key.Key_Left)
+    assert index_of(w) == i - 1
+    qtbot.keyClick(w, Qt.Key.Key_Home)
+    assert w.document.state.time == 0.0
+    assert w.document.undo_stack.count() == 0 and w.document.undo_stack.isClean()  # the playhead is no edit
+    assert "frame 1 of 100" in w.timeline.time_label.text()
+
+
+def test_playback_shows_every_frame_in_order_and_loops(qtbot, video_window):
+    w, g = video_window
+    set_spin(qtbot, w.timeline.length, "0.4")
+    n = w.playback.frame_count
+    assert n == 10
+    shown = ShownFrames(w)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert w.playback.playing and w.act_play.text() == "&Pause"
+    # Two passes: the first rendered ahead by the worker, the second from the cache.
+    qtbot.waitUntil(lambda: sum(1 for s, _ in shown.items if s.time == 0.0) >= 2, timeout=WAIT_MS)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert not w.playback.playing
+    indices = [round(s.time * 25) for s, _ in shown.items]
+    first = indices.index(0)
+    assert indices[first:first + n + 1] == list(range(n)) + [0], "every frame once, in order, then again"
+    for state, image in shown.items:
+        assert np.array_equal(image, render(g, state).image)
+    renders = len(w.counting.states)
+    for _ in range(n):  # a whole loop again, stepping: every frame comes from the cache
+        qtbot.keyClick(w, Qt.Key.Key_Period)
+    assert len(w.counting.states) == renders
+    assert w.playback.cached_indices() == list(range(n))
+
+
+def test_without_loop_playback_stops_at_the_last_frame(qtbot, video_window):
+    w, _ = video_window
+    set_spin(qtbot, w.timeline.length, "0.2")
+    qtbot.keyClick(w, Qt.Key.Key_L)
+    assert not w.playback.loop and not w.act_loop.isChecked()
+    qtbot.keyClick(w, Qt.Key.Key_K)
+    qtbot.waitUntil(lambda: not w.playback.playing, timeout=WAIT_MS)
+    assert index_of(w) == w.playback.frame_count - 1 == 4
+    qtbot.keyClick(w, Qt.Key.Key_K)  # play at the end starts over
+    assert w.playback.playing and index_of(w) <= 1
+
+
+def test_an_edit_during_playback_applies_to_every_frame(qtbot, video_window):
+    w, g = video_window
+    set_spin(qtbot, w.timeline.length, "0.32")
+    n = w.playback.frame_count
+    before = w.document.state
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: w.playback.cached_indices() == list(range(n)), timeout=WAIT_MS)
+    x, y = before.objects[0].center
+    drag(qtbot, w.canvas, widget_point(w.canvas, x, y), widget_point(w.canvas, x + 0.2, y - 0.15))
+    edited = w.document.state
+    assert edited.objects[0].center != before.objects[0].center and w.playback.playing
+    assert w.document.undo_stack.count() == 1
+    wait_for_current_frame(qtbot, w)  # frames of the drag's earlier positions may still land before this
+    shown = ShownFrames(w)
+    qtbot.waitUntil(lambda: len({round(s.time * 25) for s, _ in shown.items}) == n, timeout=WAIT_MS)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    for state, image in shown.items:  # after the drag: only frames of the edited scene, each right
+        assert content_of(state) == content_of(edited)
+        assert np.array_equal(image, render(g, state).image)
+    moved_first = render(g, replace(edited, time=0.0)).image
+    assert not np.array_equal(moved_first, render(g, replace(before, time=0.0)).image)
+    # Undo brings the old scene back on every frame, and leaves the playhead where it is.
+    t = w.document.state.time
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.document.state == replace(before, time=t)
+    wait_for_current_frame(qtbot, w)
+    assert np.array_equal(shown_image(w), render(g, w.document.state).image)
+
+
+def test_frame_rate_change_keeps_the_moment_and_its_pixels(qtbot, video_window):
+    w, g = video_window
+    for _ in range(5):
+        qtbot.keyClick(w, Qt.Key.Key_Right)
+    wait_for_current_frame(qtbot, w)
+    at25 = shown_image(w).copy()
+    assert w.document.state.time == 5 / 25
+    renders = len(w.counting.states)
+    w.timeline.fps.setFocus()
+    qtbot.keyClick(w.timeline.fps, Qt.Key.Key_Down)  # 25 -> 30 fps
+    assert w.playback.fps == 30 and index_of(w) == 6 and w.document.state.time == 6 / 30
+    wait_for_current_frame(qtbot, w)
+    assert np.array_equal(shown_image(w), at25)  # t = 0.2 either way: the same frame, from the cache
+    assert len(w.counting.states) == renders
+
+
+def test_new_motion_is_an_undoable_edit(qtbot, video_window):
+    w, g = video_window
+    before = w.document.state
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    qtbot.keyClick(w, Qt.Key.Key_M)
+    assert w.document.state.motion_seed != before.motion_seed
+    assert w.document.undo_stack.undoText() == "New motion"
+    wait_for_current_frame(qtbot, w)
+    assert np.array_equal(shown_image(w), render(g, w.document.state).image)
+
+
+def open_video_dialog(qtbot, w, path, seconds: str, fps_steps: int = 0):
+    qtbot.keyClick(w, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    dialog = w.video_exporter.dialog
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.length.value() == w.playback.length_s and dialog.fps.currentData() == w.playback.fps
+    dialog.path.setFocus()
+    qtbot.keyClick(dialog.path, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(dialog.path, str(path))
+    set_spin(qtbot, dialog.length, seconds, confirm=Qt.Key.Key_Tab)
+    for _ in range(abs(fps_steps)):
+        qtbot.keyClick(dialog.fps, Qt.Key.Key_Down if fps_steps > 0 else Qt.Key.Key_Up)
+    assert dialog.isVisible()
+    return dialog
+
+
+@pytest.mark.parametrize("ext", ["mp4", "gif"])
+def test_export_video_writes_the_requested_frames(qtbot, video_window, out_dir, ext):
+    w, g = video_window
+    path = out_dir / f"clip.{ext}"
+    dialog = open_video_dialog(qtbot, w, path, "0.5", fps_steps=-1)  # 25 -> 24 fps
+    dialog.size.setCurrentIndex(1)  # 64 x 64 (x2)
+    assert dialog.frames_label.text() == "12 frames"
+    with qtbot.waitSignal(w.video_exporter.finished, timeout=WAIT_MS) as done:
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert done.args == [str(path), "written"]
+    assert os.listdir(out_dir) == [path.name]  # no temporary file left beside it
+    if ext == "mp4":
+        reader = iio.get_reader(path, format="FFMPEG")
+        got = np.stack([f for f in reader])
+        assert reader.get_meta_data()["fps"] == 24
+    else:
+        got = iio3.imread(path, index=None)
+        first = render(g, replace(w.document.state, time=0.0)).image
+        assert np.abs(got[0, ::2, ::2].astype(int) - first).mean() < 12  # the scene's frame, upscaled
+    assert got.shape[:3] == (12, 64, 64)
+    assert w.video_exporter.progress is None and "Exported" in w.statusBar().currentMessage()
+
+
+def test_cancelling_an_export_leaves_no_file_and_keeps_the_old_one(qtbot, video_window, out_dir):
+    w, _ = video_window
+    path = out_dir / "long.mp4"
+    path.write_bytes(b"the user's earlier video")
+    dialog = open_video_dialog(qtbot, w, path, "600")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    progress = w.video_exporter.progress
+    qtbot.waitUntil(lambda: progress.value() >= 2, timeout=WAIT_MS)
+    assert progress.isVisible() and progress.maximum() == 15000
+    cancel = next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel")
+    with qtbot.waitSignal(w.video_exporter.finished, timeout=WAIT_MS) as done:
+        qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+    assert done.args == [str(path), "cancelled"]
+    assert os.listdir(out_dir) == ["long.mp4"] and path.read_bytes() == b"the user's earlier video"
+    assert "cancelled" in w.statusBar().currentMessage()
+    qtbot.keyClick(w, Qt.Key.Key_Right)  # the worker is free again: edits render
+    wait_for_current_frame(qtbot, w)
+
+
+def test_bad_export_choices_are_named_before_anything_starts(qtbot, video_window, out_dir):
+    w, _ = video_window
+    dialog = open_video_dialog(qtbot, w, out_dir / "clip.avi", "1")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and "clip.avi" in dialog.error.text() and ".mp4" in dialog.error.text()
+    missing = out_dir / "no such folder" / "clip.gif"
+    dialog.path.setFocus()
+    qtbot.keyClick(dialog.path, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(dialog.path, str(missing))
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and "does not exist" in dialog.error.text()
+    assert not w.video_exporter.running and os.listdir(out_dir) == []
+
+
+def test_an_export_that_cannot_be_written_reports_the_path(qtbot, video_window, out_dir):
+    w, _ = video_window
+    target = out_dir / "taken.gif"
+    target.mkdir()  # a folder where the file should go: only the final rename can fail
+    dialog = open_video_dialog(qtbot, w, target, "0.2")
+    with qtbot.waitSignal(w.video_exporter.finished, timeout=WAIT_MS) as done:
+        qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert done.args[1] == "failed"
+    title, message = w.last_error
+    assert title == "Cannot export video" and str(target) in message
+    assert os.listdir(out_dir) == ["taken.gif"] and target.is_dir()  # no partial file beside it
