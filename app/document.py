@@ -149,7 +149,8 @@ class Document(QObject):
     def replace_state(self, state: SceneState, text: str) -> bool:
         """A whole scene at once (opening a session made with the same generator)."""
         state.check_fits(self.config)
-        return self.apply(state, text)
+        changed = self.apply(state, text)
+        return self.set_time(state.time) or changed  # the session's playhead too (undo keeps times)
 
 
 def _level_name(level: int, index: int) -> str:

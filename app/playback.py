@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 FPS_CHOICES = (8, 12, 15, 24, 25, 30, 50, 60)
 SPEED_CHOICES = (0.25, 0.5, 1.0, 2.0)
@@ -97,8 +97,9 @@ class Playback(QObject):
         self._clip_id = 0
         self._content = None  # the scene the prefetched clip was made for
         self._shown, self._since = 0, time.monotonic()
-        self._timer = QTimer(self)
+        self._timer = QTimer(self, singleShot=True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._due = 0.0  # when the next frame is due (monotonic s): 60 fps is 16.67 ms, not 17
         self._timer.timeout.connect(self._tick)
         self._rate_timer = QTimer(self, interval=1000)
         self._rate_timer.timeout.connect(self._measure_rate)
@@ -193,15 +194,27 @@ class Playback(QObject):
         self._prefetch(force=True)
         self.changed.emit()
 
+    @property
+    def period_s(self) -> float:
+        return 1.0 / (self.fps * self.speed)
+
     def _restart_timer(self) -> None:
-        self._timer.setInterval(max(1, round(1000 / (self.fps * self.speed))))
+        self._due = time.monotonic() + self.period_s
         if self.playing:
-            self._timer.start()
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._timer.start(max(0, round((self._due - time.monotonic()) * 1000)))
 
     def _tick(self) -> None:
         state = self.document.state
-        if state is None:
+        if state is None or not self.playing:
             return
+        now = time.monotonic()
+        self._due += self.period_s
+        if self._due < now:  # fell behind (rendering, a busy GUI): carry on from now, no burst
+            self._due = now + self.period_s
+        self._schedule()
         nxt = self.index + 1
         if nxt >= self.frame_count:
             if not self.loop:
@@ -246,10 +259,14 @@ class Playback(QObject):
         else:
             self.worker.cancel_clip()
 
-    def on_clip_frame(self, clip_id: int, state, frame) -> None:
+    @Slot(int, object, object, float)
+    def on_clip_frame(self, clip_id: int, state, frame, _ms: float) -> None:
         if clip_id == self._clip_id and self.enabled:
             self.cache.put(state, frame)
             self.bufferChanged.emit()
+            if self.playing and self.waiting:  # the frame playback waits for: show it now
+                self._due = time.monotonic()
+                self._timer.start(0)
 
     def on_rendered(self, state, frame) -> None:
         """A frame the window asked for (scrubbing, an edit): keep it for playback."""

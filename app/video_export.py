@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QProgressDialog, QPushButton)
 
@@ -184,6 +184,7 @@ class VideoExporter(QObject):
             if self.progress is not None:
                 self.progress.setLabelText("Cancelling…")
 
+    @Slot(int, int, int)
     def _on_progress(self, export_id: int, done: int, total: int) -> None:
         if export_id != self._id or self.progress is None or self._cancel.is_set():
             return
@@ -193,6 +194,7 @@ class VideoExporter(QObject):
         self.progress.setLabelText(f"Exporting {Path(self._job.path).name}: frame {done} of {total}"
                                    f" — about {left:.0f} s left")
 
+    @Slot(int, str, str)
     def _on_finished(self, export_id: int, outcome: str, message: str) -> None:
         if export_id != self._id or self._job is None:
             return

@@ -1,6 +1,7 @@
 """Video in the studio: the timeline, playback rendered ahead by the worker, edits on every
 frame, and Export Video with progress, cancel and atomic files, on the real window."""
 import os
+import threading
 from dataclasses import replace
 
 import imageio.v2 as iio
@@ -110,6 +111,8 @@ def test_playback_shows_every_frame_in_order_and_loops(qtbot, video_window):
     n = w.playback.frame_count
     assert n == 10
     shown = ShownFrames(w)
+    put, threads = w.playback.cache.put, set()
+    w.playback.cache.put = lambda *a: (threads.add(threading.get_ident()), put(*a))
     qtbot.keyClick(w, Qt.Key.Key_Space)
     assert w.playback.playing and w.act_play.text() == "&Pause"
     # Two passes: the first rendered ahead by the worker, the second from the cache.
@@ -121,6 +124,7 @@ def test_playback_shows_every_frame_in_order_and_loops(qtbot, video_window):
     assert indices[first:first + n + 1] == list(range(n)) + [0], "every frame once, in order, then again"
     for state, image in shown.items:
         assert np.array_equal(image, render(g, state).image)
+    assert threads == {threading.get_ident()}, "frames rendered ahead reach the cache on the GUI thread only"
     renders = len(w.counting.states)
     for _ in range(n):  # a whole loop again, stepping: every frame comes from the cache
         qtbot.keyClick(w, Qt.Key.Key_Period)
@@ -278,3 +282,29 @@ def test_an_export_that_cannot_be_written_reports_the_path(qtbot, video_window, 
     title, message = w.last_error
     assert title == "Cannot export video" and str(target) in message
     assert os.listdir(out_dir) == ["taken.gif"] and target.is_dir()  # no partial file beside it
+
+
+def test_closing_the_window_during_an_export_leaves_no_partial_file(qtbot, video_window, out_dir):
+    w, _ = video_window
+    dialog = open_video_dialog(qtbot, w, out_dir / "long.gif", "600")
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.video_exporter.progress.value() >= 2, timeout=WAIT_MS)
+    assert any(name.endswith(".part.gif") for name in os.listdir(out_dir))  # being written, beside the target
+    w.close()  # stops the worker: the export is cancelled and its temporary file removed
+    assert os.listdir(out_dir) == []
+
+
+def test_a_session_keeps_the_playhead_and_the_motion(qtbot, video_window, out_dir):
+    w, g = video_window
+    for _ in range(7):
+        qtbot.keyClick(w, Qt.Key.Key_Right)
+    qtbot.keyClick(w, Qt.Key.Key_M)
+    saved = w.document.state
+    assert w.files.save_session(out_dir / "scene.json")
+    qtbot.keyClick(w, Qt.Key.Key_Home)
+    qtbot.keyClick(w, Qt.Key.Key_M)
+    w.files.open_session(out_dir / "scene.json")
+    assert w.document.state == saved and saved.time == 7 / 25
+    assert w.timeline.slider.value() == 7
+    wait_for_current_frame(qtbot, w)
+    assert np.array_equal(shown_image(w), render(g, saved).image)

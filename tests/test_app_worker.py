@@ -38,13 +38,19 @@ class Collector(QObject):
 
     def __init__(self, worker):
         super().__init__()
-        self.frames, self.infos = [], []
+        self.frames, self.infos, self.clip = [], [], []
         worker.frameReady.connect(self.on_frame)
         worker.loaded.connect(self.on_loaded)
+        worker.clipFrameReady.connect(self.on_clip_frame)
 
     @Slot(int, object, float)
     def on_frame(self, request_id, frame, ms):
         self.frames.append((request_id, frame))
+
+    @Slot(int, object, object, float)
+    def on_clip_frame(self, clip_id, state, frame, ms):
+        assert threading.current_thread() is threading.main_thread()
+        self.clip.append((clip_id, state, frame))
 
     @Slot(int, object)
     def on_loaded(self, token, info):
@@ -155,8 +161,7 @@ def test_a_render_goes_before_the_frames_rendered_ahead(qtbot, studio_env, tiny_
     path, g = tiny_checkpoints["clips"]
     gated = GatedRender()
     worker, thread, got = loaded_worker(qtbot, gated, path)
-    clip = []
-    worker.clipFrameReady.connect(lambda cid, state, frame, ms: clip.append((cid, state, frame)))
+    clip = got.clip
     base = initial_state(got.infos[0].config, 0)
     ahead = [replace(base, time=i / 25) for i in range(1, 9)]
     worker.request_clip(ahead, 3, 7)
