@@ -41,9 +41,28 @@ def export_image(options: ExportOptions, frame_image, grab_canvas) -> None:
     settings.put(FOLDER_KEY, str(Path(options.path).parent))
 
 
-def default_export_path(stem: str) -> str:
+def default_export_path(stem: str, suffix: str = ".png") -> str:
     folder = settings.get(FOLDER_KEY) or str(Path.home())
-    return str(Path(folder) / f"{stem}.png")
+    return str(Path(folder) / f"{stem}{suffix}")
+
+
+def path_row(line_edit: QLineEdit, browse) -> QHBoxLayout:
+    """The file field of an export dialog, with its Browse… button."""
+    button = QPushButton("Browse…")
+    button.clicked.connect(browse)
+    row = QHBoxLayout()
+    row.addWidget(line_edit, 1)
+    row.addWidget(button)
+    return row
+
+
+def size_choices(native: int, scales) -> QComboBox:
+    """Native size and its multiples; the item data is the size, None for native."""
+    combo = QComboBox()
+    for scale in scales:
+        label = f"{native * scale} × {native * scale}" + (" (native)" if scale == 1 else f" (×{scale})")
+        combo.addItem(label, None if scale == 1 else native * scale)
+    return combo
 
 
 class ExportDialog(QDialog):
@@ -51,15 +70,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export image")
         self.path = QLineEdit(default_export_path(stem))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        path_row = QHBoxLayout()
-        path_row.addWidget(self.path, 1)
-        path_row.addWidget(browse)
-        self.size = QComboBox()
-        for scale in SCALES:
-            label = f"{native * scale} × {native * scale}" + (" (native)" if scale == 1 else f" (×{scale})")
-            self.size.addItem(label, None if scale == 1 else native * scale)
+        self.size = size_choices(native, SCALES)
         self.smooth = QCheckBox("Smooth upscaling (Lanczos); off keeps pixels crisp")
         self.smooth.setChecked(True)
         self.overlays = QCheckBox("Include the visible overlays (handles, grid, offsets)")
@@ -67,7 +78,7 @@ class ExportDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
-        form.addRow("File", path_row)
+        form.addRow("File", path_row(self.path, self._browse))
         form.addRow("Size", self.size)
         form.addRow("", self.smooth)
         form.addRow("", self.overlays)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QProgressDialog, QPushButton)
+                               QLabel, QLineEdit, QProgressDialog)
 
 from . import settings, theme
-from .export import FOLDER_KEY
+from .export import FOLDER_KEY, default_export_path, path_row, size_choices
 from .playback import FPS_CHOICES, MAX_LENGTH_S
 from .render_worker import VideoJob
 
@@ -30,23 +30,14 @@ class VideoExportDialog(QDialog):
     def __init__(self, native: int, stem: str, fps: int, length_s: float, start_s: float, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Export video")
-        folder = settings.get(FOLDER_KEY) or str(Path.home())
-        self.path = QLineEdit(str(Path(folder) / f"{stem}.mp4"))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        path_row = QHBoxLayout()
-        path_row.addWidget(self.path, 1)
-        path_row.addWidget(browse)
+        self.path = QLineEdit(default_export_path(stem, ".mp4"))
         self.start = self._seconds(start_s, 0.0, "Time of the first frame")
         self.length = self._seconds(length_s, 0.1, "Length of the video")
         self.fps = QComboBox()
         for choice in FPS_CHOICES:
             self.fps.addItem(f"{choice} fps", choice)
         self.fps.setCurrentIndex(max(0, self.fps.findData(fps)))
-        self.size = QComboBox()
-        for scale in SCALES:
-            self.size.addItem(f"{native * scale} × {native * scale}" + (" (native)" if scale == 1 else f" (×{scale})"),
-                              None if scale == 1 else native * scale)
+        self.size = size_choices(native, SCALES)
         self.frames_label = QLabel()
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -61,7 +52,7 @@ class VideoExportDialog(QDialog):
         buttons.accepted.connect(self._accept_if_valid)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
-        form.addRow("File", path_row)
+        form.addRow("File", path_row(self.path, self._browse))
         form.addRow("Start", self.start)
         form.addRow("Length", self.length)
         form.addRow("Frame rate", self.fps)
