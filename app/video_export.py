@@ -154,6 +154,7 @@ class VideoExporter(QObject):
         if self.running:
             self.window.show_message("An export is already running")
             return
+        self.window.playback.pause()  # the worker is the export's until it ends
         self._id += 1
         self._job, self._started = job, time.monotonic()
         total = frame_count(job.seconds, job.fps)

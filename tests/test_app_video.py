@@ -242,8 +242,10 @@ def test_cancelling_an_export_leaves_no_file_and_keeps_the_old_one(qtbot, video_
     w, _ = video_window
     path = out_dir / "long.mp4"
     path.write_bytes(b"the user's earlier video")
+    qtbot.keyClick(w, Qt.Key.Key_Space)
     dialog = open_video_dialog(qtbot, w, path, "600")
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    assert not w.playback.playing  # playback pauses: the worker is the export's
     progress = w.video_exporter.progress
     qtbot.waitUntil(lambda: progress.value() >= 2, timeout=WAIT_MS)
     assert progress.isVisible() and progress.maximum() == 15000
