@@ -108,10 +108,10 @@ def check_target(path: Path, fps: float) -> str:
     if not path.parent.is_dir():
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
     if not 0 < fps <= 240:
-        raise ExportError(f"{path}: the frame rate must be within (0, 240] fps, got {fps}")
+        raise ExportError(f"{path}: the frame rate must be within (0, 240] fps, got {fps:g}")
     if kind == ".gif" and fps > MAX_GIF_FPS:
         raise ExportError(f"{path}: a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
-                          f" got {fps}; use .mp4 or a lower rate")
+                          f" got {fps:g}; use .mp4 or a lower rate")
     return kind
 
 
