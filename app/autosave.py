@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QStandardPaths, QTimer
@@ -88,7 +87,7 @@ class Autosaver(QObject):
     # ---- saving ------------------------------------------------------------------------
     def _changed(self, state) -> None:
         # Playback moves the playhead 25 times a second without changing the scene: no write.
-        content = replace(state, time=0.0)
+        content = state.timeless()
         if content == self._last_content:
             return
         self._last_content = content

@@ -29,7 +29,8 @@ class EditCommand(QUndoCommand):
             return False
         self.after = other.after
         # A drag that ends where it began changed nothing: QUndoStack then drops the command.
-        self.setObsolete(self.after == self.before)
+        # (The playhead may have moved meanwhile: it is not part of what an edit changes.)
+        self.setObsolete(self.after.timeless() == self.before.timeless())
         return True
 
     def redo(self) -> None:

@@ -54,8 +54,9 @@ class Document(QObject):
         self.stateChanged.emit(state)
 
     def apply(self, after: SceneState, text: str, merge_id: Hashable | None = None) -> bool:
-        """Push one undoable edit; no command for an edit that changes nothing."""
-        if self._state is None or after == self._state:
+        """Push one undoable edit; no command for an edit that changes nothing (the
+        playhead is not something an edit changes: see set_time)."""
+        if self._state is None or after.timeless() == self._state.timeless():
             return False
         self.undo_stack.push(EditCommand(self._set_state, self._state, after, text, merge_id))
         return True

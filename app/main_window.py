@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
         self.files.recentChanged.connect(self._fill_recent)
         self.mtm_panel.fieldChanged.connect(self._update_offset_field)
         self.canvas.frameShown.connect(self.frameShown)
-        worker.clipFrameReady.connect(self.playback.on_clip_frame)  # a slot: queued to the GUI thread
+        self.playback.failed.connect(lambda message: self.show_error("Playback stopped", message))
         self.playback.changed.connect(self._sync_play_action)
 
     # ---- the render loop ------------------------------------------------------------------

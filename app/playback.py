@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import replace
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
@@ -24,13 +23,9 @@ SPEED_CHOICES = (0.25, 0.5, 1.0, 2.0)
 DEFAULT_FPS = 25
 DEFAULT_LENGTH_S = 4.0
 MAX_LENGTH_S = 600.0
-AHEAD_FRAMES = 600  # the most frames one prefetch asks for (a 24 s loop at 25 fps)
+AHEAD_FRAMES = 600  # the most frames one request asks for; more are asked for as they play
 CACHE_BYTES = 512 * 2**20
-
-
-def content_of(state):
-    """The scene without its time: what a frame depends on besides t."""
-    return replace(state, time=0.0)
+BUFFER_MS = 100  # the "rendered frames" strip follows at most this often
 
 
 def frame_bytes(frame) -> int:
@@ -39,38 +34,55 @@ def frame_bytes(frame) -> int:
 
 
 class FrameCache:
-    """Rendered frames by (content, time), least recently used out first past `max_bytes`."""
+    """Rendered frames by (scene without its time, time), least recently used out first
+    past `max_bytes`. Keeps the set of cached times per scene, so "which frames are
+    rendered" costs as many steps as there are frames cached, not frames in the range."""
 
     def __init__(self, max_bytes: int = CACHE_BYTES):
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._frames: OrderedDict = OrderedDict()
+        self.frame_size = 0  # bytes of the last frame stored: how many fit, roughly
+        self._frames: OrderedDict = OrderedDict()  # (scene, t) -> (Frame, bytes)
+        self._times: dict = {}  # scene -> set of cached times
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def get(self, state):
-        key = (content_of(state), state.time)
-        frame = self._frames.get(key)
-        if frame is not None:
-            self._frames.move_to_end(key)
-        return frame
+        key = (state.timeless(), state.time)
+        entry = self._frames.get(key)
+        if entry is None:
+            return None
+        self._frames.move_to_end(key)
+        return entry[0]
 
-    def has(self, content, t: float) -> bool:
-        return (content, t) in self._frames
+    def has(self, scene, t: float) -> bool:
+        return t in self._times.get(scene, ())
+
+    def times(self, scene) -> set:
+        return self._times.get(scene, set())
 
     def put(self, state, frame) -> None:
-        key = (content_of(state), state.time)
+        scene = state.timeless()
+        key = (scene, state.time)
         if key in self._frames:
             return
-        self._frames[key] = frame
-        self.bytes += frame_bytes(frame)
+        size = frame_bytes(frame)
+        self._frames[key] = (frame, size)
+        self._times.setdefault(scene, set()).add(state.time)
+        self.bytes += size
+        self.frame_size = size
         while self.bytes > self.max_bytes and len(self._frames) > 1:
-            _, old = self._frames.popitem(last=False)
-            self.bytes -= frame_bytes(old)
+            (old_scene, old_t), (_, old_size) = self._frames.popitem(last=False)
+            self.bytes -= old_size
+            times = self._times[old_scene]
+            times.discard(old_t)
+            if not times:
+                del self._times[old_scene]
 
     def clear(self) -> None:
         self._frames.clear()
+        self._times.clear()
         self.bytes = 0
 
 
@@ -79,8 +91,9 @@ class Playback(QObject):
     window shows a cached frame at once and asks the worker for a missing one."""
 
     changed = Signal()  # playhead, rate, speed, loop, length or playing changed
-    bufferChanged = Signal()  # frames were rendered ahead (or dropped)
+    bufferChanged = Signal()  # frames were rendered ahead (at most every BUFFER_MS)
     rateMeasured = Signal(float)  # frames shown per second of wall time, while playing
+    failed = Signal(str)  # rendering ahead failed: playback paused, this says why
 
     def __init__(self, document, worker, generation, parent=None):
         super().__init__(parent)
@@ -95,7 +108,10 @@ class Playback(QObject):
         self.playing = False
         self.waiting = False  # the next frame is not rendered yet
         self._clip_id = 0
-        self._content = None  # the scene the prefetched clip was made for
+        self._generator_clips = 0  # the first clip id of the loaded generator
+        self._content = None  # the scene the frames being rendered ahead are of
+        self._pending: set[float] = set()  # their times, until each arrives
+        self._failure: tuple | None = None  # (scene, time, message) of a frame that failed ahead
         self._shown, self._since = 0, time.monotonic()
         self._timer = QTimer(self, singleShot=True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -103,6 +119,10 @@ class Playback(QObject):
         self._timer.timeout.connect(self._tick)
         self._rate_timer = QTimer(self, interval=1000)
         self._rate_timer.timeout.connect(self._measure_rate)
+        self._buffer_timer = QTimer(self, singleShot=True, interval=BUFFER_MS)
+        self._buffer_timer.timeout.connect(self.bufferChanged)
+        worker.clipFrameReady.connect(self.on_clip_frame)  # slots: queued to the GUI thread
+        worker.clipFailed.connect(self.on_clip_failed)
         document.generatorChanged.connect(self._on_generator)
         document.stateChanged.connect(self._on_state)
 
@@ -118,18 +138,22 @@ class Playback(QObject):
 
         return frame_time(0.0, index, self.fps)
 
+    def _nearest_frame(self) -> int:
+        state = self.document.state
+        return 0 if state is None else round(state.time * self.fps)
+
     @property
     def index(self) -> int:
         """The frame of the playhead (the nearest one, if the time lies between frames)."""
-        state = self.document.state
-        return 0 if state is None else min(self.frame_count - 1, round(state.time * self.fps))
+        return min(self.frame_count - 1, self._nearest_frame())
 
     def cached_indices(self) -> list[int]:
         state = self.document.state
         if state is None or not self.enabled:
             return []
-        content = content_of(state)
-        return [i for i in range(self.frame_count) if self.cache.has(content, self.time_of(i))]
+        n, fps = self.frame_count, self.fps
+        found = ((round(t * fps), t) for t in self.cache.times(state.timeless()))
+        return sorted(i for i, t in found if i < n and self.time_of(i) == t)
 
     # ---- transport ---------------------------------------------------------------------
     def go_to(self, index: int) -> None:
@@ -159,10 +183,11 @@ class Playback(QObject):
         if not self.playing:
             return
         self.playing = self.waiting = False
+        self._failure = None
         self._timer.stop()
         self._rate_timer.stop()
         self.worker.cancel_clip()  # paused, the CPU is the user's edits' again
-        self._content = None
+        self._content, self._pending = None, set()
         self.changed.emit()
 
     def toggle(self) -> None:
@@ -175,6 +200,7 @@ class Playback(QObject):
         if seconds is not None:  # stay at (the frame nearest to) the same moment
             self.go_to(round(seconds * self.fps))
         self._prefetch(force=True)
+        self._buffer_changed()
         self.changed.emit()
 
     def set_speed(self, speed: float) -> None:
@@ -189,9 +215,10 @@ class Playback(QObject):
 
     def set_length(self, seconds: float) -> None:
         self.length_s = min(max(float(seconds), 1.0 / self.fps), MAX_LENGTH_S)
-        if self.document.state is not None and self.index > self.frame_count - 1:
-            self.go_to(self.frame_count - 1)
+        if self.document.state is not None and self._nearest_frame() > self.frame_count - 1:
+            self.go_to(self.frame_count - 1)  # the playhead was past the new end
         self._prefetch(force=True)
+        self._buffer_changed()
         self.changed.emit()
 
     @property
@@ -222,12 +249,17 @@ class Playback(QObject):
                 return
             nxt = 0
         t = self.time_of(nxt)
-        waiting = not self.cache.has(content_of(state), t)
+        waiting = not self.cache.has(state.timeless(), t)
         if waiting != self.waiting:
             self.waiting = waiting
             self.changed.emit()
         if waiting:
-            self._prefetch()  # e.g. the clip was dropped after a render error
+            if self._failure is not None and self._failure[:2] == (state.timeless(), t):
+                message = self._failure[2]
+                self.pause()
+                self.failed.emit(message)
+            elif t not in self._pending:  # past the frames asked for, or they were evicted: ask again
+                self._prefetch(force=True)
             return
         self._shown += 1
         self.document.set_time(t)
@@ -239,50 +271,71 @@ class Playback(QObject):
         self._shown, self._since = 0, now
 
     # ---- rendering ahead ---------------------------------------------------------------
+    def _ahead(self) -> int:
+        """How many frames to ask for at once: AHEAD_FRAMES, or half of what the cache
+        holds (the frames ahead must not push each other out before they are shown)."""
+        if not self.cache.frame_size:
+            return AHEAD_FRAMES
+        return max(2, min(AHEAD_FRAMES, self.cache.max_bytes // (2 * self.cache.frame_size)))
+
     def _prefetch(self, force: bool = False) -> None:
         """Ask the worker for the frames ahead of the playhead that are not cached yet.
         A new request (a new scene, rate or range) replaces the one in progress."""
         state = self.document.state
         if not (self.playing and self.enabled) or state is None:
             return
-        content = content_of(state)
-        if content == self._content and not force:
+        scene = state.timeless()
+        if scene == self._content and not force:
             return
-        self._content = content
         n, start = self.frame_count, self.index
-        order = [(start + k) % n if self.loop else start + k for k in range(1, min(n, AHEAD_FRAMES) + 1)]
-        wanted = [replace(state, time=self.time_of(i)) for i in order if i < n]
-        wanted = [s for s in wanted if not self.cache.has(content, s.time)]
+        ahead = range(1, min(n, self._ahead()) + 1)
+        order = [(start + k) % n for k in ahead] if self.loop else [start + k for k in ahead if start + k < n]
+        cached = self.cache.times(scene)
+        times = [t for t in map(self.time_of, order) if t not in cached]
         self._clip_id += 1
-        if wanted:
-            self.worker.request_clip(wanted, self._clip_id, self._generation())
+        self._content, self._pending = scene, set(times)
+        if times:
+            self.worker.request_clip(scene, times, self._clip_id, self._generation())
         else:
             self.worker.cancel_clip()
 
     @Slot(int, object, object, float)
     def on_clip_frame(self, clip_id: int, state, frame, _ms: float) -> None:
-        if clip_id == self._clip_id and self.enabled:
-            self.cache.put(state, frame)
-            self.bufferChanged.emit()
-            if self.playing and self.waiting:  # the frame playback waits for: show it now
-                self._due = time.monotonic()
-                self._timer.start(0)
+        if clip_id < self._generator_clips or not self.enabled:
+            return  # rendered by the previous model (a frame of an older clip is still right)
+        self.cache.put(state, frame)
+        self._pending.discard(state.time)
+        self._buffer_changed()
+        if self.playing and self.waiting:  # the frame playback waits for may be this one
+            self._due = time.monotonic()
+            self._timer.start(0)
+
+    @Slot(int, float, str)
+    def on_clip_failed(self, clip_id: int, t: float, message: str) -> None:
+        """The frames before it play; playback stops at it and says why."""
+        if clip_id == self._clip_id and self.playing:
+            self._failure = (self._content, t, message)
 
     def on_rendered(self, state, frame) -> None:
         """A frame the window asked for (scrubbing, an edit): keep it for playback."""
         if self.enabled:
             self.cache.put(state, frame)
-            self.bufferChanged.emit()
+            self._buffer_changed()
+
+    def _buffer_changed(self) -> None:
+        if not self._buffer_timer.isActive():
+            self._buffer_timer.start()
 
     def _on_state(self, state) -> None:
-        if self.playing and content_of(state) != self._content:
+        if self.playing and state.timeless() != self._content:
             self._prefetch()  # an edit: render the new scene's frames ahead
-            self.bufferChanged.emit()
+            self._buffer_changed()
 
     def _on_generator(self, info) -> None:
         self.pause()
         self.cache.clear()
-        self._clip_id += 1  # frames of the old model still on their way are dropped
+        self._clip_id += 1
+        self._generator_clips = self._clip_id  # frames of the old model still on their way are dropped
         self.enabled = info.config.time is not None
         self.changed.emit()
-        self.bufferChanged.emit()
+        self._buffer_changed()

@@ -52,7 +52,8 @@ class _Job:
 @dataclass
 class _Clip:
     clip_id: int
-    states: list  # the SceneStates of the frames to render ahead, in display order
+    scene: Any  # the SceneState; its frames are this scene at each of `times`
+    times: list  # the times of the frames to render ahead, in display order
     generation: int
     next: int = 0
 
@@ -108,6 +109,7 @@ class RenderWorker(QObject):
     loaded = Signal(int, object)  # load token, GeneratorInfo
     loadFailed = Signal(int, str)  # load token, CheckpointError message (names file + problem)
     clipFrameReady = Signal(int, object, object, float)  # clip id, SceneState, Frame, render ms
+    clipFailed = Signal(int, float, str)  # clip id, time of the frame, message: rendering ahead stopped
     exportProgress = Signal(int, int, int)  # export id, frames done, frames in all
     exportFinished = Signal(int, str, str)  # export id, "written" / "cancelled" / "failed", message
     _wake = Signal()  # GUI thread -> worker thread: "there is a job in a slot"
@@ -136,16 +138,19 @@ class RenderWorker(QObject):
     def load(self, token: int, path: str | None, arch: str | None) -> None:
         self._submit("load", (token, path, arch))
 
-    def request_clip(self, states: list, clip_id: int, generation: int) -> None:
-        """Render these frames ahead, in order, whenever nothing else is waiting."""
+    def request_clip(self, scene, times: list, clip_id: int, generation: int) -> None:
+        """Render the scene at these times ahead, in order, whenever nothing else waits.
+        (The states are made here, one per frame, not by the GUI thread up front.)"""
         with self._lock:
-            self._clip = _Clip(clip_id, list(states), generation) if states else None
-        if states:
+            self._clip = _Clip(clip_id, scene, list(times), generation) if times else None
+        if times:
             self._submit("clip", ())
 
-    def cancel_clip(self) -> None:
+    def cancel_clip(self, clip_id: int | None = None) -> None:
+        """Drop the clip (only if it is still `clip_id`, when given)."""
         with self._lock:
-            self._clip = None
+            if self._clip is not None and (clip_id is None or self._clip.clip_id == clip_id):
+                self._clip = None
 
     def export_video(self, export_id: int, job: VideoJob, generation: int) -> threading.Event:
         """Start an export; returns the event that cancels it (set it from any thread)."""
@@ -180,11 +185,11 @@ class RenderWorker(QObject):
                 return None
             if not jobs:  # only the clip is left: its next frame
                 clip = self._clip
-                state = clip.states[clip.next]
+                t = clip.times[clip.next]
                 clip.next += 1
-                if clip.next == len(clip.states):
+                if clip.next == len(clip.times):
                     self._clip = None
-                return _Job(0, "clip", (clip.clip_id, state, clip.generation))
+                return _Job(0, "clip", (clip.clip_id, clip.scene, t, clip.generation))
             job = min(jobs, key=lambda j: j.seq)
             self._slots[job.kind] = None
             if job.kind == "export":
@@ -263,15 +268,19 @@ class RenderWorker(QObject):
             return
         self.frameReady.emit(request_id, frame, (time.perf_counter() - t0) * 1000)
 
-    def _do_clip_frame(self, clip_id: int, state, generation: int) -> None:
+    def _do_clip_frame(self, clip_id: int, scene, t: float, generation: int) -> None:
+        from dataclasses import replace
+
         if self._generator is None or generation != self._generation:
             return
+        state = replace(scene, time=t)
         t0 = time.perf_counter()
         try:
             frame = self._with_fallback(lambda g: self.render_fn(g, state))
-        except Exception:
-            self.cancel_clip()  # the frame the display waits for is rendered (and its error
-            return  # reported) by an ordinary render request
+        except Exception as exc:
+            self.cancel_clip(clip_id)  # the rest of it would most likely fail the same way
+            self.clipFailed.emit(clip_id, t, f"the frame at {t:.3f} s: {type(exc).__name__}: {exc}")
+            return
         self.clipFrameReady.emit(clip_id, state, frame, (time.perf_counter() - t0) * 1000)
 
     def _do_export(self, export_id: int, job: VideoJob, generation: int, cancel: threading.Event) -> None:
@@ -324,8 +333,10 @@ def start_worker(worker: RenderWorker) -> QThread:
     return thread
 
 
-def stop_worker(worker: RenderWorker, thread: QThread, timeout_ms: int = 10000) -> None:
-    """Drop pending jobs, let a render in progress finish, and end the thread."""
+def stop_worker(worker: RenderWorker, thread: QThread, timeout_ms: int = 60000) -> None:
+    """Drop pending jobs, cancel an export, let a render in progress (or the encoder's
+    last frames) finish, and end the thread. The wait is long because the thread must
+    not outlive Qt, and a cancelled MP4 is only removed once the encoder has stopped."""
     worker.stop()
     thread.quit()
     thread.wait(timeout_ms)

@@ -54,9 +54,21 @@ class BufferStrip(QWidget):
         p.fillRect(self.rect(), QColor(theme.RAISED))
         w = self.width() / self.count
         colour = QColor(theme.ACCENT)
-        for i in self.cached:
-            p.fillRect(round(i * w), 0, max(1, round(w + 0.5)), self.height(), colour)
+        for first, last in runs(self.cached):  # one rectangle per run of rendered frames
+            x0, x1 = round(first * w), round((last + 1) * w)
+            p.fillRect(x0, 0, max(1, x1 - x0), self.height(), colour)
         p.end()
+
+
+def runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted frame indices as (first, last) runs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for i in indices:
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
 
 
 class TimelinePanel(QWidget):

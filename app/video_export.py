@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QLabel, QLineEdit, QProgressDialog)
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout)
 
 from . import settings, theme
 from .export import FOLDER_KEY, default_export_path, path_row, size_choices
@@ -112,6 +112,64 @@ class VideoExportDialog(QDialog):
             self.accept()
 
 
+class ExportProgress(QDialog):
+    """Frame n of N and the time left, with a Cancel that stays on screen ("Cancelling…")
+    until the worker has stopped and removed its temporary file. Window-modal: no edits
+    meanwhile (the worker is busy with the export). Esc or closing it cancels too."""
+
+    cancelRequested = Signal()
+
+    def __init__(self, name: str, total: int, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Export video")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.label = QLabel(f"Exporting {name}…")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, total)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.request_cancel)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.cancel_button)
+        column = QVBoxLayout(self)
+        column.addWidget(self.label)
+        column.addWidget(self.bar)
+        column.addLayout(row)
+        self.setMinimumWidth(460)
+        self._finished = False
+
+    def value(self) -> int:
+        return self.bar.value()
+
+    def maximum(self) -> int:
+        return self.bar.maximum()
+
+    def set_progress(self, done: int, text: str) -> None:
+        if self.cancel_button.isEnabled():
+            self.bar.setValue(done)
+            self.label.setText(text)
+
+    def request_cancel(self) -> None:
+        if self.cancel_button.isEnabled():
+            self.cancel_button.setEnabled(False)
+            self.label.setText("Cancelling…")
+            self.cancelRequested.emit()
+
+    def finish(self) -> None:
+        self._finished = True
+        self.done(QDialog.DialogCode.Accepted)  # hides; close() would go through reject()
+
+    def reject(self) -> None:  # Esc
+        self.request_cancel()
+
+    def closeEvent(self, event) -> None:
+        if self._finished:
+            super().closeEvent(event)
+        else:
+            event.ignore()
+            self.request_cancel()
+
+
 class VideoExporter(QObject):
     """Runs one export at a time and shows its progress; `finished(path, outcome)` with
     outcome "written", "cancelled" or "failed"."""
@@ -121,7 +179,7 @@ class VideoExporter(QObject):
     def __init__(self, window, worker):
         super().__init__(window)
         self.window, self.worker = window, worker
-        self.progress: QProgressDialog | None = None
+        self.progress: ExportProgress | None = None
         self.dialog: VideoExportDialog | None = None  # the last one opened (tests fill it in)
         self._id = 0
         self._job: VideoJob | None = None
@@ -158,14 +216,8 @@ class VideoExporter(QObject):
         self._id += 1
         self._job, self._started = job, time.monotonic()
         total = frame_count(job.seconds, job.fps)
-        dialog = QProgressDialog(f"Exporting {Path(job.path).name}…", "Cancel", 0, total, self.window)
-        dialog.setWindowTitle("Export video")
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)  # no edits while the worker is busy with it
-        dialog.setMinimumDuration(0)
-        dialog.setAutoClose(False)
-        dialog.setAutoReset(False)
-        dialog.canceled.connect(self.cancel)
-        dialog.setMinimumWidth(420)
+        dialog = ExportProgress(Path(job.path).name, total, self.window)
+        dialog.cancelRequested.connect(self.cancel)
         dialog.show()
         self.progress = dialog
         self._cancel = self.worker.export_video(self._id, job, generation)
@@ -173,8 +225,6 @@ class VideoExporter(QObject):
     def cancel(self) -> None:
         if self._cancel is not None:
             self._cancel.set()
-            if self.progress is not None:
-                self.progress.setLabelText("Cancelling…")
 
     @Slot(int, int, int)
     def _on_progress(self, export_id: int, done: int, total: int) -> None:
@@ -182,9 +232,8 @@ class VideoExporter(QObject):
             return
         elapsed = time.monotonic() - self._started
         left = elapsed / done * (total - done)
-        self.progress.setValue(done)
-        self.progress.setLabelText(f"Exporting {Path(self._job.path).name}: frame {done} of {total}"
-                                   f" — about {left:.0f} s left")
+        self.progress.set_progress(done, f"Exporting {Path(self._job.path).name}: frame {done} of {total}"
+                                         f" — about {left:.0f} s left")
 
     @Slot(int, str, str)
     def _on_finished(self, export_id: int, outcome: str, message: str) -> None:
@@ -192,8 +241,7 @@ class VideoExporter(QObject):
             return
         path, self._job, self._cancel = self._job.path, None, None
         if self.progress is not None:
-            self.progress.canceled.disconnect(self.cancel)
-            self.progress.close()
+            self.progress.finish()
             self.progress.deleteLater()
             self.progress = None
         if outcome == "written":

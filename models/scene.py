@@ -119,6 +119,10 @@ class SceneState:
         seeds = tuple(_seed(s, "block seed") for s in self.block_seeds)
         object.__setattr__(self, "block_seeds", seeds)
 
+    def timeless(self) -> "SceneState":
+        """The scene without its playhead: what an edit changes, what a video's frames share."""
+        return self if self.time == 0.0 else replace(self, time=0.0)
+
     # ---- what the generator sees ----------------------------------------------------
     @property
     def offset_scale(self) -> float:

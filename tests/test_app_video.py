@@ -13,7 +13,6 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QPushButton
 from test_app_helpers import WAIT_MS, drag, shown_image, wait_for_current_frame, widget_point
 
-from app.playback import content_of
 from app.render_worker import RenderWorker, default_render
 from models import render
 
@@ -161,7 +160,7 @@ def test_an_edit_during_playback_applies_to_every_frame(qtbot, video_window):
     qtbot.waitUntil(lambda: len({round(s.time * 25) for s, _ in shown.items}) == n, timeout=WAIT_MS)
     qtbot.keyClick(w, Qt.Key.Key_Space)
     for state, image in shown.items:  # after the drag: only frames of the edited scene, each right
-        assert content_of(state) == content_of(edited)
+        assert state.timeless() == edited.timeless()
         assert np.array_equal(image, render(g, state).image)
     moved_first = render(g, replace(edited, time=0.0)).image
     assert not np.array_equal(moved_first, render(g, replace(before, time=0.0)).image)
@@ -173,20 +172,85 @@ def test_an_edit_during_playback_applies_to_every_frame(qtbot, video_window):
     assert np.array_equal(shown_image(w), render(g, w.document.state).image)
 
 
-def test_frame_rate_change_keeps_the_moment_and_its_pixels(qtbot, video_window):
+def test_frame_rate_change_keeps_the_moment_and_shares_frames(qtbot, video_window):
     w, g = video_window
-    for _ in range(5):
-        qtbot.keyClick(w, Qt.Key.Key_Right)
+    w.playback.go_to(10)  # t = 0.4 at 25 fps
     wait_for_current_frame(qtbot, w)
-    at25 = shown_image(w).copy()
-    assert w.document.state.time == 5 / 25
-    renders = len(w.counting.states)
+    at_04 = shown_image(w).copy()
+    w.playback.go_to(5)  # t = 0.2
+    wait_for_current_frame(qtbot, w)
     w.timeline.fps.setFocus()
     qtbot.keyClick(w.timeline.fps, Qt.Key.Key_Down)  # 25 -> 30 fps
     assert w.playback.fps == 30 and index_of(w) == 6 and w.document.state.time == 6 / 30
+    assert "frame 7 of 120" in w.timeline.time_label.text()
+    for _ in range(6):  # frames 7..12 at 30 fps: 7..11 are new, 12 is t = 0.4 again
+        qtbot.keyClick(w, Qt.Key.Key_Right)
+        wait_for_current_frame(qtbot, w)
+    assert w.document.state.time == 12 / 30 == 10 / 25
+    assert np.array_equal(shown_image(w), at_04)
+    assert [s.time for s in w.counting.states].count(0.4) == 1, "the frame at 0.4 s was rendered once, at 25 fps"
+
+
+def test_shortening_the_range_brings_the_playhead_inside(qtbot, video_window):
+    w, g = video_window
+    w.playback.go_to(80)
+    set_spin(qtbot, w.timeline.length, "1")
+    assert w.playback.frame_count == 25 and w.document.state.time == 24 / 25
+    assert w.timeline.slider.value() == 24 and "frame 25 of 25" in w.timeline.time_label.text()
     wait_for_current_frame(qtbot, w)
-    assert np.array_equal(shown_image(w), at25)  # t = 0.2 either way: the same frame, from the cache
-    assert len(w.counting.states) == renders
+    assert np.array_equal(shown_image(w), render(g, w.document.state).image)
+
+
+def test_a_loop_longer_than_one_request_keeps_playing(qtbot, video_window, monkeypatch):
+    import app.playback
+
+    monkeypatch.setattr(app.playback, "AHEAD_FRAMES", 3)  # frames are asked for 3 at a time
+    w, _ = video_window
+    set_spin(qtbot, w.timeline.length, "0.4")
+    shown = ShownFrames(w)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: sum(1 for s, _ in shown.items if s.time == 0.0) >= 2, timeout=WAIT_MS)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    indices = [round(s.time * 25) for s, _ in shown.items]
+    first = indices.index(0)
+    assert indices[first:first + 11] == list(range(10)) + [0]
+
+
+class FailsAt(CountingRender):
+    def __init__(self, bad_time):
+        super().__init__()
+        self.bad_time = bad_time
+
+    def __call__(self, generator, state):
+        if state.time == self.bad_time:
+            raise RuntimeError("synthetic failure")
+        return super().__call__(generator, state)
+
+
+def test_a_frame_that_fails_to_render_stops_playback_and_says_why(qtbot, make_window, tiny_checkpoints):
+    w = make_window(tiny_checkpoints["clips"][0], worker=RenderWorker(device="cpu", render_fn=FailsAt(6 / 25)))
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    with qtbot.waitSignal(w.errorShown, timeout=WAIT_MS) as error:
+        pass
+    title, message = error.args
+    assert title == "Playback stopped" and "0.240 s" in message and "synthetic failure" in message
+    assert not w.playback.playing and index_of(w) == 5  # the frames before it played
+
+
+def test_a_drag_back_to_the_start_during_playback_is_no_edit(qtbot, video_window):
+    w, _ = video_window
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    x, y = w.document.state.objects[0].center
+    start = widget_point(w.canvas, x, y)
+    vp = w.canvas.viewport()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
+    for dx in (10, 30, 50, 30, 10, 0):
+        qtbot.mouseMove(vp, QPoint(start.x() + dx, start.y()))
+        qtbot.wait(30)  # the playhead moves meanwhile
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert w.document.state.objects[0].center == (x, y) and w.document.state.time > 0
+    assert w.document.undo_stack.count() == 0 and w.document.undo_stack.isClean()
 
 
 def test_new_motion_is_an_undoable_edit(qtbot, video_window):
@@ -252,8 +316,11 @@ def test_cancelling_an_export_leaves_no_file_and_keeps_the_old_one(qtbot, video_
     cancel = next(b for b in progress.findChildren(QPushButton) if b.text() == "Cancel")
     with qtbot.waitSignal(w.video_exporter.finished, timeout=WAIT_MS) as done:
         qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+        # Until the worker has stopped and removed its file, the dialog stays and says so.
+        assert progress.isVisible() and progress.label.text() == "Cancelling…" and not cancel.isEnabled()
     assert done.args == [str(path), "cancelled"]
     assert os.listdir(out_dir) == ["long.mp4"] and path.read_bytes() == b"the user's earlier video"
+    assert not progress.isVisible()
     assert "cancelled" in w.statusBar().currentMessage()
     qtbot.keyClick(w, Qt.Key.Key_Right)  # the worker is free again: edits render
     wait_for_current_frame(qtbot, w)

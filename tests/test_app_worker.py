@@ -164,11 +164,11 @@ def test_a_render_goes_before_the_frames_rendered_ahead(qtbot, studio_env, tiny_
     clip = got.clip
     base = initial_state(got.infos[0].config, 0)
     ahead = [replace(base, time=i / 25) for i in range(1, 9)]
-    worker.request_clip(ahead, 3, 7)
+    worker.request_clip(base, [s.time for s in ahead], 3, 7)
     assert gated.started.wait(20)  # the first frame ahead is being rendered
     edited = base.new_sample(5)
     worker.request(edited, 1, 7)  # an edit meanwhile
-    worker.request_clip([replace(edited, time=i / 25) for i in range(1, 4)], 4, 7)  # and its frames ahead
+    worker.request_clip(edited, [i / 25 for i in range(1, 4)], 4, 7)  # and its frames ahead
     gated.gate.set()
     qtbot.waitUntil(lambda: len(clip) == 4, timeout=20000)
     assert gated.states[:2] == [ahead[0], edited], "the edit's frame comes right after the frame in progress"
