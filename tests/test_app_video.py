@@ -8,6 +8,8 @@ import imageio.v2 as iio
 import imageio.v3 as iio3
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QPushButton
@@ -377,3 +379,39 @@ def test_a_session_keeps_the_playhead_and_the_motion(qtbot, video_window, out_di
     assert w.timeline.slider.value() == 7
     wait_for_current_frame(qtbot, w)
     assert np.array_equal(shown_image(w), render(g, saved).image)
+
+
+class FakeFrame:
+    """What FrameCache reads of a frame: its arrays' sizes."""
+
+    def __init__(self, nbytes: int):
+        self.image = np.zeros(nbytes, np.uint8)
+        self.heatmaps, self.offsets = {}, {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30), st.integers(1, 40)), min_size=1, max_size=60))
+def test_frame_cache_stays_within_its_budget_and_knows_its_times(puts):
+    from app.playback import FrameCache
+    from models.scene import SceneState
+
+    cache, kept = FrameCache(max_bytes=100), {}
+    for seed, frame_index, size in puts:
+        state = SceneState(seed=seed, time=frame_index / 25)
+        frame = FakeFrame(size)
+        if not cache.has(state.timeless(), state.time):  # a frame already there is kept, not replaced
+            kept[(seed, state.time)] = frame
+        cache.put(state, frame)
+        assert cache.bytes <= cache.max_bytes or len(cache) == 1
+    present = {key: f for key, f in kept.items() if cache.get(SceneState(seed=key[0], time=key[1])) is f}
+    assert len(present) == len(cache) and cache.bytes == sum(f.image.nbytes for f in present.values())
+    for seed in range(3):
+        assert cache.times(SceneState(seed=seed)) == {t for s, t in present if s == seed}
+    assert puts[-1][:2] in {(s, round(t * 25)) for s, t in present}, "the newest frame is never evicted"
+
+
+def test_buffer_strip_runs():
+    from app.timeline import runs
+
+    assert runs([]) == [] and runs([4]) == [(4, 4)]
+    assert runs([0, 1, 2, 5, 6, 9]) == [(0, 2), (5, 6), (9, 9)]
