@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self.act_first = a("&First Frame", lambda: pb.go_to(0), "Home")
         self.act_prev = a("Pre&vious Frame", lambda: pb.step(-1), ["Left", ","])
         self.act_next = a("&Next Frame", lambda: pb.step(1), ["Right", "."])
-        self.act_loop = a("&Loop", pb.set_loop, "L", checkable=True, checked=True, tip="Play the range again and again")
+        self.act_loop = a("&Loop", pb.set_loop, "L", checkable=True, checked=pb.loop, tip="Play the range again and again")
         self.act_new_motion = a("New &Motion", lambda: doc.new_motion(), "M",
                                 tip="Draw new motion: the same scene moves differently")
         for action, symbol in ((self.act_first, "|◀"), (self.act_prev, "◀|"), (self.act_play, "▶"),

@@ -13,10 +13,13 @@ plays at the chosen rate from the cache.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+
+from . import settings
 
 FPS_CHOICES = (8, 12, 15, 24, 25, 30, 50, 60)
 SPEED_CHOICES = (0.25, 0.5, 1.0, 2.0)
@@ -26,11 +29,35 @@ MAX_LENGTH_S = 600.0
 AHEAD_FRAMES = 600  # the most frames one request asks for; more are asked for as they play
 CACHE_BYTES = 512 * 2**20
 BUFFER_MS = 100  # the "rendered frames" strip follows at most this often
+SETTINGS_KEY = "playback/transport"
 
 
 def frame_bytes(frame) -> int:
     return frame.image.nbytes + sum(a.nbytes for a in frame.heatmaps.values()) + sum(
         a.nbytes for a in frame.offsets.values())
+
+
+def remembered_transport() -> tuple[int, float, bool, float]:
+    """The rate, speed, loop and length last used (QSettings); defaults for anything
+    missing or not one of the choices (a settings file is user-editable text)."""
+    saved = settings.get(SETTINGS_KEY)
+    saved = saved if isinstance(saved, dict) else {}
+
+    def number(key, kind, default):
+        try:
+            return kind(saved.get(key, default))
+        except (TypeError, ValueError):
+            return default
+
+    fps = number("fps", int, DEFAULT_FPS)
+    speed = number("speed", float, 1.0)
+    length = number("length_s", float, DEFAULT_LENGTH_S)
+    if not math.isfinite(length):
+        length = DEFAULT_LENGTH_S
+    return (fps if fps in FPS_CHOICES else DEFAULT_FPS,
+            speed if speed in SPEED_CHOICES else 1.0,
+            saved.get("loop", True) not in (False, "false"),  # INI settings give back strings
+            min(max(length, 0.1), MAX_LENGTH_S))
 
 
 class FrameCache:
@@ -101,10 +128,7 @@ class Playback(QObject):
         self._generation = generation  # callable: the load token renders are made for
         self.cache = FrameCache()
         self.enabled = False  # the loaded generator has the time capability
-        self.fps = DEFAULT_FPS
-        self.speed = 1.0
-        self.loop = True
-        self.length_s = DEFAULT_LENGTH_S
+        self.fps, self.speed, self.loop, self.length_s = remembered_transport()
         self.playing = False
         self.waiting = False  # the next frame is not rendered yet
         self._clip_id = 0
@@ -125,6 +149,10 @@ class Playback(QObject):
         worker.clipFailed.connect(self.on_clip_failed)
         document.generatorChanged.connect(self._on_generator)
         document.stateChanged.connect(self._on_state)
+
+    def _remember(self) -> None:
+        settings.put(SETTINGS_KEY, {"fps": self.fps, "speed": self.speed, "loop": self.loop,
+                                    "length_s": self.length_s})
 
     # ---- frames and times --------------------------------------------------------------
     @property
@@ -201,16 +229,19 @@ class Playback(QObject):
             self.go_to(round(seconds * self.fps))
         self._prefetch(force=True)
         self._buffer_changed()
+        self._remember()
         self.changed.emit()
 
     def set_speed(self, speed: float) -> None:
         self.speed = float(speed)
         self._restart_timer()
+        self._remember()
         self.changed.emit()
 
     def set_loop(self, on: bool) -> None:
         self.loop = bool(on)
         self._prefetch(force=True)
+        self._remember()
         self.changed.emit()
 
     def set_length(self, seconds: float) -> None:
@@ -219,6 +250,7 @@ class Playback(QObject):
             self.go_to(self.frame_count - 1)  # the playhead was past the new end
         self._prefetch(force=True)
         self._buffer_changed()
+        self._remember()
         self.changed.emit()
 
     @property

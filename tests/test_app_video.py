@@ -415,3 +415,29 @@ def test_buffer_strip_runs():
 
     assert runs([]) == [] and runs([4]) == [(4, 4)]
     assert runs([0, 1, 2, 5, 6, 9]) == [(0, 2), (5, 6), (9, 9)]
+
+
+def test_the_transport_settings_are_remembered(qtbot, video_window, make_window, tiny_checkpoints):
+    w, _ = video_window
+    set_spin(qtbot, w.timeline.length, "2.5")
+    w.timeline.speed.setFocus()
+    qtbot.keyClick(w.timeline.speed, Qt.Key.Key_Up)  # 1x -> 0.5x
+    w.timeline.fps.setFocus()
+    qtbot.keyClick(w.timeline.fps, Qt.Key.Key_Up)  # 25 -> 24 fps
+    qtbot.keyClick(w, Qt.Key.Key_L)
+    w.close()
+    again = make_window(tiny_checkpoints["clips"][0])
+    pb = again.playback
+    assert (pb.fps, pb.speed, pb.loop, pb.length_s) == (24, 0.5, False, 2.5)
+    assert not again.act_loop.isChecked() and again.timeline.fps.currentData() == 24
+    assert again.timeline.speed.currentData() == 0.5 and again.timeline.length.value() == 2.5
+
+
+def test_garbled_transport_settings_fall_back_to_defaults(qtbot, studio_env):
+    from app import settings
+    from app.playback import SETTINGS_KEY, remembered_transport
+
+    settings.put(SETTINGS_KEY, {"fps": "lots", "speed": 3.7, "loop": "false", "length_s": "nan"})
+    assert remembered_transport() == (25, 1.0, False, 4.0)
+    settings.put(SETTINGS_KEY, "not a dict")
+    assert remembered_transport() == (25, 1.0, True, 4.0)
