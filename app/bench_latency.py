@@ -34,6 +34,20 @@ def summary(ms: list[float]) -> dict:
             "max_ms": round(max(ms), 1), "mean_ms": round(statistics.fmean(ms), 1)}
 
 
+def use_scratch_settings() -> None:
+    """Benchmarks change the rate, open files, ...: none of it may reach the user's
+    settings (recent files, remembered transport). A throw-away folder and name."""
+    import tempfile
+
+    from PySide6.QtCore import QCoreApplication, QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                      tempfile.mkdtemp(prefix="steergan-bench-settings-"))
+    QCoreApplication.setOrganizationName("SteerGAN-bench")
+    QCoreApplication.setApplicationName("bench")
+
+
 def make_app(arch: str | None, checkpoint: str | None):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
@@ -41,6 +55,7 @@ def make_app(arch: str | None, checkpoint: str | None):
     from .studio import configure_app, open_initial
 
     app = QApplication.instance() or QApplication(["steergan-bench"])
+    use_scratch_settings()
     configure_app(app)
     from .main_window import MainWindow
 
