@@ -197,9 +197,9 @@ def bench_startup(arch: str | None, checkpoint: str | None, runs: int) -> list[f
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .studio import prefer_passive_openmp
+    from .studio import configure_render_threads
 
-    prefer_passive_openmp()  # as `steergan` does; startup children inherit it
+    configure_render_threads()  # as `steergan` does; startup children inherit it
     parser = argparse.ArgumentParser(prog="python -m app.bench_latency", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="drag steps per measurement (default 100)")
     parser.add_argument("--interval-ms", type=int, default=16, help="mouse interval of the paced drag (16: 60 Hz)")

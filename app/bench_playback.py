@@ -44,6 +44,9 @@ def rate(times: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .studio import configure_render_threads
+
+    configure_render_threads()  # as `steergan` does
     from models.video import CLIPS_CHECKPOINT
 
     parser = argparse.ArgumentParser(prog="python -m app.bench_playback")

@@ -10,13 +10,28 @@ from pathlib import Path
 SCREENSHOT_TIMEOUT_S = 120.0
 
 
-def prefer_passive_openmp() -> None:
-    """Let torch's idle OpenMP threads sleep instead of spinning. Must run before torch is
-    imported (libgomp reads it once). The studio shares the CPU with its own GUI thread
-    (and often with a training run): spinning threads then steal the time slices their
-    team-mates wait for, and a 30 ms render took 2 s on this 2-core machine; passive
-    waiting keeps it at 40-60 ms. The thread count, and so every pixel, is unchanged."""
+def configure_render_threads() -> None:
+    """How torch's CPU threads behave in the studio (and in `steergan render/video`, so
+    their pixels match the studio's). Must run before torch is imported: libgomp and
+    torch read these once. An explicit OMP_NUM_THREADS / OMP_WAIT_POLICY wins.
+
+    - Idle OpenMP threads sleep instead of spinning: the studio shares the CPU with its
+      own GUI thread (and often a training run); spinning threads steal the time slices
+      their team-mates wait for, and a 30 ms render took 2 s on a 2-core machine.
+    - One core fewer than the machine has: the GUI thread paints handles and frames while
+      the worker renders. On the 2-core machine this project runs on, one render thread
+      instead of two took a drag step from 42 to 32 ms (p50) and a 60 Hz drag from 79 to
+      58 ms (`python -m app.bench_latency`). The thread count can change a rare pixel by
+      one level (float sums in another order), so the CLI's renders use the same count."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() - 1)))
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +65,7 @@ def configure_app(app) -> None:
 
 
 def launch(argv: list[str]) -> int:
-    prefer_passive_openmp()
+    configure_render_threads()
     args = build_parser().parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # must precede the QApplication

@@ -89,3 +89,16 @@ def test_console_script_renders(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert Image.open(out).size == (16, 16)
+
+
+def test_render_threads_leave_a_core_for_the_gui_unless_told(monkeypatch):
+    from app.studio import available_cpus, configure_render_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    configure_render_threads()
+    assert os.environ["OMP_NUM_THREADS"] == str(max(1, available_cpus() - 1))
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    configure_render_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "7"  # the user's choice wins
