@@ -294,8 +294,7 @@ class Playback(QObject):
                 self._prefetch(force=True)
             return
         self._shown += 1
-        self.document.set_time(t)
-        self.changed.emit()
+        self.document.set_time(t)  # its stateChanged updates the timeline: no `changed` on every frame
 
     def _measure_rate(self) -> None:
         now = time.monotonic()
