@@ -1,47 +1,280 @@
-"""Atomic file writes: a crash or a full disk never leaves half a file where a good one was."""
+"""Files in and out, safely.
+
+Writing: every file SteerGAN writes (images, videos, sessions, checkpoints, training
+states) goes through `atomic_target`: the data goes to a temporary file in the target's
+folder, is flushed to disk and checked, and only then renamed over the target. A crash, a
+kill, a full disk or an encoder that fails never leaves half a file where a good one was,
+and a replaced file keeps its permissions. A kill -9 can leave the temporary file itself;
+the next write into that folder removes such leftovers (see `clean_stale_temporaries`).
+
+Reading: `open_regular` opens only regular files, without ever blocking on a FIFO or a
+device, so a hostile path gives an error instead of a hang.
+"""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-import tempfile
+import re
+import secrets
+import socket
+import stat
+import time
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+# Our temporaries: ".<target name>.sg<host>-<pid>.<random>.part". The host and pid say
+# whether the writer can still be alive; the leading dot hides them in file browsers.
+_HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
+_TEMP_NAME = re.compile(r"^\..+\.sg(?P<host>[0-9a-f]{4})-(?P<pid>\d+)\.[0-9a-f]{8}\.part$")
+# What older SteerGAN versions left (tempfile.mkstemp names): removed once clearly stale.
+_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.part(\.mp4|\.gif)?$")
+STALE_AFTER_S = 3600.0  # a temporary untouched this long has no live writer
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+class FileProblem(Exception):
+    """A path cannot be read as a file; `problem` says why (callers add the path and their
+    own error type)."""
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    def __init__(self, problem: str):
+        self.problem = problem
+        super().__init__(problem)
 
 
 class ExportError(Exception):
     """An image or video cannot be written; the message names the path and the reason."""
+
+
+# ---- reading ---------------------------------------------------------------------------
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open `path` for binary reading if it is a regular file; FileProblem otherwise.
+
+    Checked before opening (os.stat does not block on a FIFO) and again on the open file:
+    O_NONBLOCK makes the open itself return at once even if the path was swapped for a FIFO
+    in between, and fstat then refuses it."""
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise FileProblem("no such file") from None
+    except OSError as exc:
+        raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise FileProblem(f"is {_kind(before.st_mode)}, not a file SteerGAN can read")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise FileProblem(f"is {_kind(mode)}, not a file SteerGAN can read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The whole of a regular file of at most `max_bytes` bytes; FileProblem otherwise."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise FileProblem(f"is {size} bytes, more than the {max_bytes} such a file can be")
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:  # it grew while we read it
+        raise FileProblem(f"is more than {max_bytes} bytes")
+    return data
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open_regular(path) as f:
+        return stream_sha256(f)
+
+
+def stream_sha256(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    f.seek(0)
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- writing ---------------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, now: float | None = None) -> list[str]:
+    """Remove our own temporaries in `folder` whose writer is gone: its process (on this
+    machine) has ended, or the file has not been touched for STALE_AFTER_S. Returns the
+    names removed. Never raises: cleaning is a courtesy, not part of the write."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or ".part" not in entry.name:
+            continue
+        ours = _TEMP_NAME.match(entry.name)
+        if ours is None and _LEGACY_TEMP_NAME.match(entry.name) is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            stale = now - info.st_mtime > STALE_AFTER_S
+            if ours is not None and ours["host"] == _HOST:
+                pid = int(ours["pid"])
+                if pid == os.getpid():
+                    continue  # another thread of ours may be writing it
+                stale = stale or not _pid_alive(pid)
+            if stale:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
+
+
+def _target_mode(target: Path) -> int | None:
+    """The permission bits to keep (None: the target does not exist). Refuses a target that
+    is not a regular file: renaming over a FIFO, a device or a folder is never what the
+    user meant."""
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EEXIST, f"{target} exists and is {_kind(info.st_mode)}; not replacing it")
+    return stat.S_IMODE(info.st_mode)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; not every file system can, which is fine."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicTarget:
+    """A new file for `path`, written to a temporary file beside it (`self.tmp`) and put in
+    place by `commit()` only: flushed to disk, checked with `check(tmp)` (raise to refuse
+    it; an empty file is always refused), given the mode of the file it replaces, renamed
+    over `path`. `discard()` (or a failed commit) removes the temporary file and leaves the
+    target as it was.
+
+    The temporary file is created with mode 0o666 and the kernel applies the umask, as for a
+    plain open(): no process-wide umask change, so threads may write at the same time.
+    A symlink is followed: the file it points to is replaced, the link stays."""
+
+    def __init__(self, path: str | os.PathLike, check: Callable[[str], None] | None = None):
+        self.target = Path(os.path.realpath(path))
+        self.check = check
+        folder = self.target.parent
+        clean_stale_temporaries(folder)
+        self.keep_mode = _target_mode(self.target)
+        self.tmp = str(folder / f".{self.target.name}.sg{_HOST}-{os.getpid()}.{secrets.token_hex(4)}.part")
+        os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+        self.done = False
+
+    def commit(self) -> None:
+        try:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the data is on disk before the rename makes it visible
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size == 0:
+                raise OSError(errno.EIO, "the written file is empty")
+            if self.check is not None:
+                self.check(self.tmp)
+            if self.keep_mode is not None:
+                os.chmod(self.tmp, self.keep_mode)
+            os.replace(self.tmp, self.target)
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        _fsync_folder(self.target.parent)
+
+    def discard(self) -> None:
+        if not self.done:
+            self.done = True
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+
+@contextmanager
+def atomic_target(path: str | os.PathLike, check: Callable[[str], None] | None = None) -> Iterator[str]:
+    """Yield a temporary path to write the new file to; committed (see AtomicTarget) on a
+    clean exit, discarded on an error, which propagates."""
+    target = AtomicTarget(path, check)
+    try:
+        yield target.tmp
+    except BaseException:
+        target.discard()
+        raise
+    target.commit()
+
+
+def write_all(f: BinaryIO, data: bytes) -> None:
+    """f.write, in its own function so that tests can stand in for a full disk."""
+    f.write(data)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see atomic_target), checking the written size."""
+
+    def same_size(tmp: str) -> None:
+        written = os.stat(tmp).st_size
+        if written != len(data):
+            raise OSError(errno.EIO, f"wrote {written} of {len(data)} bytes")
+
+    with atomic_target(path, check=same_size) as tmp:
+        with open(tmp, "wb") as f:
+            write_all(f, data)
+
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def write_image(path: str | os.PathLike, image, quality: int = 95) -> None:

@@ -1,23 +1,29 @@
 """Video export, for the CLI and the studio: frames of a scene over time, streamed to an
-MP4 (imageio-ffmpeg, libx264, yuv420p) or GIF encoder.
+MP4 (the ffmpeg of imageio-ffmpeg, libx264, yuv420p) or GIF encoder.
 
 Frames are produced one at a time and handed to the encoder at once, so memory stays flat
-however long the video. The file is written atomically: a temporary file in the target's
-folder, renamed over the target at the end; on an error or a cancel the temporary file is
-deleted, so no partial video is ever left (and an existing file at the path is untouched).
+however long the video. The file is written atomically (models.fileio.AtomicTarget): a
+temporary file in the target's folder, renamed over the target only once the encoder has
+exited cleanly and the file on disk holds every frame; on an error, a full disk or a
+cancel the temporary file is deleted, so no partial video is ever left (and an existing
+file at the path is untouched).
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
+import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .fileio import ExportError
+from .fileio import AtomicTarget, ExportError
 from .library import CHECKPOINT_DIR
 from .render import render, resize_image
 from .scene import SceneState
@@ -60,7 +66,11 @@ class _GifStream:
 
     def __init__(self, path: str, fps: float):
         self.file = open(path, "wb")
-        self.fps, self.count, self.clock_cs = fps, 0, 0
+        self.fps, self.count, self.clock_cs, self.written = fps, 0, 0, 0
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.written += len(data)
 
     def append(self, frame: np.ndarray) -> None:
         from PIL import Image
@@ -68,36 +78,103 @@ class _GifStream:
 
         h, w = frame.shape[:2]
         if self.count == 0:
-            self.file.write(b"GIF89a" + w.to_bytes(2, "little") + h.to_bytes(2, "little") + b"\x00\x00\x00")
-            self.file.write(b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")  # loop forever
+            self._write(b"GIF89a" + w.to_bytes(2, "little") + h.to_bytes(2, "little") + b"\x00\x00\x00")
+            self._write(b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")  # loop forever
         # Whole centiseconds, with the rounding carried over, so the average rate is exact
         # (30 fps: 3, 3, 4, 3, 3, 4 cs).
         end_cs = round((self.count + 1) * 100 / self.fps)
         delay, self.clock_cs = end_cs - self.clock_cs, end_cs
         image = Image.fromarray(np.ascontiguousarray(frame)).quantize(256)
         for chunk in getdata(image, duration=delay * 10, disposal=1, include_color_table=True):
-            self.file.write(chunk)
+            self._write(chunk)
         self.count += 1
 
     def close(self) -> None:
         if not self.file.closed:
-            self.file.write(b";")
-            self.file.close()
+            try:
+                self._write(b";")
+            finally:
+                self.file.close()
+
+    abort = close
+
+    def check(self, path: str, frames: int) -> None:
+        """The file on disk is every byte we wrote (a full disk shows up here at the latest)."""
+        size = os.stat(path).st_size
+        if size != self.written or self.count != frames:
+            raise OSError(errno.EIO, f"the GIF on disk has {size} of {self.written} bytes written")
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 class _Mp4Stream:
-    def __init__(self, path: str, fps: float):
-        import imageio.v2 as imageio
+    """ffmpeg (from imageio-ffmpeg) encoding raw RGB frames from a pipe to H.264 in MP4, run
+    directly so that its exit status is checked: imageio's writer ignores it, and a full
+    disk then passed for success. The settings are imageio's defaults (CRF 25, yuv420p)."""
 
-        # macro_block_size=1: keep the exact size (yuv420p needs it even, checked before).
-        self.writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                         pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error")
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self.process: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile()  # ffmpeg's messages, read back when it fails
+
+    def _start(self, width: int, height: int) -> None:
+        rate = str(Fraction(self.fps).limit_denominator())
+        cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
+               "-s", f"{width}x{height}", "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an",
+               "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "25", "-f", "mp4", self.path]
+        # A session of its own: Ctrl-C in the terminal reaches us, and we stop ffmpeg.
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log,
+                                        start_new_session=True)
+
+    def _failure(self, what: str) -> RuntimeError:
+        self.log.seek(0)
+        lines = [ln.strip() for ln in self.log.read().decode(errors="replace").splitlines() if ln.strip()]
+        return RuntimeError(what + (f": {lines[-1]}" if lines else ""))
 
     def append(self, frame: np.ndarray) -> None:
-        self.writer.append_data(frame)
+        if self.process is None:
+            self._start(frame.shape[1], frame.shape[0])
+        try:
+            self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except OSError:  # ffmpeg has stopped reading: it failed
+            self.process.wait()
+            raise self._failure(f"the encoder (ffmpeg) stopped with exit status {self.process.returncode}") from None
 
     def close(self) -> None:
-        self.writer.close()
+        if self.process is None:
+            raise RuntimeError("no frames were encoded")
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        status = self.process.wait()
+        if status != 0:
+            raise self._failure(f"the encoder (ffmpeg) failed with exit status {status}")
+
+    def abort(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+    def check(self, path: str, frames: int) -> None:
+        """Count the video's frames by remuxing it to nowhere (no decoding: fast)."""
+        found = count_mp4_frames(path)
+        if found != frames:
+            raise OSError(errno.EIO, f"the written video has {found} frames of {frames}")
+
+
+def count_mp4_frames(path: str | os.PathLike) -> int | None:
+    """Frames in a video file's first video stream, by ffmpeg; None if it cannot be read."""
+    res = subprocess.run([ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null",
+                          "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         timeout=600)
+    counts = re.findall(rb"frame=\s*(\d+)", res.stderr)
+    return int(counts[-1]) if res.returncode == 0 and counts else None
 
 
 def check_target(path: Path, fps: float) -> str:
@@ -136,15 +213,12 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
     kind = check_target(path, fps)
     if not 1 <= total_frames <= MAX_FRAMES:
         raise ExportError(f"{path}: the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{kind}", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     stream = None
+    with _encoder_errors(path):
+        target = AtomicTarget(path, check=lambda tmp: stream.check(tmp, total_frames))
     try:
         with _encoder_errors(path):
-            stream = _Mp4Stream(tmp, fps) if kind == ".mp4" else _GifStream(tmp, fps)
+            stream = _Mp4Stream(target.tmp, fps) if kind == ".mp4" else _GifStream(target.tmp, fps)
         source, first = iter(frame_iter), None
         for done in range(total_frames):
             if cancel is not None and cancel():
@@ -159,23 +233,16 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
                 stream.append(frame)
             if progress is not None:
                 progress(done + 1, total_frames)
-        closing, stream = stream, None
         with _encoder_errors(path):
-            closing.close()
-            umask = os.umask(0)  # mkstemp made the file private; give it the permissions open() would
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
+            stream.close()  # raises if the encoder failed
+            target.commit()  # checks the file on disk (size, frame count), then renames it
     except BaseException:
         if stream is not None:
             try:
-                stream.close()
+                stream.abort()
             except Exception:  # noqa: BLE001  the original error is the one to report
                 pass
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        target.discard()
         raise
 
 
@@ -185,4 +252,5 @@ def _encoder_errors(path: Path):
     try:
         yield
     except (OSError, RuntimeError, ValueError) as exc:
-        raise ExportError(f"{path}: cannot write the video ({exc})") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ExportError(f"{path}: cannot write the video ({reason})") from exc
