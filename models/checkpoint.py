@@ -10,21 +10,25 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from .config import ConfigError, GeneratorConfig
-from .fileio import atomic_write_bytes, file_sha256
+from .fileio import FileProblem, atomic_write_bytes, open_regular, stream_sha256
 from .generator import Generator
+from .safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
+from .safetensors_io import read_header as read_safetensors_header
+from .weight_shapes import generator_shapes
 
 FORMAT = "steergan-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "steergan"
-MAX_HEADER = 16 << 20  # a safetensors header larger than this is not one of ours
+# The description's fields that the app shows or reads, and the type each must have.
+META_TYPES = {"name": str, "architecture": str, "created": str, "trained_on": dict, "metrics": dict,
+              "capabilities": dict}
 
 
 class CheckpointError(Exception):
@@ -68,7 +72,7 @@ def save_checkpoint(path: str | os.PathLike, generator: Generator, meta: dict[st
     tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
                for k, v in generator.state_dict().items()}
     data = save(tensors, metadata={META_KEY: json.dumps(header, sort_keys=True)})
-    atomic_write_bytes(path, data)
+    _write(path, data)
 
 
 def _looks_like_pickle(head: bytes) -> bool:
@@ -76,100 +80,114 @@ def _looks_like_pickle(head: bytes) -> bool:
     return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Validate the container and return (our JSON, the tensor table, data start offset)."""
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(p, "no such file")
-    if p.is_dir():
-        raise CheckpointError(p, "is a folder, not a checkpoint file")
-    size = p.stat().st_size
+def _open(path: str | os.PathLike) -> BinaryIO:
     try:
-        with open(p, "rb") as f:
-            head = f.read(9)
-            # A safetensors file starts with its header length (u64) then "{". Only a file
-            # that is not that is checked for pickle magic: the length's bytes may be anything.
-            n = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
-            if (n is None or head[8:9] != b"{") and _looks_like_pickle(head):
-                raise CheckpointError(p, "is a pickle (PyTorch .pt/.pth or similar); refused: pickles run code"
-                                         " when loaded, so SteerGAN never unpickles. Use a .safetensors checkpoint")
-            if n is None:
-                raise CheckpointError(p, f"is truncated or not a safetensors file ({size} bytes)")
-            if n > MAX_HEADER or n > size - 8:
-                raise CheckpointError(p, f"is truncated or not a safetensors file (header claims {n} bytes,"
-                                         f" the file has {size})")
-            f.seek(8)
-            raw = f.read(n)
+        return open_regular(path)
+    except FileProblem as exc:
+        raise CheckpointError(path, exc.problem) from None
+
+
+def _header(path: str | os.PathLike, f: BinaryIO) -> tuple[dict[str, Any], SafetensorsHeader]:
+    """Validate the container and our JSON: (the JSON, the tensor table)."""
+    try:
+        head = f.read(9)
+        # A safetensors file starts with its header length (u64) then "{". Only a file that
+        # is not that is checked for pickle magic: the length's bytes may be anything.
+        if head[8:9] != b"{" and _looks_like_pickle(head):
+            raise CheckpointError(path, "is a pickle (PyTorch .pt/.pth or similar); refused: pickles run code"
+                                        " when loaded, so SteerGAN never unpickles. Use a .safetensors checkpoint")
+        header = read_safetensors_header(f)
+    except SafetensorsProblem as exc:
+        raise CheckpointError(path, str(exc)) from None
     except OSError as exc:
-        raise CheckpointError(p, f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        table = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(p, "is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(table, dict):
-        raise CheckpointError(p, "is not a safetensors file (its header is not a JSON object)")
-    meta_raw = (table.pop("__metadata__", None) or {}).get(META_KEY)
+        raise CheckpointError(path, f"cannot be read: {exc.strerror or exc}") from None
+    meta_raw = header.metadata.get(META_KEY)
     if meta_raw is None:
-        raise CheckpointError(p, "is a safetensors file but not a SteerGAN checkpoint (no 'steergan' metadata)")
+        raise CheckpointError(path, "is a safetensors file but not a SteerGAN checkpoint (no 'steergan' metadata)")
     try:
-        meta = json.loads(meta_raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(p, f"has corrupt SteerGAN metadata: {exc}") from None
+        meta = parse_json(meta_raw, "its SteerGAN metadata")
+    except SafetensorsProblem as exc:
+        raise CheckpointError(path, f"has corrupt SteerGAN metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(p, "has metadata that is not a SteerGAN checkpoint description")
+        raise CheckpointError(path, "has metadata that is not a SteerGAN checkpoint description")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(p, f"has an invalid format version {version!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(path, f"has an invalid format version {_short_repr(version)}")
     if version > FORMAT_VERSION:
-        raise CheckpointError(p, f"was written in checkpoint format version {version}; this SteerGAN reads"
-                                 f" up to version {FORMAT_VERSION}. Update SteerGAN to open it")
-    data_len = size - 8 - n
-    for name, entry in table.items():
-        try:
-            start, end = entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(p, f"has a malformed entry for tensor {name!r}") from None
-        if end > data_len:
-            raise CheckpointError(p, f"is truncated: tensor {name!r} ends at byte {end} of {data_len} data bytes")
-    return meta, table, 8 + n
+        raise CheckpointError(path, f"was written in checkpoint format version {version}; this SteerGAN reads"
+                                    f" up to version {FORMAT_VERSION}. Update SteerGAN to open it")
+    for key, kind in META_TYPES.items():
+        if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
+            raise CheckpointError(path, f"has a malformed description: {key!r} must be"
+                                        f" {'a string' if kind is str else 'an object'}, got {_short_repr(meta[key])}")
+    return meta, header
 
 
-def read_info(path: str | os.PathLike) -> CheckpointInfo:
-    """The description only (fast, no weights): for the app's panels and the CLI."""
-    meta, _, _ = read_header(path)
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _config(path: str | os.PathLike, meta: dict[str, Any]) -> GeneratorConfig:
     try:
-        config = GeneratorConfig.from_dict(meta.get("config"))
+        return GeneratorConfig.from_dict(meta.get("config"))
     except ConfigError as exc:
         raise CheckpointError(path, f"has an invalid generator config: {exc}") from None
-    return CheckpointInfo(path=str(path), sha256=file_sha256(path), config=config, meta=meta)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[Generator, CheckpointInfo]:
-    """Validate everything, then build the generator. Raises CheckpointError only."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    info = read_info(path)
-    _, table, _ = read_header(path)
-    generator = Generator(info.config)
-    expected = generator.state_dict()
-    missing = sorted(set(expected) - set(table))
-    unexpected = sorted(set(table) - set(expected))
+def _check_weights_fit(path: str | os.PathLike, header: SafetensorsHeader, config: GeneratorConfig) -> None:
+    """The header's tensors are exactly the weights `config` needs, by name and shape:
+    checked from the config alone (weight_shapes), before any network is built."""
+    expected = generator_shapes(config)
+    missing = sorted(set(expected) - set(header.tensors))
+    unexpected = sorted(set(header.tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(path, "does not match its config:"
                               + (f" missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "")
-                              + (f" unexpected tensors {unexpected[:5]}" if unexpected else ""))
-    for name, entry in table.items():
-        if tuple(entry.get("shape", ())) != tuple(expected[name].shape):
-            raise CheckpointError(path, f"tensor {name!r} has shape {tuple(entry.get('shape', ()))}, the config"
-                                        f" needs {tuple(expected[name].shape)}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(path, f"cannot be decoded: {exc}") from None
+                              + (f" unexpected tensors {[_short_repr(u, 40) for u in unexpected[:5]]}"
+                                 if unexpected else ""))
+    for name, entry in header.tensors.items():
+        if entry.shape != expected[name]:
+            raise CheckpointError(path, f"tensor {name!r} has shape {entry.shape}, the config needs {expected[name]}")
+        if not entry.dtype.is_floating_point:
+            raise CheckpointError(path, f"tensor {name!r} is {entry.dtype}, not floating point")
+
+
+def read_info(path: str | os.PathLike) -> CheckpointInfo:
+    """The description only (fast, no weights): for the app's panels and the CLI. Everything
+    is validated, the weights' names and shapes too, so a file read_info accepts loads."""
+    with _open(path) as f:
+        meta, header = _header(path, f)
+        config = _config(path, meta)
+        _check_weights_fit(path, header, config)
+        try:
+            sha = stream_sha256(f)
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot be read: {exc.strerror or exc}") from None
+    return CheckpointInfo(path=str(path), sha256=sha, config=config, meta=meta)
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[Generator, CheckpointInfo]:
+    """Validate everything, then build the generator. Raises CheckpointError only.
+
+    Nothing is allocated before the config is checked (bounded sizes) and the header's
+    tensors are checked against it (names, shapes, byte counts within the file)."""
+    with _open(path) as f:
+        meta, header = _header(path, f)
+        config = _config(path, meta)
+        _check_weights_fit(path, header, config)
+        try:
+            sha = stream_sha256(f)
+            tensors = {name: read_tensor(f, header, name) for name in header.tensors}
+        except SafetensorsProblem as exc:
+            raise CheckpointError(path, str(exc)) from None
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot be read: {exc.strerror or exc}") from None
     for name, t in tensors.items():
-        if not t.is_floating_point() or not torch.isfinite(t).all():
+        if not torch.isfinite(t).all():
             raise CheckpointError(path, f"tensor {name!r} holds non-finite or non-float values")
+    info = CheckpointInfo(path=str(path), sha256=sha, config=config, meta=meta)
+    generator = Generator(config)
     generator.load_state_dict({k: v.float() for k, v in tensors.items()})
     generator.eval().requires_grad_(False)
     return generator.to(device), info
@@ -177,9 +195,22 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
 
 def store_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
     """Rewrite a checkpoint with `metrics` in its JSON (weights byte-identical, atomic)."""
-    from safetensors.torch import load_file, save
+    from safetensors.torch import save
 
-    meta, _, _ = read_header(path)
+    with _open(path) as f:
+        meta, header = _header(path, f)
+        _check_weights_fit(path, header, _config(path, meta))
+        try:
+            tensors = {name: read_tensor(f, header, name) for name in header.tensors}
+        except (SafetensorsProblem, OSError) as exc:
+            raise CheckpointError(path, f"cannot be read: {exc}") from None
     meta["metrics"] = metrics
-    tensors = load_file(str(path))
-    atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+    _write(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+
+
+def _write(path: str | os.PathLike, data: bytes) -> None:
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot be written ({exc.strerror or exc}); a file that was there is"
+                                    " unchanged") from None

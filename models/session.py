@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fileio import atomic_write_bytes
+from .fileio import FileProblem, atomic_write_bytes, read_regular
 from .scene import SceneError, SceneState
 
 SESSION_FORMAT = "steergan-session"
@@ -50,15 +50,21 @@ def save_session(path: str | os.PathLike, state: SceneState, checkpoint: Checkpo
 
 
 def parse_session(text: str, path: str | os.PathLike = "<session>") -> tuple[SceneState, CheckpointRef]:
+    """The scene and checkpoint reference of a session's text; SessionError, and only that,
+    for anything wrong with it."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SessionError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise SessionError(path, "is not a session: its JSON is nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits (Python 3.11+)
+        raise SessionError(path, f"is not a session: {str(exc)[:100]}") from None
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
         raise SessionError(path, "is not a SteerGAN session (no \"format\": \"steergan-session\")")
     version = doc.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise SessionError(path, f"has an invalid version {version!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SessionError(path, f"has an invalid version {_short(version)}")
     if version > SESSION_VERSION:
         raise SessionError(path, f"was written in session version {version}; this SteerGAN reads up to"
                                  f" version {SESSION_VERSION}")
@@ -67,26 +73,40 @@ def parse_session(text: str, path: str | os.PathLike = "<session>") -> tuple[Sce
         raise SessionError(path, "has no \"checkpoint\" object")
     for key in ("path", "sha256", "architecture"):
         if ref.get(key) is not None and not isinstance(ref.get(key), str):
-            raise SessionError(path, f"checkpoint.{key} must be a string or null, got {ref.get(key)!r}")
+            raise SessionError(path, f"checkpoint.{key} must be a string or null, got {_short(ref.get(key))}")
+    if ref.get("path") is not None and not 0 < len(ref["path"]) <= 4096:
+        raise SessionError(path, f"checkpoint.path must be 1 to 4096 characters, got {len(ref['path'])}")
+    sha = ref.get("sha256")
+    if sha is not None and (len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha)):
+        raise SessionError(path, f"checkpoint.sha256 must be 64 hex digits, got {_short(sha)}")
     try:
         state = SceneState.from_dict(doc.get("state"))
     except SceneError as exc:
-        raise SessionError(path, f"has an invalid scene: {exc}") from None
-    return state, CheckpointRef(ref.get("path"), ref.get("sha256"), ref.get("architecture"))
+        raise SessionError(path, f"has an invalid scene: {str(exc)[:300]}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+        # SceneState.from_dict checks what it reads; this is the net below it, so that a
+        # hostile file still gives a SessionError and never a traceback.
+        raise SessionError(path, f"has an invalid scene ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return state, CheckpointRef(ref.get("path"), sha, ref.get("architecture"))
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def load_session(path: str | os.PathLike) -> tuple[SceneState, CheckpointRef]:
+    """Read a session file (a regular file of at most MAX_SESSION_BYTES: a FIFO or a device
+    is refused without blocking). Raises SessionError only."""
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_SESSION_BYTES:
-            raise SessionError(p, f"is {p.stat().st_size} bytes; a session is a few KiB, so this is not one")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SessionError(p, "no such file") from None
+        data = read_regular(p, MAX_SESSION_BYTES)
+    except FileProblem as exc:
+        raise SessionError(p, exc.problem) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise SessionError(p, "is not a text file (not UTF-8)") from None
-    except OSError as exc:
-        raise SessionError(p, f"cannot be read: {exc.strerror or exc}") from None
     return parse_session(text, p)
 
 

@@ -1,21 +1,30 @@
 """Training state on disk, for exact resumption: G, D, G_ema, both optimisers, the step and
-every random generator. safetensors for tensors + JSON for the rest: never a pickle."""
+every random generator. safetensors for tensors + JSON for the rest: never a pickle.
+
+A state file given to --resume may be anything; `load_train_state` checks all of it (the
+container, the JSON, and, given the modules and optimisers it will be loaded into, every
+name and shape) before a tensor is read, and raises TrainStateError naming the file and
+the problem, so that loading it afterwards cannot fail."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
 import torch
 
-from ..fileio import atomic_write_bytes
+from ..fileio import FileProblem, atomic_write_bytes, open_regular
+from ..safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
+from ..safetensors_io import read_header as read_safetensors_header
 
 STATE_FORMAT = "steergan-train-state"
 STATE_VERSION = 1
+META_KEY = "steergan_train"
 
 
 class TrainStateError(Exception):
-    pass
+    """A training state cannot be written or resumed from; the message names the file."""
 
 
 def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
@@ -27,6 +36,70 @@ def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, m
             else:
                 meta.setdefault(f"{prefix}/scalars", {})[f"{idx}/{key}"] = value
     meta[f"{prefix}/param_groups"] = sd["param_groups"]
+
+
+def save_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
+                     optimizers: dict[str, torch.optim.Optimizer], rngs: dict[str, torch.Tensor],
+                     info: dict[str, Any]) -> None:
+    """Write atomically; TrainStateError (the previous state file kept) if it cannot be."""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"format": STATE_FORMAT, "version": STATE_VERSION, "info": info}
+    for name, module in modules.items():
+        for k, v in module.state_dict().items():
+            tensors[f"{name}/{k}"] = v.detach().cpu().contiguous()
+    for name, opt in optimizers.items():
+        _flatten_optimizer(f"opt_{name}", opt, tensors, meta)
+    for name, state in rngs.items():
+        tensors[f"rng/{name}"] = state.cpu().contiguous()
+    try:
+        atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
+    except OSError as exc:
+        raise TrainStateError(f"{path}: cannot be written ({exc.strerror or exc}); the state that was there"
+                              " is kept") from None
+
+
+class _Bad(Exception):
+    """A problem found while checking; becomes TrainStateError with the path."""
+
+
+def load_train_state(path: str | os.PathLike, expect_modules: dict[str, torch.nn.Module] | None = None,
+                     expect_optimizers: dict[str, torch.optim.Optimizer] | None = None,
+                     ) -> tuple[dict[str, dict], dict[str, dict], dict[str, torch.Tensor], dict]:
+    """-> (module state dicts, optimizer state dicts, rng states, info).
+
+    With `expect_modules` / `expect_optimizers` (what the state will be loaded into), the
+    file must hold exactly their tensors, shapes and parameter groups."""
+    try:
+        f = open_regular(path)
+    except FileProblem as exc:
+        if exc.problem == "no such file":
+            raise TrainStateError(f"{path}: no such training state file") from None
+        raise TrainStateError(f"{path}: {exc.problem}") from None
+    try:
+        with f:
+            header = read_safetensors_header(f)
+            meta = _meta(path, header)
+            _check_names(header, meta, expect_modules, expect_optimizers)
+            tensors = {name: read_tensor(f, header, name) for name in header.tensors}
+    except SafetensorsProblem as exc:
+        raise TrainStateError(f"{path}: {exc}") from None
+    except _Bad as exc:
+        raise TrainStateError(f"{path}: not a usable training state: {exc}") from None
+    except OSError as exc:
+        raise TrainStateError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    modules: dict[str, dict] = {}
+    rngs: dict[str, torch.Tensor] = {}
+    for name, value in tensors.items():
+        head, rest = name.split("/", 1)
+        if head == "rng":
+            rngs[rest] = value
+        elif not head.startswith("opt_"):
+            modules.setdefault(head, {})[rest] = value
+    opt_names = {k.split("/", 1)[0] for k in meta if k.startswith("opt_")}
+    optimizers = {n[4:]: _unflatten_optimizer(n, tensors, meta) for n in opt_names}
+    return modules, optimizers, rngs, meta["info"]
 
 
 def _unflatten_optimizer(prefix: str, tensors: dict, meta: dict) -> dict:
@@ -41,49 +114,137 @@ def _unflatten_optimizer(prefix: str, tensors: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta[f"{prefix}/param_groups"]}
 
 
-def save_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
-                     optimizers: dict[str, torch.optim.Optimizer], rngs: dict[str, torch.Tensor],
-                     info: dict[str, Any]) -> None:
-    from safetensors.torch import save
+# ---- checks -------------------------------------------------------------------------------
 
-    tensors: dict[str, torch.Tensor] = {}
-    meta: dict[str, Any] = {"format": STATE_FORMAT, "version": STATE_VERSION, "info": info}
-    for name, module in modules.items():
-        for k, v in module.state_dict().items():
-            tensors[f"{name}/{k}"] = v.detach().cpu().contiguous()
-    for name, opt in optimizers.items():
-        _flatten_optimizer(f"opt_{name}", opt, tensors, meta)
-    for name, state in rngs.items():
-        tensors[f"rng/{name}"] = state.cpu().contiguous()
-    atomic_write_bytes(path, save(tensors, metadata={"steergan_train": json.dumps(meta)}))
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load_train_state(path: str | os.PathLike) -> tuple[dict[str, dict], dict[str, dict], dict[str, torch.Tensor], dict]:
-    """-> (module state dicts, optimizer state dicts, rng states, info)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("steergan_train")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise TrainStateError(f"{path}: no such training state file") from None
-    except (SafetensorError, OSError) as exc:
-        raise TrainStateError(f"{path}: not a readable safetensors training state ({exc})") from None
+def _meta(path: str | os.PathLike, header: SafetensorsHeader) -> dict[str, Any]:
+    raw = header.metadata.get(META_KEY)
     if raw is None:
         raise TrainStateError(f"{path}: not a SteerGAN training state (a shipped checkpoint cannot be resumed;"
                               " pass the run's train_state.safetensors)")
-    meta = json.loads(raw)
-    if meta.get("format") != STATE_FORMAT or meta.get("version", 0) > STATE_VERSION:
-        raise TrainStateError(f"{path}: unsupported training state format {meta.get('format')} v{meta.get('version')}")
-    modules: dict[str, dict] = {}
-    rngs: dict[str, torch.Tensor] = {}
-    for name, value in tensors.items():
-        head, rest = name.split("/", 1)
-        if head == "rng":
-            rngs[rest] = value
-        elif not head.startswith("opt_"):
-            modules.setdefault(head, {})[rest] = value
-    opt_names = {k.split("/", 1)[0] for k in meta if k.startswith("opt_")}
-    optimizers = {n[4:]: _unflatten_optimizer(n, tensors, meta) for n in opt_names}
-    return modules, optimizers, rngs, meta["info"]
+    meta = parse_json(raw, "its training metadata")
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise _Bad("its metadata is not a SteerGAN training state description")
+    version = meta.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= STATE_VERSION:
+        raise TrainStateError(f"{path}: unsupported training state format {meta.get('format')}"
+                              f" v{str(version)[:20]}; this SteerGAN reads up to v{STATE_VERSION}")
+    info = meta.get("info")
+    if not isinstance(info, dict):
+        raise _Bad("'info' must be an object")
+    for key in ("step", "images_seen"):
+        if isinstance(info.get(key), bool) or not isinstance(info.get(key), int) or info[key] < 0:
+            raise _Bad(f"info.{key} must be a non-negative integer, got {str(info.get(key))[:40]}")
+    if "train_seconds" in info and not (_number(info["train_seconds"]) and info["train_seconds"] >= 0):
+        raise _Bad(f"info.train_seconds must be a non-negative number, got {str(info['train_seconds'])[:40]}")
+    for key, value in meta.items():
+        if key.endswith("/param_groups"):
+            if not isinstance(value, list) or not all(isinstance(g, dict) for g in value):
+                raise _Bad(f"{key} must be a list of objects")
+        elif key.endswith("/scalars"):
+            if not isinstance(value, dict) or not all(_idx_key(k) and _number(v) for k, v in value.items()):
+                raise _Bad(f"{key} must map 'index/name' to numbers")
+    return meta
+
+
+def _idx_key(text: str) -> bool:
+    idx, _, key = text.partition("/")
+    return idx.isdigit() and len(idx) <= 6 and bool(key)
+
+
+def _check_names(header: SafetensorsHeader, meta: dict[str, Any], modules: dict[str, torch.nn.Module] | None,
+                 optimizers: dict[str, torch.optim.Optimizer] | None) -> None:
+    """Every tensor name is one the loader understands; with expectations, exactly those."""
+    for name in header.tensors:
+        head, sep, rest = name.partition("/")
+        if not sep or not rest:
+            raise _Bad(f"tensor name {name[:60]!r} is not 'part/name'")
+        if head.startswith("opt_"):
+            kind, _, idx_key = rest.partition("/")
+            if kind != "state" or not _idx_key(idx_key):
+                raise _Bad(f"optimizer tensor {name[:60]!r} is not 'opt_X/state/index/name'")
+            if f"{head}/param_groups" not in meta:
+                raise _Bad(f"optimizer {head[4:]!r} has state but no param_groups")
+    if modules is not None:
+        _check_modules(header, modules)
+        _check_rngs(header)
+    if optimizers is not None:
+        for name, opt in optimizers.items():
+            _check_optimizer(header, meta, name, opt)
+
+
+def _check_modules(header: SafetensorsHeader, modules: dict[str, torch.nn.Module]) -> None:
+    for part, module in modules.items():
+        expected = {f"{part}/{k}": v for k, v in module.state_dict().items()}
+        present = {k for k in header.tensors if k.startswith(part + "/")}
+        missing, unexpected = sorted(set(expected) - present), sorted(present - set(expected))
+        if missing or unexpected:
+            raise _Bad(f"{part} does not match this training config: missing {missing[:3]}, unexpected"
+                       f" {[u[:60] for u in unexpected[:3]]}")
+        for name, tensor in expected.items():
+            entry = header.tensors[name]
+            if entry.shape != tuple(tensor.shape) or entry.dtype != tensor.dtype:
+                raise _Bad(f"tensor {name!r} is {entry.dtype} {entry.shape}, this training config needs"
+                           f" {tensor.dtype} {tuple(tensor.shape)}")
+    allowed = set(modules) | {"rng"}
+    strays = sorted({k.split("/", 1)[0] for k in header.tensors} - allowed)
+    strays = [s for s in strays if not s.startswith("opt_")]
+    if strays:
+        raise _Bad(f"holds parts this trainer does not have: {[s[:40] for s in strays[:3]]}")
+
+
+def _check_rngs(header: SafetensorsHeader) -> None:
+    size = torch.get_rng_state().numel()
+    for name in ("rng/data", "rng/torch"):
+        entry = header.tensors.get(name)
+        if entry is None:
+            raise _Bad(f"the random generator state {name!r} is missing")
+        if entry.dtype != torch.uint8 or entry.shape != (size,):
+            raise _Bad(f"the random generator state {name!r} is {entry.dtype} {entry.shape}, not uint8 ({size},)")
+    cuda = header.tensors.get("rng/cuda")
+    if cuda is not None and (cuda.dtype != torch.uint8 or len(cuda.shape) != 1):
+        raise _Bad("the CUDA random generator state is not a uint8 vector")
+
+
+def _check_optimizer(header: SafetensorsHeader, meta: dict[str, Any], name: str, opt: torch.optim.Optimizer) -> None:
+    prefix = f"opt_{name}"
+    expected = opt.state_dict()["param_groups"]
+    groups = meta.get(f"{prefix}/param_groups")
+    if groups is None:
+        raise _Bad(f"the optimizer state of {name} is missing")
+    if len(groups) != len(expected):
+        raise _Bad(f"optimizer {name} has {len(groups)} parameter groups, this training config {len(expected)}")
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for got, want in zip(groups, expected):
+        if set(got) != set(want):
+            raise _Bad(f"optimizer {name}'s settings are {sorted(got)[:12]}, expected {sorted(want)}")
+        if got["params"] != want["params"]:
+            raise _Bad(f"optimizer {name}'s parameter list does not match this training config")
+        for key, value in want.items():
+            if key != "params" and not _same_kind(got[key], value):
+                raise _Bad(f"optimizer {name}'s setting {key!r} is {str(got[key])[:40]}, expected a value like"
+                           f" {value!r}")
+    for tname, entry in header.tensors.items():
+        if not tname.startswith(prefix + "/state/"):
+            continue
+        idx, key = tname[len(prefix) + 7:].split("/", 1)
+        if int(idx) >= len(params):
+            raise _Bad(f"optimizer {name} has state for parameter {idx}; there are {len(params)}")
+        shape = tuple(params[int(idx)].shape)
+        want = () if key == "step" else shape
+        if entry.shape != want or not entry.dtype.is_floating_point:
+            raise _Bad(f"optimizer tensor {tname!r} is {entry.dtype} {entry.shape}, expected float {want}")
+
+
+def _same_kind(got: Any, want: Any) -> bool:
+    """A JSON value that can stand where `want` stood (tuples come back as lists)."""
+    if want is None or isinstance(want, bool):
+        return got is None or isinstance(got, bool) if want is None else isinstance(got, bool)
+    if isinstance(want, (int, float)):
+        return _number(got)
+    if isinstance(want, (list, tuple)):
+        return isinstance(got, list) and len(got) == len(want) and all(_same_kind(g, w) for g, w in zip(got, want))
+    return isinstance(got, type(want))

@@ -215,7 +215,10 @@ class Trainer:
         p = Path(path)
         if p.is_dir():
             p = p / STATE_FILE
-        modules, optimizers, rngs, info = load_train_state(p)
+        # Checked against these modules and optimisers before anything is loaded into them.
+        modules, optimizers, rngs, info = load_train_state(
+            p, expect_modules={"G": self.G, "D": self.D, "G_ema": self.G_ema},
+            expect_optimizers={"G": self.opt_G, "D": self.opt_D})
         for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             module.load_state_dict(modules[name])
         self.opt_G.load_state_dict(optimizers["G"])
