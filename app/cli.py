@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             print(f"steergan {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:
+            # The net under the specific handlers: a file problem is the user's to fix, so it
+            # gets one line naming the file, not a traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"steergan {argv[0]}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
     return run_studio(argv)
 
 
@@ -42,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="draw a new scene from this seed")
     r.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
     r.add_argument("--size", type=int, help="output size in pixels (default: the generator's)")
-    r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("-o", "--output", required=True, help="output image: .png, .jpg or .webp")
     r.set_defaults(func=cmd_render)
 
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fps", type=float, required=True, help="frames per second (GIF: at most 50)")
     v.add_argument("--start", type=float, default=0.0, help="time of the first frame in seconds (default 0)")
     v.add_argument("--size", type=int, help="frame size in pixels (default: the generator's; even for MP4)")
-    v.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     v.add_argument("-o", "--output", required=True, help="output video: .mp4 or .gif")
     v.set_defaults(func=cmd_video)
 
@@ -75,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, help="stop cleanly after this much training time and save")
     t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests)")
     t.add_argument("--resume", help="a run folder or its train_state.safetensors")
-    t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="measure a checkpoint's steering metrics; prints JSON")
@@ -87,6 +93,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--probe", help="the metrics probe (default checkpoints/probe.safetensors)")
     e.set_defaults(func=cmd_eval)
     return parser
+
+
+def check_device(value: str) -> str:
+    """A --device value that this machine can run on, or UserError saying why not (torch
+    itself answers a missing CUDA with an AssertionError and a traceback)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {value!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise UserError(f"--device {value!r}: SteerGAN runs on cpu or cuda, not {device.type}")
+    if not torch.cuda.is_available():
+        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise UserError(f"--device {value}: no CUDA device is available ({why}); use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {value}: there are only {torch.cuda.device_count()} CUDA devices")
+    return str(device)
+
+
+def _check_readable(path: str | Path) -> None:
+    """A path read by code that would block on a FIFO: refuse anything not a regular file."""
+    from models.fileio import FileProblem, open_regular
+
+    try:
+        open_regular(path).close()
+    except FileProblem as exc:
+        raise UserError(f"{path}: {exc.problem}") from None
 
 
 def _open(checkpoint: str | None, arch: str | None, device: str):
@@ -107,7 +144,8 @@ def _open_scene(args: argparse.Namespace):
     from models import SessionError, initial_state, load_session
     from models.session import resolve_checkpoint_path
 
-    state, checkpoint = None, args.checkpoint
+    device = check_device(args.device)
+    state, checkpoint, ref = None, args.checkpoint, None
     if args.session:
         try:
             state, ref = load_session(args.session)
@@ -117,7 +155,13 @@ def _open_scene(args: argparse.Namespace):
             checkpoint = resolve_checkpoint_path(ref, args.session)
             if checkpoint is None:
                 args.arch = ref.architecture
-    loaded = _open(checkpoint, args.arch, args.device)
+        else:
+            ref = None  # the user chose the generator: the session's reference does not apply
+    loaded = _open(checkpoint, args.arch, device)
+    if ref is not None and ref.sha256 is not None and loaded.ref.sha256 != ref.sha256:
+        raise UserError(f"{args.session}: its checkpoint {checkpoint} has changed since the session was saved"
+                        f" (SHA-256 {loaded.ref.sha256[:12]}…, the session has {ref.sha256[:12]}…), so the"
+                        f" picture would differ; pass --checkpoint {checkpoint} to render with it anyway")
     if not loaded.trained:
         print(f"note: {loaded.name} is an untrained model: expect noise-like images", file=sys.stderr)
     cfg = loaded.generator.config
@@ -243,34 +287,46 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from models import ConfigError
-    from models.training import Trainer, training_config
+    from models import CheckpointError, ConfigError
+    from models.training import TRAINING_CONFIGS, Trainer, training_config
     from models.training.state import TrainStateError
 
+    if args.config not in TRAINING_CONFIGS and Path(args.config).exists():
+        _check_readable(args.config)
     try:
         cfg = training_config(args.config)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
+    device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
+    for name in ("minutes", "steps"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and value == value and value != float("inf")):
+            raise UserError(f"--{name} must be a positive number, got {value}")
     out = args.out or str(Path("runs") / cfg.name)
     try:
         trainer = Trainer(cfg, out, device=device, resume=args.resume)
     except TrainStateError as exc:
         raise UserError(str(exc)) from None
     print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
-    ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+    try:
+        ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+    except (TrainStateError, CheckpointError) as exc:  # a save failed (a full disk): the last good files stay
+        raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
     print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from models import CheckpointError
     from models.checkpoint import store_metrics
+    from models.fileio import atomic_write_bytes
     from models.metrics.evaluate import evaluate
     from models.metrics.probe import DEFAULT_PROBE, load_probe
 
+    if args.samples < 1 or (args.fd_samples is not None and args.fd_samples < 2):
+        raise UserError("--samples must be at least 1 and --fd-samples at least 2")
     loaded = _open(args.checkpoint, None, "cpu")
+    _check_readable(args.probe or DEFAULT_PROBE)
     try:
         probe, _ = load_probe(args.probe or DEFAULT_PROBE)
     except (FileNotFoundError, ValueError) as exc:
@@ -280,9 +336,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        try:
+            atomic_write_bytes(args.json, (text + "\n").encode())
+        except OSError as exc:
+            raise UserError(f"{args.json}: cannot write ({exc.strerror or exc})") from None
     if args.store:
-        store_metrics(args.checkpoint, metrics)
+        try:
+            store_metrics(args.checkpoint, metrics)
+        except CheckpointError as exc:
+            raise UserError(str(exc)) from None
         print(f"stored the metrics in {args.checkpoint}", file=sys.stderr)
     return 0
 
