@@ -164,6 +164,8 @@ class _Mp4Stream:
     def check(self, path: str, frames: int) -> None:
         """Count the video's frames by remuxing it to nowhere (no decoding: fast)."""
         found = count_mp4_frames(path)
+        if found is None:
+            raise OSError(errno.EIO, "the written video cannot be read back")
         if found != frames:
             raise OSError(errno.EIO, f"the written video has {found} frames of {frames}")
 

@@ -1,7 +1,7 @@
 """Scene edits from the keyboard and the panels, and undo/redo, on the real window."""
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
-from test_app_helpers import assert_shows_render_of, drag, shown_image, wait_for_current_frame, widget_point
+from test_app_helpers import WAIT_MS, assert_shows_render_of, drag, shown_image, wait_for_current_frame, widget_point
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
@@ -35,7 +35,7 @@ def test_offset_strength_and_field_overlay(qtbot, make_window, tiny_checkpoints)
     assert w.canvas.overlay_visible("offsets")
     wait_for_current_frame(qtbot, w)
     assert_shows_render_of(w, g)
-    qtbot.waitUntil(lambda: w._extras_frame is None)  # the side views follow within 100 ms
+    qtbot.waitUntil(lambda: w._extras_frame is None, timeout=WAIT_MS)  # the side views follow
     layers = [w.mtm_panel.layer.itemText(i) for i in range(w.mtm_panel.layer.count())]
     assert layers == ["8.0", "8.1"]
     field = w.canvas.offsets.field
@@ -134,7 +134,7 @@ def test_panels_follow_capabilities(qtbot, make_window, tiny_checkpoints):
     assert not w.dock_objects.isVisibleTo(w) and not w.dock_mtm.isVisibleTo(w)
     assert not w.act_grid.isEnabled() and not w.act_offsets.isEnabled()
     w.files.open_checkpoint(tiny_checkpoints["figures"][0])
-    qtbot.waitUntil(lambda: w.document.config.hierarchical)
+    qtbot.waitUntil(lambda: w.document.config.hierarchical, timeout=WAIT_MS)
     assert w.dock_objects.isVisibleTo(w) and w.dock_mtm.isVisibleTo(w)
     assert len(w.objects_panel.rows) == 1 and not w.act_grid.isEnabled()
     assert w.document.undo_stack.count() == 0  # a new generator starts a new history
