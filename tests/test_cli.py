@@ -102,3 +102,55 @@ def test_render_threads_leave_a_core_for_the_gui_unless_told(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     configure_render_threads()
     assert os.environ["OMP_NUM_THREADS"] == "7"  # the user's choice wins
+
+
+def test_train_through_the_cli_then_resume(tmp_path, capsys):
+    """`steergan train` end to end on a tiny config: a checkpoint and a state that resumes."""
+    from models import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", "tiny-figures", "--steps", "1", "--out", str(run), "--device", "cpu"]) == 0
+    assert "saved" in capsys.readouterr().err
+    g, info = load_checkpoint(run / "tiny-figures.safetensors")
+    assert info.meta["trained_on"]["steps"] == 1 and info.meta["architecture"] == "tiny-figures"
+    assert main(["train", "tiny-figures", "--steps", "2", "--out", str(run), "--resume", str(run)]) == 0
+    assert "(step 1)" in capsys.readouterr().err  # it went on from the saved step
+    assert load_checkpoint(run / "tiny-figures.safetensors")[1].meta["trained_on"]["steps"] == 2
+    assert not list(run.glob(".*.part"))
+
+
+def _tensor_bytes(path):
+    """Each tensor's raw bytes, by name (the weights, whatever the header says)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k).reshape(-1).view(torch.uint8).numpy().tobytes() for k in f.keys()}
+
+
+def test_eval_store_rewrites_atomically_with_identical_weights(ckpt, tmp_path, monkeypatch, capsys):
+    """`eval --store` on a copy of a checkpoint. The measurement itself is tested in
+    test_metrics; here a fixed result stands in for it (a real run takes a minute)."""
+    import models.fileio as fileio
+    import models.metrics.evaluate as evaluate_module
+    from models import read_info
+
+    path = tmp_path / "c.safetensors"
+    shutil.copyfile(ckpt[1], path)
+    path.chmod(0o640)
+    before = _tensor_bytes(path)
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda G, probe, **kw: {"co_move_ratio": 0.25, "samples": 2})
+    assert main(["eval", str(path), "--samples", "2", "--store"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"co_move_ratio": 0.25, "samples": 2}
+    assert read_info(path).meta["metrics"] == {"co_move_ratio": 0.25, "samples": 2}
+    assert _tensor_bytes(path) == before  # the weights are bit-identical
+    assert (path.stat().st_mode & 0o777) == 0o640 and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
+    stored = path.read_bytes()
+
+    def full_disk(f, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio, "write_all", full_disk)
+    assert main(["eval", str(path), "--samples", "2", "--store"]) == 2
+    err = capsys.readouterr().err
+    assert "c.safetensors: cannot be written (No space left on device)" in err and "Traceback" not in err
+    assert path.read_bytes() == stored and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
