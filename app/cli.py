@@ -296,7 +296,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = training_config(args.config)
     except ConfigError as exc:
-        raise UserError(str(exc)) from None
+        is_file = args.config not in TRAINING_CONFIGS and Path(args.config).suffix == ".json"
+        raise UserError(str(exc) if not is_file or str(exc).startswith(args.config) else f"{args.config}: {exc}"
+                        ) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # a JSON file with values of the wrong kind
+        raise UserError(f"{args.config}: not a valid training config ({type(exc).__name__}: {str(exc)[:200]})"
+                        ) from None
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     for name in ("minutes", "steps"):
         value = getattr(args, name)

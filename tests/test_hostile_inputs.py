@@ -282,6 +282,15 @@ def test_cli_refuses_fifos_with_exit_2(fifo, tmp_path, capsys):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # an output path that is a FIFO is left alone
 
 
+def test_cli_hostile_training_configs(tmp_path, capsys):
+    for name, text in [("deep.json", '{"a": ' + deep(100_000) + "}"),
+                       ("types.json", '{"name": "x", "architecture": "tiny-rooms", "dataset": "rooms", "batch": "x"}'),
+                       ("digits.json", '{"name": "x", "batch": 1' + "0" * 5000 + "}")]:
+        (tmp_path / name).write_text(text)
+        assert main(["train", str(tmp_path / name), "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+        one_error_line(capsys, name)
+
+
 def test_cli_device_errors(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["render", "--arch", "tiny-plain", "--device", "cuda", "-o", "x.png"]) == 2
