@@ -80,7 +80,8 @@ def read_header(f: BinaryIO) -> SafetensorsHeader:
         raise SafetensorsProblem(f"is truncated or not a safetensors file ({size} bytes)")
     (n,) = struct.unpack("<Q", head)
     if n > MAX_HEADER:
-        raise SafetensorsProblem("is not a safetensors file (it does not start with a safetensors header length)")
+        raise SafetensorsProblem("is truncated or not a safetensors file (its first 8 bytes are not a header"
+                                 " length)")
     if n > size - 8:
         raise SafetensorsProblem(f"is truncated: its header needs {n} bytes, the file has {size - 8} after the"
                                  " length")
