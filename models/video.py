@@ -154,6 +154,7 @@ class _Mp4Stream:
         status = self.process.wait()
         if status != 0:
             raise self._failure(f"the encoder (ffmpeg) failed with exit status {status}")
+        self.log.close()
 
     def abort(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -172,9 +173,12 @@ class _Mp4Stream:
 
 def count_mp4_frames(path: str | os.PathLike) -> int | None:
     """Frames in a video file's first video stream, by ffmpeg; None if it cannot be read."""
-    res = subprocess.run([ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null",
-                          "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         timeout=600)
+    try:
+        res = subprocess.run([ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null",
+                              "-"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             timeout=600)
+    except subprocess.TimeoutExpired:
+        return None
     counts = re.findall(rb"frame=\s*(\d+)", res.stderr)
     return int(counts[-1]) if res.returncode == 0 and counts else None
 
