@@ -276,7 +276,7 @@ def test_cli_refuses_fifos_with_exit_2(fifo, tmp_path, capsys):
     with must_return_within(120):
         for argv in (["info", str(fifo)], ["render", "--checkpoint", str(fifo), "-o", out],
                      ["render", "--session", str(fifo), "-o", out], ["render", "--session", str(session), "-o", out],
-                     ["train", "tiny-rooms", "--resume", str(fifo), "--out", str(tmp_path / "run"), "--steps", "1"]):
+                     ["train", "tiny-figures", "--resume", str(fifo), "--out", str(tmp_path / "run"), "--steps", "1"]):
             assert main(argv) == 2, argv
             one_error_line(capsys, "pipe.safetensors")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # an output path that is a FIFO is left alone
@@ -395,7 +395,7 @@ def test_a_failing_fsync_or_short_write_is_a_failure_too(tmp_path, monkeypatch):
 def test_training_on_a_full_disk_is_an_error_not_a_traceback(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     monkeypatch.setattr(fileio, "write_all", enospc)
-    assert main(["train", "tiny-rooms", "--steps", "1", "--out", str(run), "--device", "cpu"]) == 2
+    assert main(["train", "tiny-figures", "--steps", "1", "--out", str(run), "--device", "cpu"]) == 2
     line = one_error_line(capsys, "train_state.safetensors", "No space left on device")
     assert "training stopped at step 1" in line
     assert not list(run.glob("*.safetensors")) and not list(run.glob(".*.part"))
@@ -527,7 +527,7 @@ def test_a_special_file_at_the_output_path_is_left_alone(tmp_path):
 def trained(tmp_path_factory):
     """A tiny trainer one step in, and the state file it saved."""
     out = tmp_path_factory.mktemp("state")
-    trainer = Trainer(TRAINING_CONFIGS["tiny-rooms"], out, device="cpu")
+    trainer = Trainer(TRAINING_CONFIGS["tiny-figures"], out, device="cpu")
     trainer.train_step()
     trainer.save()
     return trainer, out / "train_state.safetensors"
@@ -598,7 +598,7 @@ def test_malformed_training_states_are_train_state_errors(trained, tmp_path):
         bad.write_bytes(content)
         with pytest.raises(TrainStateError, match=message):
             trainer.load(bad)
-    ckpt = next(good_state.parent.glob("tiny-rooms.safetensors"))
+    ckpt = good_state.parent / "tiny-figures.safetensors"
     with pytest.raises(TrainStateError, match="a shipped checkpoint cannot be resumed"):
         trainer.load(ckpt)
     trainer.load(good_state)  # and the good one still loads
@@ -610,7 +610,7 @@ def test_cli_resume_from_a_malformed_state_exits_2(trained, tmp_path, capsys):
     tensors, meta = state_parts(good_state)
     bad = tmp_path / "bad_state.safetensors"
     write_state(bad, {**tensors, "rng/torch": torch.zeros(7, dtype=torch.uint8)}, meta)
-    assert main(["train", "tiny-rooms", "--resume", str(bad), "--out", str(tmp_path / "r"), "--steps", "2"]) == 2
+    assert main(["train", "tiny-figures", "--resume", str(bad), "--out", str(tmp_path / "r"), "--steps", "2"]) == 2
     one_error_line(capsys, "bad_state.safetensors")
 
 
