@@ -102,6 +102,14 @@ def default_render(generator, state):
     return render(generator, state, extras=True)
 
 
+def preview_render(generator, state, resolution: int):
+    """The drag preview: the synthesis stops at `resolution` (the skip architecture's RGB
+    image there), upsampled to the full size; Frame.preview says so."""
+    from models.render import render
+
+    return render(generator, state, extras=True, preview=resolution)
+
+
 class RenderWorker(QObject):
     frameReady = Signal(int, object, float)  # request id, models.render.Frame, render ms
     failed = Signal(int, str)  # request id, message (e.g. the scene does not fit the model)
@@ -132,8 +140,9 @@ class RenderWorker(QObject):
         self._wake.connect(self._drain)
 
     # ---- GUI thread side: store and wake, never wait ---------------------------------
-    def request(self, state, request_id: int, generation: int) -> None:
-        self._submit("render", (state, request_id, generation))
+    def request(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
+        """Render `state`; `preview`: only up to that resolution, upsampled (while dragging)."""
+        self._submit("render", (state, request_id, generation, preview))
 
     def load(self, token: int, path: str | None, arch: str | None) -> None:
         self._submit("load", (token, path, arch))
@@ -257,12 +266,13 @@ class RenderWorker(QObject):
                 raise
             return generator.to("cpu"), " (GPU out of memory)"
 
-    def _do_render(self, state, request_id: int, generation: int) -> None:
+    def _do_render(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
         if self._generator is None or generation != self._generation:
             return  # made for a model that is no longer (or not yet) loaded: stale
         t0 = time.perf_counter()
+        fn = self.render_fn if preview is None else (lambda g, s: preview_render(g, s, preview))
         try:
-            frame = self._with_fallback(lambda g: self.render_fn(g, state))
+            frame = self._with_fallback(lambda g: fn(g, state))
         except Exception as exc:
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return
