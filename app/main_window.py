@@ -33,7 +33,8 @@ EXTRAS_MS = 100
 # While a handle or a slider is dragged, generators larger than this render a preview: the
 # synthesis stops at this resolution and its RGB image is upsampled (on 2 CPU cores the
 # 128 px rooms model takes ~2x as long for the full frame). The full frame follows when the
-# drag ends, or when the mouse rests for FULL_AFTER_IDLE_MS with the button still down.
+# drag ends, or when the mouse rests (no move for FULL_AFTER_IDLE_MS after the newest
+# preview is shown) with the button still down.
 PREVIEW_RESOLUTION = 64
 FULL_AFTER_IDLE_MS = 40
 
@@ -296,7 +297,7 @@ class MainWindow(QMainWindow):
         self._requested[self._next_id] = state
         self.worker.request(state, self._next_id, self.files.generation, preview)
         if preview is not None:
-            self._full_timer.start()  # restarted by every move: fires once the mouse rests
+            self._full_timer.stop()  # the mouse moved: it is not resting (see _show)
 
     def _preview_size(self) -> int | None:
         """The preview resolution while the user drags something, else None (full frame)."""
@@ -333,6 +334,12 @@ class MainWindow(QMainWindow):
         for old in [k for k in self._requested if k <= request_id]:
             del self._requested[old]
         self.canvas.show_frame(request_id, frame, state)
+        if frame.preview and request_id == self._next_id:
+            # The newest preview is on screen: if no move follows within FULL_AFTER_IDLE_MS,
+            # the mouse rests and the full frame is rendered. (Timed from the preview shown,
+            # not from the move: a full render must never start under a drag in progress,
+            # or the next preview waits for it.)
+            self._full_timer.start()
         self._show_extras(frame)
         self._update_offset_field()
         if ms is not None:
