@@ -280,6 +280,28 @@ def test_a_drag_shows_previews_then_the_full_frame(qtbot, make_window, tiny_chec
     assert w.document.undo_stack.count() == 1
 
 
+def test_a_slow_preview_stops_one_resolution_earlier_next_time(qtbot, make_window, tiny_checkpoints):
+    path, g = tiny_checkpoints["rooms"]
+    w = make_window(path)
+    w.preview_resolution, w.preview_min = 16, 8
+    w.preview_budget_ms = 0.0  # every preview is "too slow" for this test
+    w._full_timer.setInterval(10_000)  # no full frame while the button is down: the previews stay
+    canvas, vp = w.canvas, w.canvas.viewport()
+    start = widget_point(canvas, *w.document.state.objects[0].center)
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    qtbot.mouseMove(vp, start + QPoint(10, 0))
+    first = w.document.state
+    qtbot.waitUntil(lambda: canvas.frame_state == first, timeout=WAIT_MS)
+    assert canvas.frame.preview and np.array_equal(shown_image(w), render(g, first, preview=16).image)
+    qtbot.mouseMove(vp, start + QPoint(20, 0))
+    second = w.document.state
+    qtbot.waitUntil(lambda: canvas.frame_state == second, timeout=WAIT_MS)
+    assert canvas.frame.preview and np.array_equal(shown_image(w), render(g, second, preview=8).image)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start + QPoint(20, 0))
+    qtbot.waitUntil(lambda: canvas.frame_state == second and not canvas.frame.preview, timeout=WAIT_MS)
+    assert_shows_render_of(w, g, second)
+
+
 # ---- 3. missing system libraries: a message and exit code 2, not Qt's abort ------------
 def fake_xcb_plugin(folder: Path) -> Path:
     """A copy of PySide6's xcb plugin whose first Qt library is renamed to one that exists
