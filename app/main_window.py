@@ -38,8 +38,8 @@ PREVIEW_RESOLUTION = 64
 FULL_AFTER_IDLE_MS = 40
 # Where the preview itself is too slow for a 60 Hz mouse (more than two frames at 60 Hz),
 # the next ones stop one resolution earlier, down to PREVIEW_MIN_RESOLUTION; fast ones go
-# back up. Measured on 2 CPU cores, the 128 px rooms model: a 64 px preview costs 77% of
-# the full frame's CPU time, a 32 px one 55% (the 128 px layers have few channels).
+# back up. Measured on 2 CPU cores, the 128 px rooms model: a 64 px preview costs 65-77%
+# of the full frame's CPU time, a 32 px one 55% (the 128 px layers have few channels).
 PREVIEW_BUDGET_MS = 33.0
 PREVIEW_MIN_RESOLUTION = 32
 
