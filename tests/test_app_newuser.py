@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStyle
 from test_app_helpers import (WAIT_MS, answer_modal_dialog, assert_shows_render_of, shown_image,
                               wait_for_current_frame, widget_point)
@@ -203,7 +204,7 @@ def test_offset_arrows_are_clipped_to_the_image(qtbot, make_window, tiny_checkpo
     qtbot.waitUntil(lambda: w.canvas.offsets.field is not None)
     vp = w.canvas.viewport()
     vp.repaint()
-    grab = vp.grab().toImage().convertToFormat(vp.grab().toImage().Format.Format_RGB888)
+    grab = vp.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
     pixels = np.frombuffer(grab.constBits(), np.uint8).reshape(grab.height(), grab.bytesPerLine())
     pixels = pixels[:, : grab.width() * 3].reshape(grab.height(), grab.width(), 3)
     ratio = grab.devicePixelRatio()
@@ -260,9 +261,9 @@ def test_a_drag_shows_previews_then_the_full_frame(qtbot, make_window, tiny_chec
     assert moved.objects[0].center != obj.center
     # While the button is down: the preview first, then (the mouse resting) the full frame.
     qtbot.waitUntil(lambda: canvas.frame_state == moved, timeout=WAIT_MS)
-    shown = [(canvas.frame.preview, shown_image(canvas_window := w).copy())]
+    shown = [(canvas.frame.preview, shown_image(w).copy())]
     qtbot.waitUntil(lambda: canvas.frame_state == moved and not canvas.frame.preview, timeout=WAIT_MS)
-    assert canvas_window.canvas.dragging
+    assert canvas.dragging
     if shown[0][0]:  # the preview was on screen (unless the full frame overtook it)
         assert np.array_equal(shown[0][1], render(g, moved, preview=16).image)
     assert_shows_render_of(w, g, moved)
