@@ -65,7 +65,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: cached inputs (motion codes) must stay usable by autograd
 def render(generator: Generator, state: SceneState, *, precision: str = "float32",
            extras: bool = False, preview: int | None = None) -> Frame:
     """Render one state. `extras` also returns the heatmaps and MTM offset fields.
