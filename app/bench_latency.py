@@ -8,6 +8,10 @@
   - "paced": moves every --interval-ms (a 60 Hz mouse) whatever the renderer does; for each
     move, the time until a frame that includes it is painted (what a user sees while dragging:
     coalescing means a move may wait for the render in flight).
+  Generators above the studio's preview resolution (64 px) show a preview while dragging:
+  both are measured with it (the studio's behaviour) and, for comparison, with full frames;
+- full frame after the drag: from the release, and from the last move of a drag whose mouse
+  then rests with the button down, to the full-quality frame of the final state painted.
 Prints one JSON object.
 """
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,6 +67,7 @@ def make_app(arch: str | None, checkpoint: str | None):
     window = MainWindow(remember_layout=False)
     window.show()
     open_initial(window, checkpoint, arch)
+    window.confirm_close = lambda: True  # the benchmark's drags are not the user's edits: no question
     return app, window
 
 
@@ -76,24 +82,26 @@ class PaintClock:
         class Filter(QObject):
             def eventFilter(self, obj, event):
                 if event.type() == QEvent.Type.Paint:
-                    clock.painted.append((time.perf_counter(), window.canvas.frame_id))
+                    frame = window.canvas.frame
+                    clock.painted.append((time.perf_counter(), window.canvas.frame_id,
+                                          getattr(frame, "preview", False)))
                     if clock.on_paint:
                         clock.on_paint()
                 return False
 
-        self.painted: list[tuple[float, int]] = []
+        self.painted: list[tuple[float, int, bool]] = []  # (time, frame id, a preview?)
         self.on_paint = None
         self._filter = Filter()
         window.canvas.viewport().installEventFilter(self._filter)
 
 
-def wait_painted(app, clock: PaintClock, request_id: int, timeout_s: float = 30.0) -> float:
+def wait_painted(app, clock: PaintClock, request_id: int, timeout_s: float = 30.0, full: bool = False) -> float:
     """Run the event loop (no busy wait: the worker needs the CPU) until a paint shows
-    request_id or later; returns that paint's time."""
+    request_id or later (`full`: and not a preview); returns that paint's time."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     def done():
-        return next((t for t, fid in clock.painted if fid >= request_id), None)
+        return next((t for t, fid, preview in clock.painted if fid >= request_id and not (full and preview)), None)
 
     if done() is None:
         loop = QEventLoop()
@@ -165,35 +173,152 @@ def bench_paced(app, window, clock: PaintClock, steps: int, interval_ms: int) ->
     last = wait_painted(app, clock, window.request_id())
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, positions[-1])
     latencies = []
+    wait_painted(app, clock, window.request_id(), full=True)  # the release's full frame: not in the next run
     for t0, rid in sent:
-        t = next((t for t, fid in clock.painted if fid >= rid and t >= t0), last)
+        t = next((t for t, fid, _ in clock.painted if fid >= rid and t >= t0), last)
         latencies.append((t - t0) * 1000)
     return latencies
 
 
+def bench_full_frame(app, window, clock: PaintClock, trials: int, release: bool) -> list[float]:
+    """Short drags (a few 60 Hz moves); then either the release, or the mouse resting with
+    the button down: the time from that moment to the full frame of the final state."""
+    from PySide6.QtCore import QEventLoop, Qt, QTimer
+    from PySide6.QtTest import QTest
+
+    vp = window.canvas.viewport()
+    latencies = []
+    for trial in range(trials):
+        start, positions = drag_positions(window, 24)
+        positions = positions[trial % 12: trial % 12 + 4]
+        QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+        for pos in positions:
+            QTest.mouseMove(vp, pos)
+            loop = QEventLoop()
+            QTimer.singleShot(16, loop.quit)
+            loop.exec()
+        t0 = time.perf_counter()
+        if release:
+            QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, positions[-1])
+        last_id = window.request_id()
+        t = wait_painted(app, clock, last_id, full=True)
+        while window.request_id() != last_id or window.canvas.frame_state != window.document.state:
+            last_id = window.request_id()  # the full frame came with a new request id
+            t = wait_painted(app, clock, last_id, full=True)
+        latencies.append(max(0.0, t - t0) * 1000)  # 0: the full frame was there before the mouse rested
+        if not release:
+            QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, positions[-1])
+            wait_painted(app, clock, window.request_id(), full=True)
+    return latencies
+
+
+PHASES = ("python_ready", "window_shown", "model_loaded", "first_frame")
+
+
+def render_cpu_ms(arch: str | None, checkpoint: str | None, preview: int | None, repeats: int = 15) -> dict:
+    """CPU time of one render (this thread's, not the wall clock: it hardly changes with what
+    else the machine runs), full frame and preview, with the heatmaps and offsets the
+    studio asks for; median over `repeats` renders while an object moves."""
+    from dataclasses import replace
+
+    from models.library import open_generator
+    from models.render import render
+    from models.scene import initial_state
+
+    generator = open_generator(checkpoint, arch=arch).generator
+    state = initial_state(generator.config, 0)
+
+    def median_ms(size):
+        times = []
+        for i in range(repeats + 1):
+            moved = replace(state, objects=(replace(state.objects[0], center=(0.3 + 0.01 * i, 0.5)),
+                                            *state.objects[1:])) if state.objects else state
+            t0 = time.thread_time()
+            render(generator, moved, extras=True, preview=size)
+            if i:  # the first one pays for lazy initialisation
+                times.append((time.thread_time() - t0) * 1000)
+        return round(statistics.median(times), 1)
+
+    out = {"full_frame": median_ms(None)}
+    if preview is not None and generator.config.resolution > preview:
+        out[f"preview_{preview}px"] = median_ms(preview)
+    return out
+
+
 def startup_child(arch: str | None, checkpoint: str | None) -> int:
-    """Runs in a fresh process: open the studio, print the wall time of the first paint."""
+    """Runs in a fresh process: open the studio; print the wall time (time.time()) at which
+    each phase ended: Python and this module imported, the window shown (Qt, pyqtgraph and
+    the studio imported, the window built), the model loaded on the worker thread (torch
+    imported, checkpoint read, one render), the first frame painted."""
+    marks = {"python_ready": time.time()}
     app, window = make_app(arch, checkpoint)
+    marks["window_shown"] = time.time()
+    window.document.generatorChanged.connect(lambda _: marks.setdefault("model_loaded", time.time()))
     clock = PaintClock(window)
     wait_painted(app, clock, 1, timeout_s=120)
-    print(f"{STARTUP_TAG} {time.time() - (time.perf_counter() - clock.painted[-1][0]):.6f}", flush=True)
+    marks["first_frame"] = time.time() - (time.perf_counter() - clock.painted[-1][0])
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads: less sensitive to load than wall time
+    for name in PHASES:
+        print(f"{STARTUP_TAG} {name} {marks[name]:.6f}", flush=True)
+    print(f"{STARTUP_TAG} cpu_s {usage.ru_utime + usage.ru_stime:.6f}", flush=True)
     window.close()
     return 0
 
 
-def bench_startup(arch: str | None, checkpoint: str | None, runs: int) -> list[float]:
+def evict_page_cache(paths) -> None:
+    """A cold start: drop the files' pages from the OS cache (what a start after a reboot
+    reads from disk). Pages other processes have mapped stay; nothing needs root."""
+    for root in paths:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                try:
+                    fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                except OSError:
+                    continue
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+
+
+def cold_paths() -> list[str]:
+    import importlib.util
+    from pathlib import Path
+
+    paths = [str(Path(__file__).resolve().parent.parent)]  # the studio and its checkpoints
+    for package in ("torch", "PySide6", "shiboken6", "pyqtgraph", "numpy"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            paths += list(spec.submodule_search_locations)
+    return paths
+
+
+def bench_startup(arch: str | None, checkpoint: str | None, runs: int, cold: bool = False) -> list[dict]:
     cmd = [sys.executable, "-m", "app.bench_latency", "--startup-child"]
     cmd += ["--arch", arch] if arch else []
     cmd += ["--checkpoint", checkpoint] if checkpoint else []
-    times = []
+    results = []
     for _ in range(runs):
+        if cold:
+            evict_page_cache(cold_paths())
         t0 = time.time()
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        line = next((l for l in out.stdout.splitlines() if l.startswith(STARTUP_TAG)), None)
-        if out.returncode != 0 or line is None:
+        marks = dict(line.split()[1:] for line in out.stdout.splitlines() if line.startswith(STARTUP_TAG))
+        if out.returncode != 0 or set(marks) != {*PHASES, "cpu_s"}:
             raise SystemExit(f"startup run failed:\n{out.stderr}")
-        times.append(float(line.split()[1]) - t0)
-    return times
+        results.append({**{name: round(float(marks[name]) - t0, 2) for name in PHASES},
+                        "cpu_s": round(float(marks["cpu_s"]), 2)})
+    return results
+
+
+def startup_summary(runs: list[dict]) -> dict:
+    return {"runs_s": [r["first_frame"] for r in runs],
+            "median_s": round(statistics.median(r["first_frame"] for r in runs), 2) if runs else None,
+            "median_phase_end_s": {name: round(statistics.median(r[name] for r in runs), 2)
+                                   for name in PHASES} if runs else None,
+            "cpu_s_to_first_frame": [r["cpu_s"] for r in runs]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="drag steps per measurement (default 100)")
     parser.add_argument("--interval-ms", type=int, default=16, help="mouse interval of the paced drag (16: 60 Hz)")
     parser.add_argument("--startup-runs", type=int, default=3)
+    parser.add_argument("--cold-runs", type=int, default=0,
+                        help="start-ups after dropping the files from the OS cache (default 0)")
+    parser.add_argument("--startup-only", action="store_true", help="measure the start-up, no drags")
+    parser.add_argument("--full-frame-trials", type=int, default=20,
+                        help="drags timed from release (and from rest) to the full frame (default 20)")
     parser.add_argument("--arch", help="an untrained built-in architecture instead of the default checkpoint")
     parser.add_argument("--checkpoint", help="a checkpoint instead of the default one")
     parser.add_argument("--startup-child", action="store_true", help=argparse.SUPPRESS)
@@ -211,24 +341,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.startup_child:
         return startup_child(args.arch, args.checkpoint)
 
-    startup = bench_startup(args.arch, args.checkpoint, args.startup_runs) if args.startup_runs else []
+    cold = bench_startup(args.arch, args.checkpoint, args.cold_runs, cold=True) if args.cold_runs else []
+    warm = bench_startup(args.arch, args.checkpoint, args.startup_runs) if args.startup_runs else []
+    if args.startup_only:
+        print(json.dumps({"arch": args.arch, "checkpoint": args.checkpoint, "cold_start": startup_summary(cold),
+                          "warm_start": startup_summary(warm)}, indent=2))
+        return 0
     app, window = make_app(args.arch, args.checkpoint)
     clock = PaintClock(window)
     wait_painted(app, clock, 1, timeout_s=120)
-    bench_steps(app, window, clock, 10)  # warm-up: allocator, first-use paths
+    bench_steps(app, window, clock, 10)  # warm-up: allocator, first-use paths (preview and full)
     steps = bench_steps(app, window, clock, args.steps)
     paced = bench_paced(app, window, clock, args.steps, args.interval_ms)
+    released = bench_full_frame(app, window, clock, args.full_frame_trials, release=True)
+    rested = bench_full_frame(app, window, clock, args.full_frame_trials, release=False)
+    preview_size = window.preview_resolution
+    previews = preview_size is not None and window.document.config.resolution > preview_size
+    if previews:  # the same drags rendering full frames throughout, for comparison
+        window.preview_resolution = None
+        full_steps = bench_steps(app, window, clock, args.steps)
+        full_paced = bench_paced(app, window, clock, args.steps, args.interval_ms)
     from models.bench import machine
 
     result = {
         "checkpoint": window.document.info.name, "device": window.device_label.text(),
         "machine": machine(),
-        "startup_to_first_frame_s": {"runs": [round(t, 2) for t in startup],
-                                     "median": round(statistics.median(startup), 2) if startup else None},
+        "cold_start_to_first_frame": startup_summary(cold),
+        "warm_start_to_first_frame": startup_summary(warm),
+        "resolution": window.document.config.resolution,
+        "drag_preview_resolution": preview_size if previews else None,
         "drag_step_latency": summary(steps),
         f"drag_paced_{args.interval_ms}ms_latency": summary(paced),
-        "targets": {"p50_ms": 60, "p95_ms": 120, "startup_s": 3},
+        "full_frame_after_release": summary(released),
+        "full_frame_after_mouse_rests": summary(rested),
+        "targets": {"p50_ms": 60, "p95_ms": 120, "full_frame_ms": 150, "startup_s": 3},
     }
+    result["render_cpu_ms"] = render_cpu_ms(args.arch, args.checkpoint, preview_size)
+    if previews:
+        result["drag_step_latency_full_frames"] = summary(full_steps)
+        result[f"drag_paced_{args.interval_ms}ms_latency_full_frames"] = summary(full_paced)
     window.close()
     print(json.dumps(result, indent=2))
     return 0

@@ -31,6 +31,7 @@ UNIT_RECT = QRectF(0, 0, 1, 1)  # the image spans normalised scene coordinates
 
 class Canvas(pg.GraphicsView):
     frameShown = Signal(int)  # request id of the frame now on screen
+    dragFinished = Signal()  # a handle drag ended (the window then renders the full frame)
 
     def __init__(self, document, parent=None):
         super().__init__(parent, background=theme.BACKGROUND)
@@ -75,6 +76,11 @@ class Canvas(pg.GraphicsView):
             self._flash_for = None
         self.frame, self.frame_state, self.frame_id = frame, state, request_id
         self.frameShown.emit(request_id)
+
+    @property
+    def dragging(self) -> bool:
+        """A handle is being dragged (the window renders previews meanwhile)."""
+        return self._drag is not None
 
     def set_overlay_visible(self, name: str, visible: bool) -> None:
         getattr(self, name).setVisible(visible)
@@ -167,6 +173,7 @@ class Canvas(pg.GraphicsView):
             self.handles.draft = False
             self.handles.update()
             self._hover(pos)
+            self.dragFinished.emit()
         elif self._press is not None:
             press, self._press = self._press, None
             moved = math.hypot(pos.x() - press["pos"].x(), pos.y() - press["pos"].y())

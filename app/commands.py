@@ -28,6 +28,9 @@ class EditCommand(QUndoCommand):
         if not isinstance(other, EditCommand) or other.merge_id != self.merge_id:
             return False
         self.after = other.after
+        # The step is named by where the gesture ended ("Offset strength 2.00"), not by the
+        # first value it passed through.
+        self.setText(other.text())
         # A drag that ends where it began changed nothing: QUndoStack then drops the command.
         # (The playhead may have moved meanwhile: it is not part of what an edit changes.)
         self.setObsolete(self.after.timeless() == self.before.timeless())

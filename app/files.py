@@ -39,21 +39,25 @@ class FileController(QObject):
         return bool(self._loads)
 
     # ---- opening -----------------------------------------------------------------------
-    def open_path(self, path: str | Path) -> None:
-        """A file from the command line, a drop, or the recent list: sessions are .json."""
+    def open_path(self, path: str | Path, fallback: bool = False) -> None:
+        """A file from the command line, a drop, or the recent list: sessions are .json.
+        `fallback` (the file given at start-up): if it cannot be opened, say why and open
+        the default checkpoint, so the window is never left empty."""
         if str(path).lower().endswith(".json"):
-            self.open_session(path)
+            self.open_session(path, fallback=fallback)
         else:
-            self.open_checkpoint(path)
+            self.open_checkpoint(path, fallback=fallback)
 
     def open_checkpoint(self, path: str | Path | None = None, arch: str | None = None, state=None,
-                        session: str | None = None) -> int:
+                        session: str | None = None, recovered: bool = False, fallback: bool = False) -> int:
         """Ask the worker to load; returns the load token. `state`: the scene to show once
-        loaded (a session's), else a fresh scene of seed 0."""
+        loaded (a session's), else a fresh scene of seed 0. `recovered`: the scene is an
+        autosave brought back after a crash (unsaved, with no file of its own)."""
         self._token += 1
         label = Path(path).name if path else (arch or "the default generator")
         self._loads[self._token] = {"path": None if path is None else str(path), "state": state,
-                                    "session": session, "label": label}
+                                    "session": session, "label": label, "recovered": recovered,
+                                    "fallback": fallback}
         self.window.set_busy(f"Opening {label}…")
         self.worker.load(self._token, None if path is None else str(path), arch)
         return self._token
@@ -69,11 +73,14 @@ class FileController(QObject):
                 state.check_fits(info.config)
             except SceneError as exc:
                 self.window.show_error("Session does not fit the checkpoint",
-                                       f"{job.get('session')}: {exc}. Opened {info.name} with a new scene.")
+                                       f"{job.get('session') or job.get('label')}: {exc}. Opened {info.name} with a new scene.")
                 state = None
         self.generation = token  # before reset: the reset's render request carries it
         self.session_path = job.get("session")
         self.document.reset(info, state if state is not None else initial_state(info.config, 0))
+        if job.get("recovered"):
+            self.document.undo_stack.resetClean()  # unsaved until the user saves it somewhere
+            self.window.update_title()
         for recent in (job.get("session"), job.get("path")):
             if recent:
                 self.recentChanged.emit(settings.add_recent(recent))
@@ -85,8 +92,13 @@ class FileController(QObject):
     @Slot(int, str)
     def _on_load_failed(self, token: int, message: str) -> None:
         job = self._finish(token)
+        fallback = job.get("fallback") and self.document.info is None
+        if fallback:
+            message += "\n\nOpened the default checkpoint instead."
         self.window.show_error(f"Cannot open {job.get('label', 'the checkpoint')}", message)
         self.loadFinished.emit(False)
+        if fallback:
+            self.open_checkpoint(None)
 
     def _finish(self, token: int) -> dict:
         # Loads the worker coalesced away (a newer one replaced them) never answer: drop them.
@@ -97,34 +109,48 @@ class FileController(QObject):
             self.window.set_busy(None)
         return job
 
-    def open_session(self, path: str | Path) -> None:
+    def open_session(self, path: str | Path, recovered: bool = False, fallback: bool = False) -> None:
+        """Open a session file. `recovered`: it is the autosave of a crashed run; the scene
+        comes back unsaved and Save asks where to put it (the autosave file is not the
+        user's). `fallback`: as in open_path."""
         from models.scene import SceneError
         from models.session import SessionError, load_session, resolve_checkpoint_path
+
+        def refuse(message: str) -> None:
+            if fallback and self.document.info is None:
+                self.window.show_error("Cannot open session", message + "\n\nOpened the default checkpoint instead.")
+                self.open_checkpoint(None)
+            else:
+                self.window.show_error("Cannot open session", message)
 
         try:
             state, ref = load_session(path)
         except SessionError as exc:
-            self.window.show_error("Cannot open session", str(exc))
+            refuse(str(exc))
             return
         info = self.document.info
         if info is not None and _same_checkpoint(ref, info.ref, path):
+            text = "Restore the autosaved scene" if recovered else f"Open session {Path(path).name}"
             try:
-                self.document.replace_state(state, f"Open session {Path(path).name}")
+                self.document.replace_state(state, text)
             except SceneError as exc:
                 self.window.show_error("Cannot open session", f"{path}: {exc}")
                 return
-            self.session_path = str(path)
-            self.document.undo_stack.setClean()
+            if recovered:
+                self.session_path = None
+                self.document.undo_stack.resetClean()
+            else:
+                self.session_path = str(path)
+                self.document.undo_stack.setClean()
+                self.recentChanged.emit(settings.add_recent(path))
             self.window.update_title()
-            self.recentChanged.emit(settings.add_recent(path))
             return
         checkpoint = resolve_checkpoint_path(ref, path)
         if checkpoint is not None and not Path(checkpoint).exists():
-            self.window.show_error("Cannot open session",
-                                   f"{path}: its checkpoint {checkpoint} does not exist (moved or deleted?)")
+            refuse(f"{path}: its checkpoint {checkpoint} does not exist (moved or deleted?)")
             return
         self.open_checkpoint(checkpoint, arch=None if checkpoint else ref.architecture, state=state,
-                             session=str(path))
+                             session=None if recovered else str(path), recovered=recovered, fallback=fallback)
 
     def ask_open_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open checkpoint", self._folder(), CHECKPOINT_FILTER)
@@ -183,8 +209,9 @@ class FileController(QObject):
 
     def frame_shown(self) -> None:
         options = self._pending_export
-        if options is None or self.canvas.frame is None or self.canvas.frame_state != self.document.state:
-            return
+        frame = self.canvas.frame
+        if options is None or frame is None or frame.preview or self.canvas.frame_state != self.document.state:
+            return  # (a drag's preview is never exported: the full frame follows)
         from models.fileio import ExportError
 
         self._pending_export = None

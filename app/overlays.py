@@ -177,6 +177,10 @@ class OffsetOverlay(DeviceOverlay):
             return
         dy, dx = self.field
         r = dy.shape[0]
+        # The field describes the image: arrows near the edge are cut at the image's border,
+        # never drawn over the canvas around it.
+        painter.setClipRect(QRectF(map_point(QPointF(0, 0)), map_point(QPointF(1, 1))).normalized(),
+                            Qt.ClipOperation.IntersectClip)
         colour = QColor(theme.OFFSET_COLOUR)
         painter.setPen(QPen(colour, 1.4))
         painter.setBrush(QBrush(colour))

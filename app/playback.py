@@ -157,6 +157,10 @@ class Playback(QObject):
     # ---- frames and times --------------------------------------------------------------
     @property
     def frame_count(self) -> int:
+        if self.document.config is None:
+            # Nothing open yet (the window being built): importing models here would load
+            # torch on the GUI thread, seconds before the window could show.
+            return 1
         from models.video import frame_count
 
         return frame_count(self.length_s, self.fps)

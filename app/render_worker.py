@@ -102,6 +102,14 @@ def default_render(generator, state):
     return render(generator, state, extras=True)
 
 
+def preview_render(generator, state, resolution: int):
+    """The drag preview: the synthesis stops at `resolution` (the skip architecture's RGB
+    image there), upsampled to the full size; Frame.preview says so."""
+    from models.render import render
+
+    return render(generator, state, extras=True, preview=resolution)
+
+
 class RenderWorker(QObject):
     frameReady = Signal(int, object, float)  # request id, models.render.Frame, render ms
     failed = Signal(int, str)  # request id, message (e.g. the scene does not fit the model)
@@ -129,11 +137,13 @@ class RenderWorker(QObject):
         self.device: Any = None  # torch.device of the model, set on the first load
         self._generator = None
         self._generation = -1
+        self._warm = None  # (state, frame, ms) of the warm-up render, until the first render request
         self._wake.connect(self._drain)
 
     # ---- GUI thread side: store and wake, never wait ---------------------------------
-    def request(self, state, request_id: int, generation: int) -> None:
-        self._submit("render", (state, request_id, generation))
+    def request(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
+        """Render `state`; `preview`: only up to that resolution, upsampled (while dragging)."""
+        self._submit("render", (state, request_id, generation, preview))
 
     def load(self, token: int, path: str | None, arch: str | None) -> None:
         self._submit("load", (token, path, arch))
@@ -226,25 +236,29 @@ class RenderWorker(QObject):
         except Exception as exc:  # a bug must not kill the worker thread, nor the open scene
             self.loadFailed.emit(token, f"{path or arch}: {type(exc).__name__}: {exc}")
             return
-        self._warm_up(generator)
+        self._warm = self._warm_up(generator)
         self._generator, self._generation = generator, token
         self.device = generator.const.device
         info = GeneratorInfo(name=loaded.name, config=generator.config, ref=loaded.ref, trained=loaded.trained)
         self.loaded.emit(token, info)
         self.deviceChanged.emit(device_label(self.device) + note)
 
-    @staticmethod
-    def _warm_up(generator) -> None:
-        """One throw-away render while "opening": the first forward pass pays for lazy
-        initialisation (allocator, kernel selection), which would otherwise land on the
-        user's first edit and on the render time shown in the status bar."""
-        from models.render import render
+    def _warm_up(self, generator):
+        """One render while "opening": the first forward pass pays for lazy initialisation
+        (allocator, kernel selection), which would otherwise land on the user's first edit
+        and on the render time shown in the status bar. It renders the scene a fresh open
+        shows (seed 0), so that the first frame is this one, not a second render (start-up:
+        one render sooner). Returns (state, frame, ms), or None."""
         from models.scene import initial_state
 
+        if self.render_fn is not default_render:
+            return None  # an injected render (tests) must see every request
+        state = initial_state(generator.config, 0)
+        t0 = time.perf_counter()
         try:
-            render(generator, initial_state(generator.config, 0), extras=True)
+            return state, default_render(generator, state), (time.perf_counter() - t0) * 1000
         except Exception:
-            pass  # the real render reports whatever is wrong, with its request id
+            return None  # the real render reports whatever is wrong, with its request id
 
     def _place(self, generator, device: str):
         """Move the model to the wanted device; no room on the GPU means the CPU."""
@@ -257,12 +271,17 @@ class RenderWorker(QObject):
                 raise
             return generator.to("cpu"), " (GPU out of memory)"
 
-    def _do_render(self, state, request_id: int, generation: int) -> None:
+    def _do_render(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
         if self._generator is None or generation != self._generation:
             return  # made for a model that is no longer (or not yet) loaded: stale
+        warm, self._warm = self._warm, None
+        if warm is not None and preview is None and warm[0] == state:  # rendered while opening
+            self.frameReady.emit(request_id, warm[1], warm[2])
+            return
         t0 = time.perf_counter()
+        fn = self.render_fn if preview is None else (lambda g, s: preview_render(g, s, preview))
         try:
-            frame = self._with_fallback(lambda g: self.render_fn(g, state))
+            frame = self._with_fallback(lambda g: fn(g, state))
         except Exception as exc:
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return

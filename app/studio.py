@@ -34,10 +34,34 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+SUBCOMMAND_HELP = (  # `steergan --help` lists them all (app/cli.py defines them)
+    ("render", "render a scene to an image, headlessly"),
+    ("video", "render a scene over time to an MP4 or GIF, headlessly"),
+    ("bench", "time one render per architecture; prints JSON"),
+    ("info", "print a checkpoint's description as JSON"),
+    ("train", "train a generator on procedural data (torchrun for several GPUs)"),
+    ("eval", "measure a checkpoint's steering metrics; prints JSON"),
+)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("steergan-studio")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steergan", description="SteerGAN Studio: edit what spatially"
-                                     " steerable GANs generate. Subcommands: render, bench, info (see"
-                                     " `steergan render --help`).")
+    commands = "\n".join(f"  steergan {name:<7} {text}" for name, text in SUBCOMMAND_HELP)
+    parser = argparse.ArgumentParser(
+        prog="steergan", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="SteerGAN Studio: edit what spatially steerable GANs generate. Without a"
+                    " subcommand, opens the studio window.",
+        epilog=f"subcommands (`steergan COMMAND --help` for their options):\n{commands}")
+    parser.add_argument("--version", action="version", version=f"steergan {version()}")
     parser.add_argument("path", nargs="?", help="a checkpoint (.safetensors) or a session (.json) to open;"
                                                 " default: the bundled checkpoint")
     parser.add_argument("--arch", help="open an untrained model of a built-in architecture instead")
@@ -69,6 +93,12 @@ def launch(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # must precede the QApplication
+    from .platform_check import check_xcb
+
+    problem = check_xcb()  # before Qt is loaded: Qt would abort, naming the wrong library
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         from PySide6.QtWidgets import QApplication
     except ImportError as exc:
@@ -92,8 +122,8 @@ def launch(argv: list[str]) -> int:
 
 
 def open_initial(window, path: str | None, arch: str | None) -> None:
-    if path:
-        window.files.open_path(path)
+    if path:  # a file that cannot be opened: the error says why, and the default opens instead
+        window.files.open_path(path, fallback=True)
     else:
         window.files.open_checkpoint(None, arch=arch)
 
@@ -107,7 +137,8 @@ def offer_restore(window, recovered: Path) -> None:
                       "SteerGAN Studio did not exit cleanly last time. Restore the scene it autosaved?",
                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, window)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    box.accepted.connect(lambda: window.files.open_session(recovered))
+    # The scene comes back unsaved: the autosave file is the studio's, not a place to Save to.
+    box.accepted.connect(lambda: window.files.open_session(recovered, recovered=True))
     window.restore_prompt = box
     box.open()
 

@@ -174,9 +174,12 @@ class Generator(nn.Module):
 
     # ---- synthesis ------------------------------------------------------------------
     def forward(self, lat: Latents, psi: float = 1.0, offset_scale: float = 1.0,
-                noise_mode: str = "random", record: dict | None = None) -> torch.Tensor:
+                noise_mode: str = "random", record: dict | None = None,
+                stop_at: int | None = None) -> torch.Tensor:
         """Images [B, 3, R, R] in about [-1, 1]. `record`, if given, receives the MTM offsets
-        per layer and the heatmaps, for the studio's overlays."""
+        per layer and the heatmaps, for the studio's overlays. `stop_at`: end the synthesis
+        at that resolution and return the skip architecture's RGB image there (a cheap
+        preview: each finer block only adds detail to the upsampled coarser image)."""
         cfg = self.config
         w_fields = self._w_fields(lat, psi)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
@@ -185,6 +188,8 @@ class Generator(nn.Module):
             x = torch.cat([x, self.time_features(lat)], dim=1)
         rgb, sel_h = None, None
         for r in cfg.resolutions():
+            if stop_at is not None and r > stop_at and rgb is not None:
+                break
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)]:
                 x = conv(x, w_field, offset_scale, noise_mode, record)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .generator import Generator, Latents
@@ -25,6 +26,7 @@ class Frame:
     heatmaps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [n, h, w] float32
     # MTM layer name ("16.1": resolution 16, second conv) -> [18, r, r] offsets, (dy, dx) per tap
     offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    preview: bool = False  # a coarser synthesis upsampled (drawn while dragging), not the final image
 
 
 def seeded_normal(seed: int, *shape: int) -> torch.Tensor:
@@ -63,10 +65,13 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: cached inputs (motion codes) must stay usable by autograd
 def render(generator: Generator, state: SceneState, *, precision: str = "float32",
-           extras: bool = False) -> Frame:
-    """Render one state. `extras` also returns the heatmaps and MTM offset fields."""
+           extras: bool = False, preview: int | None = None) -> Frame:
+    """Render one state. `extras` also returns the heatmaps and MTM offset fields.
+    `preview`: synthesise only up to this resolution (the skip architecture's RGB image
+    there) and upsample it to the full size: the studio draws it while a drag is in
+    progress, then the full frame. None, or a preview at least the full size: the image."""
     device = generator.const.device
     lat = latents_for(generator, state, device)
     record: dict | None = {} if extras else None
@@ -77,8 +82,13 @@ def render(generator: Generator, state: SceneState, *, precision: str = "float32
     else:
         raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     with ctx:
-        img = generator(lat, psi=state.truncation, offset_scale=state.offset_scale, noise_mode="const", record=record)
-    frame = Frame(image=to_uint8(img)[0])
+        img = generator(lat, psi=state.truncation, offset_scale=state.offset_scale, noise_mode="const",
+                        record=record, stop_at=preview)
+    full = generator.config.resolution
+    is_preview = img.shape[-1] < full
+    if is_preview:
+        img = F.interpolate(img.float(), size=(full, full), mode="bilinear", align_corners=False)
+    frame = Frame(image=to_uint8(img)[0], preview=is_preview)
     if record:
         for key, value in record.items():
             arr = value[0].float().cpu().numpy()

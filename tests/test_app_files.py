@@ -8,7 +8,8 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
-from test_app_helpers import assert_shows_render_of, drag, shown_image, wait_for_current_frame, widget_point
+from test_app_helpers import (answer_modal_dialog, assert_shows_render_of, drag, shown_image, wait_for_current_frame,
+                              widget_point)
 
 from app import settings
 from app.export import ExportOptions
@@ -152,8 +153,12 @@ def test_autosave_and_restore_after_a_crash(qtbot, make_window, tiny_checkpoints
     w2.restore_prompt.accept()
     qtbot.waitUntil(lambda: w2.document.state == edited, timeout=20000)
 
-    # A clean exit removes the marker: no offer next time.
+    # A clean exit removes the marker: no offer next time. (The restored scene is unsaved:
+    # closing asks, and Discard closes.)
+    answered = answer_modal_dialog(
+        qtbot, lambda box: box.button(QMessageBox.StandardButton.Discard).click())
     w2.close()
+    assert answered()
     assert not marker.exists()
     assert Autosaver(w.document, studio_env / "autosave").start() is None
 

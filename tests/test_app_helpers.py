@@ -65,7 +65,8 @@ def make_window(qtbot, studio_env):
 
     def make(path=None, arch=None, worker=None, wait=True):
         window = MainWindow(worker=worker, autosave_dir=str(studio_env / "autosave"))
-        qtbot.addWidget(window)  # closed (worker stopped, clean exit) at teardown
+        # Closed (worker stopped, clean exit) at teardown, without the unsaved-changes question.
+        qtbot.addWidget(window, before_close_func=forget_unsaved_edits)
         window.show()
         qtbot.waitExposed(window)
         if path is not None or arch is not None:
@@ -75,6 +76,34 @@ def make_window(qtbot, studio_env):
         return window
 
     return make
+
+
+def forget_unsaved_edits(window):
+    """Mark the scene saved, so closing asks nothing (a question would wait for an answer)."""
+    window.document.undo_stack.setClean()
+
+
+def answer_modal_dialog(qtbot, answer, timeout=WAIT_MS):
+    """Answer the next application-modal dialog (it runs its own event loop, so the test
+    cannot: a timer polls for it). answer(dialog) presses its button. Returns a callable
+    that says whether the dialog was found and answered."""
+    from PySide6.QtCore import QTimer
+
+    done = {"answered": False}
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    deadline.start(timeout)
+
+    def poll():
+        dialog = QApplication.activeModalWidget()
+        if dialog is not None and dialog.isVisible():
+            done["answered"] = True
+            answer(dialog)
+        elif deadline.isActive():
+            QTimer.singleShot(10, poll)
+
+    QTimer.singleShot(0, poll)
+    return lambda: done["answered"]
 
 
 def wait_for_current_frame(qtbot, window, timeout=WAIT_MS):
