@@ -246,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models import ConfigError
     from models.training import Trainer, training_config
     from models.training.state import TrainStateError
+    from models.training.trainer import TrainingDiverged
 
     try:
         cfg = training_config(args.config)
@@ -260,8 +261,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainStateError as exc:
         raise UserError(str(exc)) from None
     print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
-    ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
-    print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
+    try:
+        ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+    except TrainingDiverged as exc:
+        raise UserError(str(exc)) from None
+    if trainer.rank == 0:  # the other processes of a torchrun save nothing themselves
+        print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0
 
 
