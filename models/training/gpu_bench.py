@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .configs import TrainConfig
-from .gpu_worker import WarmTrainer, setup_torch, write_json
+from .gpu_worker import WarmTrainer, mtm_backend, setup_torch, write_json
 from .state import TrainStateError
 
 
@@ -28,11 +28,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def alone_rate(spec: dict, model: dict, seconds: float) -> dict:
+def alone_rate(spec: dict, model: dict, seconds: float, channels_last: bool | None = None) -> dict:
     """Train steps of one model with nothing else on the GPU: images (clips) per second."""
     cfg = TrainConfig.from_dict(model["config"])
+    if channels_last is None:
+        channels_last = spec.get("channels_last", False)
     trainer = WarmTrainer(cfg, Path(spec["work"]) / f"bench-{model['name']}", spec["device"],
-                          channels_last=spec.get("channels_last", False))
+                          channels_last=channels_last)
     if model.get("state") and Path(model["state"]).exists():
         try:
             trainer.warm_start(Path(model["state"]))
@@ -89,10 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
     setup_torch(spec["device"], spec.get("threads", 4))
-    from kernels import dispatch
-
     out = Path(spec["out"])
-    result: dict = {"device": spec["device"], "kernel_backend": dispatch.active_backend(torch.device(spec["device"])),
+    result: dict = {"device": spec["device"], "kernel_backend": mtm_backend(torch.device(spec["device"])),
                     "alone": {}, "render": {}, "errors": {}}
     for model in spec["models"]:
         name = model["name"]
@@ -108,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
                 result["alone"][name] = alone_rate(spec, model, spec["seconds_each"])
             except Exception as exc:  # noqa: BLE001
                 result["errors"][f"alone {name}"] = f"{type(exc).__name__}: {exc}"
+            write_json(out, result)
+        # The other memory format, for the first model, if there is time: the next run uses
+        # whichever trained faster (channels-last is not always faster for grouped convs).
+        until = spec.get("until")
+        if spec["models"] and (until is None or time.time() + 3 * spec["seconds_each"] + 10 < until):
+            model, other = spec["models"][0], not spec.get("channels_last", False)
+            try:
+                r = alone_rate(spec, model, spec["seconds_each"], channels_last=other)
+                result["alone_other_format"] = {"name": model["name"], "channels_last": other, **r}
+            except Exception as exc:  # noqa: BLE001
+                result["errors"][f"alone {model['name']} channels_last={other}"] = f"{type(exc).__name__}: {exc}"
             write_json(out, result)
     return 0
 

@@ -49,7 +49,7 @@ KERNEL_ENV = "STEERGAN_MTM_KERNEL"
 
 # Seconds kept after training for each later phase. Smoke: the tiny models on a CPU.
 RESERVES = {"gpu": {"eval": 70, "bench": 70, "pack": 15, "kernels": 90},
-            "smoke": {"eval": 8, "bench": 8, "pack": 3, "kernels": 20}}
+            "smoke": {"eval": 8, "bench": 8, "pack": 3, "kernels": 20, "save_grace": 30}}
 EVAL_COUNTS = {"gpu": (128, 512), "smoke": (4, 16)}  # (samples, fd_samples) of `steergan eval`
 
 
@@ -91,6 +91,9 @@ def machine(device: str) -> dict:
     info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "device": device,
             "commit": _cmd(["git", "rev-parse", "HEAD"], 5), "dirty": bool(_cmd(["git", "status", "--porcelain"], 5))}
+    # The GPU machine gets a copy of the working tree without .git: a digest of the code
+    # identifies it anyway (compare with `python -m models.training.gpu_run --digest` at home).
+    info["source_digest"] = source_digest()
     try:
         info["triton"] = metadata.version("triton")
     except metadata.PackageNotFoundError:
@@ -106,6 +109,30 @@ def machine(device: str) -> dict:
     return info
 
 
+def process_start_time() -> float:
+    """When this process started (Linux /proc), so that the budget counts Python's own start
+    and the imports too; else now."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        started = time.time() - uptime + start_ticks / ticks
+        return started if time.time() - 120 < started <= time.time() else time.time()
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def source_digest(root: Path = ROOT) -> str:
+    """sha256 (first 16 hex digits) of the Python code under models/, kernels/ and app/."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for folder in ("models", "kernels", "app"):
+        for p in sorted((root / folder).rglob("*.py")):
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 class Clock:
     """Deadlines (absolute times) of every phase, from the budget."""
 
@@ -117,6 +144,9 @@ class Clock:
         self.bench = self.pack - r["bench"]
         self.eval = self.bench - r["eval"]
         self.kernels = self.start + (min(r["kernels"], 0.17 * budget) if kernels_present else 0)
+        # Smoke runs only: a worker that has not saved its first state may overrun by this
+        # much (a CPU shared with other jobs can take 20 s to start four Pythons with torch).
+        self.save_grace = r.get("save_grace", 0)
         if self.eval - self.kernels < 0.25 * budget:
             raise SystemExit(f"--budget {budget:g} s is too short: the phases after training need"
                              f" {r['eval'] + r['bench'] + r['pack']} s and training at least a quarter of it")
@@ -230,7 +260,7 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
                 "warm_in": str(args.warm / f"{name}.safetensors"), "state_out": str(out / f"{name}.safetensors"),
                 "work": str(work / name), "lock": str(work / "out.lock"), "train_until": until,
                 "eval_samples": samples, "fd_samples": fd_samples, "sheet_cell": 32 if args.smoke else 128,
-                "channels_last": bool(plan.get("channels_last", device == "cuda")) or args.smoke,
+                "channels_last": bool(plan.get("channels_last", True)),
                 "threads": max(1, cores // (len(names) if concurrent else 1)), "run_entry": run_entry,
                 # a slow start on a busy CPU must still train a little: the smoke test checks that
                 # images seen grow from run to run. Two steps are milliseconds on a GPU.
@@ -251,8 +281,13 @@ def train_phase(specs, env: dict, clock: Clock, summary: dict, progress_every: f
             log(f"started {name} (pid {workers[name].proc.pid}), training until +{clock.at(spec['train_until'])} s")
         if not pending and not any(w.running() for w in workers.values()):
             break
-        if now >= clock.bench:  # the end of the eval window
-            break
+        if now >= clock.bench:  # the end of the eval window: stop those evaluating, but
+            # not one that has yet to save its final state (a slow start on a busy machine),
+            # unless packing is due
+            saving = [n for n, w in workers.items() if w.running()
+                      and w.status().get("phase", "init") in ("init", "training")]
+            if not saving or now >= clock.pack - 1 + clock.save_grace:
+                break
         if now - last_progress >= progress_every:
             last_progress = now
             parts = []
@@ -275,7 +310,7 @@ def bench_phase(names: list[str], configs: dict, out: Path, work: Path, device: 
     models = [{"name": n, "config": configs[n].to_dict(), "state": str(out / f"{n}.safetensors")} for n in names]
     base = {"device": device, "models": models, "work": str(work / "bench"), "threads": os.cpu_count() or 2,
             "seconds_each": 0.3 if smoke else 6.0, "renders": 10 if smoke else 200,
-            "channels_last": bool(plan.get("channels_last", device == "cuda")) or smoke}
+            "channels_last": bool(plan.get("channels_last", True))}
     runs = [("kernel" if backend == "triton" else "reference", backend, True)]
     if backend == "triton":
         runs.append(("reference", "reference", False))
@@ -285,7 +320,8 @@ def bench_phase(names: list[str], configs: dict, out: Path, work: Path, device: 
         if share < 2:
             results[label] = {"skipped": "no time left"}
             continue
-        spec = {**base, "throughput": throughput, "out": str(work / f"bench-{label}.json")}
+        spec = {**base, "throughput": throughput, "out": str(work / f"bench-{label}.json"),
+                "until": time.time() + share}
         write_json(work / f"bench-{label}.spec.json", spec)
         env = {**child_env(), **kernel_env(which)}
         r = _run_logged([sys.executable, "-m", "models.training.gpu_bench", str(work / f"bench-{label}.spec.json")],
@@ -400,6 +436,13 @@ def next_plan(models: dict, bench: dict, plan: dict) -> dict:
         gain = sum(gains) / len(gains)
         new["concurrency_gain"] = round(gain, 2)
         new["mode"] = "concurrent" if gain >= 1.0 else "sequential"
+    other = next((b.get("alone_other_format") for b in bench.values() if isinstance(b, dict)
+                  and b.get("alone_other_format")), None)
+    if other and (alone.get(other["name"]) or {}).get("images_per_s"):
+        ratio = other["images_per_s"] / alone[other["name"]]["images_per_s"]
+        new["other_format_speed"] = round(ratio, 2)
+        if ratio > 1.05:  # clearly faster in the other memory format: switch
+            new["channels_last"] = other["channels_last"]
     return new
 
 
@@ -440,18 +483,27 @@ def print_summary(summary: dict) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m models.training.gpu_run", description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, required=True, help="seconds of wall time for the whole run")
-    p.add_argument("--out", type=Path, required=True, help="the folder whose files come back (created)")
+    p.add_argument("--digest", action="store_true", help="print the code digest a run records, and exit")
+    p.add_argument("--budget", type=float, help="seconds of wall time for the whole run (required)")
+    p.add_argument("--out", type=Path, help="the folder whose files come back (created; required)")
     p.add_argument("--smoke", action="store_true", help="tiny models on the CPU: the same path, in about a minute")
     p.add_argument("--warm", type=Path, default=WARM_DIR, help=f"warm-start states (default {WARM_DIR})")
     p.add_argument("--work", type=Path, help="scratch folder (default runs/gpu-run/STAMP)")
     p.add_argument("--models", nargs="+", help="a subset of the models (default all)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.digest and (args.budget is None or args.out is None):
+        p.error("--budget and --out are required")
+    if args.budget is not None and not args.budget > 0:
+        p.error(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    t_start = process_start_time()
     args = parse(argv)
-    t_start = time.time()
+    if args.digest:
+        print(source_digest())
+        return 0
     import torch
 
     from .configs import GPU_CONFIGS, GPU_RUN_MODELS, SMOKE_CONFIGS
@@ -475,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     plan = read_json(args.warm / PLAN_FILE) or {}
     plan.setdefault("mode", "concurrent")
-    plan.setdefault("channels_last", device == "cuda")
+    plan.setdefault("channels_last", True)
     summary: dict = {"format": "steergan-gpu-run", "version": 1, "started": stamp, "smoke": args.smoke,
                      "budget_s": args.budget, "models": {}, "kernels": {}, "bench": {}, "plan": plan,
                      "phases": {}, "out_files": {}, "limit_problems": []}

@@ -61,6 +61,19 @@ def setup_torch(device: str, threads: int) -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
 
 
+def mtm_backend(device: torch.device) -> str:
+    """What kernels.dispatch says the MTM runs on here; never fails (its signature may change)."""
+    try:
+        from kernels import dispatch
+
+        try:
+            return str(dispatch.active_backend(device))
+        except TypeError:
+            return str(dispatch.active_backend())
+    except Exception as exc:  # noqa: BLE001  a report, not a reason to stop training
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
 def thin(points: list, n: int) -> list:
     """At most n points, evenly spread, keeping the last."""
     if len(points) <= n:
@@ -222,10 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  reported, not raised: the other models go on
         report(phase="failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    from kernels import dispatch
-
     report(phase="training", images_before=trainer.images_seen, step_before=trainer.step,
-           kernel_backend=dispatch.active_backend(trainer.device), started=time.time())
+           kernel_backend=mtm_backend(trainer.device), started=time.time())
     seconds_before = trainer.train_seconds
     budget = max(0.0, spec["train_until"] - time.time())
     t0 = time.time()
