@@ -240,6 +240,18 @@ class Worker:
         self.log.close()
 
 
+def last_logged(work: Path) -> str:
+    """'N img, R img/s' from the last row of a worker's log.csv, or ''."""
+    try:
+        with open(work / "log.csv", "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 400))
+            row = f.read().decode(errors="replace").strip().splitlines()[-1].split(",")
+        return f"{int(row[1])} img, {float(row[3]):g} img/s" if row[0].isdigit() else ""
+    except (OSError, IndexError, ValueError):
+        return ""
+
+
 def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path, work: Path, plan: dict,
                  device: str, run_entry: dict) -> list[tuple[str, dict, float]]:
     """(name, spec, launch time) for each model: all at once, or one after another."""
@@ -251,14 +263,17 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
     window = clock.eval - train_start
     out_specs = []
     for i, name in enumerate(names):
+        # All start at once (their imports and set-up overlap); one after another, each
+        # waits for its equal slice of the window, so figures and figures-no-mtm stay comparable.
+        launch = train_start
         if concurrent:
-            launch, until = train_start, clock.eval
-        else:  # equal slices of the window, so that figures and figures-no-mtm stay comparable
-            launch = train_start + i * window / len(names)
-            until = launch + window / len(names)
+            start, until = train_start, clock.eval
+        else:
+            start = train_start + i * window / len(names)
+            until = start + window / len(names)
         spec = {"name": name, "config": configs[name].to_dict(), "device": device,
                 "warm_in": str(args.warm / f"{name}.safetensors"), "state_out": str(out / f"{name}.safetensors"),
-                "work": str(work / name), "lock": str(work / "out.lock"), "train_until": until,
+                "work": str(work / name), "lock": str(work / "out.lock"), "train_from": start, "train_until": until,
                 "eval_samples": samples, "fd_samples": fd_samples, "sheet_cell": 32 if args.smoke else 128,
                 "channels_last": bool(plan.get("channels_last", True)),
                 "threads": max(1, cores // (len(names) if concurrent else 1)), "run_entry": run_entry,
@@ -285,16 +300,13 @@ def train_phase(specs, env: dict, clock: Clock, summary: dict, progress_every: f
             # not one that has yet to save its final state (a slow start on a busy machine),
             # unless packing is due
             saving = [n for n, w in workers.items() if w.running()
-                      and w.status().get("phase", "init") in ("init", "training")]
+                      and w.status().get("phase", "init") in ("init", "waiting", "training")]
             if not saving or now >= clock.pack - 1 + clock.save_grace:
                 break
         if now - last_progress >= progress_every:
             last_progress = now
-            parts = []
-            for name, w in workers.items():
-                st = w.status()
-                parts.append(f"{name}: {st.get('phase', '?')} {st.get('images_after', '') or ''}")
-            log(" | ".join(parts))
+            log(" | ".join(f"{name}: {w.status().get('phase', 'starting')} {last_logged(w.work)}"
+                           for name, w in workers.items()))
         time.sleep(0.5)
     for name, w in workers.items():
         if w.running():

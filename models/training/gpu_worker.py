@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  reported, not raised: the other models go on
         report(phase="failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    if spec.get("train_from", 0) > time.time():  # one model after another: wait for this one's turn
+        report(phase="waiting")
+        time.sleep(spec["train_from"] - time.time())
     report(phase="training", images_before=trainer.images_seen, step_before=trainer.step,
            kernel_backend=mtm_backend(trainer.device), started=time.time())
     seconds_before = trainer.train_seconds
