@@ -284,8 +284,9 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
     return out_specs
 
 
-def train_phase(specs, env: dict, clock: Clock, summary: dict, progress_every: float) -> dict[str, Worker]:
-    workers: dict[str, Worker] = {}
+def train_phase(specs, env: dict, clock: Clock, workers: dict[str, "Worker"], progress_every: float) -> None:
+    """Start the workers (into `workers`, so that an interrupted caller can stop them) and
+    wait for them until the end of the eval window."""
     pending = list(specs)
     last_progress = 0.0
     while True:
@@ -312,7 +313,6 @@ def train_phase(specs, env: dict, clock: Clock, summary: dict, progress_every: f
         if w.running():
             log(f"{name} still running at its deadline ({w.status().get('phase')}): stopped")
         w.stop()
-    return workers
 
 
 # ---- phase 5: measuring -------------------------------------------------------------------
@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                      "mode": plan["mode"], "smoke": args.smoke}
         specs = worker_specs(names, configs, clock, args, out, work, plan, device, run_entry)
         env = {**child_env(), **kernel_env(backend)}
-        workers = train_phase(specs, env, clock, summary, 2.0 if args.smoke else 30.0)
+        train_phase(specs, env, clock, workers, 2.0 if args.smoke else 30.0)
         summary["phases"]["train_eval_done"] = clock.at()
         summary["bench"] = bench_phase(names, configs, out, work, device, backend, clock, args.smoke, plan)
         summary["phases"]["bench_done"] = clock.at()
@@ -573,10 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for w in workers.values():
             if w.running():
-                w.stop(grace=2.0)
+                w.stop(grace=5.0)
     summary["models"] = model_results(names, workers, work, out)
     summary["next_plan"] = next_plan(summary["models"], summary["bench"], plan)
     write_json(work / "summary.json", summary)
+    for stray in out.glob(".*.part"):  # a write cut short by a kill: never a result
+        stray.unlink(missing_ok=True)
     summary["pack"] = pack(work, out, names)
     summary["phases"]["packed"] = clock.at()
     summary["out_files"] = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file()}

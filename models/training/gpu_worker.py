@@ -15,6 +15,7 @@ import fcntl
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -229,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         write_json(status_path, status)
 
     report()
+
+    def interrupt(signum, frame):  # SIGTERM from gpu_run at a deadline: like Ctrl-C, so that
+        raise KeyboardInterrupt     # training saves its state and a file being written is cleaned up
+
+    signal.signal(signal.SIGTERM, interrupt)
     setup_torch(spec["device"], spec.get("threads", 1))
     try:
         trainer = build(spec, status)
