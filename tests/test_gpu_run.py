@@ -201,3 +201,17 @@ def test_gpu_machine_modules_import_without_qt():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_the_default_checkpoint_is_rooms_once_it_ships(tmp_path, monkeypatch):
+    from models import library
+
+    # The real search order: the GPU-trained rooms first, then the CPU-trained one.
+    assert [p.name for p in library.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]
+    gpu, cpu = tmp_path / "rooms.safetensors", tmp_path / "rooms-cpu.safetensors"
+    monkeypatch.setattr(library, "DEFAULT_CHECKPOINTS", (gpu, cpu))
+    assert library.default_checkpoint() is None
+    cpu.write_bytes(b"x")
+    assert library.default_checkpoint() == cpu
+    gpu.write_bytes(b"x")  # what gpu_return writes for the GPU-trained rooms
+    assert library.default_checkpoint() == gpu
