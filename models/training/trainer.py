@@ -52,10 +52,11 @@ class Trainer:
 
         self.cfg = cfg
         self.rank, self.world, local = _world()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda") and self.world > 1:
             device = f"cuda:{local}"
+            torch.cuda.set_device(local)  # else NCCL puts every process's context on GPU 0
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         self.device = torch.device(device)
         self.out = Path(out_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -329,10 +330,10 @@ class Trainer:
                     last_save = time.time()
                 stats = self.train_step()
                 bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
-                if bad:
-                    raise TrainingDiverged(f"step {self.step}: {', '.join(f'{k}={stats[k]}' for k in bad)} is not"
-                                           f" finite; stopped without saving: the last good state in {self.out}"
-                                           " is kept")
+                if self._agree(bool(bad))[0]:  # every rank stops, not only the one that saw it
+                    what = ", ".join(f"{k}={stats[k]}" for k in bad) or "a loss of another process"
+                    raise TrainingDiverged(f"step {self.step}: {what} is not finite; stopped without saving:"
+                                           f" the last good state in {self.out} is kept")
                 self.train_seconds = start_seconds + time.time() - started
                 if self.rank != 0:
                     continue
