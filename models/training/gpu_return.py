@@ -19,7 +19,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, read_info, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from ..fileio import atomic_write_bytes
 from .gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
 from .state import TrainStateError, load_warm_state
@@ -74,6 +74,10 @@ def ship_checkpoint(path: Path, modules: dict, info: dict, meta: dict) -> int:
     except RuntimeError as exc:
         raise ReturnError(f"G_ema does not fit architecture {info['config']['architecture']!r}: {exc}") from None
     save_checkpoint(path, G, meta)
+    try:
+        load_checkpoint(path)  # opens as the studio will open it
+    except CheckpointError as exc:
+        raise ReturnError(f"the shipped checkpoint does not open: {exc}") from None
     size = path.stat().st_size
     if size > MAX_SHIPPED:
         raise ReturnError(f"{path}: {size / 2**20:.1f} MiB, over the 16 MiB a shipped checkpoint may have")

@@ -321,7 +321,7 @@ def bench_phase(names: list[str], configs: dict, out: Path, work: Path, device: 
                 smoke: bool, plan: dict) -> dict:
     models = [{"name": n, "config": configs[n].to_dict(), "state": str(out / f"{n}.safetensors")} for n in names]
     base = {"device": device, "models": models, "work": str(work / "bench"), "threads": os.cpu_count() or 2,
-            "seconds_each": 0.3 if smoke else 6.0, "renders": 10 if smoke else 200,
+            "seconds_each": 0.3 if smoke else 5.0, "renders": 10 if smoke else 200,
             "channels_last": bool(plan.get("channels_last", True))}
     runs = [("kernel" if backend == "triton" else "reference", backend, True)]
     if backend == "triton":
