@@ -215,3 +215,31 @@ def test_the_default_checkpoint_is_rooms_once_it_ships(tmp_path, monkeypatch):
     assert library.default_checkpoint() == cpu
     gpu.write_bytes(b"x")  # what gpu_return writes for the GPU-trained rooms
     assert library.default_checkpoint() == gpu
+
+
+def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
+    """The deadlines of `--budget 540` on the GPU (run under a 570 s limit)."""
+    import argparse
+
+    from models.training.gpu_run import RESERVES, Clock, worker_specs
+
+    clock = Clock(540, "gpu", kernels_present=True, start=1000.0)
+    assert clock.kernels == 1090 and clock.eval == 1385 and clock.bench == 1455 and clock.pack == 1525
+    assert clock.end == 1540 and clock.save_grace == 0 and RESERVES["gpu"]["kernels"] <= 90
+    with pytest.raises(SystemExit, match="too short"):
+        Clock(120, "gpu", kernels_present=True, start=0.0)
+    args = argparse.Namespace(smoke=False, warm=tmp_path / "warm")
+    clock = Clock(540, "gpu", kernels_present=False, start=__import__("time").time())
+    specs = worker_specs(list(GPU_CONFIGS), GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
+                         {"mode": "concurrent", "channels_last": True}, "cuda", {})
+    assert [s["name"] for _, s, _ in specs] == ["rooms", "figures", "figures-no-mtm", "clips"]
+    for _, spec, _ in specs:
+        assert spec["train_until"] == clock.eval and spec["device"] == "cuda" and spec["channels_last"]
+        assert (spec["eval_samples"], spec["fd_samples"], spec["sheet_cell"]) == (128, 512, 128)
+    fig, nomtm = specs[1][1]["config"], specs[2][1]["config"]
+    assert {k: v for k, v in fig.items() if k not in ("name", "architecture")} == \
+        {k: v for k, v in nomtm.items() if k not in ("name", "architecture")}  # a fair ablation
+    seq = worker_specs(["rooms", "clips"], GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
+                       {"mode": "sequential"}, "cuda", {})
+    (_, a, _), (_, b, _) = seq
+    assert a["train_until"] == pytest.approx(b["train_from"]) and b["train_until"] == pytest.approx(clock.eval)
