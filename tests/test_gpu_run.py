@@ -15,7 +15,7 @@ import torch
 from models.checkpoint import load_checkpoint
 from models.training import gpu_bench
 from models.training.configs import GPU_CONFIGS, SMOKE_CONFIGS
-from models.training.gpu_return import LOG_END, LOG_START, ReturnError, bring_back, log_row
+from models.training.gpu_return import LOG_END, LOG_START, ReturnError, bring_back, log_row, read_bundle
 from models.training.gpu_run import check_out_limits, kernel_phase, next_plan
 from models.training.state import TrainStateError, load_warm_state, save_warm_state
 
@@ -65,7 +65,11 @@ def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
     assert len(trained["runs"]) == 1 and trained["minutes"] > 0
     assert (repo / "checkpoints" / "warm" / "clips.safetensors").exists()
     assert (repo / "checkpoints" / "warm" / "plan.json").exists()
-    assert list((repo / "assets").glob("rooms_*.png"))
+    bundle = read_bundle(out1 / "bundle.tar.gz")
+    assert "rooms/log.csv" in bundle and "rooms/status.json" in bundle and "summary.json" in bundle
+    for name in ("rooms", "clips"):  # the sheets a worker drew before its deadline are shipped
+        sheets = sorted(Path(k).name for k in bundle if k.startswith(f"{name}/sheets/"))
+        assert sorted(p.name for p in (repo / "assets").glob(f"{name}_*.png")) == sheets
     readme = (repo / "README.md").read_text()
     table = readme.split(LOG_START)[1].split(LOG_END)[0]
     assert "cpu (smoke)" in table and f"rooms {first['models']['rooms']['images_after']:,}" in table
