@@ -228,16 +228,23 @@ class Worker:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, grace: float = 5.0) -> None:
-        if self.running():
-            self.killed = True
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+
+def stop_all(workers: dict[str, Worker], grace: float = 5.0) -> None:
+    """SIGTERM to every running worker at once (a training one saves its state on it), then
+    SIGKILL to those still running after `grace` seconds."""
+    running = [w for w in workers.values() if w.running()]
+    for w in running:
+        w.killed = True
+        w.proc.terminate()
+    deadline = time.time() + grace
+    for w in running:
+        try:
+            w.proc.wait(max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+    for w in workers.values():
+        w.log.close()
 
 
 def last_logged(work: Path) -> str:
@@ -311,8 +318,8 @@ def train_phase(specs, env: dict, clock: Clock, workers: dict[str, "Worker"], pr
         time.sleep(0.5)
     for name, w in workers.items():
         if w.running():
-            log(f"{name} still running at its deadline ({w.status().get('phase')}): stopped")
-        w.stop()
+            log(f"{name} still running at its deadline ({w.status().get('phase')}): stopping it")
+    stop_all(workers)
 
 
 # ---- phase 5: measuring -------------------------------------------------------------------
@@ -571,9 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["machine"]["interrupted"] = str(exc)
         log(f"interrupted by {exc}: packing what there is")
     finally:
-        for w in workers.values():
-            if w.running():
-                w.stop(grace=5.0)
+        stop_all(workers)
     summary["models"] = model_results(names, workers, work, out)
     summary["next_plan"] = next_plan(summary["models"], summary["bench"], plan)
     write_json(work / "summary.json", summary)

@@ -231,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
 
     report()
 
+    stopping = []
+
     def interrupt(signum, frame):  # SIGTERM from gpu_run at a deadline: like Ctrl-C, so that
-        raise KeyboardInterrupt     # training saves its state and a file being written is cleaned up
+        stopping.append(signum)     # training saves its state and a file being written is cleaned up
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
     setup_torch(spec["device"], spec.get("threads", 1))
@@ -259,11 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 3
     run_seconds = trainer.train_seconds - seconds_before
-    report(phase="trained", images_after=trainer.images_seen, step_after=trainer.step,
+    report(phase="stopped" if stopping else "trained", images_after=trainer.images_seen, step_after=trainer.step,
            train_seconds_run=round(run_seconds, 1), wall_seconds_run=round(time.time() - t0, 1),
            images_per_s=round((trainer.images_seen - trainer.images_at_start) / max(run_seconds, 1e-6), 1),
            images_per_s_steady=steady_rate(work / "log.csv", trainer.warm_step))
 
+    if stopping:  # told to stop while training: the state is saved, nothing more is wanted
+        return 0
     # What ships: the EMA generator, as a checkpoint (eval and the sheets open it like a user).
     G = trainer.G_ema
     G.to(memory_format=torch.contiguous_format)
