@@ -290,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models import CheckpointError, ConfigError
     from models.training import TRAINING_CONFIGS, Trainer, training_config
     from models.training.state import TrainStateError
+    from models.training.trainer import TrainingDiverged
 
     if args.config not in TRAINING_CONFIGS and Path(args.config).exists():
         _check_readable(args.config)
@@ -317,7 +318,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
     except (TrainStateError, CheckpointError) as exc:  # a save failed (a full disk): the last good files stay
         raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
-    print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
+    except TrainingDiverged as exc:
+        raise UserError(str(exc)) from None
+    if trainer.rank == 0:  # the other processes of a torchrun save nothing themselves
+        print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0
 
 

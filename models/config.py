@@ -216,6 +216,8 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),
     "tiny-figures": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                     channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, mtm=(8, 16), style_res=16),
+    "tiny-figures-no-mtm": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                           channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, style_res=16),
     # Video: rooms-cpu with the time capability, trainable on a CPU (the `clips` training config).
     "clips": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={},
                              channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),

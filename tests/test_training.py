@@ -95,3 +95,44 @@ def test_bad_configs_and_resume_files(tmp_path):
         training_config(str(bad))
     with pytest.raises(TrainStateError, match="no such"):
         Trainer(TRAINING_CONFIGS["tiny-rooms"], tmp_path, resume=tmp_path / "missing.safetensors")
+
+
+def test_non_finite_weight_stops_and_keeps_the_last_good_state(tmp_path):
+    from models.training.trainer import TrainingDiverged
+
+    trainer = Trainer(TRAINING_CONFIGS["tiny-rooms"], tmp_path)
+    trainer.run(max_steps=2)
+    state, ckpt = tmp_path / "train_state.safetensors", tmp_path / "tiny-rooms.safetensors"
+    before = state.read_bytes(), ckpt.read_bytes()
+    with torch.no_grad():
+        trainer.G.mapping.net[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"step \d+: .* not finite"):
+        trainer.run(max_steps=4)
+    assert (state.read_bytes(), ckpt.read_bytes()) == before  # the good state, untouched
+    with pytest.raises(TrainingDiverged, match=r"weight G\.\S+ is not finite"):
+        trainer.save()  # nor would an explicit save write NaN weights
+
+
+def test_cli_train_reports_divergence_without_traceback(tmp_path, capsys):
+    from app.cli import main
+
+    cfg = tmp_path / "wild.json"
+    # An absurd learning rate: the weights blow up within a few steps.
+    cfg.write_text('{"name": "wild", "architecture": "tiny-rooms", "dataset": "rooms", "lr": 1e30, "batch": 2,'
+                   ' "log_every": 1, "sample_every": 1000}')
+    assert main(["train", str(cfg), "--steps", "6", "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "steergan train: error: step" in err and "not finite" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "train_state.safetensors").exists()
+
+
+def test_resumed_log_does_not_repeat_steps(tmp_path):
+    cfg = TRAINING_CONFIGS["tiny-rooms"]
+    Trainer(cfg, tmp_path).run(max_steps=2)
+    with open(tmp_path / "log.csv", "a", newline="") as f:  # rows written after the save, then a crash
+        f.write("3,12,1.0,1.0,0.5,0.5,,,\r\n4,16,1.2,1.0,0.5,0.5,,,\r\n")
+    resumed = Trainer(cfg, tmp_path, resume=tmp_path)
+    resumed.run(max_steps=5)
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "log.csv"))]
+    assert steps == [1, 2, 3, 4, 5]
+    assert float(list(csv.DictReader(open(tmp_path / "log.csv")))[2]["loss_d"]) != 0.5  # the new row 3

@@ -112,3 +112,31 @@ def training_config(name_or_path: str) -> TrainConfig:
             raise ConfigError(f"{p}: a training config must be a JSON object")
         return TrainConfig.from_dict(data)
     raise ConfigError(f"unknown training config {name_or_path!r}; known: {sorted(TRAINING_CONFIGS)} or a .json file")
+
+
+# ---- the GPU run (models/training/gpu_run.py) -------------------------------------------
+# The models it trains, each in its own process on the one GPU. figures and figures-no-mtm
+# (the MTM ablation) get identical settings and the same wall-clock budget.
+GPU_RUN_MODELS = ("rooms", "figures", "figures-no-mtm", "clips")
+# Batch sizes for an H100/H200: four small models share it, so each keeps a moderate batch
+# (Python and kernel-launch overhead per step dominates at small batches; R1 and the GradCAM
+# double backward dominate at large ones). EMA half-life in thousands of images, scaled to
+# the batch as StyleGAN2 does (10 kimg at batch 32 and up).
+_GPU = dict(sample_every=2000, log_every=50, save_every_minutes=2.0)
+GPU_CONFIGS: dict[str, TrainConfig] = {
+    "rooms": dataclasses.replace(TRAINING_CONFIGS["rooms"], batch=64, ema_kimg=10.0, **_GPU),
+    "figures": dataclasses.replace(TRAINING_CONFIGS["figures"], batch=64, ema_kimg=10.0, **_GPU),
+    "figures-no-mtm": dataclasses.replace(TRAINING_CONFIGS["figures-no-mtm"], batch=64, ema_kimg=10.0, **_GPU),
+    # 16 clips = 48 frames of 64 px a step.
+    "clips": dataclasses.replace(TRAINING_CONFIGS["clips"], batch=16, ema_kimg=2.5, **_GPU),
+}
+# The CPU smoke run of the same command: tiny networks under the same names, so that every
+# path (processes, warm start, packing, the way back) runs in about a minute on 2 cores.
+_SMOKE = dict(batch=2, sample_every=1000, log_every=2, save_every_minutes=0.1)
+SMOKE_CONFIGS: dict[str, TrainConfig] = {
+    "rooms": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms", **_SMOKE),
+    "figures": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures", **_SMOKE),
+    "figures-no-mtm": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures-no-mtm",
+                                          architecture="tiny-figures-no-mtm", **_SMOKE),
+    "clips": dataclasses.replace(TRAINING_CONFIGS["tiny-clips"], name="clips", **_SMOKE),
+}

@@ -33,6 +33,12 @@ from .state import load_train_state, save_train_state
 from .video_step import video_train_step
 
 STATE_FILE = "train_state.safetensors"
+LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
+
+
+class TrainingDiverged(Exception):
+    """A loss or a weight became NaN or infinite. Nothing was saved after it: the last good
+    state on disk is kept. The message names the step and what went wrong."""
 
 
 def _world() -> tuple[int, int, int]:
@@ -46,10 +52,11 @@ class Trainer:
 
         self.cfg = cfg
         self.rank, self.world, local = _world()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda") and self.world > 1:
             device = f"cuda:{local}"
+            torch.cuda.set_device(local)  # else NCCL puts every process's context on GPU 0
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         self.device = torch.device(device)
         self.out = Path(out_dir)
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -82,12 +89,28 @@ class Trainer:
 
     # ---- one step -------------------------------------------------------------------
     def _allreduce(self, module: torch.nn.Module) -> None:
+        """Average the gradients over ranks: one flat all-reduce instead of one per tensor."""
         if self.world == 1:
             return
-        for p in module.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _agree(self, *flags: bool) -> list[bool]:
+        """Each flag true on any rank is true on all: ranks stop and save together (a rank
+        that stopped alone would leave the others waiting in an all-reduce forever)."""
+        if self.world == 1:
+            return list(flags)
+        t = torch.tensor([float(f) for f in flags], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
 
     def _latents(self, B: int):
         lat = self.G.sample_latents(B, self.rng, self.device)
@@ -96,6 +119,10 @@ class Trainer:
             lat.centers = layout.centers
             lat.sigmas = lat.sigmas * layout.present.to(lat.sigmas.dtype)
         return lat
+
+    def _real_batch(self, B: int):
+        """This rank's real images (and their ground truth): its own draws, different per rank."""
+        return self.data.sample(B, self.rng)
 
     def _with_heatmap(self, images: torch.Tensor, centers: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
         """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
@@ -113,7 +140,7 @@ class Trainer:
         stats: dict[str, float] = {}
         # Discriminator: logistic loss, lazy R1.
         lat = self._latents(B)
-        real_batch = self.data.sample(B, self.rng)
+        real_batch = self._real_batch(B)
         real = real_batch.images
         if self.layout:
             sigma = torch.full_like(real_batch.centers[..., 0], OBJECT_SIGMA)
@@ -177,7 +204,11 @@ class Trainer:
         """After both updates: the average w, the EMA generator, the counters."""
         cfg, G = self.cfg, self.G
         with torch.no_grad():  # the average w for truncation, and the EMA generator
-            G.mapping.w_avg.lerp_(G.mapping(lat.z_global).mean(dim=0), 0.005)
+            w_mean = G.mapping(lat.z_global).mean(dim=0)
+            if self.world > 1:  # over the global batch, so that every rank keeps the same w_avg
+                dist.all_reduce(w_mean)
+                w_mean /= self.world
+            G.mapping.w_avg.lerp_(w_mean, 0.005)
             beta = 0.5 ** (B * self.world / max(cfg.ema_kimg * 1000, 1e-8))
             for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
                 p_ema.lerp_(p, 1 - beta)
@@ -188,20 +219,39 @@ class Trainer:
 
     # ---- saving and resuming ----------------------------------------------------------
     def _rng_states(self) -> dict[str, torch.Tensor]:
+        """Every rank's data generator (gathered: each rank draws its own batches), and this
+        process's torch generators. Collective with several processes: all ranks call it."""
         states = {"data": self.rng.get_state(), "torch": torch.get_rng_state()}
+        if self.world > 1:
+            mine = states["data"].to(self.device)
+            every = [torch.empty_like(mine) for _ in range(self.world)]
+            dist.all_gather(every, mine)
+            for r, state in enumerate(every):
+                states[f"data_rank{r}"] = state.cpu()
         if self.device.type == "cuda":
             states["cuda"] = torch.cuda.get_rng_state(self.device)
         return states
 
+    def check_finite(self) -> None:
+        """Raise TrainingDiverged if a weight of G, D or G_ema is NaN or infinite."""
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            for key, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise TrainingDiverged(f"step {self.step}: weight {name}.{key} is not finite; nothing was saved"
+                                           f" after the last good state in {self.out}")
+
     def save(self) -> Path | None:
-        """Training state (for --resume) and the shippable EMA checkpoint, both atomic."""
+        """Training state (for --resume) and the shippable EMA checkpoint, both atomic.
+        Collective with several processes (the RNG states are gathered); rank 0 writes."""
+        self.check_finite()
+        rngs = self._rng_states()
         if self.rank != 0:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         info = {"config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
                 "train_seconds": self.train_seconds}
         save_train_state(self.out / STATE_FILE, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
-                         {"G": self.opt_G, "D": self.opt_D}, self._rng_states(), info)
+                         {"G": self.opt_G, "D": self.opt_D}, rngs, info)
         ckpt = self.out / f"{self.cfg.name}.safetensors"
         save_checkpoint(ckpt, self.G_ema, {
             "name": self.cfg.name, "architecture": self.cfg.architecture,
@@ -223,7 +273,15 @@ class Trainer:
             module.load_state_dict(modules[name])
         self.opt_G.load_state_dict(optimizers["G"])
         self.opt_D.load_state_dict(optimizers["D"])
-        self.rng.set_state(rngs["data"])
+        # This rank's own data generator; a state saved with another number of processes has
+        # none for it: then a fresh one, seeded by rank and step (still different per rank).
+        mine = rngs.get(f"data_rank{self.rank}") if self.world > 1 else None
+        if mine is None and self.rank == 0:
+            mine = rngs.get("data")
+        if mine is not None:
+            self.rng.set_state(mine)
+        else:
+            self.rng.manual_seed(self.cfg.seed * 7919 + self.rank + 1_000_003 * info["step"])
         torch.set_rng_state(rngs["torch"])
         if "cuda" in rngs and self.device.type == "cuda":
             torch.cuda.set_rng_state(rngs["cuda"], self.device)
@@ -251,7 +309,9 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
-        fields = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
+        fields = LOG_FIELDS
+        if self.rank == 0:
+            trim_log(log_path, self.step)  # rows written after the state we resumed from go
         new_log = not log_path.exists()
         log_file = open(log_path, "a", newline="") if self.rank == 0 else None
         writer = csv.DictWriter(log_file, fields, extrasaction="ignore") if log_file else None
@@ -263,9 +323,20 @@ class Trainer:
         try:
             while True:
                 elapsed = time.time() - started
-                if (max_steps is not None and self.step >= max_steps) or (budget is not None and elapsed >= budget):
+                stop = (max_steps is not None and self.step >= max_steps) or (budget is not None and elapsed >= budget)
+                save_due = time.time() - last_save > cfg.save_every_minutes * 60
+                stop, save_due = self._agree(stop, save_due)
+                if stop:
                     break
+                if save_due:
+                    self.save()
+                    last_save = time.time()
                 stats = self.train_step()
+                bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
+                if self._agree(bool(bad))[0]:  # every rank stops, not only the one that saw it
+                    what = ", ".join(f"{k}={stats[k]}" for k in bad) or "a loss of another process"
+                    raise TrainingDiverged(f"step {self.step}: {what} is not finite; stopped without saving:"
+                                           f" the last good state in {self.out} is kept")
                 self.train_seconds = start_seconds + time.time() - started
                 if self.rank != 0:
                     continue
@@ -279,9 +350,6 @@ class Trainer:
                     self._progress(stats, rate, elapsed, budget)
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
-                if time.time() - last_save > cfg.save_every_minutes * 60:
-                    self.save()
-                    last_save = time.time()
         except KeyboardInterrupt:
             self.log("\ninterrupted: saving")
         finally:
@@ -300,3 +368,24 @@ class Trainer:
             print("\r" + line[:150], end="", file=sys.stderr, flush=True)
         else:
             self.log(line)
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the rows of log.csv after `step` (written after the last save, before a stop we
+    resume from), so that a resumed run's log does not repeat steps."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step]
+    if len(keep) == len(rows):
+        return
+    import io
+
+    from ..fileio import atomic_write_bytes
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(keep)
+    atomic_write_bytes(path, buf.getvalue().encode())

@@ -1,0 +1,249 @@
+"""The GPU run's command, exercised on the CPU: its --smoke mode runs the same path (worker
+processes, warm start, deadlines, packing, size limits) with tiny models. Two smoke runs
+with the way back between them check that the second continues the first. Nothing here
+touches the real checkpoints/, assets/ or README: the way back goes into a temporary copy.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.training import gpu_bench
+from models.training.configs import GPU_CONFIGS, SMOKE_CONFIGS
+from models.training.gpu_return import LOG_END, LOG_START, ReturnError, bring_back, log_row, read_bundle
+from models.training.gpu_run import check_out_limits, kernel_phase, next_plan
+from models.training.state import TrainStateError, load_warm_state, save_warm_state
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# Seconds per smoke run: enough on a free 2-core machine (CI). A machine shared with other
+# jobs starts the worker Pythons slowly: raise it there (the runs then train longer).
+SMOKE_BUDGET = int(os.environ.get("STEERGAN_SMOKE_BUDGET", "40"))
+
+
+def smoke(out: Path, warm: Path, work: Path, budget: int = SMOKE_BUDGET) -> tuple[int, dict, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "models.training.gpu_run", "--smoke", "--budget", str(budget),
+                        "--models", "rooms", "clips", "--out", str(out), "--warm", str(warm), "--work", str(work)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=budget + 60)
+    summary = json.loads((out / "summary.json").read_text())
+    return r.returncode, summary, r.stdout + r.stderr
+
+
+def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
+    repo = tmp_path / "repo"  # the bits of a repository the way back writes to
+    repo.mkdir()
+    (repo / "README.md").write_text((ROOT / "README.md").read_text())
+    warm = repo / "checkpoints" / "warm"
+
+    rc, first, text = smoke(tmp_path / "out1", warm, tmp_path / "work1")
+    assert rc in (0, 1), text[-3000:]  # 1: a model's eval was cut at its deadline on a slow CPU
+    out1 = tmp_path / "out1"
+    assert sorted(p.name for p in out1.iterdir()) == ["bundle.tar.gz", "clips.safetensors", "rooms.safetensors",
+                                                      "summary.json"], text[-3000:]
+    assert check_out_limits(out1) == [] and first["limit_problems"] == []
+    assert first["kernels"]["backend"] == "reference"
+    for name in ("rooms", "clips"):
+        m = first["models"][name]
+        assert m["warm_from"] is None and m["images_before"] == 0 and m["images_after"] > 0, m
+        assert m["kernel_backend"] == "reference"
+    assert set(first["phases"]) >= {"kernels_done", "train_eval_done", "bench_done", "packed", "end"}
+
+    with pytest.raises(ReturnError, match="smoke run"):
+        bring_back(out1, repo)
+    done = bring_back(out1, repo, allow_smoke=True, say=lambda m: None)
+    assert set(done) == {"rooms", "clips"}
+    G, info = load_checkpoint(repo / "checkpoints" / "rooms.safetensors")
+    trained = info.meta["trained_on"]
+    assert trained["images"] == first["models"]["rooms"]["images_after"] and trained["device"] == "cpu"
+    assert len(trained["runs"]) == 1 and trained["minutes"] > 0
+    assert (repo / "checkpoints" / "warm" / "clips.safetensors").exists()
+    assert (repo / "checkpoints" / "warm" / "plan.json").exists()
+    bundle = read_bundle(out1 / "bundle.tar.gz")
+    assert "rooms/log.csv" in bundle and "rooms/status.json" in bundle and "summary.json" in bundle
+    for name in ("rooms", "clips"):  # the sheets a worker drew before its deadline are shipped
+        sheets = sorted(Path(k).name for k in bundle if k.startswith(f"{name}/sheets/"))
+        assert sorted(p.name for p in (repo / "assets").glob(f"{name}_*.png")) == sheets
+    readme = (repo / "README.md").read_text()
+    table = readme.split(LOG_START)[1].split(LOG_END)[0]
+    assert "cpu (smoke)" in table and f"rooms {first['models']['rooms']['images_after']:,}" in table
+
+    # The next run follows the plan the way back stored: here, one model after the other.
+    (warm / "plan.json").write_text(json.dumps({"mode": "sequential", "channels_last": True}))
+    rc, second, text = smoke(tmp_path / "out2", warm, tmp_path / "work2")
+    assert rc in (0, 1), text[-3000:]
+    assert second["plan"]["mode"] == "sequential" and check_out_limits(tmp_path / "out2") == []
+    for name in ("rooms", "clips"):
+        m = second["models"][name]
+        assert m["warm_from"] == str(warm / f"{name}.safetensors"), m
+        assert m["images_before"] == first["models"][name]["images_after"] < m["images_after"], m
+    _, state = load_warm_state(tmp_path / "out2" / "rooms.safetensors")
+    assert [r["images_start"] for r in state["history"]["runs"]] == [0, first["models"]["rooms"]["images_after"]]
+    assert len(state["history"]["curve"]) > len(load_warm_state(warm / "rooms.safetensors")[1]["history"]["curve"])
+
+
+def test_warm_state_is_small_exact_enough_and_checked(tmp_path):
+    from models.config import architecture
+    from models.discriminator import Discriminator
+    from models.generator import Generator
+
+    cfg = architecture("rooms")  # the largest of the GPU run: must stay far below 16 MiB
+    torch.manual_seed(0)
+    mods = {"G": Generator(cfg), "G_ema": Generator(cfg), "D": Discriminator(cfg.resolution, cfg.channels)}
+    data = save_warm_state(tmp_path / "w.safetensors", mods, {"config": GPU_CONFIGS["rooms"].to_dict(), "step": 7})
+    assert len(data) <= 12 * 2**20
+    loaded, info = load_warm_state(tmp_path / "w.safetensors")
+    assert info["step"] == 7
+    w = mods["G"].state_dict()
+    for k, v in loaded["G"].items():
+        assert torch.allclose(v, w[k].float(), rtol=1e-3, atol=1e-4), k
+    with torch.no_grad():
+        next(mods["D"].parameters()).view(-1)[0] = float("inf")
+    save_warm_state(tmp_path / "bad.safetensors", mods, {})
+    with pytest.raises(TrainStateError, match="bad.safetensors.*non-finite"):
+        load_warm_state(tmp_path / "bad.safetensors")
+    with pytest.raises(TrainStateError, match="not a SteerGAN warm-start state"):
+        load_warm_state(ROOT / "checkpoints" / "rooms-cpu.safetensors")
+
+
+def test_bench_measures_alone_rate_and_render_latency(tmp_path):
+    models = [{"name": n, "config": SMOKE_CONFIGS[n].to_dict(), "state": str(tmp_path / "none.safetensors")}
+              for n in ("rooms", "clips")]
+    spec = {"device": "cpu", "models": models, "work": str(tmp_path / "w"), "threads": 1, "seconds_each": 0.05,
+            "renders": 4, "throughput": True, "out": str(tmp_path / "bench.json"), "channels_last": True}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert gpu_bench.main([str(tmp_path / "spec.json")]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["errors"] == {} and result["kernel_backend"] == "reference"
+    for n in ("rooms", "clips"):
+        assert result["alone"][n]["images_per_s"] > 0 and result["alone"][n]["steps"] >= 2
+        assert 0 < result["render"][n]["p50_ms"] <= result["render"][n]["p95_ms"]
+    assert result["alone_other_format"]["channels_last"] is False and result["alone_other_format"]["name"] == "rooms"
+
+
+def _fake_kernel_repo(root: Path, test_body: str) -> None:
+    (root / "tests").mkdir(parents=True)
+    (root / "kernels").mkdir()
+    (root / "tests" / "test_kernels_triton.py").write_text(f"def test_kernel():\n    {test_body}\n")
+    (root / "kernels" / "__init__.py").write_text("")
+    (root / "kernels" / "bench.py").write_text(
+        "import json, sys\njson.dump({'speedup': 3.0}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))\n")
+
+
+def test_kernel_phase_uses_the_kernel_only_where_its_tests_passed(tmp_path):
+    import time
+
+    absent = kernel_phase(tmp_path, tmp_path / "w0", time.time() + 60, "cuda")
+    assert absent["backend"] == "reference" and not absent["present"]
+    good = tmp_path / "good"
+    _fake_kernel_repo(good, "assert True")
+    r = kernel_phase(good, tmp_path / "w1", time.time() + 60, "cuda")
+    assert r["backend"] == "triton" and r["tests"]["rc"] == 0 and r["bench_json"] == {"speedup": 3.0}
+    assert (tmp_path / "w1" / "kernels" / "tests.txt").exists()
+    bad = tmp_path / "bad"
+    _fake_kernel_repo(bad, "assert False")
+    r = kernel_phase(bad, tmp_path / "w2", time.time() + 60, "cuda")
+    assert r["backend"] == "reference" and r["tests"]["rc"] == 1 and "failed" in r["reason"]
+
+
+def test_out_limits_are_checked(tmp_path):
+    for i in range(9):
+        (tmp_path / f"f{i}").write_bytes(b"x")
+    problems = check_out_limits(tmp_path)
+    assert problems == ["9 files, over 8: " + str([f"f{i}" for i in range(9)])]
+    (tmp_path / "f8").unlink()
+    (tmp_path / "f6").unlink()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "ok").write_bytes(b"x")  # two folders down: still comes back
+    assert check_out_limits(tmp_path) == []
+    (tmp_path / "f7").write_bytes(b"x" * (16 * 2**20 + 1))
+    (tmp_path / "a" / "b" / "c").mkdir()
+    (tmp_path / "a" / "b" / "c" / "deep").write_bytes(b"x")
+    problems = check_out_limits(tmp_path)
+    assert any("f7: 16.0 MiB, over 16 MiB" in p for p in problems) and any("3 folders deep" in p for p in problems)
+
+
+def test_next_plan_prefers_what_gave_more_images():
+    bench = {"reference": {"alone": {"a": {"images_per_s": 100.0}, "b": {"images_per_s": 100.0}}}}
+    together = {"a": {"images_per_s_together": 80.0}, "b": {"images_per_s_together": 70.0}}
+    assert next_plan(together, bench, {"mode": "concurrent"})["mode"] == "concurrent"  # 75 > 100 / 2
+    slow = {"a": {"images_per_s_together": 30.0}, "b": {"images_per_s_together": 20.0}}
+    plan = next_plan(slow, bench, {"mode": "concurrent"})
+    assert plan["mode"] == "sequential" and plan["concurrency_gain"] == 0.5
+    bench["reference"]["alone_other_format"] = {"name": "a", "channels_last": False, "images_per_s": 130.0}
+    plan = next_plan(together, bench, {"mode": "concurrent", "channels_last": True})
+    assert plan["channels_last"] is False and plan["other_format_speed"] == 1.3
+
+
+def test_log_row_names_gpu_minutes_images_and_metrics():
+    summary = {"started": "20261126T050000Z", "machine": {"gpu": "NVIDIA H100 80GB HBM3"},
+               "models": {"rooms": {"images_after": 123456, "train_seconds": 300,
+                                    "metrics": {"domain_fd": 12.345, "co_move_ratio": 0.7}},
+                          "clips": {"images_after": 999, "train_seconds": 290, "metrics": None}}}
+    row = log_row(summary, ["rooms"])
+    assert row == ("| 2026-11-26 05:00 | NVIDIA H100 80GB HBM3 | 5.0 | rooms 123,456, clips 999 |"
+                   " rooms: FD 12.3, co-move 0.7 | rooms |")
+
+
+def test_gpu_machine_modules_import_without_qt():
+    """The GPU machine has no PySide6/pyqtgraph: everything the run imports must do without."""
+    code = ("import sys\n"
+            "class NoQt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('PySide6', 'pyqtgraph', 'app'):\n"
+            "            raise ImportError('blocked: ' + name)\n"
+            "sys.meta_path.insert(0, NoQt())\n"
+            "import models, models.training.gpu_run, models.training.gpu_worker, models.training.gpu_bench\n"
+            "import models.training.gpu_return, models.metrics.evaluate, models.showcase, models.metrics.probe\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_the_default_checkpoint_is_rooms_once_it_ships(tmp_path, monkeypatch):
+    from models import library
+
+    # The real search order: the GPU-trained rooms first, then the CPU-trained one.
+    assert [p.name for p in library.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]
+    gpu, cpu = tmp_path / "rooms.safetensors", tmp_path / "rooms-cpu.safetensors"
+    monkeypatch.setattr(library, "DEFAULT_CHECKPOINTS", (gpu, cpu))
+    assert library.default_checkpoint() is None
+    cpu.write_bytes(b"x")
+    assert library.default_checkpoint() == cpu
+    gpu.write_bytes(b"x")  # what gpu_return writes for the GPU-trained rooms
+    assert library.default_checkpoint() == gpu
+
+
+def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
+    """The deadlines of `--budget 540` on the GPU (run under a 570 s limit)."""
+    import argparse
+
+    from models.training.gpu_run import RESERVES, Clock, worker_specs
+
+    clock = Clock(540, "gpu", kernels_present=True, start=1000.0)
+    assert clock.kernels == 1090 and clock.eval == 1385 and clock.bench == 1455 and clock.pack == 1525
+    assert clock.end == 1540 and clock.save_grace == 0 and RESERVES["gpu"]["kernels"] <= 90
+    with pytest.raises(SystemExit, match="too short"):
+        Clock(120, "gpu", kernels_present=True, start=0.0)
+    args = argparse.Namespace(smoke=False, warm=tmp_path / "warm")
+    clock = Clock(540, "gpu", kernels_present=False, start=__import__("time").time())
+    specs = worker_specs(list(GPU_CONFIGS), GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
+                         {"mode": "concurrent", "channels_last": True}, "cuda", {})
+    assert [s["name"] for _, s, _ in specs] == ["rooms", "figures", "figures-no-mtm", "clips"]
+    for _, spec, _ in specs:
+        assert spec["train_until"] == clock.eval and spec["device"] == "cuda" and spec["channels_last"]
+        assert (spec["eval_samples"], spec["fd_samples"], spec["sheet_cell"]) == (128, 512, 128)
+    fig, nomtm = specs[1][1]["config"], specs[2][1]["config"]
+    assert {k: v for k, v in fig.items() if k not in ("name", "architecture")} == \
+        {k: v for k, v in nomtm.items() if k not in ("name", "architecture")}  # a fair ablation
+    seq = worker_specs(["rooms", "clips"], GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
+                       {"mode": "sequential"}, "cuda", {})
+    (_, a, _), (_, b, _) = seq
+    assert a["train_until"] == pytest.approx(b["train_from"]) and b["train_until"] == pytest.approx(clock.eval)
