@@ -85,6 +85,14 @@ INTERPRETER_CONFIGS = {
 
 # ---------------------------------------------------------------- device code
 
+# The kernels use no function of triton's own jit-compiled standard library (tl.sum, tl.cdiv,
+# tl.zeros_like): those are decorated when triton is imported, so they would only be
+# interpretable if TRITON_INTERPRET had been set before anything imported triton.
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
 @triton.jit
 def _tap_geometry(off_ptr, m_ptr, b, h, w, hw, pix_ok, HW, Y_MAX, X_MAX, k, HAS_MASK: tl.constexpr,
                   ACC: tl.constexpr):
@@ -107,7 +115,7 @@ def _tap_geometry(off_ptr, m_ptr, b, h, w, hw, pix_ok, HW, Y_MAX, X_MAX, k, HAS_
     if HAS_MASK:
         tap = tl.load(m_ptr + (b * 9 + k) * HW + hw, mask=pix_ok, other=0.0).to(ACC)
     else:
-        tap = tl.zeros_like(ly) + 1.0
+        tap = ly * 0.0 + 1.0
     y_free = (py_raw >= -2.0) & (py_raw <= Y_MAX)
     x_free = (px_raw >= -2.0) & (px_raw <= X_MAX)
     return y0f.to(tl.int32), x0f.to(tl.int32), ly, lx, tap, y_free, x_free
@@ -288,16 +296,16 @@ def _mtm_bwd_data_kernel(x_ptr, s_ptr, off_ptr, m_ptr, w_ptr, gy_ptr, gxs_ptr, g
         # input value, so atomically) and reduce gcol * value over the channels.
         ptrs = base00[:, None] + ci[None, :]
         tl.atomic_add(gxs_ptr + ptrs, gm * w00[:, None], mask=in00[:, None] & ok)
-        r00 += tl.sum(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in00[:, None] & ok, STYLE, ACC), axis=1)
+        r00 += tl.reduce(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in00[:, None] & ok, STYLE, ACC), 1, _add)
         ptrs = base01[:, None] + ci[None, :]
         tl.atomic_add(gxs_ptr + ptrs, gm * w01[:, None], mask=in01[:, None] & ok)
-        r01 += tl.sum(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in01[:, None] & ok, STYLE, ACC), axis=1)
+        r01 += tl.reduce(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in01[:, None] & ok, STYLE, ACC), 1, _add)
         ptrs = base10[:, None] + ci[None, :]
         tl.atomic_add(gxs_ptr + ptrs, gm * w10[:, None], mask=in10[:, None] & ok)
-        r10 += tl.sum(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in10[:, None] & ok, STYLE, ACC), axis=1)
+        r10 += tl.reduce(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in10[:, None] & ok, STYLE, ACC), 1, _add)
         ptrs = base11[:, None] + ci[None, :]
         tl.atomic_add(gxs_ptr + ptrs, gm * w11[:, None], mask=in11[:, None] & ok)
-        r11 += tl.sum(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in11[:, None] & ok, STYLE, ACC), axis=1)
+        r11 += tl.reduce(gcol * _load_modulated(x_ptr, s_ptr, ptrs, in11[:, None] & ok, STYLE, ACC), 1, _add)
 
     # sample = sum_c w_c v_c with w00 = (1-ly)(1-lx), w01 = (1-ly)lx, w10 = ly(1-lx), w11 = ly lx.
     g_ly = (1.0 - lx) * (r10 - r00) + lx * (r11 - r01)
@@ -323,7 +331,7 @@ def _mtm_bwd_weight_kernel(x_ptr, s_ptr, off_ptr, m_ptr, gy_ptr, gw_ptr,
     pid_ck = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_s = tl.program_id(2)
-    n_ci_blocks = tl.cdiv(CI, BLOCK_M)
+    n_ci_blocks = (CI + BLOCK_M - 1) // BLOCK_M
     k = pid_ck // n_ci_blocks
     ci = (pid_ck % n_ci_blocks) * BLOCK_M + tl.arange(0, BLOCK_M)
     ci_ok = ci < CI
@@ -382,8 +390,9 @@ def _types(dtype: torch.dtype):
     dot = _TORCH_TO_TL[dtype]
     if dtype == torch.bfloat16 and INTERPRETED:
         dot = tl.float32  # bf16 tl.dot gives garbage in the interpreter; the GPU runs it natively
-    # fp32 follows torch's own matmul setting: exact unless the user allowed TF32.
-    precision = "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 and not INTERPRETED \
+    # fp32 follows torch's setting for convolutions (cudnn.allow_tf32, on by default): TF32
+    # tensor cores, as cuDNN's own convolution uses; exact fp32 when the user turns it off.
+    precision = "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 and not INTERPRETED \
         else "ieee"
     return tl.float32, torch.float32, dot, precision
 
