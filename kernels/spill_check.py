@@ -6,7 +6,7 @@ with stack (local memory) has spilled registers, which costs far more than it sa
 
     python -m kernels.spill_check [--kernel fwd] [--dtype bfloat16]
 
-prints one JSON line per configuration. It must run in a process where TRITON_INTERPRET is
+prints one JSON line per configuration and exits with 1 if any spilled. It must run in a process where TRITON_INTERPRET is
 unset (interpreted kernels cannot be compiled); tests run it in a subprocess for that reason.
 """
 from __future__ import annotations
@@ -88,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.spill_check", description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", choices=sorted(_ARGS), action="append",
                         help="kernel(s) to compile (default: all)")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="bfloat16")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
+                        help="input dtype(s) (default: float32 and bfloat16, inference and training)")
     args = parser.parse_args(argv)
     spilled = False
-    for kernel in args.kernel or sorted(_ARGS):
-        result = compile_config(kernel, getattr(torch, args.dtype))
-        spilled |= result["stack_bytes"] > 0 or result["local_bytes"] > 0
-        print(json.dumps(result), flush=True)
+    for dtype in args.dtype or ["float32", "bfloat16"]:
+        for kernel in args.kernel or sorted(_ARGS):
+            result = compile_config(kernel, getattr(torch, dtype))
+            spilled |= result["stack_bytes"] > 0 or result["local_bytes"] > 0
+            print(json.dumps(result), flush=True)
     return 1 if spilled else 0
 
 

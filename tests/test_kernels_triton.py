@@ -338,18 +338,6 @@ def test_a_failing_backward_kernel_falls_back_to_reference_gradients(monkeypatch
         assert_close(got, ref, 1e-4)
 
 
-def test_missing_triton_warns_once_on_cuda(monkeypatch):
-    monkeypatch.setattr(dispatch, "_load_triton", lambda: None)
-    monkeypatch.setattr(dispatch, "_warned_no_triton", False)
-    monkeypatch.delenv(dispatch.KERNEL_ENV, raising=False)
-    with pytest.warns(RuntimeWarning, match="triton is not installed"):
-        assert dispatch._triton_backend(torch.device("cuda"), warn=True) is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert dispatch._triton_backend(torch.device("cuda"), warn=True) is None
-        assert dispatch.active_backend("cuda") == "reference"
-
-
 # ---------------------------------------------------------------- the whole generator
 
 def test_generator_renders_the_same_image_with_the_kernel(monkeypatch):
