@@ -396,3 +396,12 @@ def test_gpu_auto_dispatch_uses_the_kernel(monkeypatch):
         y = dispatch.deform_modconv(x, w, off, None, s)
     assert T.failure is None
     assert_close(y, modconv_ref.deform_modconv(x.double(), w.double(), off.double(), None, s.double()), 1e-4)
+
+
+@pytest.mark.skipif(ON_GPU, reason="the GPU run measures for real")
+def test_bench_without_cuda_says_so(tmp_path, capsys):
+    from kernels import bench
+
+    assert bench.main(["--quick", "--json", str(tmp_path / "bench.json")]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+    assert "no CUDA device" in (tmp_path / "bench.json").read_text()
