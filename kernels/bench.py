@@ -109,7 +109,7 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
                     run_dtype = torch.float16 if name == "torchvision" and dtype == torch.bfloat16 else dtype
                     try:
                         row["ms"][name] = round(_measure(op, b, c, h, run_dtype, backward, quick, takes_offset), 4)
-                    except torch.OutOfMemoryError:
+                    except torch.cuda.OutOfMemoryError:
                         row["errors"][name] = "out of memory"
                     except Exception as err:  # noqa: BLE001 -- a failing method is a result, not a crash
                         row["errors"][name] = f"{type(err).__name__}: {str(err)[:300]}"

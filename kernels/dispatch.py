@@ -26,6 +26,10 @@ KERNEL_CHOICES = ("auto", "triton", "reference")
 # The dtypes the kernel serves; float64 (tests, gradcheck) stays on the reference.
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
+# The kernels index with 32-bit integers; larger tensors stay on the reference.
+_INT32_LIMIT = 2 ** 31
+_OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5 lacks the alias
+
 _warned_no_triton = False
 
 
@@ -74,6 +78,13 @@ def _triton_backend(device: torch.device, warn: bool):
     return module if module.failure is None else None
 
 
+def _fits_the_kernel(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Not empty, and every index the kernels compute fits in 32 bits."""
+    b, ci, h, w = x.shape if x.dim() == 4 else (0, 0, 0, 0)
+    largest = max(x.numel(), b * h * w * max(weight.shape[0], 18), 9 * ci * weight.shape[0])
+    return x.numel() > 0 and weight.shape[0] > 0 and largest < _INT32_LIMIT
+
+
 def active_backend(device: torch.device | str | None = None) -> str:
     """'triton' or 'reference': what deform_modconv runs on tensors on `device`.
 
@@ -88,11 +99,11 @@ def deform_modconv(x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, 
                    style: torch.Tensor | None = None, demodulate: bool = True, eps: float = 1e-8) -> torch.Tensor:
     """The MTM operator; see kernels.modconv_ref.deform_modconv for the semantics."""
     module = _triton_backend(x.device, warn=True)
-    if module is not None and x.dtype in KERNEL_DTYPES and x.numel() > 0 and weight.shape[0] > 0:
+    if module is not None and x.dtype in KERNEL_DTYPES and _fits_the_kernel(x, weight):
         module.check_inputs(x, weight, offset, mask, style)  # a bad argument is the caller's error, not a failure
         try:
             return module.deform_modconv(x, weight, offset, mask, style, demodulate, eps)
-        except torch.OutOfMemoryError:
+        except _OutOfMemoryError:
             raise
         except Exception as err:  # noqa: BLE001 -- any compile or launch failure: the reference still works
             module.report_failure(err)

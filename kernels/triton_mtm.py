@@ -48,6 +48,8 @@ STYLE_NONE, STYLE_GLOBAL, STYLE_SPATIAL = 0, 1, 2
 # Demodulation modes in the forward epilogue: none, d[b, co], d[b, h, w, co].
 DEMOD_NONE, DEMOD_SAMPLE, DEMOD_PIXEL = 0, 1, 2
 
+_OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5 lacks the alias
+
 # The first failure to compile or run the kernels; from then on this process uses the reference.
 failure: Exception | None = None
 
@@ -554,7 +556,7 @@ class _MTMFunction(torch.autograd.Function):
         needs = tuple(ctx.needs_input_grad[:5])
         try:
             grads = backward(gy, x, weight, offset, mask, style, needs, ctx.options)
-        except torch.OutOfMemoryError:
+        except _OutOfMemoryError:
             raise
         except Exception as err:  # noqa: BLE001 -- a backward kernel that fails to compile: the reference works
             report_failure(err)

@@ -306,6 +306,13 @@ def test_dispatch_runs_the_kernel_when_forced(monkeypatch):
     assert T.failure is None
 
 
+def test_tensors_too_large_for_32_bit_indices_stay_on_the_reference():
+    w = torch.empty(512, 512, 3, 3, device="meta")
+    assert dispatch._fits_the_kernel(torch.empty(64, 512, 32, 32, device="meta"), w)
+    assert not dispatch._fits_the_kernel(torch.empty(64, 512, 256, 256, device="meta"), w)
+    assert not dispatch._fits_the_kernel(torch.empty(0, 512, 8, 8, device="meta"), w)
+
+
 def test_a_failing_kernel_falls_back_to_the_reference_with_one_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("PTX assembly failed (simulated)")
