@@ -87,11 +87,9 @@ INTERPRETER_CONFIGS = {
 
 # ---------------------------------------------------------------- device code
 
-# The kernels use no function of triton's own jit-compiled standard library (tl.sum, tl.cdiv,
-# tl.zeros_like): those are decorated when triton is imported, so they would only be
-# interpretable if TRITON_INTERPRET had been set before anything imported triton.
 @triton.jit
 def _add(a, b):
+    """The combine function of the channel sums (tl.reduce)."""
     return a + b
 
 
