@@ -22,7 +22,7 @@ Modulation enters as y = core(x * s): the backward kernels compute the gradient 
 modulated input x * s, and the gradients of x and s follow from it by one multiply each.
 When d needs a gradient (training), it is applied around the op by autograd instead.
 
-Under TRITON_INTERPRET=1 (set before this module is imported) the same kernels run on CPU
+Under TRITON_INTERPRET=1 (set before triton is first imported) the same kernels run on CPU
 tensors in Triton's interpreter; that is how CI tests them without a GPU.
 """
 from __future__ import annotations
