@@ -9,7 +9,6 @@ Interpreted programs run one by one in Python: shapes stay at <= 16 px and few c
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
