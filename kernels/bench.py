@@ -28,6 +28,9 @@ from . import modconv_ref
 SHAPES = [(1, 512, 8), (1, 512, 16), (1, 256, 32), (16, 512, 32), (32, 256, 32), (64, 512, 32)]
 QUICK_SHAPES = [(1, 512, 8), (32, 256, 32)]
 METHODS = ("cudnn", "torchvision", "reference", "triton")
+# Where the benchmark runs; a test runs it on the CPU under Triton's interpreter to check the
+# table and JSON code (numbers from there mean nothing).
+DEVICE = "cuda"
 
 
 def _torchvision_op():
@@ -51,17 +54,23 @@ def _triton_op():
 
 
 def _inputs(b, c, h, dtype, grad):
-    g = torch.Generator(device="cuda").manual_seed(0)
-    x = torch.randn(b, c, h, h, device="cuda", generator=g).to(dtype)
-    w = (torch.randn(c, c, 3, 3, device="cuda", generator=g) / (3 * c ** 0.5)).to(dtype)
-    off = (2 * torch.randn(b, 18, h, h, device="cuda", generator=g)).to(dtype)
-    style = (1 + 0.2 * torch.randn(b, c, h, h, device="cuda", generator=g)).to(dtype)
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    x = torch.randn(b, c, h, h, device=DEVICE, generator=g).to(dtype)
+    w = (torch.randn(c, c, 3, 3, device=DEVICE, generator=g) / (3 * c ** 0.5)).to(dtype)
+    off = (2 * torch.randn(b, 18, h, h, device=DEVICE, generator=g)).to(dtype)
+    style = (1 + 0.2 * torch.randn(b, c, h, h, device=DEVICE, generator=g)).to(dtype)
     return [t.requires_grad_(grad) for t in (x, w, off, style)]
 
 
 def _time(fn, quick):
     import triton.testing
     return triton.testing.do_bench(fn, warmup=10 if quick else 25, rep=30 if quick else 100, return_mode="median")
+
+
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def _measure(op, b, c, h, dtype, backward, quick, takes_offset=True):
@@ -72,12 +81,12 @@ def _measure(op, b, c, h, dtype, backward, quick, takes_offset=True):
             with torch.no_grad():
                 op(*args)
     else:
-        gy = torch.randn(b, c, h, h, device="cuda", dtype=dtype)
+        gy = torch.randn(b, c, h, h, device=DEVICE, dtype=dtype)
 
         def run():
             torch.autograd.grad(op(*args), args, gy)
     run()  # compile, allocate
-    torch.cuda.synchronize()
+    _sync()
     return _time(run, quick)
 
 
@@ -87,8 +96,10 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
     tv = _torchvision_op()
     ours, ours_missing = _triton_op()
     ops = {"cudnn": (lambda x, w, style: modconv_ref.modulated_conv2d(x, w, style), False),
-           "torchvision": (tv, True), "reference": (modconv_ref.deform_modconv, True), "triton": (ours, True)}
-    report = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+           "torchvision": (tv, True),
+           "reference": (lambda x, w, off, style: modconv_ref.deform_modconv(x, w, off, None, style), True),
+           "triton": (ours, True)}
+    report = dict(device=torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE, torch=torch.__version__, triton=triton.__version__,
                   cuda=torch.version.cuda, python=platform.python_version(), quick=quick,
                   tf32=torch.backends.cudnn.allow_tf32, unit="ms", rows=[],
                   notes={"torchvision": "not installed" if tv is None else "float16 in the bfloat16 rows",
@@ -113,7 +124,7 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
                         row["errors"][name] = "out of memory"
                     except Exception as err:  # noqa: BLE001 -- a failing method is a result, not a crash
                         row["errors"][name] = f"{type(err).__name__}: {str(err)[:300]}"
-                    torch.cuda.empty_cache()
+                    _sync()
                 ms = row["ms"]
                 ours_ms = ms.get("triton")
                 row["ratios"] = {k: round(v, 3) for k, v in (
