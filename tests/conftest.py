@@ -6,6 +6,11 @@ import torch
 # The whole suite is CPU-only and must be deterministic; two threads match the CI machine.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Without a GPU, the Triton MTM kernels run in Triton's interpreter on CPU tensors
+# (tests/test_kernels_triton.py). triton reads this switch when it is first imported, so it is
+# set here, before any test can import it; nothing else in the suite uses triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

@@ -315,52 +315,64 @@ def test_modulated_conv2d_bad_shapes():
 
 # ---------------------------------------------------------------- dispatcher
 
-class _FakeExtension:
+class _FakeKernel:
+    """Stands in for kernels.triton_mtm (triton may not be installed): counts calls, runs the reference."""
+    INTERPRETED = False
+    failure = None
     calls = 0
 
+    def check_inputs(self, *args):
+        pass
+
     def deform_modconv(self, *args):
-        _FakeExtension.calls += 1
+        _FakeKernel.calls += 1
         return modconv_ref.deform_modconv(*args)
 
 
 def test_cpu_uses_the_reference(monkeypatch):
     monkeypatch.delenv(dispatch.FORCE_REFERENCE_ENV, raising=False)
+    monkeypatch.delenv(dispatch.KERNEL_ENV, raising=False)
     assert active_backend("cpu") == "reference"
     assert active_backend(torch.device("cpu")) == "reference"
-    assert active_backend() in ("reference", "cuda")
+    assert active_backend() in ("reference", "triton")
     x, w, off, m, s = make_inputs(18, mask=True, style="spatial")
     torch.testing.assert_close(kernels.deform_modconv(x, w, off, m, s), modconv_ref.deform_modconv(x, w, off, m, s))
 
 
-def test_cuda_device_uses_the_extension_unless_forced(monkeypatch):
-    monkeypatch.setattr(dispatch, "_load_cuda_extension", lambda: _FakeExtension())
+def test_cuda_device_uses_the_kernel_unless_forced(monkeypatch):
+    monkeypatch.setattr(dispatch, "_load_triton", lambda: _FakeKernel())
     monkeypatch.delenv(dispatch.FORCE_REFERENCE_ENV, raising=False)
-    assert active_backend("cuda") == "cuda"
+    monkeypatch.delenv(dispatch.KERNEL_ENV, raising=False)
+    assert active_backend("cuda") == "triton"
     assert active_backend("cpu") == "reference"
     monkeypatch.setenv(dispatch.FORCE_REFERENCE_ENV, "1")
     assert active_backend("cuda") == "reference"
     monkeypatch.setenv(dispatch.FORCE_REFERENCE_ENV, "0")
-    assert active_backend("cuda") == "cuda"
+    assert active_backend("cuda") == "triton"
+    monkeypatch.setenv(dispatch.KERNEL_ENV, "reference")
+    assert active_backend("cuda") == "reference"
 
 
-def test_force_reference_skips_the_extension(monkeypatch):
-    # CPU tensors never reach the extension; fake a CUDA device so the choice is exercised here.
-    monkeypatch.setattr(dispatch, "_load_cuda_extension", lambda: _FakeExtension())
+def test_force_reference_skips_the_kernel(monkeypatch):
+    # CPU tensors never reach the kernel; fake a CUDA device so the choice is exercised here.
+    monkeypatch.setattr(dispatch, "_load_triton", lambda: _FakeKernel())
+    monkeypatch.delenv(dispatch.KERNEL_ENV, raising=False)
     monkeypatch.setenv(dispatch.FORCE_REFERENCE_ENV, "1")
-    assert dispatch._cuda_backend(torch.device("cuda"), warn=True) is None
+    assert dispatch._triton_backend(torch.device("cuda"), warn=True) is None
     monkeypatch.delenv(dispatch.FORCE_REFERENCE_ENV)
-    assert isinstance(dispatch._cuda_backend(torch.device("cuda"), warn=True), _FakeExtension)
+    assert isinstance(dispatch._triton_backend(torch.device("cuda"), warn=True), _FakeKernel)
 
 
-def test_missing_extension_warns_once(monkeypatch):
-    monkeypatch.setattr(dispatch, "_load_cuda_extension", lambda: None)
-    monkeypatch.setattr(dispatch, "_warned_no_extension", False)
+def test_missing_triton_warns_once(monkeypatch):
+    monkeypatch.setattr(dispatch, "_load_triton", lambda: None)
+    monkeypatch.setattr(dispatch, "_warned_no_triton", False)
     monkeypatch.delenv(dispatch.FORCE_REFERENCE_ENV, raising=False)
-    with pytest.warns(RuntimeWarning, match="reference"):
-        assert dispatch._cuda_backend(torch.device("cuda"), warn=True) is None
+    monkeypatch.delenv(dispatch.KERNEL_ENV, raising=False)
+    with pytest.warns(RuntimeWarning, match="triton is not installed"):
+        assert dispatch._triton_backend(torch.device("cuda"), warn=True) is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert dispatch._cuda_backend(torch.device("cuda"), warn=True) is None
+        assert dispatch._triton_backend(torch.device("cuda"), warn=True) is None
         assert active_backend("cuda") == "reference"  # the status bar never warns
 
 
