@@ -127,13 +127,17 @@ def test_bench_measures_alone_rate_and_render_latency(tmp_path):
     assert result["alone_other_format"]["channels_last"] is False and result["alone_other_format"]["name"] == "rooms"
 
 
-def _fake_kernel_repo(root: Path, test_body: str) -> None:
+def _fake_kernel_repo(root: Path, test_body: str, ref_over_ours: float = 3.0) -> None:
     (root / "tests").mkdir(parents=True)
     (root / "kernels").mkdir()
-    (root / "tests" / "test_kernels_triton.py").write_text(f"def test_kernel():\n    {test_body}\n")
+    # named like the GPU tests, which the run selects with -k; a test it must not run fails
+    (root / "tests" / "test_kernels_triton.py").write_text(
+        f"def test_gpu_kernel():\n    {test_body}\n\ndef test_interpreter_only():\n    assert False\n")
     (root / "kernels" / "__init__.py").write_text("")
+    rows = [{"B": 32, "passes": "fwd+bwd", "dtype": "bfloat16", "ratios": {"reference/ours": ref_over_ours}},
+            {"B": 1, "passes": "fwd+bwd", "dtype": "bfloat16", "ratios": {"reference/ours": 0.5}}]
     (root / "kernels" / "bench.py").write_text(
-        "import json, sys\njson.dump({'speedup': 3.0}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))\n")
+        f"import json, sys\njson.dump({{'rows': {rows!r}}}, open(sys.argv[sys.argv.index('--json') + 1], 'w'))\n")
 
 
 def test_kernel_phase_uses_the_kernel_only_where_its_tests_passed(tmp_path):
@@ -144,12 +148,16 @@ def test_kernel_phase_uses_the_kernel_only_where_its_tests_passed(tmp_path):
     good = tmp_path / "good"
     _fake_kernel_repo(good, "assert True")
     r = kernel_phase(good, tmp_path / "w1", time.time() + 60, "cuda")
-    assert r["backend"] == "triton" and r["tests"]["rc"] == 0 and r["bench_json"] == {"speedup": 3.0}
+    assert r["backend"] == "triton" and r["tests"]["rc"] == 0 and r["faster_than_reference"] is True
     assert (tmp_path / "w1" / "kernels" / "tests.txt").exists()
     bad = tmp_path / "bad"
     _fake_kernel_repo(bad, "assert False")
     r = kernel_phase(bad, tmp_path / "w2", time.time() + 60, "cuda")
     assert r["backend"] == "reference" and r["tests"]["rc"] == 1 and "failed" in r["reason"]
+    slow = tmp_path / "slow"  # passes its tests but is slower than the reference: not used
+    _fake_kernel_repo(slow, "assert True", ref_over_ours=0.8)
+    r = kernel_phase(slow, tmp_path / "w3", time.time() + 60, "cuda")
+    assert r["backend"] == "reference" and r["faster_than_reference"] is False and "slower" in r["reason"]
 
 
 def test_out_limits_are_checked(tmp_path):
