@@ -192,7 +192,8 @@ def kernel_phase(root: Path, work: Path, until: float, device: str) -> dict:
         result["backend"] = "triton"
     elif "reason" not in result:
         if tests["rc"] != 0:
-            result["reason"] = "the kernel tests failed: the reference is used"
+            result["reason"] = ("the kernel tests timed out" if tests["rc"] == "timeout" else
+                                "the kernel tests failed") + ": the reference is used"
         elif device != "cuda":
             result["reason"] = "no CUDA device: the reference is used"
         else:  # never train slower on an untimed kernel: these minutes are rare
