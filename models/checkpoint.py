@@ -153,13 +153,20 @@ def _check_weights_fit(path: str | os.PathLike, header: SafetensorsHeader, confi
             raise CheckpointError(path, f"tensor {name!r} is {entry.dtype}, not floating point")
 
 
+def _validated(path: str | os.PathLike, f: BinaryIO) -> tuple[dict, SafetensorsHeader, GeneratorConfig]:
+    """The description, the header and the config of an open checkpoint, all checked
+    against each other: what read_info and load_checkpoint both need first."""
+    meta, header = _header(path, f)
+    config = _config(path, meta)
+    _check_weights_fit(path, header, config)
+    return meta, header, config
+
+
 def read_info(path: str | os.PathLike) -> CheckpointInfo:
     """The description only (fast, no weights): for the app's panels and the CLI. Everything
     is validated, the weights' names and shapes too, so a file read_info accepts loads."""
     with _open(path) as f:
-        meta, header = _header(path, f)
-        config = _config(path, meta)
-        _check_weights_fit(path, header, config)
+        meta, header, config = _validated(path, f)
         try:
             sha = stream_sha256(f)
         except OSError as exc:
@@ -173,9 +180,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     Nothing is allocated before the config is checked (bounded sizes) and the header's
     tensors are checked against it (names, shapes, byte counts within the file)."""
     with _open(path) as f:
-        meta, header = _header(path, f)
-        config = _config(path, meta)
-        _check_weights_fit(path, header, config)
+        meta, header, config = _validated(path, f)
         try:
             sha = stream_sha256(f)
             tensors = {name: read_tensor(f, header, name) for name in header.tensors}
