@@ -96,6 +96,18 @@ def _add(a, b):
 
 
 @triton.jit
+def _pixel_block(pid_m, B, HW, W, BLOCK_M: tl.constexpr):
+    """The BLOCK_M output pixels of program `pid_m` (channels-last rows b*H*W + h*W + w): their
+    index (clamped to 0 past the end, so no address leaves the tensor), validity, b, h*W+w, h, w."""
+    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    pix_ok = pix < B * HW
+    pix = tl.where(pix_ok, pix, 0)
+    b = pix // HW
+    hw = pix % HW
+    return pix, pix_ok, b, hw, hw // W, hw % W
+
+
+@triton.jit
 def _tap_geometry(off_ptr, m_ptr, b, h, w, hw, pix_ok, HW, Y_MAX, X_MAX, k, HAS_MASK: tl.constexpr,
                   ACC: tl.constexpr):
     """Bilinear geometry of tap k for a block of pixels: the top-left corner, the fractions,
@@ -204,13 +216,7 @@ def _mtm_fwd_kernel(x_ptr, s_ptr, off_ptr, m_ptr, w_ptr, d_ptr, out_ptr,
     pid_n = tl.program_id(1)
     pid_s = tl.program_id(2)
     HW = H * W
-    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pix_ok = pix < B * HW
-    pix = tl.where(pix_ok, pix, 0)
-    b = pix // HW
-    hw = pix % HW
-    h = hw // W
-    w = hw % W
+    pix, pix_ok, b, hw, h, w = _pixel_block(pid_m, B, HW, W, BLOCK_M)
     co = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     co_ok = co < CO
     ci_lo = pid_s * CI_PER_SPLIT
@@ -256,13 +262,7 @@ def _mtm_bwd_data_kernel(x_ptr, s_ptr, off_ptr, m_ptr, w_ptr, gy_ptr, gxs_ptr, g
     pid_m = tl.program_id(0)
     k = tl.program_id(1)
     HW = H * W
-    pix = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    pix_ok = pix < B * HW
-    pix = tl.where(pix_ok, pix, 0)
-    b = pix // HW
-    hw = pix % HW
-    h = hw // W
-    w = hw % W
+    pix, pix_ok, b, hw, h, w = _pixel_block(pid_m, B, HW, W, BLOCK_M)
 
     y0, x0, ly, lx, tap, y_free, x_free = _tap_geometry(off_ptr, m_ptr, b, h, w, hw, pix_ok, HW, Y_MAX, X_MAX,
                                                         k, HAS_MASK, ACC)
