@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from models.data.rooms import render_rooms, sample_rooms
 from models.generator import OBJECT_SIGMA, Latents
-from models.metrics.realism import classifier_accuracy
+from models.metrics.realism import blur, classifier_accuracy
 from models.metrics.steering import block_change_levels, block_report, style_swap_locality
 from models.metrics.tracked import track_moves, tracked_co_move, tracked_co_move_ceiling
 
@@ -202,16 +202,6 @@ def test_style_swap_locality_prefers_change_on_the_object():
 
 # ---- realism classifier --------------------------------------------------------------------
 
-def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    r = int(3 * sigma) + 1
-    offs = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-offs ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    x = F.pad(images, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
-
-
 @pytest.fixture(scope="module")
 def real_rooms():
     rng = torch.Generator().manual_seed(0)
@@ -226,7 +216,7 @@ def test_realism_classifier_real_against_real_is_chance(real_rooms):
 @pytest.mark.parametrize("spoil", ["blur", "low_contrast"])
 def test_realism_classifier_tells_spoiled_real_images(real_rooms, spoil):
     a, b = real_rooms
-    spoiled = _blur(b, 1.5) if spoil == "blur" else b * 0.5
+    spoiled = blur(b, 1.5) if spoil == "blur" else b * 0.5
     assert classifier_accuracy(a, spoiled) >= 0.75
 
 
@@ -252,3 +242,35 @@ def test_eval_reports_the_new_metrics_and_their_references(tiny_generators):
         assert metrics[key] is not None, key
     assert set(KEYS) | set(REFERENCE_KEYS) <= set(metrics)
     assert 0 <= metrics["realism_accuracy"] <= 1 and metrics["realism_samples"] == 8
+
+
+# ---- training for it: the move-consistency term ---------------------------------------------
+
+def test_move_consistency_loss_prefers_the_same_object_and_the_same_room():
+    from models.training.losses import move_consistency_loss
+
+    def loss(G):
+        lat = G.sample_latents(8, torch.Generator().manual_seed(3))
+        return float(move_consistency_loss(G, lat, G(lat), generator_rng=torch.Generator().manual_seed(4)))
+
+    ideal = loss(RendererGenerator(size=32))
+    assert ideal < 0.5 * loss(RendererGenerator(size=32, restyle_on_move=True))
+    assert ideal < 0.5 * loss(RendererGenerator(size=32, redraw_room_on_move=True))
+
+
+def test_move_consistency_option_trains_and_is_checked():
+    from models.config import ConfigError
+    from models.training.configs import TRAINING_CONFIGS, TrainConfig
+    from models.training.trainer import Trainer
+
+    cfg = replace(TRAINING_CONFIGS["tiny-rooms-layout"], move_weight=1.0, move_every=1)
+    trainer = Trainer(cfg, "unused-run-folder", device="cpu")
+    stats = trainer.train_step()
+    assert stats["move"] > 0 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
+    assert "move" not in Trainer(TRAINING_CONFIGS["tiny-rooms-layout"], "unused", device="cpu").train_step()
+    with pytest.raises(ConfigError, match="move_weight must be"):
+        replace(TRAINING_CONFIGS["tiny-rooms"], move_weight=-1.0)
+    with pytest.raises(ConfigError, match="objects or hierarchical"):
+        TrainConfig("x", "tiny-plain", "rooms", move_weight=1.0)
+    with pytest.raises(ConfigError, match="time"):
+        TrainConfig("x", "tiny-clips", "clips-rooms", move_weight=1.0)

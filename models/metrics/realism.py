@@ -79,3 +79,43 @@ def classifier_accuracy(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, e
         with torch.no_grad():
             logits = torch.cat([net(test_x[lo:lo + 256])[:, 0] for lo in range(0, len(test_x), 256)])
     return float(((logits > 0).float() == test_y).float().mean())
+
+
+def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (sigma in pixels, borders repeated): a spoiled copy of real images."""
+    r = int(3 * sigma) + 1
+    offs = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-offs ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum()).to(images)
+    c = images.shape[1]
+    x = F.pad(images, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def spoiled_real_report(size: int = 64, samples: int = 256, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Both realism measures on real rooms against real rooms that are blurred (1.5 px) or
+    at half contrast: a measure that agrees with the eye must score both clearly worse than
+    real. `python -m models.metrics.realism` prints it (README, Metrics)."""
+    from ..data import make_dataset
+    from .fd import frechet_distance
+    from .probe import DEFAULT_PROBE, load_probe
+
+    probe, _ = load_probe(DEFAULT_PROBE)
+    data = make_dataset("rooms", size)
+    rng = torch.Generator().manual_seed(seed + 1)
+    reference, other = (torch.cat([data.sample(64, rng).images for _ in range(samples // 64)]) for _ in range(2))
+    feats = lambda x: torch.cat([probe(x[i:i + 64])[1] for i in range(0, len(x), 64)])  # noqa: E731
+    with torch.no_grad():
+        ref_feats = feats(reference)
+        report = {}
+        for name, images in (("real", other), ("blurred 1.5 px", blur(other, 1.5)), ("half contrast", other * 0.5)):
+            report[name] = {"domain_fd": frechet_distance(feats(images), ref_feats),
+                            "realism_accuracy": classifier_accuracy(reference, images, seed=seed)}
+    return report
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(spoiled_real_report(), indent=2))
