@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--samples", type=int, default=256)
     e.add_argument("--fd-samples", type=int, help="images per set for the domain FD (default max(samples, 512))")
+    e.add_argument("--realism-samples", type=int,
+                   help="images a side for the realism classifier (default max(samples, 16); 256 or more to report)")
     e.add_argument("--json", help="also write the metrics to this file")
     e.add_argument("--store", action="store_true", help="write the metrics into the checkpoint's own JSON")
     e.add_argument("--probe", help="the metrics probe (default checkpoints/probe.safetensors)")
@@ -341,7 +343,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     metrics = evaluate(loaded.generator, probe, samples=args.samples, fd_samples=args.fd_samples,
-                       log=lambda m: print(m, file=sys.stderr))
+                       realism_samples=args.realism_samples, log=lambda m: print(m, file=sys.stderr))
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.json:

@@ -5,9 +5,17 @@ import torch
 
 from ..generator import Generator
 from .fd import frechet_distance
-from .steering import block_metrics, co_move_ratio, style_swap_locality
+from .realism import classifier_accuracy
+from .steering import block_report, co_move_ratio, style_swap_locality
+from .tracked import tracked_co_move, tracked_co_move_ceiling
 
-KEYS = ("co_move_ratio", "block_distortion_out", "block_locality", "style_swap_locality", "domain_fd")
+# Measured with the MTM offsets on and (where MTM exists) again off, as KEY_offsets_off.
+KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_outside_levels",
+        "block_distortion_out", "block_locality", "block_inside_levels", "block_outside_levels",
+        "block_locality_levels", "style_swap_locality", "domain_fd", "realism_accuracy")
+# Measured once: the procedural renderer's values of the same tests (the ceilings) and floors.
+REFERENCE_KEYS = ("co_move_tracked_ceiling", "co_move_tracked_found_ceiling", "co_move_outside_levels_ceiling",
+                  "domain_fd_real_floor", "realism_accuracy_real_floor")
 
 
 @torch.no_grad()
@@ -25,9 +33,21 @@ def real_dataset_name(G: Generator) -> str:
 
 
 @torch.no_grad()
+def generated_images(G: Generator, count: int, rng: torch.Generator, offset_scale: float = 1.0,
+                     batch: int = 32) -> torch.Tensor:
+    return torch.cat([G(G.sample_latents(min(batch, count - lo), rng, G.const.device), offset_scale=offset_scale,
+                        noise_mode="const").float().cpu() for lo in range(0, count, batch)])
+
+
+def real_images(data, count: int, rng: torch.Generator, batch: int = 64) -> torch.Tensor:
+    return torch.cat([data.sample(min(batch, count - lo), rng).images.float().cpu() for lo in range(0, count, batch)])
+
+
+@torch.no_grad()
 def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = None, seed: int = 0,
-             dataset: str | None = None, log=lambda msg: None) -> dict:
-    """All metrics; keys absent from a capability are None. Offsets-off variants where MTM exists."""
+             dataset: str | None = None, realism_samples: int | None = None, log=lambda msg: None) -> dict:
+    """All metrics; keys absent from a capability are None. Offsets-off variants where MTM exists.
+    `realism_samples`: images a side for the classifier test (default max(samples, 16))."""
     from ..data import make_dataset
 
     cfg = G.config
@@ -37,30 +57,54 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
     real_rng = torch.Generator().manual_seed(seed + 1)
     real_a = probe_features(probe, lambda b: data.sample(b, real_rng).images, fd_samples)
     real_b = probe_features(probe, lambda b: data.sample(b, real_rng).images, fd_samples)
-    results: dict = {"samples": samples, "fd_samples": fd_samples, "domain_fd_real_floor": frechet_distance(real_a, real_b)}
+    realism_samples = realism_samples or max(samples, 16)
+    results: dict = {"samples": samples, "fd_samples": fd_samples, "realism_samples": realism_samples,
+                     "domain_fd_real_floor": frechet_distance(real_a, real_b)}
+    log("realism classifier, real against real")
+    real_rng = torch.Generator().manual_seed(seed + 2)
+    real_c = real_images(data, realism_samples, real_rng)
+    results["realism_accuracy_real_floor"] = classifier_accuracy(real_c, real_images(data, realism_samples, real_rng),
+                                                                 seed=seed)
+    if cfg.objects:
+        log("tracked co-move on the procedural renderer (the ceiling)")
+        ceiling = tracked_co_move_ceiling(cfg.resolution, samples, seed, n_objects=cfg.objects)
+        results["co_move_tracked_ceiling"] = ceiling["tracked"]
+        results["co_move_tracked_found_ceiling"] = ceiling["found"]
+        results["co_move_outside_levels_ceiling"] = ceiling["outside_levels"]
     scales = {"": 1.0, "_offsets_off": 0.0} if cfg.mtm else {"": 1.0}
     for suffix, scale in scales.items():
         rng = lambda k: torch.Generator().manual_seed(seed * 1000 + k)  # noqa: E731  same draws on and off
         log(f"metrics with offset scale {scale}")
         if cfg.objects or cfg.hierarchical:
             results["co_move_ratio" + suffix] = co_move_ratio(G, probe, samples, rng(1), scale)
+        if cfg.objects:
+            tracked = tracked_co_move(G, samples, seed, scale)
+            results["co_move_tracked" + suffix] = tracked["tracked"]
+            results["co_move_tracked_found" + suffix] = tracked["found"]
+            results["co_move_outside_levels" + suffix] = tracked["outside_levels"]
         if cfg.grid:
-            out, locality = block_metrics(G, samples, rng(2), scale)
-            results["block_distortion_out" + suffix] = out
-            results["block_locality" + suffix] = locality
+            block = block_report(G, samples, rng(2), scale)
+            results["block_distortion_out" + suffix] = block["distortion_out"]
+            results["block_locality" + suffix] = block["locality"]
+            results["block_inside_levels" + suffix] = block["inside_levels"]
+            results["block_outside_levels" + suffix] = block["outside_levels"]
+            results["block_locality_levels" + suffix] = block["locality_levels"]
         if cfg.objects:
             results["style_swap_locality" + suffix] = style_swap_locality(G, samples, rng(3), scale)
         gen_rng = rng(4)
         fake = probe_features(probe, lambda b: G(G.sample_latents(b, gen_rng, G.const.device),
                                                  offset_scale=scale, noise_mode="const"), fd_samples)
         results["domain_fd" + suffix] = frechet_distance(fake, real_a)
+        log(f"realism classifier with offset scale {scale}")
+        results["realism_accuracy" + suffix] = classifier_accuracy(
+            real_c, generated_images(G, realism_samples, rng(5), scale), seed=seed)
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
         from .temporal import temporal_metrics
 
         log("time metrics")
         results.update(temporal_metrics(G, videos=min(samples, 64), seed=seed))
-    for key in KEYS:
+    for key in KEYS + REFERENCE_KEYS:
         results.setdefault(key, None)
-    for key in KEYS if cfg.mtm else ("domain_fd",):
+    for key in KEYS if cfg.mtm else ("domain_fd", "realism_accuracy"):
         results.setdefault(key + "_offsets_off", None)
     return results

@@ -3,7 +3,8 @@
 - co-move ratio (SpatialGAN §4.3): move a heatmap center by p, locate the object before
   and after, q = its displacement, score p·q/|p|², averaged.
 - block distortion (SSN): resample one block; mean squared change (pixels in [0, 1])
-  outside it, and the ratio of the change inside to outside.
+  outside it, and the ratio of the change inside to outside; and as a user sees it, the
+  mean absolute change in uint8 levels inside the block against beyond half a block.
 - style-swap locality: new style code for one object; change inside its heatmap region
   over the change outside.
 """
@@ -121,12 +122,44 @@ def co_move_ratio(G: Generator, probe, samples: int, rng: torch.Generator, offse
     return float(torch.cat(scores).mean())
 
 
+def block_margin_outside(block: torch.Tensor, grid: int, size: int) -> torch.Tensor:
+    """[B, 1, size, size]: 1 where a pixel is more than half a block away from block
+    `block[b]` (row-major index), 0 inside the block and in that margin around it."""
+    rows, cols = block // grid, block % grid
+    edge = size / grid  # block side in pixels
+    centers = (torch.arange(size, device=block.device, dtype=torch.float32) + 0.5)
+    # distance (pixels) from the block's span along each axis; 0 inside it
+    def gap(index: torch.Tensor) -> torch.Tensor:
+        lo, hi = (index.float() * edge).view(-1, 1), ((index.float() + 1) * edge).view(-1, 1)
+        return (lo - centers.view(1, -1)).clamp_min(0) + (centers.view(1, -1) - hi).clamp_min(0)
+    near = (gap(rows)[:, :, None] <= edge / 2) & (gap(cols)[:, None, :] <= edge / 2)
+    return (~near).float()[:, None]
+
+
+def block_change_levels(before: torch.Tensor, after: torch.Tensor, block: torch.Tensor,
+                        grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the mean absolute change in uint8 levels (images [-1, 1] rounded to levels,
+    as shown) inside the block, and outside it beyond a margin of half a block: [B], [B]."""
+    size = before.shape[-1]
+    to_levels = lambda x: ((x.float().clamp(-1, 1) + 1) * 127.5).round()  # noqa: E731
+    change = (to_levels(after) - to_levels(before)).abs().mean(dim=1, keepdim=True)
+    inside = 1 - block_outside_mask(block, grid, size)
+    outside = block_margin_outside(block, grid, size)
+    mean_in = (change * inside).sum(dim=(1, 2, 3)) / inside.sum(dim=(1, 2, 3))
+    mean_out = (change * outside).sum(dim=(1, 2, 3)) / outside.sum(dim=(1, 2, 3)).clamp_min(1)
+    return mean_in, mean_out
+
+
 @torch.no_grad()
-def block_metrics(G: Generator, samples: int, rng: torch.Generator, offset_scale: float = 1.0,
-                  batch: int = 16) -> tuple[float, float]:
-    """(mean squared change outside the resampled block, inside change / outside change)."""
+def block_report(G: Generator, samples: int, rng: torch.Generator, offset_scale: float = 1.0,
+                 batch: int = 16) -> dict[str, float]:
+    """Resample one grid block per image, and measure the change two ways from the same pairs:
+    - distortion_out: mean squared change (pixels in [0, 1]) outside the block (SSN);
+      locality: the same inside over outside;
+    - inside_levels / outside_levels: mean absolute change in uint8 levels inside the block
+      and beyond half a block around it, what a user sees; locality_levels: their ratio."""
     cfg, device = G.config, G.const.device
-    outside_sum, inside_sum = 0.0, 0.0
+    sums = dict.fromkeys(("out", "in", "in_levels", "out_levels"), 0.0)
     for start in range(0, samples, batch):
         B = min(batch, samples - start)
         lat = G.sample_latents(B, rng, device)
@@ -139,10 +172,22 @@ def block_metrics(G: Generator, samples: int, rng: torch.Generator, offset_scale
         img1 = G(replace(lat, z_blocks=z), offset_scale=offset_scale, noise_mode="const")
         change = ((img1 - img0) / 2).square().mean(dim=1, keepdim=True)  # pixels in [0, 1]
         outside = block_outside_mask(block, cfg.grid, change.shape[-1])
-        outside_sum += float(((change * outside).sum(dim=(1, 2, 3)) / outside.sum(dim=(1, 2, 3))).sum())
-        inside_sum += float(((change * (1 - outside)).sum(dim=(1, 2, 3)) / (1 - outside).sum(dim=(1, 2, 3))).sum())
-    out, inside = outside_sum / samples, inside_sum / samples
-    return out, inside / max(out, 1e-12)
+        sums["out"] += float(((change * outside).sum(dim=(1, 2, 3)) / outside.sum(dim=(1, 2, 3))).sum())
+        sums["in"] += float(((change * (1 - outside)).sum(dim=(1, 2, 3)) / (1 - outside).sum(dim=(1, 2, 3))).sum())
+        mean_in, mean_out = block_change_levels(img0, img1, block, cfg.grid)
+        sums["in_levels"] += float(mean_in.sum())
+        sums["out_levels"] += float(mean_out.sum())
+    m = {k: v / samples for k, v in sums.items()}
+    return {"distortion_out": m["out"], "locality": m["in"] / max(m["out"], 1e-12),
+            "inside_levels": m["in_levels"], "outside_levels": m["out_levels"],
+            "locality_levels": m["in_levels"] / max(m["out_levels"], 1e-6)}
+
+
+def block_metrics(G: Generator, samples: int, rng: torch.Generator, offset_scale: float = 1.0,
+                  batch: int = 16) -> tuple[float, float]:
+    """(mean squared change outside the resampled block, inside change / outside change)."""
+    report = block_report(G, samples, rng, offset_scale, batch)
+    return report["distortion_out"], report["locality"]
 
 
 @torch.no_grad()

@@ -38,16 +38,31 @@ class TrainConfig:
     # needs no labels) but it teaches co-location in minutes rather than hours: for the
     # CPU-trained default. The GradCAM alignment is off with it (D's input differs).
     condition_d_on_layout: bool = False
+    # Move consistency (issue 14, losses.move_consistency_loss): render the same latents with
+    # one object's center moved; the object's region, shifted, must match, the rest must not
+    # change. Teaches that the object that arrives is the one that left. 0 = off.
+    move_weight: float = 0.0
+    move_every: int = 4
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
-        for name in ("batch", "r1_every", "align_every", "distortion_every", "sample_every", "log_every"):
+        for name in ("batch", "r1_every", "align_every", "distortion_every", "move_every", "sample_every",
+                     "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.condition_d_on_layout and not ARCHITECTURES[self.architecture].objects:
             raise ConfigError("condition_d_on_layout needs an architecture with objects")
+        if self.move_weight < 0:
+            raise ConfigError(f"move_weight must be 0 (off) or positive, got {self.move_weight}")
+        if self.move_weight > 0:
+            arch = ARCHITECTURES[self.architecture]
+            if not (arch.objects or arch.hierarchical):
+                raise ConfigError(f"move_weight needs an architecture with objects or hierarchical heatmaps;"
+                                  f" {self.architecture!r} has neither")
+            if arch.time is not None:
+                raise ConfigError(f"move_weight is not implemented for generators with time ({self.architecture!r})")
         if ARCHITECTURES[self.architecture].time is not None and not self.dataset.startswith("clips-"):
             raise ConfigError(f"architecture {self.architecture!r} has the time capability: it trains on clips"
                               f" (a clips-* dataset), not on {self.dataset!r}")

@@ -106,3 +106,66 @@ def distortion_loss(generator: Generator, lat: Latents, images: torch.Tensor, ps
     outside = block_outside_mask(block, cfg.grid, images.shape[-1])
     change = ((resampled - images) / 2).square() * outside
     return change.sum(dim=(1, 2, 3)).div(outside.sum(dim=(1, 2, 3)) * 3).mean()
+
+
+# ---- move consistency (issue 14): a moved object stays itself, the rest stays put ----------
+
+MOVE_RANGE = (0.08, 0.2)  # how far (image units) the term moves an object's center
+
+
+def _gaussian_at(centers: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 1, S, S] Gaussian bumps (peak 1) at centers [B, 2] with sigma [B] (image units)."""
+    coords = (torch.arange(size, device=centers.device, dtype=torch.float32) + 0.5) / size
+    dx = coords.view(1, 1, size) - centers[:, 0].view(-1, 1, 1)
+    dy = coords.view(1, size, 1) - centers[:, 1].view(-1, 1, 1)
+    return torch.exp(-(dx * dx + dy * dy) / (2 * sigma.view(-1, 1, 1) ** 2))[:, None]
+
+
+def _translate(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """images [B, C, S, S] moved by shift [B, 2] (image units), borders repeated."""
+    size = images.shape[-1]
+    coords = (torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) / size
+    gx = (coords.view(1, 1, size) - shift[:, 0].view(-1, 1, 1)) * 2 - 1
+    gy = (coords.view(1, size, 1) - shift[:, 1].view(-1, 1, 1)) * 2 - 1
+    grid = torch.stack([gx.expand(-1, size, size), gy.expand(-1, size, size)], dim=-1)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tensor,
+                          generator_rng: torch.Generator | None = None) -> torch.Tensor:
+    """Render the same latents with one object's center moved (the root, for a hierarchical
+    generator). Around the new center, the moved image must match the original shifted by
+    the move (the same object arrived); beyond two sigmas of both centers, it must match the
+    original unshifted (nothing else changed). Mean squared errors, pixels scaled to [0, 1].
+
+    `images` must be G(lat) rendered with noise_mode="const", so that only the move differs.
+    """
+    cfg, B, device = generator.config, lat.batch, images.device
+    angle = 2 * torch.pi * torch.rand(B, generator=generator_rng)
+    length = MOVE_RANGE[0] + (MOVE_RANGE[1] - MOVE_RANGE[0]) * torch.rand(B, generator=generator_rng)
+    step = (length[:, None] * torch.stack([angle.cos(), angle.sin()], 1)).to(device)
+    if cfg.objects:
+        present = (lat.sigmas > 0).float()  # absent objects (sigma 0) are never the one moved
+        which = (torch.rand(present.shape, generator=generator_rng).to(device) + present).argmax(dim=1)
+        idx = torch.arange(B, device=device)
+        old, sigma = lat.centers[idx, which], lat.sigmas[idx, which].clamp_min(0.05)
+        new = (old + step).clamp(0.1, 0.9)
+        centers = lat.centers.clone()
+        centers[idx, which] = new
+        moved_lat = Latents(**{**lat.__dict__, "centers": centers})
+    elif cfg.hierarchical:
+        old, sigma = lat.root, lat.root_sigma.clamp_min(0.05)
+        new = (old + step).clamp(0.1, 0.9)
+        moved_lat = Latents(**{**lat.__dict__, "root": new})
+    else:
+        raise ValueError("move consistency needs a generator with objects or hierarchical heatmaps")
+    moved = generator(moved_lat, noise_mode="const")
+    size = images.shape[-1]
+    shift = new - old
+    region = _gaussian_at(new, sigma, size)
+    keep = (1 - torch.maximum(_gaussian_at(old, 2 * sigma, size), region.pow(0.25))).clamp_min(0)
+    err_in = ((moved - _translate(images, shift)) / 2).square().mean(dim=1, keepdim=True)
+    err_out = ((moved - images) / 2).square().mean(dim=1, keepdim=True)
+    inside = (err_in * region).sum(dim=(1, 2, 3)) / region.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    outside = (err_out * keep).sum(dim=(1, 2, 3)) / keep.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    return (inside + outside).mean()

@@ -28,7 +28,7 @@ from ..generator import OBJECT_SIGMA, Generator
 from ..render import to_uint8
 from ..video_discriminator import VideoDiscriminator
 from .configs import TrainConfig
-from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, r1_penalty
+from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, move_consistency_loss, r1_penalty
 from .state import load_train_state, save_train_state
 from .video_step import video_train_step
 
@@ -157,10 +157,15 @@ class Trainer:
         do_align = cfg.align_weight > 0 and not self.layout and self.step % cfg.align_every == 0 and (
             self.gen_config.objects or self.gen_config.hierarchical)
         do_dist = cfg.distortion_weight > 0 and self.gen_config.grid and self.step % cfg.distortion_every == 0
+        do_move = cfg.move_weight > 0 and self.step % cfg.move_every == 0  # move consistency (issue 14)
         with self.amp:
-            fake = G(lat, noise_mode="const" if do_dist else "random")
+            fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
             seen = self._with_heatmap(fake, lat.centers, lat.sigmas) if self.layout else fake
             loss_g = g_nonsaturating(D(seen).float())
+            if do_move:  # issue 14: kept apart from update_g, which the video step shares
+                move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
+                stats["move"] = float(move.detach())
+                loss_g = loss_g + cfg.move_weight * move
         self.update_g(loss_g, lat, fake, D, do_align, do_dist, stats)
         self.end_step(lat, B)
         return stats
