@@ -192,11 +192,12 @@ def test_next_plan_prefers_what_gave_more_images():
 def test_log_row_names_gpu_minutes_images_and_metrics():
     summary = {"started": "20261126T050000Z", "machine": {"gpu": "NVIDIA H100 80GB HBM3"},
                "models": {"rooms": {"images_after": 123456, "train_seconds": 300,
-                                    "metrics": {"domain_fd": 12.345, "co_move_ratio": 0.7}},
+                                    "metrics": {"domain_fd": 12.345, "co_move_ratio": 0.7,
+                                                "realism_accuracy": 0.912, "co_move_tracked": None}},
                           "clips": {"images_after": 999, "train_seconds": 290, "metrics": None}}}
     row = log_row(summary, ["rooms"])
     assert row == ("| 2026-11-26 05:00 | NVIDIA H100 80GB HBM3 | 5.0 | rooms 123,456, clips 999 |"
-                   " rooms: FD 12.3, co-move 0.7 | rooms |")
+                   " rooms: real/fake acc. 0.912, FD 12.3, co-move 0.7 | rooms |")
 
 
 def test_gpu_machine_modules_import_without_qt():

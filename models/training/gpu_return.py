@@ -28,8 +28,9 @@ LOG_START = "<!-- training-log:start -->"
 LOG_END = "<!-- training-log:end -->"
 MAX_SHIPPED = 16 << 20
 # The metrics of the log table, per model, in this order where present.
-LOG_METRICS = (("domain_fd", "FD"), ("domain_fd_offsets_off", "FD off"), ("co_move_ratio", "co-move"),
-               ("block_locality", "block loc."))
+LOG_METRICS = (("realism_accuracy", "real/fake acc."), ("realism_accuracy_offsets_off", "acc. off"),
+               ("co_move_tracked", "tracked co-move"), ("block_locality_levels", "block loc."),
+               ("domain_fd", "FD"), ("co_move_ratio", "co-move"))
 
 
 class ReturnError(Exception):

@@ -504,7 +504,8 @@ def print_summary(summary: dict) -> None:
         lines.append(f"{name:<16}{r['phase']:<12}{imgs:>18}{str(r.get('images_per_s_together') or ''):>11}"
                      f"{str(alone):>8}{(str(lat.get('p50_ms', '')) + '/' + str(lat.get('p95_ms', ''))):>14}")
         met = r.get("metrics") or {}
-        keys = [k for k in ("domain_fd", "domain_fd_offsets_off", "co_move_ratio", "block_locality") if met.get(k) is not None]
+        keys = [k for k in ("realism_accuracy", "realism_accuracy_offsets_off", "co_move_tracked",
+                                 "block_locality_levels", "domain_fd", "co_move_ratio") if met.get(k) is not None]
         if keys:
             lines.append("    " + "  ".join(f"{k}={met[k]:.3g}" for k in keys))
         if r.get("error") or r.get("warm_error"):
