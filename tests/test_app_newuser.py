@@ -164,6 +164,21 @@ def test_a_bad_file_at_startup_is_reported_and_the_default_opens(qtbot, make_win
         Path(w.document.info.path).resolve() == Path(default).resolve()
 
 
+def test_the_studio_started_without_a_path_opens_the_bundled_default(qtbot, make_window, studio_env):
+    """What the README's first command does: `steergan` alone opens the shipped default."""
+    from app.studio import open_initial
+    from models.library import default_checkpoint
+
+    default = default_checkpoint()
+    assert default is not None and Path(default).parent.name == "checkpoints", "a default checkpoint must ship"
+    w = make_window()
+    open_initial(w, None, None)
+    qtbot.waitUntil(lambda: w.document.info is not None, timeout=WAIT_MS)
+    wait_for_current_frame(qtbot, w)
+    assert Path(w.document.info.path).resolve() == Path(default).resolve()
+    assert not w.isWindowModified()
+
+
 # ---- 5. History names a merged slider drag by its final value ------------------------
 def slider_handle_point(slider) -> QPoint:
     style = slider.style()
