@@ -23,6 +23,19 @@ def gaussian_heatmaps(centers: torch.Tensor, sigmas: torch.Tensor, size: int) ->
     return h * (sigmas > MIN_SIGMA).to(h.dtype)[..., None, None]
 
 
+def translate(maps: torch.Tensor, shift: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """maps [B, C, S, S] moved by shift [B, 2] (x, y in image units), bilinearly; what moves in
+    from outside is zeros or (`padding_mode="border"`) the repeated border."""
+    import torch.nn.functional as F
+
+    size = maps.shape[-1]
+    coords = (torch.arange(size, device=maps.device, dtype=torch.float32) + 0.5) / size
+    gx = (coords.view(1, 1, size) - shift[:, 0].view(-1, 1, 1)) * 2 - 1
+    gy = (coords.view(1, size, 1) - shift[:, 1].view(-1, 1, 1)) * 2 - 1
+    grid = torch.stack([gx.expand(-1, size, size), gy.expand(-1, size, size)], dim=-1)
+    return F.grid_sample(maps, grid.to(maps.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
 def hierarchy_centers(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor) -> list[torch.Tensor]:
     """Absolute centers per level from a root and offsets relative to each parent.
 

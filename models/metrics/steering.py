@@ -14,9 +14,9 @@ import math
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from ..generator import Generator
+from ..heatmaps import translate
 from ..training.losses import block_outside_mask
 
 MIN_MASS = 4.0  # probe pixels of the object inside the window; below that nothing was found
@@ -29,16 +29,6 @@ def _disc(centers: torch.Tensor, radius: torch.Tensor, size: int) -> torch.Tenso
     dx = coords.view(1, 1, size) - centers[:, 0].view(-1, 1, 1)
     dy = coords.view(1, size, 1) - centers[:, 1].view(-1, 1, 1)
     return ((dx * dx + dy * dy) <= radius.view(-1, 1, 1) ** 2).float()
-
-
-def _shift(maps: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """maps [B, S, S] translated by shift [B, 2] (normalised units), zeros shifted in."""
-    size = maps.shape[-1]
-    coords = (torch.arange(size, device=maps.device, dtype=torch.float32) + 0.5) / size
-    gx = (coords.view(1, 1, size) - shift[:, 0].view(-1, 1, 1)) * 2 - 1
-    gy = (coords.view(1, size, 1) - shift[:, 1].view(-1, 1, 1)) * 2 - 1
-    grid = torch.stack([gx.expand(-1, size, size), gy.expand(-1, size, size)], dim=-1)
-    return F.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
 
 
 ALPHAS = torch.linspace(-0.5, 1.5, 81)  # candidate fractions of the heatmap's move
@@ -65,7 +55,8 @@ def co_move_scores(probs_before: torch.Tensor, probs_after: torch.Tensor, center
     m0, m1 = probs_before[idx, classes], probs_after[idx, classes]
     window = _disc(centers + deltas / 2, deltas.norm(dim=1) / 2 + radius, size)
     alphas = ALPHAS.to(m0.device)
-    errors = torch.stack([((m1 - _shift(m0, a * deltas)).square() * window).sum(dim=(1, 2)) for a in alphas], 1)
+    errors = torch.stack([((m1 - translate(m0[:, None], a * deltas)[:, 0]).square() * window).sum(dim=(1, 2))
+                          for a in alphas], 1)
     best = errors.argmin(dim=1).clamp(1, len(alphas) - 2)
     e_l, e_c, e_r = errors[idx, best - 1], errors[idx, best], errors[idx, best + 1]
     curvature = e_l - 2 * e_c + e_r

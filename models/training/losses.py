@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..discriminator import GRADCAM_LEVELS
 from ..generator import Generator, Latents
+from ..heatmaps import gaussian_heatmaps, translate
 
 
 def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -113,24 +114,6 @@ def distortion_loss(generator: Generator, lat: Latents, images: torch.Tensor, ps
 MOVE_RANGE = (0.08, 0.2)  # how far (image units) the term moves an object's center
 
 
-def _gaussian_at(centers: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 1, S, S] Gaussian bumps (peak 1) at centers [B, 2] with sigma [B] (image units)."""
-    coords = (torch.arange(size, device=centers.device, dtype=torch.float32) + 0.5) / size
-    dx = coords.view(1, 1, size) - centers[:, 0].view(-1, 1, 1)
-    dy = coords.view(1, size, 1) - centers[:, 1].view(-1, 1, 1)
-    return torch.exp(-(dx * dx + dy * dy) / (2 * sigma.view(-1, 1, 1) ** 2))[:, None]
-
-
-def _translate(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """images [B, C, S, S] moved by shift [B, 2] (image units), borders repeated."""
-    size = images.shape[-1]
-    coords = (torch.arange(size, device=images.device, dtype=torch.float32) + 0.5) / size
-    gx = (coords.view(1, 1, size) - shift[:, 0].view(-1, 1, 1)) * 2 - 1
-    gy = (coords.view(1, size, 1) - shift[:, 1].view(-1, 1, 1)) * 2 - 1
-    grid = torch.stack([gx.expand(-1, size, size), gy.expand(-1, size, size)], dim=-1)
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-
-
 def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tensor,
                           generator_rng: torch.Generator | None = None) -> torch.Tensor:
     """Render the same latents with one object's center moved (the root, for a hierarchical
@@ -162,9 +145,10 @@ def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tens
     moved = generator(moved_lat, noise_mode="const")
     size = images.shape[-1]
     shift = new - old
-    region = _gaussian_at(new, sigma, size)
-    keep = (1 - torch.maximum(_gaussian_at(old, 2 * sigma, size), region.pow(0.25))).clamp_min(0)
-    err_in = ((moved - _translate(images, shift)) / 2).square().mean(dim=1, keepdim=True)
+    region = gaussian_heatmaps(new[:, None], sigma[:, None], size)
+    near_old = gaussian_heatmaps(old[:, None], 2 * sigma[:, None], size)
+    keep = (1 - torch.maximum(near_old, region.pow(0.25))).clamp_min(0)
+    err_in = ((moved - translate(images, shift, padding_mode="border")) / 2).square().mean(dim=1, keepdim=True)
     err_out = ((moved - images) / 2).square().mean(dim=1, keepdim=True)
     inside = (err_in * region).sum(dim=(1, 2, 3)) / region.sum(dim=(1, 2, 3)).clamp_min(1e-6)
     outside = (err_out * keep).sum(dim=(1, 2, 3)) / keep.sum(dim=(1, 2, 3)).clamp_min(1e-6)
