@@ -110,6 +110,9 @@ def test_warm_state_is_small_exact_enough_and_checked(tmp_path):
         load_warm_state(tmp_path / "bad.safetensors")
     with pytest.raises(TrainStateError, match="not a SteerGAN warm-start state"):
         load_warm_state(ROOT / "checkpoints" / "rooms-cpu.safetensors")
+    os.mkfifo(tmp_path / "fifo.safetensors")  # refused before opening: no hang
+    with pytest.raises(TrainStateError, match="fifo.safetensors: is a FIFO"):
+        load_warm_state(tmp_path / "fifo.safetensors")
 
 
 def test_bench_measures_alone_rate_and_render_latency(tmp_path):

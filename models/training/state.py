@@ -286,24 +286,29 @@ def save_warm_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
 
 def load_warm_state(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """-> (state dicts of G, G_ema, D in float32, info). Refuses non-finite weights."""
-    from safetensors import SafetensorError, safe_open
-
+    # The same checked reader as the training state: a FIFO, deep JSON or a header that
+    # does not fit the file is a TrainStateError, never a hang or a traceback.
     try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("steergan_warm")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise TrainStateError(f"{path}: no such warm-start state file") from None
-    except (SafetensorError, OSError) as exc:
-        raise TrainStateError(f"{path}: not a readable safetensors warm-start state ({exc})") from None
-    if raw is None:
-        raise TrainStateError(f"{path}: not a SteerGAN warm-start state (no 'steergan_warm' metadata)")
+        f = open_regular(path)
+    except FileProblem as exc:
+        raise TrainStateError(f"{path}: {exc.problem}") from None
     try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise TrainStateError(f"{path}: corrupt warm-start metadata ({exc})") from None
-    if meta.get("format") != WARM_FORMAT or not isinstance(meta.get("version"), int) or meta["version"] > WARM_VERSION:
-        raise TrainStateError(f"{path}: unsupported warm-start format {meta.get('format')} v{meta.get('version')}")
+        with f:
+            header = read_safetensors_header(f)
+            raw = header.metadata.get("steergan_warm")
+            if raw is None:
+                raise TrainStateError(f"{path}: not a SteerGAN warm-start state (no 'steergan_warm' metadata)")
+            meta = parse_json(raw, "its warm-start metadata")
+            if (not isinstance(meta, dict) or meta.get("format") != WARM_FORMAT
+                    or isinstance(meta.get("version"), bool) or not isinstance(meta.get("version"), int)
+                    or meta["version"] > WARM_VERSION or not isinstance(meta.get("info"), dict)):
+                version = meta.get("version") if isinstance(meta, dict) else None
+                raise TrainStateError(f"{path}: unsupported warm-start format (version {str(version)[:20]})")
+            tensors = {name: read_tensor(f, header, name) for name in header.tensors}
+    except SafetensorsProblem as exc:
+        raise TrainStateError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise TrainStateError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     modules: dict[str, dict[str, torch.Tensor]] = {name: {} for name in WARM_MODULES}
     for key, value in tensors.items():
         head, _, rest = key.partition("/")
