@@ -290,21 +290,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from models import CheckpointError, ConfigError
-    from models.training import TRAINING_CONFIGS, Trainer, training_config
+    from models.training import Trainer, training_config
     from models.training.state import TrainStateError
     from models.training.trainer import TrainingDiverged
 
-    if args.config not in TRAINING_CONFIGS and Path(args.config).exists():
-        _check_readable(args.config)
     try:
-        cfg = training_config(args.config)
+        cfg = training_config(args.config)  # a bad file's error names it
     except ConfigError as exc:
-        is_file = args.config not in TRAINING_CONFIGS and Path(args.config).suffix == ".json"
-        raise UserError(str(exc) if not is_file or str(exc).startswith(args.config) else f"{args.config}: {exc}"
-                        ) from None
-    except (TypeError, ValueError, RecursionError) as exc:  # a JSON file with values of the wrong kind
-        raise UserError(f"{args.config}: not a valid training config ({type(exc).__name__}: {str(exc)[:200]})"
-                        ) from None
+        raise UserError(str(exc)) from None
     device = check_device(args.device) if args.device else ("cuda" if torch.cuda.is_available() else "cpu")
     for name in ("minutes", "steps"):
         value = getattr(args, name)

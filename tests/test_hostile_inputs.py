@@ -289,6 +289,9 @@ def test_cli_hostile_training_configs(tmp_path, capsys):
         (tmp_path / name).write_text(text)
         assert main(["train", str(tmp_path / name), "--steps", "1", "--out", str(tmp_path / "run")]) == 2
         one_error_line(capsys, name)
+    os.mkfifo(tmp_path / "fifo.json")  # refused by the config reader itself, without blocking
+    assert main(["train", str(tmp_path / "fifo.json"), "--steps", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "FIFO" in one_error_line(capsys, "fifo.json")
 
 
 def test_cli_device_errors(capsys, monkeypatch):

@@ -5,12 +5,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ARCHITECTURES, ConfigError
+from ..fileio import FileProblem, read_regular
+from ..safetensors_io import SafetensorsProblem, parse_json
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a training config is a few hundred bytes of JSON
 
 
 @dataclass(frozen=True)
@@ -117,15 +121,23 @@ def training_config(name_or_path: str) -> TrainConfig:
         return TRAINING_CONFIGS[name_or_path]
     p = Path(name_or_path)
     if p.suffix == ".json" or p.exists():
+        # A FIFO would block, deep nesting or 5,000-digit numbers raise deep inside json, and
+        # values of the wrong kind fail in the dataclass: each is one ConfigError naming the file.
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: no such training config file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: not valid JSON ({exc})") from None
+            data = parse_json(read_regular(p, MAX_CONFIG_BYTES), "its JSON")
+        except FileProblem as exc:
+            raise ConfigError(f"{p}: {'no such training config file' if exc.problem == 'no such file' else exc.problem}"
+                              ) from None
+        except SafetensorsProblem as exc:
+            raise ConfigError(f"{p}: not a valid training config: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: a training config must be a JSON object")
-        return TrainConfig.from_dict(data)
+        try:
+            return TrainConfig.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{p}: not a valid training config ({type(exc).__name__}: {str(exc)[:200]})") from None
     raise ConfigError(f"unknown training config {name_or_path!r}; known: {sorted(TRAINING_CONFIGS)} or a .json file")
 
 
