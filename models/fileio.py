@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -23,7 +24,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 # Our temporaries: ".<target name>.sg<host>-<pid>.<random>.part". The host and pid say
 # whether the writer can still be alive; the leading dot hides them in file browsers.
@@ -275,6 +276,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """`data` as indented, key-sorted JSON (anything else as its str), written atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
 def write_image(path: str | os.PathLike, image, quality: int = 95) -> None:

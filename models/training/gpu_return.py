@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, atomic_write_json
 from .gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
 from .state import TrainStateError, load_warm_state
 
@@ -164,15 +164,14 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
                 if arc.startswith(f"{name}/sheets/") and arc.endswith(".png"):
                     atomic_write_bytes(assets / Path(arc).name, data)
             if metrics:
-                atomic_write_bytes(assets / f"{name}_metrics.json",
-                                   (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+                atomic_write_json(assets / f"{name}_metrics.json", metrics)
         else:
             entry["kept"] = f"{target} has {old} images seen, this run {info.get('images_seen')}: not replaced"
         done[name] = entry
         say(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
     if summary.get("next_plan"):
-        atomic_write_bytes(warm_dir / PLAN_FILE, (json.dumps(summary["next_plan"], indent=1) + "\n").encode())
-    atomic_write_bytes(assets / "gpu_run_summary.json", (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+        atomic_write_json(warm_dir / PLAN_FILE, summary["next_plan"])
+    atomic_write_json(assets / "gpu_run_summary.json", summary)
     if readme:
         row = log_row(summary, shipped)
         append_log_row(repo / "README.md", row)

@@ -35,6 +35,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from ..fileio import atomic_write_json as write_json
+
 ROOT = Path(__file__).resolve().parents[2]
 WARM_DIR = ROOT / "checkpoints" / "warm"
 PLAN_FILE = "plan.json"  # in WARM_DIR: what the previous run measured (concurrency, memory format)
@@ -60,12 +62,6 @@ class Stop(Exception):
 
 def log(msg: str) -> None:
     print(f"[gpu_run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def write_json(path: Path, data: dict) -> None:
-    from ..fileio import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
 def read_json(path: Path) -> dict | None:

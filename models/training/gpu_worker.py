@@ -26,6 +26,7 @@ import torch
 
 from ..checkpoint import save_checkpoint
 from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_json as write_json
 from .configs import TrainConfig
 from .state import TrainStateError, load_warm_state, save_warm_state
 from .trainer import Trainer, TrainingDiverged
@@ -33,10 +34,6 @@ from .trainer import Trainer, TrainingDiverged
 LR_WARMUP_STEPS = 100  # after a warm start Adam's moments are empty: ramp the rate back up
 CURVE_POINTS_PER_RUN = 100
 CURVE_POINTS_MAX = 2000
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 @contextmanager
