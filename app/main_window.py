@@ -58,6 +58,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.document = Document(self)
         self.worker = worker or RenderWorker()
+        # The previews a drag may ask for (see _adapt_preview): traced ahead, when idle.
+        self.worker.trace_previews = tuple(r for r in (64, 32, 16, 8) if PREVIEW_MIN_RESOLUTION <= r <= PREVIEW_RESOLUTION)
         self._thread = start_worker(self.worker)
         self.canvas = Canvas(self.document)
         self.files = FileController(self, self.document, self.worker, self.canvas)

@@ -138,6 +138,11 @@ class RenderWorker(QObject):
         self._generator = None
         self._generation = -1
         self._warm = None  # (state, frame, ms) of the warm-up render, until the first render request
+        # Traced synthesis (models/synthesis.py) for the newest state's structure: the full frame
+        # and these previews, built when nothing else waits (STEERGAN_TRACE=0: never).
+        self.trace_previews: tuple[int, ...] = ()
+        self.trace_when_idle = os.environ.get("STEERGAN_TRACE", "1") != "0"
+        self._trace_todo: list[tuple[Any, int | None]] = []  # (state, stop_at)
         self._wake.connect(self._drain)
 
     # ---- GUI thread side: store and wake, never wait ---------------------------------
@@ -190,9 +195,11 @@ class RenderWorker(QObject):
     def _take(self) -> _Job | None:
         with self._lock:
             jobs = [j for j in self._slots.values() if j is not None]
-            if self._stopping or not (jobs or self._clip):
+            if self._stopping or not (jobs or self._clip or self._trace_todo):
                 self._draining = False
                 return None
+            if not jobs and not self._clip:  # idle: prepare a trace
+                return _Job(0, "trace", self._trace_todo.pop(0))
             if not jobs:  # only the clip is left: its next frame
                 clip = self._clip
                 t = clip.times[clip.next]
@@ -216,6 +223,8 @@ class RenderWorker(QObject):
                 self._do_render(*job.args)
             elif job.kind == "clip":
                 self._do_clip_frame(*job.args)
+            elif job.kind == "trace":
+                self._do_trace(*job.args)
             else:
                 try:
                     self._do_export(*job.args)
@@ -238,6 +247,8 @@ class RenderWorker(QObject):
             return
         self._warm = self._warm_up(generator)
         self._generator, self._generation = generator, token
+        if self._warm is not None:
+            self._plan_traces(self._warm[0])
         self.device = generator.const.device
         info = GeneratorInfo(name=loaded.name, config=generator.config, ref=loaded.ref, trained=loaded.trained)
         self.loaded.emit(token, info)
@@ -286,6 +297,33 @@ class RenderWorker(QObject):
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return
         self.frameReady.emit(request_id, frame, (time.perf_counter() - t0) * 1000)
+        self._plan_traces(state)
+
+    def _plan_traces(self, state) -> None:
+        """Queue the traces this state's renders would use and that do not exist yet."""
+        if not self.trace_when_idle or self.render_fn is not default_render or self._generator is None:
+            return
+        from models.render import latents_for
+        from models.synthesis import has_trace
+
+        generator = self._generator
+        lat = latents_for(generator, state, generator.const.device)
+        stops = [None, *(p for p in self.trace_previews if p < generator.config.resolution)]
+        todo = [(state, stop) for stop in stops if not has_trace(generator, lat, state.truncation, stop)]
+        with self._lock:
+            self._trace_todo = todo  # the newest state's structure replaces an older plan
+
+    def _do_trace(self, state, stop_at: int | None) -> None:
+        from models.render import latents_for
+        from models.synthesis import build_trace
+
+        generator = self._generator
+        if generator is None:
+            return
+        try:
+            build_trace(generator, latents_for(generator, state, generator.const.device), state.truncation, stop_at)
+        except Exception:  # the state does not fit (a stale plan): its render says what is wrong
+            pass
 
     def _do_clip_frame(self, clip_id: int, scene, t: float, generation: int) -> None:
         from dataclasses import replace

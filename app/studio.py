@@ -25,6 +25,28 @@ def configure_render_threads() -> None:
       one level (float sums in another order), so the CLI's renders use the same count."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() - 1)))
+    keep_freed_memory()
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """glibc's malloc hands every block over 128 KiB back to the kernel when it is freed,
+    so each frame's activations are fresh pages again: page faults took the 128 px full
+    frame from 55 to 64 ms (best of 25, 2 cores). Blocks up to 64 MiB now stay in the
+    heap for the next frame (what a render needs is a few MiB). Other C libraries: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        pass
 
 
 def available_cpus() -> int:

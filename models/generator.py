@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import HIERARCHY_LEVELS, GeneratorConfig
 from .heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
-from .layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB
+from .layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from .motion import MotionEncoder, random_motion
 
 OBJECT_SIGMA = 0.12  # default object sigma, a fraction of the image side
@@ -75,7 +75,7 @@ class SELNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, heatmap: torch.Tensor, coarser: torch.Tensor | None):
         inp = heatmap if coarser is None else torch.cat(
-            [heatmap, F.interpolate(coarser, size=heatmap.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
+            [heatmap, bilinear_resize(coarser, heatmap.shape[-1])], dim=1)
         h = self.process(inp)
         normed = F.instance_norm(x)
         return x + normed * self.gamma(h) + self.beta(h), h
@@ -145,7 +145,7 @@ class Generator(nn.Module):
         """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
         return hierarchy_heatmaps(lat.root, lat.offsets1, lat.offsets2, lat.root_sigma)
 
-    def _w_fields(self, lat: Latents, psi: float) -> dict[int, torch.Tensor]:
+    def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor]:
         """The style field per synthesis resolution, computed at most at style_res."""
         cfg = self.config
         mapping = self.mapping
@@ -163,7 +163,7 @@ class Generator(nn.Module):
         fields_ = {}
         for s in sizes:
             if cfg.grid:
-                bg = F.interpolate(w_grid, size=(s, s), mode="bilinear", align_corners=False)
+                bg = bilinear_resize(w_grid, s)
             else:
                 bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)
             if cfg.objects:
@@ -173,13 +173,13 @@ class Generator(nn.Module):
         return fields_
 
     # ---- synthesis ------------------------------------------------------------------
-    def forward(self, lat: Latents, psi: float = 1.0, offset_scale: float = 1.0,
-                noise_mode: str = "random", record: dict | None = None,
-                stop_at: int | None = None) -> torch.Tensor:
-        """Images [B, 3, R, R] in about [-1, 1]. `record`, if given, receives the MTM offsets
-        per layer and the heatmaps, for the studio's overlays. `stop_at`: end the synthesis
-        at that resolution and return the skip architecture's RGB image there (a cheap
-        preview: each finer block only adds detail to the upsampled coarser image)."""
+    def forward(self, lat: Latents, psi: float | torch.Tensor = 1.0, offset_scale: float | torch.Tensor = 1.0,
+                noise_mode: str = "random", stop_at: int | None = None) -> torch.Tensor:
+        """Images [B, 3, R, R] in about [-1, 1]. `stop_at`: end the synthesis at that
+        resolution and return the skip architecture's RGB image there (a cheap preview:
+        each finer block only adds detail to the upsampled coarser image). The MTM offset
+        fields can be read with forward hooks on the layers' `offset_tap` (models/render.py)."""
+        check_noise_mode(noise_mode)
         cfg = self.config
         w_fields = self._w_fields(lat, psi)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
@@ -192,20 +192,14 @@ class Generator(nn.Module):
                 break
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)]:
-                x = conv(x, w_field, offset_scale, noise_mode, record)
+                x = conv(x, w_field, offset_scale, noise_mode)
             if cfg.objects:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
                 x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat
             if levels is not None and r in HIERARCHY_LEVELS:
                 x, sel_h = self.sel[str(r)](x, levels[HIERARCHY_LEVELS.index(r)], sel_h)
             y = self.torgbs[str(r)](x, w_field)
-            rgb = y if rgb is None else F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + y
-        if record is not None:
-            if cfg.objects:
-                record["heatmaps_objects"] = self.object_heatmaps(lat, min(cfg.resolution, 64)).detach()
-            if levels is not None:
-                for r, h in zip(HIERARCHY_LEVELS, levels):
-                    record[f"heatmap_{r}"] = h.detach()
+            rgb = y if rgb is None else bilinear_resize(rgb, rgb.shape[-1] * 2) + y
         return rgb
 
     def time_features(self, lat: Latents) -> torch.Tensor:

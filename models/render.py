@@ -7,15 +7,14 @@ time and motion seed become its motion input (models/motion.py); without it they
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .generator import Generator, Latents
+from .synthesis import frame_tensors, synthesize, to_uint8_tensor
 from .motion import seeded_motion
 from .scene import SceneState
 
@@ -61,8 +60,7 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[B, 3, H, W] in [-1, 1] -> [B, H, W, 3] uint8."""
-    x = (images.float().clamp(-1, 1) + 1) * 127.5
-    return x.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8_tensor(images).cpu().numpy()
 
 
 @torch.no_grad()  # not inference_mode: cached inputs (motion codes) must stay usable by autograd
@@ -71,31 +69,22 @@ def render(generator: Generator, state: SceneState, *, precision: str = "float32
     """Render one state. `extras` also returns the heatmaps and MTM offset fields.
     `preview`: synthesise only up to this resolution (the skip architecture's RGB image
     there) and upsample it to the full size: the studio draws it while a drag is in
-    progress, then the full frame. None, or a preview at least the full size: the image."""
+    progress, then the full frame. None, or a preview at least the full size: the image.
+    float32 runs the traced synthesis where one was built (models/synthesis.py: the same
+    pixels, and no waiting for Python's GIL while the studio's GUI thread is busy)."""
     device = generator.const.device
     lat = latents_for(generator, state, device)
-    record: dict | None = {} if extras else None
     if precision == "bfloat16":
-        ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            image, offsets, maps = frame_tensors(generator, lat, state.truncation, state.offset_scale, preview)
     elif precision == "float32":
-        ctx = nullcontext()
+        image, offsets, maps = synthesize(generator, lat, state.truncation, state.offset_scale, preview)
     else:
         raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    with ctx:
-        img = generator(lat, psi=state.truncation, offset_scale=state.offset_scale, noise_mode="const",
-                        record=record, stop_at=preview)
-    full = generator.config.resolution
-    is_preview = img.shape[-1] < full
-    if is_preview:
-        img = F.interpolate(img.float(), size=(full, full), mode="bilinear", align_corners=False)
-    frame = Frame(image=to_uint8(img)[0], preview=is_preview)
-    if record:
-        for key, value in record.items():
-            arr = value[0].float().cpu().numpy()
-            if key.startswith("offsets_"):
-                frame.offsets[key.split("_", 1)[1]] = arr
-            else:
-                frame.heatmaps[key] = arr
+    frame = Frame(image=image[0].cpu().numpy(), preview=preview is not None and preview < generator.config.resolution)
+    if extras:
+        frame.offsets = {name: field_[0].float().cpu().numpy() for name, field_ in offsets.items()}
+        frame.heatmaps = {name: m[0].float().cpu().numpy() for name, m in maps.items()}
     return frame
 
 

@@ -6,6 +6,10 @@ import torch
 # The whole suite is CPU-only and must be deterministic; two threads match the CI machine.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The studio's worker traces the generator when idle (models/synthesis.py); a trace costs
+# 0.2-0.5 s even for the tiny models and would delay the frames the GUI tests wait for.
+# Tracing gives the same pixels (tests/test_synthesis.py) and is tested on its own there.
+os.environ.setdefault("STEERGAN_TRACE", "0")
 # Without a GPU, the Triton MTM kernels run in Triton's interpreter on CPU tensors
 # (tests/test_kernels_triton.py). triton reads this switch when it is first imported, so it is
 # set here, before any test can import it; nothing else in the suite uses triton.

@@ -177,3 +177,32 @@ def test_a_render_goes_before_the_frames_rendered_ahead(qtbot, studio_env, tiny_
     for _, state, frame in clip:
         assert np.array_equal(frame.image, default_render(g, state).image)
     stop_worker(worker, thread)
+
+
+def test_the_worker_traces_the_newest_structure_when_idle_and_renders_through_it(qtbot, studio_env,
+                                                                               tiny_checkpoints):
+    from models.render import latents_for
+    from models.synthesis import has_trace
+
+    path, g = tiny_checkpoints["rooms"]
+    worker = RenderWorker(device="cpu")
+    worker.trace_when_idle, worker.trace_previews = True, (16, 64)  # 64: not below 32 px, never traced
+    thread = start_worker(worker)
+    got = Collector(worker)
+    worker.load(7, str(path), None)
+    qtbot.waitUntil(lambda: len(got.infos) == 1, timeout=20000)
+    state = replace(initial_state(got.infos[0].config, 5), truncation=0.6)
+    worker.request(state, 1, 7)
+    qtbot.waitUntil(lambda: got.ids() == [1], timeout=20000)
+    generator = worker._generator
+
+    def traced(stop):
+        return has_trace(generator, latents_for(generator, state), state.truncation, stop)
+
+    qtbot.waitUntil(lambda: traced(None) and traced(16), timeout=20000)  # built after the frame
+    assert not traced(64)
+    moved = state.move_center(0, 0, (0.3, 0.6))
+    worker.request(moved, 2, 7)
+    qtbot.waitUntil(lambda: got.ids() == [1, 2], timeout=20000)
+    assert np.array_equal(got.frames[-1][1].image, default_render(g, moved).image)  # the eager pixels
+    stop_worker(worker, thread)

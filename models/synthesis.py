@@ -1,0 +1,176 @@
+"""From latents to a frame's tensors (the image in uint8 at full size, the MTM offset
+fields, the heatmaps), eagerly or as one traced graph.
+
+Why: the studio renders on a worker thread while the GUI thread runs Python (mouse moves,
+painting). An eager forward pass is a few hundred torch calls, and each one gives up and
+takes back Python's GIL, so every call waits for the GUI thread: during a 60 Hz drag a
+32 px preview of the 128 px `rooms` model took 60-80 ms instead of 27 ms. A traced graph
+runs in C++ and holds the GIL once for the whole pass (measured with a thread holding the
+GIL half of the time: eager 87-97 ms, traced 29-32 ms; alone 33 and 25 ms).
+
+A trace is built on request (`build_trace`: the studio's worker does it when idle, as it
+takes 0.4-1.2 s) per generator and input structure (device, which latents there are and
+their shapes, where the synthesis stops, truncation 1 or not) and kept with the generator;
+`synthesize` runs it when there is one and the eager pass otherwise. The traced graph
+computes exactly the eager operations (tested to give the same pixels). Where tracing is
+not available (a future torch without torch.jit) or fails, rendering stays eager and says
+why once on stderr: slower under load, the same pixels.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+import weakref
+from dataclasses import fields
+
+import torch
+from torch import nn
+
+from .config import HIERARCHY_LEVELS
+from .generator import Generator, Latents
+from .layers import bilinear_resize
+
+# generator -> {structure key: (traced module, offset field names) or None (failed: eager)}
+_TRACES: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()
+_WARNED: set[str] = set()
+
+
+def offset_taps(generator: Generator) -> list[tuple[str, nn.Module]]:
+    """(layer name, tap) of every MTM layer in synthesis order: "16.1" is resolution 16,
+    second convolution (models/layers.py StyledConv.offset_tap)."""
+    return [(conv.name, conv.offset_tap) for convs in generator.convs.values() for conv in convs if conv.mtm]
+
+
+def capture_offsets(generator: Generator, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run `run()` (a forward pass of `generator`) with hooks on the offset taps; returns
+    its output and {layer name: offset field [B, 18, H, W]} of the layers it passed."""
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [tap.register_forward_hook(lambda _m, _inp, out, name=name: captured.__setitem__(name, out))
+             for name, tap in offset_taps(generator)]
+    try:
+        return run(), captured
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def heatmaps(generator: Generator, lat: Latents) -> dict[str, torch.Tensor]:
+    """The spatial inputs the studio shows: "heatmaps_objects" [B, n, s, s] (s = the
+    resolution, at most 64) and "heatmap_4/8/16" [B, 1, r, r] (hierarchical)."""
+    cfg = generator.config
+    out = {}
+    if cfg.objects:
+        out["heatmaps_objects"] = generator.object_heatmaps(lat, min(cfg.resolution, 64))
+    if cfg.hierarchical:
+        for r, h in zip(HIERARCHY_LEVELS, generator.level_heatmaps(lat)):
+            out[f"heatmap_{r}"] = h
+    return out
+
+
+def to_uint8_tensor(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [-1, 1] -> [B, H, W, 3] uint8."""
+    x = (images.float().clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def frame_tensors(generator: Generator, lat: Latents, psi: float | torch.Tensor,
+                  offset_scale: float | torch.Tensor, stop_at: int | None = None):
+    """(image [B, R, R, 3] uint8 at the full resolution R, {MTM layer: offsets [B, 18, h, w]},
+    {name: heatmaps}). With `stop_at` the synthesis ends there and its image is upsampled."""
+    image, offsets = capture_offsets(generator, lambda: generator(
+        lat, psi=psi, offset_scale=offset_scale, noise_mode="const", stop_at=stop_at))
+    full = generator.config.resolution
+    if image.shape[-1] < full:
+        image = bilinear_resize(image.float(), full)
+    return to_uint8_tensor(image), offsets, heatmaps(generator, lat)
+
+
+class _Synthesis(nn.Module):
+    """frame_tensors with flat tensor inputs and outputs, the form tracing needs:
+    (psi, offset_scale, *latent tensors) -> (image, *offset fields, *heatmaps). Everything
+    a frame needs is inside, so no eager torch call (each a wait for the GIL) is left."""
+
+    def __init__(self, generator: Generator, names: tuple[str, ...], stop_at: int | None, psi_one: bool):
+        super().__init__()
+        self.generator = generator
+        self.names = names
+        self.stop_at = stop_at
+        self.psi_one = psi_one  # truncation 1 skips the truncation (as the eager pass does)
+        self.offset_names: list[str] = []  # filled while tracing
+        self.heatmap_names: list[str] = []
+
+    def forward(self, psi: torch.Tensor, offset_scale: torch.Tensor, *tensors: torch.Tensor):
+        lat = Latents(**dict(zip(self.names, tensors)))
+        image, offsets, maps = frame_tensors(self.generator, lat, 1.0 if self.psi_one else psi,
+                                             offset_scale, self.stop_at)
+        self.offset_names, self.heatmap_names = list(offsets), list(maps)
+        return (image, *offsets.values(), *maps.values())
+
+
+def _say_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"steergan: {message}", file=sys.stderr)
+
+
+def _key(generator: Generator, lat: Latents, psi: float, stop_at: int | None) -> tuple:
+    names = tuple(f.name for f in fields(lat) if getattr(lat, f.name) is not None)
+    shapes = tuple(tuple(getattr(lat, name).shape) for name in names)
+    return (str(generator.const.device), generator.const.dtype, names, shapes, stop_at, psi == 1.0)
+
+
+def _inputs(generator: Generator, lat: Latents, psi: float, offset_scale: float) -> tuple:
+    device = generator.const.device
+    tensors = tuple(getattr(lat, f.name) for f in fields(lat) if getattr(lat, f.name) is not None)
+    return (torch.tensor(float(psi), device=device), torch.tensor(float(offset_scale), device=device), *tensors)
+
+
+def has_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | None = None) -> bool:
+    """Whether `synthesize` with these inputs runs a trace (or knows it cannot)."""
+    return _key(generator, lat, psi, stop_at) in _TRACES.get(generator, {})
+
+
+@torch.no_grad()
+def build_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | None = None) -> bool:
+    """Trace the synthesis for inputs structured like these (0.4-1.2 s for the 128 px
+    `rooms` on one core, so the studio does it when its worker is idle). True if traced."""
+    key = _key(generator, lat, psi, stop_at)
+    traces = _TRACES.setdefault(generator, {})
+    if key not in traces:
+        names = tuple(f.name for f in fields(lat) if getattr(lat, f.name) is not None)
+        module = _Synthesis(generator, names, stop_at, psi == 1.0)
+        traces[key] = _trace(module, _inputs(generator, lat, psi, 1.0))
+    return traces[key] is not None
+
+
+def _trace(module: _Synthesis, inputs: tuple):
+    if not hasattr(torch.jit, "trace"):
+        _say_once("this torch has no torch.jit.trace: rendering eagerly (slower while the GUI is busy)")
+        return None
+    try:
+        with warnings.catch_warnings(), torch.jit.optimized_execution(False):
+            # torch 2.9+ marks torch.jit deprecated; it is what runs a whole pass without the GIL
+            # (torch.compile needs a C++ compiler on the user's machine, torch.export runs in Python).
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, inputs, check_trace=False)
+    except Exception as exc:  # a tracing limitation must not stop rendering: eager is correct
+        _say_once(f"tracing the generator failed ({type(exc).__name__}: {exc}); rendering eagerly")
+        return None
+    return traced, list(module.offset_names), list(module.heatmap_names)
+
+
+@torch.no_grad()
+def synthesize(generator: Generator, lat: Latents, psi: float, offset_scale: float,
+               stop_at: int | None = None):
+    """frame_tensors(...): through the trace for this input structure if one was built
+    (build_trace), else eagerly. Both give the same pixels."""
+    entry = _TRACES.get(generator, {}).get(_key(generator, lat, psi, stop_at))
+    if entry is None:
+        return frame_tensors(generator, lat, psi, offset_scale, stop_at)
+    traced, offset_names, heatmap_names = entry
+    # Without the profiling executor: no slow profiling runs after the trace, and no fusion
+    # that could change a pixel (the graph runs exactly the eager operations).
+    with torch.jit.optimized_execution(False):
+        image, *rest = traced(*_inputs(generator, lat, psi, offset_scale))
+    return (image, dict(zip(offset_names, rest[:len(offset_names)])),
+            dict(zip(heatmap_names, rest[len(offset_names):])))
