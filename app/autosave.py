@@ -103,7 +103,7 @@ class Autosaver(QObject):
             self._timer.start()
 
     def save_now(self) -> bool:
-        from models.session import save_session
+        from models.document.session import save_session
 
         self._timer.stop()
         doc = self.document

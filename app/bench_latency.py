@@ -224,9 +224,9 @@ def render_cpu_ms(arch: str | None, checkpoint: str | None, preview: int | None,
     studio asks for; median over `repeats` renders while an object moves."""
     from dataclasses import replace
 
-    from models.library import open_generator
+    from models.io.library import open_generator
     from models.render import render
-    from models.scene import initial_state
+    from models.document.scene import initial_state
 
     generator = open_generator(checkpoint, arch=arch).generator
     state = initial_state(generator.config, 0)
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         window.preview_resolution = None
         full_steps = bench_steps(app, window, clock, args.steps)
         full_paced = bench_paced(app, window, clock, args.steps, args.interval_ms)
-    from models.bench import machine
+    from models.tools.bench import machine
 
     result = {
         "checkpoint": window.document.info.name, "device": window.device_label.text(),

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from .studio import configure_render_threads
 
     configure_render_threads()  # as `steergan` does
-    from models.video import CLIPS_CHECKPOINT
+    from models.io.video import CLIPS_CHECKPOINT
 
     parser = argparse.ArgumentParser(prog="python -m app.bench_playback")
     parser.add_argument("checkpoint", nargs="?", default=str(CLIPS_CHECKPOINT))

@@ -120,7 +120,7 @@ def check_device(value: str) -> str:
 
 def _check_readable(path: str | Path) -> None:
     """A path read by code that would block on a FIFO: refuse anything not a regular file."""
-    from models.fileio import FileProblem, open_regular
+    from models.document.fileio import FileProblem, open_regular
 
     try:
         open_regular(path).close()
@@ -129,8 +129,9 @@ def _check_readable(path: str | Path) -> None:
 
 
 def _open(checkpoint: str | None, arch: str | None, device: str):
-    from models import CheckpointError, ConfigError
-    from models.library import open_generator
+    from models.io.checkpoint import CheckpointError
+    from models.config import ConfigError
+    from models.io.library import open_generator
 
     try:
         return open_generator(checkpoint, device=device, arch=arch)
@@ -143,8 +144,9 @@ def _open_scene(args: argparse.Namespace):
     ask for: shared by render and video."""
     from dataclasses import replace
 
-    from models import SessionError, initial_state, load_session
-    from models.session import resolve_checkpoint_path
+    from models.document.session import load_session, SessionError
+    from models.document.scene import initial_state
+    from models.document.session import resolve_checkpoint_path
 
     device = check_device(args.device)
     state, checkpoint, ref = None, args.checkpoint, None
@@ -182,8 +184,9 @@ def _check_size(size: int | None) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from models import SceneError, render
-    from models.fileio import ExportError, write_image
+    from models.document.scene import SceneError
+    from models.render import render
+    from models.document.fileio import ExportError, write_image
     from models.render import resize_image
 
     _check_size(args.size)
@@ -206,9 +209,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     import math
 
-    from models import SceneError
-    from models.fileio import ExportError
-    from models.video import CLIPS_CHECKPOINT, MAX_FRAMES, frame_count, frames, write_video
+    from models.document.scene import SceneError
+    from models.document.fileio import ExportError
+    from models.io.video import CLIPS_CHECKPOINT, MAX_FRAMES, frame_count, frames, write_video
 
     _check_size(args.size)
     if not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -269,14 +272,14 @@ def _terminate_cancels():
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from models.bench import run_benchmark
+    from models.tools.bench import run_benchmark
 
     print(json.dumps(run_benchmark(args.arch, args.repeats), indent=2))
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from models import CheckpointError, read_info
+    from models.io.checkpoint import CheckpointError, read_info
 
     try:
         info = read_info(args.checkpoint)
@@ -289,8 +292,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from models import CheckpointError, ConfigError
-    from models.training import Trainer, training_config
+    from models.io.checkpoint import CheckpointError
+    from models.config import ConfigError
+    from models.training.trainer import Trainer
+    from models.training.configs import training_config
     from models.training.state import TrainStateError
     from models.training.trainer import TrainingDiverged
 
@@ -321,9 +326,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from models import CheckpointError
-    from models.checkpoint import store_metrics
-    from models.fileio import atomic_write_bytes
+    from models.io.checkpoint import CheckpointError
+    from models.io.checkpoint import store_metrics
+    from models.document.fileio import atomic_write_bytes
     from models.metrics.evaluate import evaluate
     from models.metrics.probe import DEFAULT_PROBE, load_probe
 

@@ -15,11 +15,11 @@ from PySide6.QtGui import QUndoStack
 from .commands import EditCommand
 
 if TYPE_CHECKING:
-    from models.scene import SceneState
+    from models.document.scene import SceneState
 
     from .render_worker import GeneratorInfo
 
-SEED_LIMIT = 2**31  # same range as models.scene
+SEED_LIMIT = 2**31  # same range as models.document.scene
 GESTURE_GAP_S = 0.8  # wheel notches / spin-box steps closer than this are one undo step
 
 

@@ -1,5 +1,5 @@
 """Image export: the frame at native size or upscaled, or a grab of the canvas with its
-overlays at that size. Writes are atomic (models.fileio.write_image): a failed export
+overlays at that size. Writes are atomic (models.document.fileio.write_image): a failed export
 leaves no half-written file and nothing in the scene changes."""
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class ExportOptions:
 
 def export_image(options: ExportOptions, frame_image, grab_canvas) -> None:
     """Write the frame (or the canvas grab) as options say. Raises ExportError."""
-    from models.fileio import write_image
+    from models.document.fileio import write_image
     from models.render import resize_image
 
     native = frame_image.shape[0]

@@ -64,7 +64,7 @@ class FileController(QObject):
 
     @Slot(int, object)
     def _on_loaded(self, token: int, info) -> None:
-        from models.scene import SceneError, initial_state
+        from models.document.scene import SceneError, initial_state
 
         job = self._finish(token)
         state = job.get("state")
@@ -113,8 +113,8 @@ class FileController(QObject):
         """Open a session file. `recovered`: it is the autosave of a crashed run; the scene
         comes back unsaved and Save asks where to put it (the autosave file is not the
         user's). `fallback`: as in open_path."""
-        from models.scene import SceneError
-        from models.session import SessionError, load_session, resolve_checkpoint_path
+        from models.document.scene import SceneError
+        from models.document.session import SessionError, load_session, resolve_checkpoint_path
 
         def refuse(message: str) -> None:
             if fallback and self.document.info is None:
@@ -168,7 +168,7 @@ class FileController(QObject):
 
     # ---- saving ------------------------------------------------------------------------
     def save_session(self, path: str | Path | None = None) -> bool:
-        from models.session import save_session
+        from models.document.session import save_session
 
         path = path or self.session_path
         if path is None:
@@ -212,7 +212,7 @@ class FileController(QObject):
         frame = self.canvas.frame
         if options is None or frame is None or frame.preview or self.canvas.frame_state != self.document.state:
             return  # (a drag's preview is never exported: the full frame follows)
-        from models.fileio import ExportError
+        from models.document.fileio import ExportError
 
         self._pending_export = None
         try:
@@ -227,7 +227,7 @@ class FileController(QObject):
 
 def _same_checkpoint(ref, loaded, session_path) -> bool:
     """Does a session's checkpoint reference name the generator already open?"""
-    from models.session import resolve_checkpoint_path
+    from models.document.session import resolve_checkpoint_path
 
     if ref.path is None or loaded.path is None:
         return ref.path is None and loaded.path is None and ref.architecture == loaded.architecture

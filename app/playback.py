@@ -2,7 +2,7 @@
 and length, and the frames the worker renders ahead of the display.
 
 Time is real-valued (StyleGAN-V): a sequence at F fps shows the frames at t = i / F
-(models.video.frame_time), and the frame at a time is the same whatever the rate. Frames
+(models.io.video.frame_time), and the frame at a time is the same whatever the rate. Frames
 are cached by (scene without its time, t), so changing the rate keeps the frames that
 coincide, undo finds the frames of the scene it returns to, and an edit, which makes a
 new scene, gets all its frames rendered anew: every edit applies to every frame.
@@ -161,12 +161,12 @@ class Playback(QObject):
             # Nothing open yet (the window being built): importing models here would load
             # torch on the GUI thread, seconds before the window could show.
             return 1
-        from models.video import frame_count
+        from models.io.video import frame_count
 
         return frame_count(self.length_s, self.fps)
 
     def time_of(self, index: int) -> float:
-        from models.video import frame_time
+        from models.io.video import frame_time
 
         return frame_time(0.0, index, self.fps)
 

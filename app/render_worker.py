@@ -33,7 +33,7 @@ class GeneratorInfo:
 
     name: str
     config: Any  # models.config.GeneratorConfig
-    ref: Any  # models.session.CheckpointRef
+    ref: Any  # models.document.session.CheckpointRef
     trained: bool
 
     @property
@@ -63,7 +63,7 @@ class VideoJob:
     """One video export: the scene (its edits apply to every frame) and the file's shape."""
 
     path: str
-    state: Any  # models.scene.SceneState
+    state: Any  # models.document.scene.SceneState
     seconds: float
     fps: float
     size: int | None = None  # None: the generator's resolution
@@ -232,8 +232,9 @@ class RenderWorker(QObject):
                     self._running_export = None
 
     def _do_load(self, token: int, path: str | None, arch: str | None) -> None:
-        from models import CheckpointError, ConfigError
-        from models.library import open_generator
+        from models.io.checkpoint import CheckpointError
+        from models.config import ConfigError
+        from models.io.library import open_generator
 
         device = self._device_wanted or preferred_device()
         try:
@@ -260,7 +261,7 @@ class RenderWorker(QObject):
         and on the render time shown in the status bar. It renders the scene a fresh open
         shows (seed 0), so that the first frame is this one, not a second render (start-up:
         one render sooner). Returns (state, frame, ms), or None."""
-        from models.scene import initial_state
+        from models.document.scene import initial_state
 
         if self.render_fn is not default_render:
             return None  # an injected render (tests) must see every request
@@ -341,9 +342,9 @@ class RenderWorker(QObject):
         self.clipFrameReady.emit(clip_id, state, frame, (time.perf_counter() - t0) * 1000)
 
     def _do_export(self, export_id: int, job: VideoJob, generation: int, cancel: threading.Event) -> None:
-        from models.fileio import ExportError
+        from models.document.fileio import ExportError
         from models.render import render
-        from models.video import Cancelled, frame_count, frames, write_video
+        from models.io.video import Cancelled, frame_count, frames, write_video
 
         if self._generator is None or generation != self._generation:
             self.exportFinished.emit(export_id, "failed", f"{job.path}: the checkpoint changed before the export began")

@@ -1,7 +1,7 @@
 """Export Video: a dialog for the file, range, rate and size, then the export on the render
 worker's thread (it owns the model) with a progress dialog that can cancel it.
 
-Frames are streamed to the encoder (models.video.write_video), so memory stays flat
+Frames are streamed to the encoder (models.io.video.write_video), so memory stays flat
 however long the video; the file appears only when it is complete, and a cancel or an
 error leaves no partial file (an existing file at the path is untouched).
 """
@@ -75,7 +75,7 @@ class VideoExportDialog(QDialog):
         return spin
 
     def _update_frames(self, *_) -> None:
-        from models.video import frame_count
+        from models.io.video import frame_count
 
         self.frames_label.setText(f"{frame_count(self.length.value(), self.fps.currentData())} frames")
 
@@ -92,8 +92,8 @@ class VideoExportDialog(QDialog):
 
     def problem(self) -> str | None:
         """What is wrong with the choices, or None (the same checks write_video makes)."""
-        from models.fileio import ExportError
-        from models.video import check_target
+        from models.document.fileio import ExportError
+        from models.io.video import check_target
 
         text = self.path.text().strip()
         if not text:
@@ -207,7 +207,7 @@ class VideoExporter(QObject):
         dialog.open()
 
     def start(self, job: VideoJob, generation: int) -> None:
-        from models.video import frame_count
+        from models.io.video import frame_count
 
         if self.running:
             self.window.show_message("An export is already running")

@@ -12,7 +12,7 @@ from typing import Any
 POWERS_OF_TWO = (8, 16, 32, 64, 128, 256, 512)
 HIERARCHY_LEVELS = (4, 8, 16)  # heatmap resolutions of the single-object setting
 HIERARCHY_CENTERS = (1, 2, 4)  # centers per level; finer ones sampled around coarser ones
-# The `time` capability (StyleGAN-V, models/motion.py): its keys and their defaults. A config
+# The `time` capability (StyleGAN-V, models/nets/motion.py): its keys and their defaults. A config
 # stores all of them once filled in, so a checkpoint does not change if a default does.
 TIME_DEFAULTS: dict[str, int] = {
     "motion_every": 16,  # one motion code every K frames at base_fps (StyleGAN-V's time grid)

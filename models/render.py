@@ -3,7 +3,7 @@
 Shared by the studio's render worker, the CLI and the tests. Latents are drawn from the
 state's seeds on the CPU with torch's own generator, so the same state gives the same
 latents on every machine and device. For a generator with the time capability, the state's
-time and motion seed become its motion input (models/motion.py); without it they are ignored.
+time and motion seed become its motion input (models/nets/motion.py); without it they are ignored.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .generator import Generator, Latents
-from .synthesis import frame_tensors, synthesize, to_uint8_tensor
-from .motion import seeded_motion
-from .scene import SceneState
+from models.nets.generator import Generator, Latents
+from models.synthesis import frame_tensors, synthesize, to_uint8_tensor
+from models.nets.motion import seeded_motion
+from models.document.scene import SceneState
 
 
 @dataclass

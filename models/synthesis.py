@@ -26,9 +26,9 @@ from dataclasses import fields
 import torch
 from torch import nn
 
-from .config import HIERARCHY_LEVELS
-from .generator import Generator, Latents
-from .layers import bilinear_resize
+from models.config import HIERARCHY_LEVELS
+from models.nets.generator import Generator, Latents
+from models.nets.layers import bilinear_resize
 
 # generator -> {structure key: (traced module, offset field names) or None (failed: eager)}
 _TRACES: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()
@@ -37,7 +37,7 @@ _WARNED: set[str] = set()
 
 def offset_taps(generator: Generator) -> list[tuple[str, nn.Module]]:
     """(layer name, tap) of every MTM layer in synthesis order: "16.1" is resolution 16,
-    second convolution (models/layers.py StyledConv.offset_tap)."""
+    second convolution (models/nets/layers.py StyledConv.offset_tap)."""
     return [(conv.name, conv.offset_tap) for convs in generator.convs.values() for conv in convs if conv.mtm]
 
 

@@ -20,7 +20,7 @@ if not torch.cuda.is_available():
 @pytest.fixture(scope="session")
 def tiny_generators():
     """One untrained tiny generator per capability set, built once."""
-    from models.library import untrained_generator
+    from models.io.library import untrained_generator
 
     return {name: untrained_generator(name) for name in ("tiny-rooms", "tiny-figures", "tiny-plain")}
 

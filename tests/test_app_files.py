@@ -13,7 +13,8 @@ from test_app_helpers import (answer_modal_dialog, assert_shows_render_of, drag,
 
 from app import settings
 from app.export import ExportOptions
-from models import load_session, render
+from models.document.session import load_session
+from models.render import render
 from models.render import resize_image
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
@@ -166,7 +167,8 @@ def test_autosave_and_restore_after_a_crash(qtbot, make_window, tiny_checkpoints
 @pytest.mark.parametrize("args", [["--arch", "tiny-rooms"], ["SESSION"]])
 def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, tiny_checkpoints, tmp_path, args):
     from app.cli import main
-    from models import CheckpointRef, initial_state, save_session
+    from models.document.session import CheckpointRef, save_session
+    from models.document.scene import initial_state
 
     if args == ["SESSION"]:
         path, g = tiny_checkpoints["figures"]

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QStyle
 from test_app_helpers import (WAIT_MS, answer_modal_dialog, assert_shows_render_of, shown_image,
                               wait_for_current_frame, widget_point)
 
-from models import load_session, render
+from models.document.session import load_session
+from models.render import render
 from models.render import latents_for, to_uint8
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
@@ -146,7 +147,7 @@ def test_save_after_recovery_asks_where(qtbot, make_window, tiny_checkpoints, st
                                            ("broken.json", b"{ not json")])
 def test_a_bad_file_at_startup_is_reported_and_the_default_opens(qtbot, make_window, studio_env, name, content):
     from app.studio import open_initial
-    from models.library import default_checkpoint
+    from models.io.library import default_checkpoint
 
     bad = studio_env / name
     bad.write_bytes(content)
@@ -167,7 +168,7 @@ def test_a_bad_file_at_startup_is_reported_and_the_default_opens(qtbot, make_win
 def test_the_studio_started_without_a_path_opens_the_bundled_default(qtbot, make_window, studio_env):
     """What the README's first command does: `steergan` alone opens the shipped default."""
     from app.studio import open_initial
-    from models.library import default_checkpoint
+    from models.io.library import default_checkpoint
 
     default = default_checkpoint()
     assert default is not None and Path(default).parent.name == "checkpoints", "a default checkpoint must ship"
@@ -245,7 +246,7 @@ def theme_colour(value) -> tuple[int, int, int]:
 # ---- 7. the drag preview, then the full frame ----------------------------------------
 def test_render_preview_is_the_skip_rgb_upsampled(tiny_checkpoints):
     _, g = tiny_checkpoints["rooms"]
-    from models.scene import initial_state
+    from models.document.scene import initial_state
 
     state = initial_state(g.config, 3)
     full = render(g, state)

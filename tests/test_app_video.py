@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QPushButton
 from test_app_helpers import WAIT_MS, drag, shown_image, wait_for_current_frame, widget_point
 
 from app.render_worker import RenderWorker, default_render
-from models import render
+from models.render import render
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
@@ -397,7 +397,7 @@ class FakeFrame:
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30), st.integers(1, 40)), min_size=1, max_size=60))
 def test_frame_cache_stays_within_its_budget_and_knows_its_times(puts):
     from app.playback import FrameCache
-    from models.scene import SceneState
+    from models.document.scene import SceneState
 
     cache, kept = FrameCache(max_bytes=100), {}
     for seed, frame_index, size in puts:

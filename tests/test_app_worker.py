@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, Slot
 from test_app_helpers import assert_shows_render_of, wait_for_current_frame
 
 from app.render_worker import RenderWorker, default_render, start_worker, stop_worker
-from models import initial_state
+from models.document.scene import initial_state
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
@@ -97,9 +97,9 @@ def test_requests_for_another_generator_are_dropped(qtbot, studio_env, tiny_chec
 
 
 def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_window, tiny_checkpoints, monkeypatch):
-    import models.library
+    import models.io.library
 
-    real_open, seen = models.library.open_generator, {}
+    real_open, seen = models.io.library.open_generator, {}
     gate = threading.Event()
 
     def slow_open(*args, **kwargs):
@@ -107,7 +107,7 @@ def test_loading_runs_on_the_worker_thread_with_a_busy_indicator(qtbot, make_win
         gate.wait(20)
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(models.library, "open_generator", slow_open)
+    monkeypatch.setattr(models.io.library, "open_generator", slow_open)
     w = make_window()
     w.files.open_checkpoint(tiny_checkpoints["figures"][0])
     qtbot.waitUntil(lambda: "thread" in seen, timeout=20000)

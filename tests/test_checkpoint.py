@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import CheckpointError, initial_state, load_checkpoint, read_info, render, save_checkpoint
-from models.checkpoint import FORMAT_VERSION
-from models.library import open_generator, untrained_generator
+from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
+from models.document.scene import initial_state
+from models.render import render
+from models.io.checkpoint import FORMAT_VERSION
+from models.io.library import open_generator, untrained_generator
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,11 @@ import torch
 from PIL import Image
 
 from app.cli import main
-from models import CheckpointRef, initial_state, render, save_checkpoint, save_session
-from models.library import untrained_generator
+from models.document.session import CheckpointRef, save_session
+from models.document.scene import initial_state
+from models.render import render
+from models.io.checkpoint import save_checkpoint
+from models.io.library import untrained_generator
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,7 @@ def test_render_threads_leave_a_core_for_the_gui_unless_told(monkeypatch):
 
 def test_train_through_the_cli_then_resume(tmp_path, capsys):
     """`steergan train` end to end on a tiny config: a checkpoint and a state that resumes."""
-    from models import load_checkpoint
+    from models.io.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     assert main(["train", "tiny-figures", "--steps", "1", "--out", str(run), "--device", "cpu"]) == 0
@@ -130,9 +133,9 @@ def _tensor_bytes(path):
 def test_eval_store_rewrites_atomically_with_identical_weights(ckpt, tmp_path, monkeypatch, capsys):
     """`eval --store` on a copy of a checkpoint. The measurement itself is tested in
     test_metrics; here a fixed result stands in for it (a real run takes a minute)."""
-    import models.fileio as fileio
+    import models.document.fileio as fileio
     import models.metrics.evaluate as evaluate_module
-    from models import read_info
+    from models.io.checkpoint import read_info
 
     path = tmp_path / "c.safetensors"
     shutil.copyfile(ckpt[1], path)

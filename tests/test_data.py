@@ -6,8 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from models.data import (DATASETS, KEYPOINTS, ROOM_KINDS, add_room_motion, make_dataset, render_clip_frames,
-                         render_figures, render_rooms, sample_clip_params, sample_figures, sample_rooms)
+from models.data import (DATASETS, KEYPOINTS, ROOM_KINDS, add_room_motion, make_dataset, render_clip_frames, render_figures, render_rooms, sample_clip_params, sample_figures, sample_rooms)
 
 
 def gen(seed: int) -> torch.Generator:

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from models import ConfigError, Generator, GeneratorConfig, initial_state, render
-from models.heatmaps import gaussian_heatmaps
+from models.config import ConfigError, GeneratorConfig
+from models.nets.generator import Generator
+from models.document.scene import initial_state
+from models.render import render
+from models.nets.heatmaps import gaussian_heatmaps
 from models.render import latents_for
 from tests.conftest import with_live_offsets
 
@@ -131,7 +134,7 @@ def test_bfloat16_inference_close_to_float32(tiny_generators):
 
 
 def test_discriminator_exposes_gradcam_features():
-    from models.discriminator import Discriminator
+    from models.nets.discriminator import Discriminator
 
     d = Discriminator(resolution=32, channels={4: 16, 8: 16, 16: 8, 32: 8})
     x = torch.randn(2, 3, 32, 32, requires_grad=True)

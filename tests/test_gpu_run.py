@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint
+from models.io.checkpoint import load_checkpoint
 from models.training import gpu_bench
 from models.training.configs import GPU_CONFIGS, SMOKE_CONFIGS
 from models.training.gpu_return import LOG_END, LOG_START, ReturnError, bring_back, log_row, read_bundle
@@ -90,8 +90,8 @@ def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
 
 def test_warm_state_is_small_exact_enough_and_checked(tmp_path):
     from models.config import architecture
-    from models.discriminator import Discriminator
-    from models.generator import Generator
+    from models.nets.discriminator import Discriminator
+    from models.nets.generator import Generator
 
     cfg = architecture("rooms")  # the largest of the GPU run: must stay far below 16 MiB
     torch.manual_seed(0)
@@ -212,7 +212,7 @@ def test_gpu_machine_modules_import_without_qt():
             "            raise ImportError('blocked: ' + name)\n"
             "sys.meta_path.insert(0, NoQt())\n"
             "import models, models.training.gpu_run, models.training.gpu_worker, models.training.gpu_bench\n"
-            "import models.training.gpu_return, models.metrics.evaluate, models.showcase, models.metrics.probe\n"
+            "import models.training.gpu_return, models.metrics.evaluate, models.tools.showcase, models.metrics.probe\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=120)
@@ -220,7 +220,7 @@ def test_gpu_machine_modules_import_without_qt():
 
 
 def test_the_default_checkpoint_is_rooms_once_it_ships(tmp_path, monkeypatch):
-    from models import library
+    from models.io import library
 
     # The real search order: the GPU-trained rooms first, then the CPU-trained one.
     assert [p.name for p in library.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]

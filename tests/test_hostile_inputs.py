@@ -23,18 +23,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import models.checkpoint as checkpoint_module
-import models.fileio as fileio
+import models.io.checkpoint as checkpoint_module
+import models.document.fileio as fileio
 from app.cli import main
-from models import (ARCHITECTURES, CheckpointError, CheckpointRef, ConfigError, GeneratorConfig, SessionError,
-                    initial_state, load_checkpoint, load_session, read_info, save_checkpoint, save_session)
-from models.fileio import ExportError, atomic_write_bytes, clean_stale_temporaries, write_image
-from models.generator import Generator
-from models.library import untrained_generator
-from models.session import parse_session
-from models.training import TRAINING_CONFIGS, Trainer
+from models.config import ARCHITECTURES, ConfigError, GeneratorConfig
+from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
+from models.document.session import CheckpointRef, load_session, save_session, SessionError
+from models.document.scene import initial_state
+from models.document.fileio import ExportError, atomic_write_bytes, clean_stale_temporaries, write_image
+from models.nets.generator import Generator
+from models.io.library import untrained_generator
+from models.document.session import parse_session
+from models.training.configs import TRAINING_CONFIGS
+from models.training.trainer import Trainer
 from models.training.state import TrainStateError, load_train_state
-from models.weight_shapes import generator_shapes
+from models.io.weight_shapes import generator_shapes
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
@@ -407,7 +410,7 @@ def test_training_on_a_full_disk_is_an_error_not_a_traceback(tmp_path, monkeypat
 def fake_ffmpeg(tmp_path, status: int) -> str:
     """An encoder that eats the frames, leaves 8 KB of junk and exits with `status`, as
     ffmpeg did on the full disk; anything else goes to the real ffmpeg."""
-    from models.video import ffmpeg_exe
+    from models.io.video import ffmpeg_exe
 
     script = tmp_path / f"ffmpeg-{status}.sh"
     script.write_text(f"""#!/bin/sh
@@ -430,7 +433,7 @@ esac
 ])
 def test_a_failing_encoder_leaves_the_old_video_untouched(tiny_generators, tmp_path, tmp_path_factory, monkeypatch,
                                                          status, message):
-    import models.video as video
+    import models.io.video as video
 
     g = tiny_generators["tiny-plain"]
     target = tmp_path / "v.mp4"

@@ -348,7 +348,10 @@ def test_a_failing_backward_kernel_falls_back_to_reference_gradients(monkeypatch
 # ---------------------------------------------------------------- the whole generator
 
 def test_generator_renders_the_same_image_with_the_kernel(monkeypatch):
-    from models import Generator, GeneratorConfig, initial_state, render
+    from models.nets.generator import Generator
+    from models.config import GeneratorConfig
+    from models.document.scene import initial_state
+    from models.render import render
     from tests.conftest import with_live_offsets
 
     torch.manual_seed(0)

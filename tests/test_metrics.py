@@ -6,7 +6,7 @@ import torch
 
 from models.metrics.fd import frechet_distance
 from models.metrics.steering import block_metrics, co_move_ratio, co_move_scores, style_swap_locality
-from models.library import untrained_generator
+from models.io.library import untrained_generator
 from models.metrics.probe import DEFAULT_PROBE
 
 

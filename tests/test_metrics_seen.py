@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models.data.rooms import render_rooms, sample_rooms
-from models.generator import OBJECT_SIGMA, Latents
+from models.nets.generator import OBJECT_SIGMA, Latents
 from models.metrics.realism import blur, classifier_accuracy
 from models.metrics.steering import block_change_levels, block_report, style_swap_locality
 from models.metrics.tracked import track_moves, tracked_co_move, tracked_co_move_ceiling
@@ -181,7 +181,7 @@ class ObjectPainter(torch.nn.Module):
                        sigmas=torch.full((batch, n), OBJECT_SIGMA))
 
     def object_heatmaps(self, lat, size):
-        from models.heatmaps import gaussian_heatmaps
+        from models.nets.heatmaps import gaussian_heatmaps
 
         return gaussian_heatmaps(lat.centers, lat.sigmas, size)
 

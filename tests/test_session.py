@@ -3,8 +3,10 @@ import json
 
 import pytest
 
-from models import ARCHITECTURES, CheckpointRef, SessionError, initial_state, load_session, save_session
-from models.session import resolve_checkpoint_path
+from models.config import ARCHITECTURES
+from models.document.session import CheckpointRef, load_session, save_session, SessionError
+from models.document.scene import initial_state
+from models.document.session import resolve_checkpoint_path
 
 
 def test_round_trip(tmp_path):

@@ -4,9 +4,11 @@ import csv
 import pytest
 import torch
 
-from models import ConfigError, load_checkpoint
-from models.generator import Generator
-from models.training import TRAINING_CONFIGS, Trainer, training_config
+from models.config import ConfigError
+from models.io.checkpoint import load_checkpoint
+from models.nets.generator import Generator
+from models.training.configs import training_config, TRAINING_CONFIGS
+from models.training.trainer import Trainer
 from models.training.losses import alignment_loss, block_outside_mask, distortion_loss
 from models.training.state import TrainStateError
 
@@ -30,8 +32,8 @@ def test_tiny_config_trains_with_every_term(name, tmp_path):
 
 
 def test_alignment_and_distortion_are_differentiable_for_g():
-    from models.discriminator import Discriminator
-    from models.library import untrained_generator
+    from models.nets.discriminator import Discriminator
+    from models.io.library import untrained_generator
 
     G = untrained_generator("tiny-rooms").requires_grad_(True)
     D = Discriminator(32, G.config.channels)

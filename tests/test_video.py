@@ -11,15 +11,19 @@ import pytest
 import torch
 
 from app.cli import main
-from models import ConfigError, GeneratorConfig, initial_state, load_checkpoint, render
+from models.config import ConfigError, GeneratorConfig
+from models.document.scene import initial_state
+from models.io.checkpoint import load_checkpoint
+from models.render import render
 from models.config import ARCHITECTURES, TIME_DEFAULTS
-from models.fileio import ExportError
-from models.library import untrained_generator
-from models.motion import _code, grid_step, motion_code_seed, seeded_motion
+from models.document.fileio import ExportError
+from models.io.library import untrained_generator
+from models.nets.motion import _code, grid_step, motion_code_seed, seeded_motion
 from models.render import latents_for
-from models.training import TRAINING_CONFIGS, Trainer
-from models.video import Cancelled, frames, write_video
-from models.video_discriminator import VideoDiscriminator
+from models.training.configs import TRAINING_CONFIGS
+from models.training.trainer import Trainer
+from models.io.video import Cancelled, frames, write_video
+from models.nets.video_discriminator import VideoDiscriminator
 from tests.conftest import with_live_offsets
 
 

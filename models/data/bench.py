@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from . import make_dataset
+from models.data import make_dataset
 
 
 def images_per_second(name: str, size: int, batch: int, device: str, seconds: float = 1.0) -> float:

@@ -10,10 +10,10 @@ import dataclasses
 
 import torch
 
-from .batch import SceneBatch, uniform
-from .draw import TWO_PI
-from .figures import ANGLES, FigureParams, render_figures, sample_figures
-from .rooms import RoomParams, render_rooms, sample_rooms
+from models.data.batch import SceneBatch, uniform
+from models.data.draw import TWO_PI
+from models.data.figures import ANGLES, FigureParams, render_figures, sample_figures
+from models.data.rooms import RoomParams, render_rooms, sample_rooms
 
 CLIP_SECONDS = 4.0  # training clips sample times in [0, CLIP_SECONDS]
 KINDS = ("rooms", "figures")

@@ -12,7 +12,7 @@ import torch
 
 
 def pixel_grid(size: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre coordinates x [1, 1, 1, S] and y [1, 1, S, 1], as in models/heatmaps.py."""
+    """Pixel-centre coordinates x [1, 1, 1, S] and y [1, 1, S, 1], as in models/nets/heatmaps.py."""
     c = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
     return c.view(1, 1, 1, size), c.view(1, 1, size, 1)
 

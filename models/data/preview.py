@@ -10,7 +10,7 @@ import argparse
 import torch
 from PIL import Image
 
-from . import make_dataset
+from models.data import make_dataset
 
 
 def grid_image(images: torch.Tensor, columns: int = 4) -> Image.Image:

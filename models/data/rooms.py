@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .batch import SceneBatch, TensorFields, oscillate, per_sample_time, uniform
-from .draw import (TWO_PI, box_sdf, col, coverage, ellipse_sdf, hsv_to_rgb, over, pixel_grid, rotate, soft_square,
-                   union)
+from models.data.batch import SceneBatch, TensorFields, oscillate, per_sample_time, uniform
+from models.data.draw import (TWO_PI, box_sdf, col, coverage, ellipse_sdf, hsv_to_rgb, over, pixel_grid, rotate, soft_square, union)
 
 KINDS = ("bed", "window", "painting", "lamp", "plant", "rug")
 # Width / height range per kind: beds and rugs are wide, lamps tall.

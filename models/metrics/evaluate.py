@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..generator import Generator
-from .fd import frechet_distance
-from .realism import classifier_accuracy
-from .steering import block_report, co_move_ratio, style_swap_locality
-from .tracked import tracked_co_move, tracked_co_move_ceiling
+from models.nets.generator import Generator
+from models.metrics.fd import frechet_distance
+from models.metrics.realism import classifier_accuracy
+from models.metrics.steering import block_report, co_move_ratio, style_swap_locality
+from models.metrics.tracked import tracked_co_move, tracked_co_move_ceiling
 
 # Measured with the MTM offsets on and (where MTM exists) again off, as KEY_offsets_off.
 KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_outside_levels",
@@ -48,7 +48,7 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
              dataset: str | None = None, realism_samples: int | None = None, log=lambda msg: None) -> dict:
     """All metrics; keys absent from a capability are None. Offsets-off variants where MTM exists.
     `realism_samples`: images a side for the classifier test (default max(samples, 16))."""
-    from ..data import make_dataset
+    from models.data import make_dataset
 
     cfg = G.config
     fd_samples = fd_samples or max(samples, 512)
@@ -99,7 +99,7 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         results["realism_accuracy" + suffix] = classifier_accuracy(
             real_c, generated_images(G, realism_samples, rng(5), scale), seed=seed)
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
-        from .temporal import temporal_metrics
+        from models.metrics.temporal import temporal_metrics
 
         log("time metrics")
         results.update(temporal_metrics(G, videos=min(samples, 64), seed=seed))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fileio import atomic_write_bytes
+from models.document.fileio import atomic_write_bytes
 
 PROBE_SIZE = 64  # images are resized to this before the probe sees them
 PROBE_FORMAT = "steergan-probe"
@@ -92,7 +92,7 @@ def load_probe(path: str | os.PathLike) -> tuple[Probe, dict]:
 # ---- training on the procedural data ------------------------------------------------------
 
 def probe_classes() -> list[str]:
-    from ..data.rooms import KINDS
+    from models.data.rooms import KINDS
 
     return ["background", *KINDS, FIGURE_CLASS_NAME]
 
@@ -111,7 +111,7 @@ def label_maps(batch, figure: bool, classes: list[str]) -> torch.Tensor:
 
 def train_probe(minutes: float, batch: int = 32, seed: int = 0, log=print) -> tuple[Probe, dict]:
     """Train on rooms and figures (half a batch each) for `minutes`; CPU is enough."""
-    from ..data import make_dataset
+    from models.data import make_dataset
 
     classes = probe_classes()
     torch.manual_seed(seed)

@@ -97,9 +97,9 @@ def spoiled_real_report(size: int = 64, samples: int = 256, seed: int = 0) -> di
     """Both realism measures on real rooms against real rooms that are blurred (1.5 px) or
     at half contrast: a measure that agrees with the eye must score both clearly worse than
     real. `python -m models.metrics.realism` prints it (README, Metrics)."""
-    from ..data import make_dataset
-    from .fd import frechet_distance
-    from .probe import DEFAULT_PROBE, load_probe
+    from models.data import make_dataset
+    from models.metrics.fd import frechet_distance
+    from models.metrics.probe import DEFAULT_PROBE, load_probe
 
     probe, _ = load_probe(DEFAULT_PROBE)
     data = make_dataset("rooms", size)

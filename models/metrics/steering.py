@@ -15,9 +15,9 @@ from dataclasses import replace
 
 import torch
 
-from ..generator import Generator
-from ..heatmaps import translate
-from ..training.losses import block_outside_mask
+from models.nets.generator import Generator
+from models.nets.heatmaps import translate
+from models.training.losses import block_outside_mask
 
 MIN_MASS = 4.0  # probe pixels of the object inside the window; below that nothing was found
 WINDOW_MARGIN = 0.15  # the matching window reaches this far (image units) beyond both centers

@@ -6,17 +6,17 @@
   the real value, flicker).
 - `fps_consistency_max_abs`: the largest difference (uint8 levels) between the frame at t
   of a 25 fps sequence and the frame at the same t of a 60 fps sequence, rendered through
-  the export path (models.video.frames). A continuous-time generator must score exactly 0.
+  the export path (models.io.video.frames). A continuous-time generator must score exactly 0.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..generator import Generator
-from ..motion import seeded_motion
-from ..scene import SEED_LIMIT, initial_state
-from ..video import frames
+from models.nets.generator import Generator
+from models.nets.motion import seeded_motion
+from models.document.scene import SEED_LIMIT, initial_state
+from models.io.video import frames
 
 TIME_KEYS = ("frame_change_25fps", "frame_change_25fps_real", "fps_consistency_max_abs")
 FPS = 25
@@ -45,7 +45,7 @@ def generated_videos(G: Generator, videos: int, frames_per_video: int, rng: torc
 @torch.no_grad()
 def real_videos(world: str, size: int, videos: int, frames_per_video: int, rng: torch.Generator,
                 device: torch.device | str = "cpu", n_objects: int = 3, fps: float = FPS) -> torch.Tensor:
-    from ..data import render_clip_frames, sample_clip_params
+    from models.data import render_clip_frames, sample_clip_params
 
     params = sample_clip_params(world, videos, n_objects, rng)
     times = (torch.arange(frames_per_video) / fps).expand(videos, -1)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ..generator import Generator
-from .steering import random_moves
+from models.nets.generator import Generator
+from models.metrics.steering import random_moves
 
 PATCH_RADIUS = 0.1  # image units: half the side of the patch cut around the old center
 PATCH_SIGMA = 0.045  # the Gaussian weight of the patch: the object's middle counts most
@@ -167,7 +167,7 @@ def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: i
                             batch: int = 64) -> dict[str, float]:
     """The same fixed moves on the procedural rooms renderer: one present object is placed at
     the start center and moved (RoomParams.moved), nothing else changes."""
-    from ..data.rooms import render_rooms, sample_rooms
+    from models.data.rooms import render_rooms, sample_rooms
 
     starts, deltas = fixed_moves(samples, seed)
     rng = torch.Generator().manual_seed(seed * 1000 + 13)

@@ -5,7 +5,7 @@ import argparse
 
 import torch
 
-from .probe import DEFAULT_PROBE, save_probe, train_probe
+from models.metrics.probe import DEFAULT_PROBE, save_probe, train_probe
 
 
 def main() -> None:

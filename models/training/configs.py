@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ARCHITECTURES, ConfigError
-from ..fileio import FileProblem, read_regular
-from ..safetensors_io import SafetensorsProblem, parse_json
+from models.config import ARCHITECTURES, ConfigError
+from models.document.fileio import FileProblem, read_regular
+from models.io.safetensors_io import SafetensorsProblem, parse_json
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a training config is a few hundred bytes of JSON

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .configs import TrainConfig
-from .gpu_worker import WarmTrainer, mtm_backend, setup_torch, write_json
-from .state import TrainStateError
+from models.training.configs import TrainConfig
+from models.training.gpu_worker import WarmTrainer, mtm_backend, setup_torch, write_json
+from models.training.state import TrainStateError
 
 
 def _sync(device: torch.device) -> None:
@@ -60,11 +60,11 @@ def alone_rate(spec: dict, model: dict, seconds: float, channels_last: bool | No
 def render_latency(spec: dict, model: dict, renders: int) -> dict:
     """Batch-1 renders of the trained EMA generator as a drag would ask for them (a new
     object position each frame): milliseconds p50 and p95."""
-    from ..config import architecture
-    from ..generator import Generator
-    from ..render import render
-    from ..scene import initial_state
-    from .state import load_warm_state
+    from models.config import architecture
+    from models.nets.generator import Generator
+    from models.render import render
+    from models.document.scene import initial_state
+    from models.training.state import load_warm_state
 
     device = torch.device(spec["device"])
     G = Generator(architecture(TrainConfig.from_dict(model["config"]).architecture))

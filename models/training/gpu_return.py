@@ -19,10 +19,10 @@ import sys
 import tarfile
 from pathlib import Path
 
-from ..checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
-from ..fileio import atomic_write_bytes, atomic_write_json
-from .gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
-from .state import TrainStateError, load_warm_state
+from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
+from models.document.fileio import atomic_write_bytes, atomic_write_json
+from models.training.gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
+from models.training.state import TrainStateError, load_warm_state
 
 LOG_START = "<!-- training-log:start -->"
 LOG_END = "<!-- training-log:end -->"
@@ -66,8 +66,8 @@ def shipped_meta(name: str, info: dict, metrics: dict | None, run: dict) -> dict
 
 
 def ship_checkpoint(path: Path, modules: dict, info: dict, meta: dict) -> int:
-    from ..config import architecture
-    from ..generator import Generator
+    from models.config import architecture
+    from models.nets.generator import Generator
 
     G = Generator(architecture(info["config"]["architecture"]))
     try:

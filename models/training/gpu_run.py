@@ -35,7 +35,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from ..fileio import atomic_write_json as write_json
+from models.document.fileio import atomic_write_json as write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 WARM_DIR = ROOT / "checkpoints" / "warm"
@@ -410,7 +410,7 @@ def pack(work: Path, out: Path, names: list[str]) -> dict:
             else:
                 tar.add(path, arcname=arc)
             packed.append(arc)
-    from ..fileio import atomic_write_bytes
+    from models.document.fileio import atomic_write_bytes
 
     atomic_write_bytes(out / BUNDLE, buf.getvalue())
     return {"packed": len(packed), "left_out": left_out, "bytes": len(buf.getvalue())}
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from .configs import GPU_CONFIGS, GPU_RUN_MODELS, SMOKE_CONFIGS
+    from models.training.configs import GPU_CONFIGS, GPU_RUN_MODELS, SMOKE_CONFIGS
 
     configs = SMOKE_CONFIGS if args.smoke else GPU_CONFIGS
     names = args.models or list(GPU_RUN_MODELS)

@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import save_checkpoint
-from ..fileio import atomic_write_bytes
-from ..fileio import atomic_write_json as write_json
-from .configs import TrainConfig
-from .state import TrainStateError, load_warm_state, save_warm_state
-from .trainer import Trainer, TrainingDiverged
+from models.io.checkpoint import save_checkpoint
+from models.document.fileio import atomic_write_bytes
+from models.document.fileio import atomic_write_json as write_json
+from models.training.configs import TrainConfig
+from models.training.state import TrainStateError, load_warm_state, save_warm_state
+from models.training.trainer import Trainer, TrainingDiverged
 
 LR_WARMUP_STEPS = 100  # after a warm start Adam's moments are empty: ramp the rate back up
 CURVE_POINTS_PER_RUN = 100
@@ -194,7 +194,7 @@ def build(spec: dict, status: dict) -> WarmTrainer:
 
 
 def sample_sheets(ckpt: Path, prefix: Path, cell: int) -> list[str]:
-    from ..showcase import main as showcase
+    from models.tools.showcase import main as showcase
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     showcase([str(ckpt), "--out", str(prefix), "--cell", str(cell)])
@@ -202,8 +202,8 @@ def sample_sheets(ckpt: Path, prefix: Path, cell: int) -> list[str]:
 
 
 def evaluate_model(G, device: str, samples: int, fd_samples: int) -> dict:
-    from ..metrics.evaluate import evaluate
-    from ..metrics.probe import DEFAULT_PROBE, load_probe
+    from models.metrics.evaluate import evaluate
+    from models.metrics.probe import DEFAULT_PROBE, load_probe
 
     probe, _ = load_probe(DEFAULT_PROBE)
     probe = probe.to(device)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..discriminator import GRADCAM_LEVELS
-from ..generator import Generator, Latents
-from ..heatmaps import gaussian_heatmaps, translate
+from models.nets.discriminator import GRADCAM_LEVELS
+from models.nets.generator import Generator, Latents
+from models.nets.heatmaps import gaussian_heatmaps, translate
 
 
 def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..fileio import FileProblem, atomic_write_bytes, open_regular
-from ..safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
-from ..safetensors_io import read_header as read_safetensors_header
+from models.document.fileio import FileProblem, atomic_write_bytes, open_regular
+from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
+from models.io.safetensors_io import read_header as read_safetensors_header
 
 STATE_FORMAT = "steergan-train-state"
 STATE_VERSION = 1

@@ -21,16 +21,16 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
-from ..checkpoint import save_checkpoint
-from ..config import architecture
-from ..discriminator import Discriminator
-from ..generator import OBJECT_SIGMA, Generator
-from ..render import to_uint8
-from ..video_discriminator import VideoDiscriminator
-from .configs import TrainConfig
-from .losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, move_consistency_loss, r1_penalty
-from .state import load_train_state, save_train_state
-from .video_step import video_train_step
+from models.io.checkpoint import save_checkpoint
+from models.config import architecture
+from models.nets.discriminator import Discriminator
+from models.nets.generator import OBJECT_SIGMA, Generator
+from models.render import to_uint8
+from models.nets.video_discriminator import VideoDiscriminator
+from models.training.configs import TrainConfig
+from models.training.losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, move_consistency_loss, r1_penalty
+from models.training.state import load_train_state, save_train_state
+from models.training.video_step import video_train_step
 
 STATE_FILE = "train_state.safetensors"
 LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
@@ -48,7 +48,7 @@ def _world() -> tuple[int, int, int]:
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu",
                  resume: str | os.PathLike | None = None, log: Callable[[str], None] | None = None):
-        from ..data import make_dataset
+        from models.data import make_dataset
 
         self.cfg = cfg
         self.rank, self.world, local = _world()
@@ -128,7 +128,7 @@ class Trainer:
         """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
         if not self.layout:
             return images
-        from ..heatmaps import gaussian_heatmaps
+        from models.nets.heatmaps import gaussian_heatmaps
 
         heat = gaussian_heatmaps(centers, sigmas, images.shape[-1]).sum(dim=1, keepdim=True).clamp(0, 1)
         return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
@@ -387,7 +387,7 @@ def trim_log(path: Path, step: int) -> None:
         return
     import io
 
-    from ..fileio import atomic_write_bytes
+    from models.document.fileio import atomic_write_bytes
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, LOG_FIELDS, extrasaction="ignore", lineterminator="\r\n")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data import render_clip_frames, sample_times
-from ..generator import OBJECT_SIGMA, Latents
-from ..motion import clip_motion
-from .losses import d_logistic, g_nonsaturating
+from models.data import render_clip_frames, sample_times
+from models.nets.generator import OBJECT_SIGMA, Latents
+from models.nets.motion import clip_motion
+from models.training.losses import d_logistic, g_nonsaturating
 
 CLIP_FRAMES = 3
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
-from .config import HIERARCHY_CENTERS, GeneratorConfig
+from models.config import HIERARCHY_CENTERS, GeneratorConfig
 
 SEED_LIMIT = 2**31  # seeds are in [0, SEED_LIMIT)
 MAX_SIGMA = 1.0

@@ -28,8 +28,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from .config import GeneratorConfig
-from .layers import EqualLinear
+from models.config import GeneratorConfig
+from models.nets.layers import EqualLinear
 
 SEED_LIMIT = 2**31
 SHORTEST_PERIOD, LONGEST_PERIOD = 0.25, 8.0  # base periods of the waves, in grid steps

@@ -8,10 +8,10 @@ import time
 
 import torch
 
-from .config import ARCHITECTURES
-from .library import untrained_generator
-from .render import render
-from .scene import initial_state
+from models.config import ARCHITECTURES
+from models.io.library import untrained_generator
+from models.render import render
+from models.document.scene import initial_state
 
 SHIPPED = ("rooms", "figures", "figures-no-mtm")
 

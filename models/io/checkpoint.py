@@ -16,12 +16,12 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .config import ConfigError, GeneratorConfig
-from .fileio import FileProblem, atomic_write_bytes, open_regular, stream_sha256
-from .generator import Generator
-from .safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
-from .safetensors_io import read_header as read_safetensors_header
-from .weight_shapes import generator_shapes
+from models.config import ConfigError, GeneratorConfig
+from models.document.fileio import FileProblem, atomic_write_bytes, open_regular, stream_sha256
+from models.nets.generator import Generator
+from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
+from models.io.safetensors_io import read_header as read_safetensors_header
+from models.io.weight_shapes import generator_shapes
 
 FORMAT = "steergan-checkpoint"
 FORMAT_VERSION = 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import HIERARCHY_CENTERS, HIERARCHY_LEVELS
+from models.config import HIERARCHY_CENTERS, HIERARCHY_LEVELS
 
 MIN_SIGMA = 1e-3  # below this an object is removed: its heatmap is exactly zero
 

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fileio import FileProblem, atomic_write_bytes, read_regular
-from .scene import SceneError, SceneState
+from models.document.fileio import FileProblem, atomic_write_bytes, read_regular
+from models.document.scene import SceneError, SceneState
 
 SESSION_FORMAT = "steergan-session"
 SESSION_VERSION = 1

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import default_channels
-from .layers import EqualConv2d, EqualLinear
+from models.config import default_channels
+from models.nets.layers import EqualConv2d, EqualLinear
 
 GRADCAM_LEVELS = (16, 8, 4)
 

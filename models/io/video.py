@@ -2,7 +2,7 @@
 MP4 (the ffmpeg of imageio-ffmpeg, libx264, yuv420p) or GIF encoder.
 
 Frames are produced one at a time and handed to the encoder at once, so memory stays flat
-however long the video. The file is written atomically (models.fileio.AtomicTarget): a
+however long the video. The file is written atomically (models.document.fileio.AtomicTarget): a
 temporary file in the target's folder, renamed over the target only once the encoder has
 exited cleanly and the file on disk holds every frame; on an error, a full disk or a
 cancel the temporary file is deleted, so no partial video is ever left (and an existing
@@ -23,10 +23,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .fileio import AtomicTarget, ExportError
-from .library import CHECKPOINT_DIR
-from .render import render, resize_image
-from .scene import SceneState
+from models.document.fileio import AtomicTarget, ExportError
+from models.io.library import CHECKPOINT_DIR
+from models.render import render, resize_image
+from models.document.scene import SceneState
 
 VIDEO_FORMATS = (".mp4", ".gif")
 MAX_GIF_FPS = 50  # GIF delays are whole centiseconds, and viewers slow delays under 2 cs to 10 cs

@@ -5,13 +5,13 @@ shapes before anything is allocated means a small file that claims a huge networ
 refused in microseconds instead of taking the machine's memory (the header's byte counts
 are checked against the file's size separately, in safetensors_io).
 
-This mirrors Generator.__init__ (models/generator.py, layers.py, motion.py);
+This mirrors Generator.__init__ (models/nets/generator.py, layers.py, motion.py);
 tests/test_hostile_inputs.py checks it against the real state_dict of every shipped
 architecture, so a change to the network that is not made here too fails there.
 """
 from __future__ import annotations
 
-from .config import HIERARCHY_LEVELS, GeneratorConfig
+from models.config import HIERARCHY_LEVELS, GeneratorConfig
 
 Shape = tuple[int, ...]
 

@@ -15,9 +15,9 @@ import math
 import torch
 from torch import nn
 
-from .config import default_channels
-from .discriminator import GRADCAM_LEVELS, build_trunk, minibatch_std
-from .layers import EqualConv2d, EqualLinear
+from models.config import default_channels
+from models.nets.discriminator import GRADCAM_LEVELS, build_trunk, minibatch_std
+from models.nets.layers import EqualConv2d, EqualLinear
 
 GAP_PERIODS = (0.1, 8.0)  # seconds: the shortest and longest periods of the gap encoding
 

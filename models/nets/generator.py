@@ -9,7 +9,7 @@ by their heatmaps plus a background style field from the block grid,
 fed to spatially modulated convolutions. Without objects or a grid the field is a single
 w, the plain StyleGAN2 case. The hierarchical (single-object) setting adds SEL_norm
 blocks that inject the 4/8/16 heatmaps into the features. The time capability (video,
-models/motion.py) concatenates time features to the constant input, as StyleGAN-V does:
+models/nets/motion.py) concatenates time features to the constant input, as StyleGAN-V does:
 content (styles, grid, heatmaps) is fixed over time and only the motion input varies.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import HIERARCHY_LEVELS, GeneratorConfig
-from .heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
-from .layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
-from .motion import MotionEncoder, random_motion
+from models.config import HIERARCHY_LEVELS, GeneratorConfig
+from models.nets.heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
+from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
+from models.nets.motion import MotionEncoder, random_motion
 
 OBJECT_SIGMA = 0.12  # default object sigma, a fraction of the image side
 HIERARCHY_SIGMA = 0.2  # default level-0 sigma of the single-object setting

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointInfo, load_checkpoint
-from .config import DEFAULT_ARCHITECTURE, architecture
-from .generator import Generator
-from .session import CheckpointRef
+from models.io.checkpoint import CheckpointInfo, load_checkpoint
+from models.config import DEFAULT_ARCHITECTURE, architecture
+from models.nets.generator import Generator
+from models.document.session import CheckpointRef
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # The default the studio and `steergan render` open: the GPU-trained rooms model once it
 # ships, else the CPU-trained one.
 DEFAULT_CHECKPOINTS = (CHECKPOINT_DIR / "rooms.safetensors", CHECKPOINT_DIR / "rooms-cpu.safetensors")

@@ -1,4 +1,4 @@
-"""Sample sheets of a checkpoint for the README: `python -m models.showcase CKPT --out assets/NAME`.
+"""Sample sheets of a checkpoint for the README: `python -m models.tools.showcase CKPT --out assets/NAME`.
 
 Every picture goes through render(generator, state), like the studio: random samples, one
 object dragged in steps, a block resampled, a style swapped, offsets on / half / off.
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import write_image
-from .library import open_generator
-from .render import render, resize_image
-from .scene import SceneState, initial_state
+from models.document.fileio import write_image
+from models.io.library import open_generator
+from models.render import render, resize_image
+from models.document.scene import SceneState, initial_state
 
 BORDER = 4
 

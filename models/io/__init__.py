@@ -1,0 +1,1 @@
+"""Checkpoints, opening generators by name or file, video encoding."""

@@ -1,0 +1,1 @@
+"""The networks: layers, the generator, motion, heatmaps, the discriminators."""

@@ -1,0 +1,1 @@
+"""Benchmarks and showcase scripts (python -m models.tools.bench ...)."""
