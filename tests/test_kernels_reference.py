@@ -6,9 +6,7 @@ code under test.
 """
 from __future__ import annotations
 
-import ast
 import math
-import pathlib
 import warnings
 
 import pytest
@@ -384,13 +382,3 @@ def test_cuda_tensors_match_cpu():
         warnings.simplefilter("ignore")
         gpu = deform_modconv(*(t.cuda() for t in (x, w, off, m, s)))
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-10, rtol=1e-10)
-
-
-def test_kernels_never_import_models_or_qt():
-    for path in pathlib.Path(kernels.__file__).parent.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            for name in names:
-                assert name.split(".")[0] not in ("models", "app", "PySide6", "PyQt5", "PyQt6", "pyqtgraph"), \
-                    f"{path.name} imports {name}"

@@ -9,7 +9,8 @@ from models.io.checkpoint import load_checkpoint
 from models.nets.generator import Generator
 from models.training.configs import training_config, TRAINING_CONFIGS
 from models.training.trainer import Trainer
-from models.training.losses import alignment_loss, block_outside_mask, distortion_loss
+from models.nets.heatmaps import block_outside_mask
+from models.training.losses import alignment_loss, distortion_loss
 from models.training.state import TrainStateError
 
 

@@ -16,8 +16,7 @@ from dataclasses import replace
 import torch
 
 from models.nets.generator import Generator
-from models.nets.heatmaps import translate
-from models.training.losses import block_outside_mask
+from models.nets.heatmaps import block_outside_mask, translate
 
 MIN_MASS = 4.0  # probe pixels of the object inside the window; below that nothing was found
 WINDOW_MARGIN = 0.15  # the matching window reaches this far (image units) beyond both centers

@@ -23,6 +23,14 @@ def gaussian_heatmaps(centers: torch.Tensor, sigmas: torch.Tensor, size: int) ->
     return h * (sigmas > MIN_SIGMA).to(h.dtype)[..., None, None]
 
 
+def block_outside_mask(block: torch.Tensor, grid: int, size: int) -> torch.Tensor:
+    """[B, 1, size, size]: 1 outside block `block[b]` (row-major index), 0 inside."""
+    rows, cols = block // grid, block % grid
+    coords = torch.arange(size, device=block.device) * grid // size  # pixel -> block row/col
+    inside = (coords.view(1, size, 1) == rows.view(-1, 1, 1)) & (coords.view(1, 1, size) == cols.view(-1, 1, 1))
+    return (~inside).float()[:, None]
+
+
 def translate(maps: torch.Tensor, shift: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
     """maps [B, C, S, S] moved by shift [B, 2] (x, y in image units), bilinearly; what moves in
     from outside is zeros or (`padding_mode="border"`) the repeated border."""

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from models.nets.discriminator import GRADCAM_LEVELS
 from models.nets.generator import Generator, Latents
-from models.nets.heatmaps import gaussian_heatmaps, translate
+from models.nets.heatmaps import block_outside_mask, gaussian_heatmaps, translate
 
 
 def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -82,14 +82,6 @@ def alignment_loss(generator: Generator, discriminator, lat: Latents, images: to
 
 
 # ---- SSN: resampling one block must not change the image outside it ---------------------
-
-def block_outside_mask(block: torch.Tensor, grid: int, size: int) -> torch.Tensor:
-    """[B, 1, size, size]: 1 outside block `block[b]` (row-major index), 0 inside."""
-    rows, cols = block // grid, block % grid
-    coords = torch.arange(size, device=block.device) * grid // size  # pixel -> block row/col
-    inside = (coords.view(1, size, 1) == rows.view(-1, 1, 1)) & (coords.view(1, 1, size) == cols.view(-1, 1, 1))
-    return (~inside).float()[:, None]
-
 
 def distortion_loss(generator: Generator, lat: Latents, images: torch.Tensor, psi: float = 1.0,
                     generator_rng: torch.Generator | None = None) -> torch.Tensor:
