@@ -221,15 +221,19 @@ PHASES = ("python_ready", "window_shown", "model_loaded", "first_frame")
 def render_cpu_ms(arch: str | None, checkpoint: str | None, preview: int | None, repeats: int = 15) -> dict:
     """CPU time of one render (this thread's, not the wall clock: it hardly changes with what
     else the machine runs), full frame and preview, with the heatmaps and offsets the
-    studio asks for; median over `repeats` renders while an object moves."""
+    studio asks for, through the traced synthesis as in the studio; median over `repeats`
+    renders while an object moves."""
     from dataclasses import replace
 
-    from models.io.library import open_generator
-    from models.render import render
     from models.document.scene import initial_state
+    from models.io.library import open_generator
+    from models.render import latents_for, render
+    from models.synthesis import build_trace
 
     generator = open_generator(checkpoint, arch=arch).generator
     state = initial_state(generator.config, 0)
+    for stop in (None, preview):  # the traced synthesis, as the studio's worker runs it
+        build_trace(generator, latents_for(generator, state), state.truncation, stop)
 
     def median_ms(size):
         times = []
