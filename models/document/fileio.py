@@ -47,8 +47,9 @@ class FileProblem(Exception):
 class FileError(Exception):
     """A file SteerGAN reads or writes cannot be used: the message is "path: problem".
 
-    The base of CheckpointError, SessionError and ExportError, so a caller that only tells
-    the user what went wrong (the CLI, the studio's open and export) can catch all three."""
+    The base of CheckpointError, SessionError, ExportError and TrainStateError, so a caller
+    that only tells the user what went wrong (the CLI, the studio's open and export) can
+    catch them all at once."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path = str(path)
