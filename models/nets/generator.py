@@ -78,6 +78,10 @@ class SELNorm(nn.Module):
         normed = F.instance_norm(x)
         return x + normed * self.gamma(h) + self.beta(h), h
 
+    def extra_repr(self) -> str:
+        has_coarser = self.process.weight.shape[1] > 1  # its input: this heatmap (+ the coarser features)
+        return f"channels={self.gamma.out_channels}, hidden={self.gamma.in_channels}, has_coarser={has_coarser}"
+
 
 class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig):
