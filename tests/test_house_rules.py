@@ -1,6 +1,7 @@
 """The house rules of issue #16: one home per idea, layers that say what they are, and the
 package layering (models/ without Qt, models/document/ without torch, kernels/ without models/)."""
 import ast
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,8 @@ def test_each_file_error_is_a_file_error_with_the_shared_message(error):
     assert error.__init__ is FileError.__init__  # one constructor, not a copy per kind
     exc = error("some/file.ext", "is broken")
     assert (str(exc), exc.path, exc.problem) == ("some/file.ext: is broken", "some/file.ext", "is broken")
+    copied = pickle.loads(pickle.dumps(exc))
+    assert (type(copied), str(copied), copied.problem) == (error, str(exc), exc.problem)
 
 
 def test_catching_file_error_catches_a_corrupt_checkpoint(tmp_path):

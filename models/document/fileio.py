@@ -56,6 +56,11 @@ class FileError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):
+        # Exception's own pickling re-calls the class with args (the one message), which
+        # does not fit (path, problem); copy and pickle need the two parts.
+        return type(self), (self.path, self.problem)
+
 
 class ExportError(FileError):
     """An image or video cannot be written."""
