@@ -16,6 +16,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy
 
+from models.document.scene import MAX_SIGMA
+
 from . import theme
 from .overlays import DiffOverlay, GridOverlay, HandlesOverlay, OffsetOverlay, handles_for
 
@@ -272,4 +274,4 @@ class Canvas(pg.GraphicsView):
 
 
 def _snap_sigma(sigma: float) -> float:
-    return 0.0 if sigma < MIN_SIGMA else min(1.0, round(sigma, 4))
+    return 0.0 if sigma < MIN_SIGMA else min(MAX_SIGMA, round(sigma, 4))

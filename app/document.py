@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Hashable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
+from models.document.scene import MAX_SIGMA, SEED_LIMIT, SceneState
+
 from .commands import EditCommand
 
 if TYPE_CHECKING:
-    from models.document.scene import SceneState
-
     from .render_worker import GeneratorInfo
 
-SEED_LIMIT = 2**31  # same range as models.document.scene
 GESTURE_GAP_S = 0.8  # wheel notches / spin-box steps closer than this are one undo step
 
 
@@ -100,7 +99,7 @@ class Document(QObject):
         return self.apply(self._state.move_center(level, index, center), f"Move {name}", merge_id)
 
     def set_sigma(self, index: int, sigma: float, merge_id: Hashable | None = None) -> bool:
-        sigma = min(max(float(sigma), 0.0), 1.0)
+        sigma = min(max(float(sigma), 0.0), MAX_SIGMA)
         text = f"Remove object {index + 1}" if sigma == 0 else f"Size of object {index + 1}"
         return self.apply(self._state.with_object(index, sigma=sigma), text, merge_id)
 

@@ -9,11 +9,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout,
                                QWidget)
 
+from models.document.scene import MAX_SIGMA, MAX_STRENGTH, SEED_LIMIT
+
 from . import theme
 from .views import OffsetStatsPlot
 from .widgets import ValueSlider
-
-SEED_MAX = 2**31 - 1
 
 
 class SamplePanel(QWidget):
@@ -21,7 +21,7 @@ class SamplePanel(QWidget):
         super().__init__(parent)
         self.document = document
         self.seed = QSpinBox()
-        self.seed.setRange(0, SEED_MAX)
+        self.seed.setRange(0, SEED_LIMIT - 1)  # seeds are in [0, SEED_LIMIT)
         self.seed.setKeyboardTracking(False)
         self.seed.setToolTip("The sample's seed: type one and press Enter to draw that sample")
         self.seed.editingFinished.connect(self._seed_entered)
@@ -69,7 +69,7 @@ class ObjectRow(QFrame):
         self.locked.setToolTip("A locked object keeps its place and style on \"New sample\"")
         self.locked.toggled.connect(lambda on: document.set_locked(index, on))
         self.sigma = QDoubleSpinBox()
-        self.sigma.setRange(0.0, 1.0)
+        self.sigma.setRange(0.0, MAX_SIGMA)
         self.sigma.setSingleStep(0.01)
         self.sigma.setDecimals(3)
         self.sigma.setPrefix("σ ")
@@ -174,7 +174,7 @@ class MtmPanel(QWidget):
         toggles.addWidget(on)
         toggles.addWidget(show)
         toggles.addStretch(1)
-        self.strength = ValueSlider(0.0, 2.0, 0.05)
+        self.strength = ValueSlider(0.0, MAX_STRENGTH, 0.05)
         self.strength.setToolTip("Scale of the learned offsets: 0 none, 1 as trained, 2 exaggerated")
         self.strength.edited.connect(
             lambda v: document.set_offset_strength(v, document.gesture_id("offset strength")))

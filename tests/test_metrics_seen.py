@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from models.data.rooms import render_rooms, sample_rooms
-from models.nets.generator import OBJECT_SIGMA, Latents
+from models.document.scene import DEFAULT_OBJECT_SIGMA
+from models.nets.generator import Latents
 from models.metrics.realism import blur, classifier_accuracy
 from models.metrics.steering import block_change_levels, block_report, style_swap_locality
 from models.metrics.tracked import track_moves, tracked_co_move, tracked_co_move_ceiling
@@ -44,7 +45,7 @@ class RendererGenerator(torch.nn.Module):
         return Latents(z_global=torch.randn(batch, z, generator=generator),
                        z_objects=torch.randn(batch, n, z, generator=generator),
                        centers=0.15 + 0.7 * torch.rand(batch, n, 2, generator=generator),
-                       sigmas=torch.full((batch, n), OBJECT_SIGMA)).to(device)
+                       sigmas=torch.full((batch, n), DEFAULT_OBJECT_SIGMA)).to(device)
 
     def _scene(self, lat: Latents, b: int):
         n = self.config.objects
@@ -178,7 +179,7 @@ class ObjectPainter(torch.nn.Module):
         return Latents(z_global=torch.randn(batch, z, generator=generator),
                        z_objects=torch.randn(batch, n, z, generator=generator),
                        centers=torch.rand(batch, n, 2, generator=generator),
-                       sigmas=torch.full((batch, n), OBJECT_SIGMA))
+                       sigmas=torch.full((batch, n), DEFAULT_OBJECT_SIGMA))
 
     def object_heatmaps(self, lat, size):
         from models.nets.heatmaps import gaussian_heatmaps

@@ -44,8 +44,26 @@ class FileProblem(Exception):
         super().__init__(problem)
 
 
-class ExportError(Exception):
-    """An image or video cannot be written; the message names the path and the reason."""
+class FileError(Exception):
+    """A file SteerGAN reads or writes cannot be used: the message is "path: problem".
+
+    The base of CheckpointError, SessionError, ExportError and TrainStateError, so a caller
+    that only tells the user what went wrong (the CLI, the studio's open and export) can
+    catch them all at once."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        # Exception's own pickling re-calls the class with args (the one message), which
+        # does not fit (path, problem); copy and pickle need the two parts.
+        return type(self), (self.path, self.problem)
+
+
+class ExportError(FileError):
+    """An image or video cannot be written."""
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -292,13 +310,13 @@ def write_image(path: str | os.PathLike, image, quality: int = 95) -> None:
     path = Path(path)
     fmt = IMAGE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ExportError(f"{path}: unknown image type {path.suffix!r}; use one of {sorted(IMAGE_FORMATS)}")
+        raise ExportError(path, f"unknown image type {path.suffix!r}; use one of {sorted(IMAGE_FORMATS)}")
     if not path.parent.is_dir():
-        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+        raise ExportError(path, f"the folder {path.parent} does not exist")
     buf = io.BytesIO()
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     Image.fromarray(image).save(buf, format=fmt, **options)
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as exc:
-        raise ExportError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise ExportError(path, f"cannot write here ({exc.strerror or exc})") from None

@@ -19,8 +19,10 @@ from models.config import HIERARCHY_CENTERS, GeneratorConfig
 SEED_LIMIT = 2**31  # seeds are in [0, SEED_LIMIT)
 MAX_SIGMA = 1.0
 MAX_STRENGTH = 2.0
-DEFAULT_SIGMA = 0.12
-DEFAULT_ROOT_SIGMA = 0.2
+# The sigmas training draws and a new scene starts with (the generator's sample_latents
+# uses these too, so a fresh scene looks like what the model was trained on).
+DEFAULT_OBJECT_SIGMA = 0.12
+DEFAULT_ROOT_SIGMA = 0.2  # level 0 of the single-object (hierarchical) setting
 
 
 class SceneError(ValueError):
@@ -58,7 +60,7 @@ def _number(value: Any, what: str, lo: float, hi: float) -> float:
 @dataclass(frozen=True)
 class ObjectState:
     center: Point
-    sigma: float = DEFAULT_SIGMA
+    sigma: float = DEFAULT_OBJECT_SIGMA
     style_seed: int = 0
     visible: bool = True
     locked: bool = False  # a locked object keeps its place and style on "new sample"
@@ -288,7 +290,7 @@ def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int) -> SceneS
         hierarchy = Hierarchy(offsets1=tuple((jitter(0.25), jitter(0.25)) for _ in range(HIERARCHY_CENTERS[1])),
                               offsets2=tuple((jitter(0.12), jitter(0.12)) for _ in range(HIERARCHY_CENTERS[2])))
     for _ in range(objects):
-        objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_SIGMA, style_seed=new_seed()))
+        objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_OBJECT_SIGMA, style_seed=new_seed()))
     blocks = tuple(new_seed() for _ in range(grid ** 2))
     return SceneState(seed=seed, objects=tuple(objs), hierarchy=hierarchy, block_seeds=blocks,
                       background_seed=new_seed(), motion_seed=new_seed())

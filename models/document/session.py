@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.document.fileio import FileProblem, atomic_write_bytes, read_regular
+from models.document.fileio import FileError, FileProblem, atomic_write_bytes, read_regular
 from models.document.scene import SceneError, SceneState
 
 SESSION_FORMAT = "steergan-session"
@@ -19,13 +19,8 @@ SESSION_VERSION = 1
 MAX_SESSION_BYTES = 4 << 20  # a scene is a few KiB; anything this large is not a session
 
 
-class SessionError(Exception):
-    """A session file cannot be used. The message names the file and what is wrong."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class SessionError(FileError):
+    """A session file cannot be used."""
 
 
 @dataclass(frozen=True)

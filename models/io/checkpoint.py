@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 import torch
 
 from models.config import ConfigError, GeneratorConfig
-from models.document.fileio import FileProblem, atomic_write_bytes, open_regular, stream_sha256
+from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular, stream_sha256
 from models.nets.generator import Generator
 from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
 from models.io.safetensors_io import read_header as read_safetensors_header
@@ -31,13 +31,8 @@ META_TYPES = {"name": str, "architecture": str, "created": str, "trained_on": di
               "capabilities": dict}
 
 
-class CheckpointError(Exception):
-    """A checkpoint cannot be used. The message names the file and what is wrong."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class CheckpointError(FileError):
+    """A checkpoint cannot be used (read, checked or written)."""
 
 
 @dataclass

@@ -187,25 +187,25 @@ def check_target(path: Path, fps: float) -> str:
     """The video type (".mp4" or ".gif") of a target path; ExportError naming what is wrong."""
     kind = path.suffix.lower()
     if kind not in VIDEO_FORMATS:
-        raise ExportError(f"{path}: unknown video type {path.suffix!r}; use one of {list(VIDEO_FORMATS)}")
+        raise ExportError(path, f"unknown video type {path.suffix!r}; use one of {list(VIDEO_FORMATS)}")
     if not path.parent.is_dir():
-        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+        raise ExportError(path, f"the folder {path.parent} does not exist")
     if not 0 < fps <= 240:
-        raise ExportError(f"{path}: the frame rate must be within (0, 240] fps, got {fps:g}")
+        raise ExportError(path, f"the frame rate must be within (0, 240] fps, got {fps:g}")
     if kind == ".gif" and fps > MAX_GIF_FPS:
-        raise ExportError(f"{path}: a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
-                          f" got {fps:g}; use .mp4 or a lower rate")
+        raise ExportError(path, f"a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
+                                f" got {fps:g}; use .mp4 or a lower rate")
     return kind
 
 
 def _check_frame(path: Path, kind: str, frame: np.ndarray, first: np.ndarray | None) -> None:
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ExportError(f"{path}: frames must be [H, W, 3] uint8, got {frame.dtype} {frame.shape}")
+        raise ExportError(path, f"frames must be [H, W, 3] uint8, got {frame.dtype} {frame.shape}")
     if first is not None and frame.shape != first.shape:
-        raise ExportError(f"{path}: frame size changed from {first.shape[:2]} to {frame.shape[:2]}")
+        raise ExportError(path, f"frame size changed from {first.shape[:2]} to {frame.shape[:2]}")
     if kind == ".mp4" and (frame.shape[0] % 2 or frame.shape[1] % 2):
-        raise ExportError(f"{path}: MP4 (yuv420p) needs an even width and height, got"
-                          f" {frame.shape[1]}x{frame.shape[0]}")
+        raise ExportError(path, "MP4 (yuv420p) needs an even width and height, got"
+                                f" {frame.shape[1]}x{frame.shape[0]}")
 
 
 def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: float, total_frames: int,
@@ -218,7 +218,7 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
     path = Path(path)
     kind = check_target(path, fps)
     if not 1 <= total_frames <= MAX_FRAMES:
-        raise ExportError(f"{path}: the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
+        raise ExportError(path, f"the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
     stream = None
     with _encoder_errors(path):
         target = AtomicTarget(path, check=lambda tmp: stream.check(tmp, total_frames))
@@ -231,7 +231,7 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
                 raise Cancelled(f"{path}: export cancelled after {done} of {total_frames} frames; nothing written")
             frame = next(source, None)
             if frame is None:
-                raise ExportError(f"{path}: the frames ran out after {done} of {total_frames}")
+                raise ExportError(path, f"the frames ran out after {done} of {total_frames}")
             frame = np.asarray(frame)
             _check_frame(path, kind, frame, first)
             first = frame if first is None else first
@@ -259,4 +259,4 @@ def _encoder_errors(path: Path):
         yield
     except (OSError, RuntimeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ExportError(f"{path}: cannot write the video ({reason})") from exc
+        raise ExportError(path, f"cannot write the video ({reason})") from exc

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.document.fileio import atomic_write_bytes
+from models.io.library import CHECKPOINT_DIR
 
 PROBE_SIZE = 64  # images are resized to this before the probe sees them
 PROBE_FORMAT = "steergan-probe"
@@ -139,4 +139,4 @@ def train_probe(minutes: float, batch: int = 32, seed: int = 0, log=print) -> tu
                                                  "final_loss": float(loss)}
 
 
-DEFAULT_PROBE = Path(__file__).resolve().parents[2] / "checkpoints" / "probe.safetensors"
+DEFAULT_PROBE = CHECKPOINT_DIR / "probe.safetensors"

@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import HIERARCHY_LEVELS, GeneratorConfig
+from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.nets.heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
 from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from models.nets.motion import MotionEncoder, random_motion
-
-OBJECT_SIGMA = 0.12  # default object sigma, a fraction of the image side
-HIERARCHY_SIGMA = 0.2  # default level-0 sigma of the single-object setting
 
 
 @dataclass
@@ -80,6 +78,10 @@ class SELNorm(nn.Module):
         normed = F.instance_norm(x)
         return x + normed * self.gamma(h) + self.beta(h), h
 
+    def extra_repr(self) -> str:
+        has_coarser = self.process.weight.shape[1] > 1  # its input: this heatmap (+ the coarser features)
+        return f"channels={self.gamma.out_channels}, hidden={self.gamma.in_channels}, has_coarser={has_coarser}"
+
 
 class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig):
@@ -126,12 +128,12 @@ class Generator(nn.Module):
         if cfg.objects:
             lat.z_objects = torch.randn(batch, cfg.objects, cfg.z_dim, generator=generator)
             lat.centers = sample_object_centers(batch, cfg.objects, generator)
-            lat.sigmas = torch.full((batch, cfg.objects), OBJECT_SIGMA)
+            lat.sigmas = torch.full((batch, cfg.objects), DEFAULT_OBJECT_SIGMA)
         if cfg.grid:
             lat.z_blocks = torch.randn(batch, cfg.grid * cfg.grid, cfg.z_dim, generator=generator)
         if cfg.hierarchical:
             lat.root, lat.offsets1, lat.offsets2 = sample_hierarchy(batch, generator)
-            lat.root_sigma = torch.full((batch,), HIERARCHY_SIGMA)
+            lat.root_sigma = torch.full((batch,), DEFAULT_ROOT_SIGMA)
         if cfg.time is not None:  # drawn last: the draws of generators without time are unchanged
             lat.motion_codes, lat.motion_alpha = random_motion(cfg, batch, generator)
         return lat.to(device)

@@ -86,6 +86,11 @@ class EqualLinear(nn.Module):
         y = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
         return lrelu(y) if self.activate else y
 
+    # The sizes are read off the weights (not stored twice), so a repr never disagrees with them.
+    def extra_repr(self) -> str:
+        cout, cin = self.weight.shape
+        return f"in={cin}, out={cout}, lr_mul={self.lr_mul:g}, activate={self.activate}"
+
 
 class StyleAffine(EqualLinear):
     """w -> per-channel style s. Applied pointwise, so it works on w vectors and w fields alike."""
@@ -97,6 +102,10 @@ class StyleAffine(EqualLinear):
         if w.dim() == 2:
             return super().forward(w)
         return F.conv2d(w, (self.weight * self.scale)[:, :, None, None], self.bias)
+
+    def extra_repr(self) -> str:
+        channels, w_dim = self.weight.shape
+        return f"w_dim={w_dim}, channels={channels}"
 
 
 class MappingNetwork(nn.Module):
@@ -111,6 +120,10 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = z * torch.rsqrt(z.square().mean(dim=-1, keepdim=True) + 1e-8)
         return self.net(z)
+
+    def extra_repr(self) -> str:
+        first, last = self.net[0].weight, self.net[-1].weight
+        return f"z_dim={first.shape[1]}, w_dim={last.shape[0]}, layers={len(self.net)}"
 
     def truncate(self, w: torch.Tensor, psi: float | torch.Tensor) -> torch.Tensor:
         """Pull w towards the average w (psi = 1: unchanged); works on [..., w_dim] and fields [B, w_dim, H, W]."""
@@ -179,6 +192,11 @@ class StyledConv(nn.Module):
             y = y + noise * self.noise_strength
         return lrelu(y + self.bias.view(1, -1, 1, 1))
 
+    def extra_repr(self) -> str:
+        cout, cin = self.weight.shape[:2]
+        return (f"name={self.name!r}, cin={cin}, cout={cout}, resolution={self.resolution},"
+                f" upsample={self.upsample}, mtm={self.mtm}, noise={self.use_noise}")
+
 
 class ToRGB(nn.Module):
     """Modulated 1x1 convolution to RGB, no demodulation (StyleGAN2 skip outputs)."""
@@ -195,6 +213,9 @@ class ToRGB(nn.Module):
         y = modulated_conv2d(x, self.weight * self.wscale, style, demodulate=False, padding=0)
         return y + self.bias.view(1, -1, 1, 1)
 
+    def extra_repr(self) -> str:
+        return f"cin={self.weight.shape[1]}, cout=3"
+
 
 class EqualConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True, activate: bool = True):
@@ -208,3 +229,7 @@ class EqualConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
         return lrelu(y) if self.activate else y
+
+    def extra_repr(self) -> str:
+        cout, cin, kernel = self.weight.shape[:3]
+        return f"cin={cin}, cout={cout}, kernel={kernel}, bias={self.bias is not None}, activate={self.activate}"

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from models.config import GeneratorConfig
+from models.document.scene import SEED_LIMIT
 from models.nets.layers import EqualLinear
 
-SEED_LIMIT = 2**31
 SHORTEST_PERIOD, LONGEST_PERIOD = 0.25, 8.0  # base periods of the waves, in grid steps
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from models.document.fileio import FileProblem, atomic_write_bytes, open_regular
+from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular
 from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
 from models.io.safetensors_io import read_header as read_safetensors_header
 
@@ -23,8 +23,8 @@ STATE_VERSION = 1
 META_KEY = "steergan_train"
 
 
-class TrainStateError(Exception):
-    """A training state cannot be written or resumed from; the message names the file."""
+class TrainStateError(FileError):
+    """A training state cannot be written or resumed from."""
 
 
 def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
@@ -56,8 +56,8 @@ def save_train_state(path: str | os.PathLike, modules: dict[str, torch.nn.Module
     try:
         atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
     except OSError as exc:
-        raise TrainStateError(f"{path}: cannot be written ({exc.strerror or exc}); the state that was there"
-                              " is kept") from None
+        raise TrainStateError(path, f"cannot be written ({exc.strerror or exc}); the state that was there"
+                                    " is kept") from None
 
 
 class _Bad(Exception):
@@ -75,8 +75,8 @@ def load_train_state(path: str | os.PathLike, expect_modules: dict[str, torch.nn
         f = open_regular(path)
     except FileProblem as exc:
         if exc.problem == "no such file":
-            raise TrainStateError(f"{path}: no such training state file") from None
-        raise TrainStateError(f"{path}: {exc.problem}") from None
+            raise TrainStateError(path, "no such training state file") from None
+        raise TrainStateError(path, exc.problem) from None
     try:
         with f:
             header = read_safetensors_header(f)
@@ -84,11 +84,11 @@ def load_train_state(path: str | os.PathLike, expect_modules: dict[str, torch.nn
             _check_names(header, meta, expect_modules, expect_optimizers)
             tensors = {name: read_tensor(f, header, name) for name in header.tensors}
     except SafetensorsProblem as exc:
-        raise TrainStateError(f"{path}: {exc}") from None
+        raise TrainStateError(path, str(exc)) from None
     except _Bad as exc:
-        raise TrainStateError(f"{path}: not a usable training state: {exc}") from None
+        raise TrainStateError(path, f"not a usable training state: {exc}") from None
     except OSError as exc:
-        raise TrainStateError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        raise TrainStateError(path, f"cannot be read: {exc.strerror or exc}") from None
     modules: dict[str, dict] = {}
     rngs: dict[str, torch.Tensor] = {}
     for name, value in tensors.items():
@@ -123,15 +123,15 @@ def _number(value: Any) -> bool:
 def _meta(path: str | os.PathLike, header: SafetensorsHeader) -> dict[str, Any]:
     raw = header.metadata.get(META_KEY)
     if raw is None:
-        raise TrainStateError(f"{path}: not a SteerGAN training state (a shipped checkpoint cannot be resumed;"
-                              " pass the run's train_state.safetensors)")
+        raise TrainStateError(path, "not a SteerGAN training state (a shipped checkpoint cannot be resumed;"
+                                    " pass the run's train_state.safetensors)")
     meta = parse_json(raw, "its training metadata")
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
         raise _Bad("its metadata is not a SteerGAN training state description")
     version = meta.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= STATE_VERSION:
-        raise TrainStateError(f"{path}: unsupported training state format {meta.get('format')}"
-                              f" v{str(version)[:20]}; this SteerGAN reads up to v{STATE_VERSION}")
+        raise TrainStateError(path, f"unsupported training state format {meta.get('format')}"
+                                    f" v{str(version)[:20]}; this SteerGAN reads up to v{STATE_VERSION}")
     info = meta.get("info")
     if not isinstance(info, dict):
         raise _Bad("'info' must be an object")
@@ -291,35 +291,35 @@ def load_warm_state(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.
     try:
         f = open_regular(path)
     except FileProblem as exc:
-        raise TrainStateError(f"{path}: {exc.problem}") from None
+        raise TrainStateError(path, exc.problem) from None
     try:
         with f:
             header = read_safetensors_header(f)
             raw = header.metadata.get("steergan_warm")
             if raw is None:
-                raise TrainStateError(f"{path}: not a SteerGAN warm-start state (no 'steergan_warm' metadata)")
+                raise TrainStateError(path, "not a SteerGAN warm-start state (no 'steergan_warm' metadata)")
             meta = parse_json(raw, "its warm-start metadata")
             if (not isinstance(meta, dict) or meta.get("format") != WARM_FORMAT
                     or isinstance(meta.get("version"), bool) or not isinstance(meta.get("version"), int)
                     or meta["version"] > WARM_VERSION or not isinstance(meta.get("info"), dict)):
                 version = meta.get("version") if isinstance(meta, dict) else None
-                raise TrainStateError(f"{path}: unsupported warm-start format (version {str(version)[:20]})")
+                raise TrainStateError(path, f"unsupported warm-start format (version {str(version)[:20]})")
             tensors = {name: read_tensor(f, header, name) for name in header.tensors}
     except SafetensorsProblem as exc:
-        raise TrainStateError(f"{path}: {exc}") from None
+        raise TrainStateError(path, str(exc)) from None
     except OSError as exc:
-        raise TrainStateError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+        raise TrainStateError(path, f"cannot be read: {exc.strerror or exc}") from None
     modules: dict[str, dict[str, torch.Tensor]] = {name: {} for name in WARM_MODULES}
     for key, value in tensors.items():
         head, _, rest = key.partition("/")
         if head not in modules:
-            raise TrainStateError(f"{path}: unexpected tensor {key!r}")
+            raise TrainStateError(path, f"unexpected tensor {key!r}")
         if value.is_floating_point():
             if not torch.isfinite(value).all():
-                raise TrainStateError(f"{path}: tensor {key!r} holds non-finite values")
+                raise TrainStateError(path, f"tensor {key!r} holds non-finite values")
             value = value.float()
         modules[head][rest] = value
     missing = [name for name in WARM_MODULES if not modules[name]]
     if missing:
-        raise TrainStateError(f"{path}: the warm-start state has no weights for {missing}")
+        raise TrainStateError(path, f"the warm-start state has no weights for {missing}")
     return modules, meta["info"]

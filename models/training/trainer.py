@@ -24,7 +24,8 @@ from PIL import Image
 from models.io.checkpoint import save_checkpoint
 from models.config import architecture
 from models.nets.discriminator import Discriminator
-from models.nets.generator import OBJECT_SIGMA, Generator
+from models.document.scene import DEFAULT_OBJECT_SIGMA
+from models.nets.generator import Generator
 from models.render import to_uint8
 from models.nets.video_discriminator import VideoDiscriminator
 from models.training.configs import TrainConfig
@@ -143,7 +144,7 @@ class Trainer:
         real_batch = self._real_batch(B)
         real = real_batch.images
         if self.layout:
-            sigma = torch.full_like(real_batch.centers[..., 0], OBJECT_SIGMA)
+            sigma = torch.full_like(real_batch.centers[..., 0], DEFAULT_OBJECT_SIGMA)
             real = self._with_heatmap(real, real_batch.centers, sigma * real_batch.present.to(sigma.dtype))
         with torch.no_grad(), self.amp:
             fake = self._with_heatmap(G(lat), lat.centers, lat.sigmas) if self.layout else G(lat)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from models.data import render_clip_frames, sample_times
-from models.nets.generator import OBJECT_SIGMA, Latents
+from models.document.scene import DEFAULT_OBJECT_SIGMA
+from models.nets.generator import Latents
 from models.nets.motion import clip_motion
 from models.training.losses import d_logistic, g_nonsaturating
 
@@ -65,7 +66,7 @@ def real_clips(trainer, B: int) -> tuple[torch.Tensor, torch.Tensor]:
     if trainer.layout:
         present = params.present.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
         centers = params.center.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
-        sigmas = torch.full_like(centers[..., 0], OBJECT_SIGMA) * present.to(centers.dtype)
+        sigmas = torch.full_like(centers[..., 0], DEFAULT_OBJECT_SIGMA) * present.to(centers.dtype)
         frames = trainer._with_heatmap(frames, centers, sigmas)
     return frames, times.to(trainer.device)
 
