@@ -155,9 +155,9 @@ def clean_stale_temporaries(folder: str | os.PathLike, now: float | None = None)
     machine) has ended, or the file has not been touched for STALE_AFTER_S. Returns the
     names removed. Never raises: cleaning is a courtesy, not part of the write."""
     now = time.time() if now is None else now
-    removed = []
+    removed: list[str] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except OSError:
         return removed
     for entry in entries:

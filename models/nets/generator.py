@@ -47,6 +47,13 @@ class Latents:
     def batch(self) -> int:
         return self.z_global.shape[0]
 
+    def need(self, name: str) -> torch.Tensor:
+        """The field `name`, which this generator's capabilities require."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"these latents have no {name}: the generator's capabilities need it")
+        return value
+
     def to(self, device: torch.device | str) -> "Latents":
         return replace(self, **{f.name: getattr(self, f.name).to(device)
                                 for f in fields(self) if getattr(self, f.name) is not None})
@@ -68,6 +75,7 @@ class SELNorm(nn.Module):
         self.gamma = nn.Conv2d(hidden, channels, 1)
         self.beta = nn.Conv2d(hidden, channels, 1)
         for conv in (self.gamma, self.beta):
+            assert conv.bias is not None  # nn.Conv2d's default: with a bias
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
@@ -84,6 +92,8 @@ class SELNorm(nn.Module):
 
 
 class Generator(nn.Module):
+    motion: MotionEncoder  # only with the time capability
+
     def __init__(self, config: GeneratorConfig):
         super().__init__()
         self.config = config
@@ -141,11 +151,11 @@ class Generator(nn.Module):
     # ---- the spatial inputs ---------------------------------------------------------
     def object_heatmaps(self, lat: Latents, size: int) -> torch.Tensor:
         """[B, n, size, size] sub-heatmaps (multi-object)."""
-        return gaussian_heatmaps(lat.centers, lat.sigmas, size)
+        return gaussian_heatmaps(lat.need("centers"), lat.need("sigmas"), size)
 
     def level_heatmaps(self, lat: Latents) -> list[torch.Tensor]:
         """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
-        return hierarchy_heatmaps(lat.root, lat.offsets1, lat.offsets2, lat.root_sigma)
+        return hierarchy_heatmaps(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"), lat.need("root_sigma"))
 
     def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor]:
         """The style field per synthesis resolution, computed at most at style_res."""
@@ -193,7 +203,7 @@ class Generator(nn.Module):
             if stop_at is not None and r > stop_at and rgb is not None:
                 break
             w_field = w_fields[min(r, cfg.style_res)]
-            for conv in self.convs[str(r)]:
+            for conv in self.convs[str(r)].children():
                 x = conv(x, w_field, offset_scale, noise_mode)
             if cfg.objects:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
@@ -202,6 +212,7 @@ class Generator(nn.Module):
                 x, sel_h = self.sel[str(r)](x, levels[HIERARCHY_LEVELS.index(r)], sel_h)
             y = self.torgbs[str(r)](x, w_field)
             rgb = y if rgb is None else bilinear_resize(rgb, rgb.shape[-1] * 2) + y
+        assert rgb is not None  # the 4 px block always runs
         return rgb
 
     def time_features(self, lat: Latents) -> torch.Tensor:

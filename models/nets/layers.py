@@ -111,6 +111,8 @@ class StyleAffine(EqualLinear):
 class MappingNetwork(nn.Module):
     """z -> w. Shared by the global style, every object style and every grid block."""
 
+    w_avg: torch.Tensor  # a buffer: declared for the type checker
+
     def __init__(self, z_dim: int, w_dim: int, layers: int, lr_mul: float = 0.01):
         super().__init__()
         dims = [z_dim] + [w_dim] * layers
@@ -122,8 +124,8 @@ class MappingNetwork(nn.Module):
         return self.net(z)
 
     def extra_repr(self) -> str:
-        first, last = self.net[0].weight, self.net[-1].weight
-        return f"z_dim={first.shape[1]}, w_dim={last.shape[0]}, layers={len(self.net)}"
+        layers = [layer for layer in self.net.children() if isinstance(layer, EqualLinear)]
+        return f"z_dim={layers[0].weight.shape[1]}, w_dim={layers[-1].weight.shape[0]}, layers={len(layers)}"
 
     def truncate(self, w: torch.Tensor, psi: float | torch.Tensor) -> torch.Tensor:
         """Pull w towards the average w (psi = 1: unchanged); works on [..., w_dim] and fields [B, w_dim, H, W]."""
@@ -142,6 +144,8 @@ class StyledConv(nn.Module):
     training starts from a plain convolution, and `offset_scale` (0 = off, 1 = as trained)
     scales it at run time without retraining.
     """
+
+    noise_const: torch.Tensor  # a buffer: declared for the type checker
 
     def __init__(self, cin: int, cout: int, w_dim: int, resolution: int, upsample: bool = False,
                  mtm: bool = False, noise: bool = True, noise_seed: int = 0, name: str = ""):

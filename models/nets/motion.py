@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,14 +36,21 @@ from models.nets.layers import EqualLinear
 SHORTEST_PERIOD, LONGEST_PERIOD = 0.25, 8.0  # base periods of the waves, in grid steps
 
 
+def time_settings(config: GeneratorConfig) -> dict[str, Any]:
+    """The config's time settings; a generator without the time capability has none."""
+    if config.time is None:
+        raise ValueError("this generator has no time capability (its config has no 'time' settings)")
+    return config.time
+
+
 def grid_step(config: GeneratorConfig) -> float:
     """Seconds between two motion codes."""
-    return config.time["motion_every"] / config.time["base_fps"]
+    return time_settings(config)["motion_every"] / time_settings(config)["base_fps"]
 
 
 def window_size(config: GeneratorConfig) -> int:
     """Codes a frame needs: K for u_k and K for u_(k+1), K - 1 of them shared."""
-    return config.time["kernel"] + 1
+    return time_settings(config)["kernel"] + 1
 
 
 def motion_code_seed(motion_seed: int, k: int) -> int:
@@ -67,8 +75,8 @@ def grid_position(config: GeneratorConfig, t: float) -> tuple[int, float]:
 def seeded_motion(config: GeneratorConfig, motion_seed: int, t: float) -> tuple[torch.Tensor, float]:
     """The motion input of the frame at t: (codes [K + 1, motion_dim], alpha)."""
     k, alpha = grid_position(config, t)
-    r = config.time["kernel"] // 2
-    dim = config.time["motion_dim"]
+    r = time_settings(config)["kernel"] // 2
+    dim = time_settings(config)["motion_dim"]
     codes = torch.stack([_code(motion_seed, j, dim) for j in range(k - r, k + 2 + r)])
     return codes, alpha
 
@@ -77,7 +85,7 @@ def random_motion(config: GeneratorConfig, batch: int,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Motion inputs of single random frames: fresh codes and a uniform alpha. Codes are
     i.i.d. normal, so this is how any frame of any seeded video is distributed."""
-    codes = torch.randn(batch, window_size(config), config.time["motion_dim"], generator=generator)
+    codes = torch.randn(batch, window_size(config), time_settings(config)["motion_dim"], generator=generator)
     return codes, torch.rand(batch, generator=generator)
 
 
@@ -91,7 +99,7 @@ def clip_motion(config: GeneratorConfig, times: torch.Tensor,
     alpha = (pos - k).float().clamp(0, 1)
     W = window_size(config)
     length = int(k.max()) + W  # sequence index i holds grid code i - K//2
-    codes = torch.randn(B, length, config.time["motion_dim"], generator=generator)
+    codes = torch.randn(B, length, time_settings(config)["motion_dim"], generator=generator)
     idx = k.reshape(B * T, 1) + torch.arange(W)  # [B*T, W] into the clip's sequence
     clip = torch.arange(B).repeat_interleave(T)
     return codes[clip[:, None], idx], alpha.reshape(B * T)
@@ -100,9 +108,11 @@ def clip_motion(config: GeneratorConfig, times: torch.Tensor,
 class MotionEncoder(nn.Module):
     """(codes [B, K + 1, m], alpha [B]) -> time features [B, channels] (see the module doc)."""
 
+    base_omega: torch.Tensor  # a buffer: declared for the type checker
+
     def __init__(self, config: GeneratorConfig):
         super().__init__()
-        t = config.time
+        t = time_settings(config)
         self.kernel = t["kernel"]
         self.step = grid_step(config)
         self.smooth = EqualLinear(t["kernel"] * t["motion_dim"], t["hidden"], activate=True)

@@ -23,6 +23,8 @@ GAP_PERIODS = (0.1, 8.0)  # seconds: the shortest and longest periods of the gap
 
 
 class VideoDiscriminator(nn.Module):
+    gap_omega: torch.Tensor  # a buffer: declared for the type checker
+
     def __init__(self, resolution: int, channels: dict[int, int] | None = None, frames: int = 3,
                  in_channels: int = 3, mbstd_group: int = 4, gap_features: int = 16, time_channels: int = 16):
         super().__init__()
