@@ -1,19 +1,13 @@
 """The render worker: the only code that touches the model, on its own QThread.
 
-The GUI thread never waits for it. `request()` and `load()` are called from the GUI thread
-and only store the job in a lock-protected slot (one slot for renders, one for loads), so
-a burst of 1,000 drag events costs 1,000 slot overwrites and at most a couple of renders:
-whatever was pending when the worker comes back is the newest state, and it is always
-rendered (the last state of a drag is never lost). Results go back by queued signals.
+The GUI thread never waits for it: `request()`, `load()`, `request_clip()` and
+`export_video()` only put the job in the RenderQueue (app/render_queue.py: which job runs
+next, coalescing to the newest, clips and traces when nothing else waits) and wake the
+worker if it sleeps. Results go back by queued signals.
 
 Requests carry the GUI's increasing id and the generation (load token) they were made
 for; a render for another generation than the one loaded is dropped here, so a frame of
-the old scene is never drawn with a newly loaded model.
-
-Two more jobs serve video. A clip (playback rendering ahead of the display) has the
-lowest priority: one frame of it is rendered at a time, and any render, load or export
-that arrives meanwhile goes first, so an edit during playback is never queued behind the
-frames it makes stale; a newer clip replaces the older one. A video export runs to the end
+the old scene is never drawn with a newly loaded model. A video export runs to the end
 (or until its cancel event is set), streaming frames to the encoder.
 """
 from __future__ import annotations
@@ -25,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from .render_queue import RenderQueue
 
 
 @dataclass(frozen=True)
@@ -40,22 +36,6 @@ class GeneratorInfo:
     def path(self) -> str | None:
         """The checkpoint file; None for an untrained built-in architecture."""
         return self.ref.path
-
-
-@dataclass
-class _Job:
-    seq: int  # submission order: a render asked for before a load runs before it
-    kind: str  # "render", "load", "export" or "clip"
-    args: tuple
-
-
-@dataclass
-class _Clip:
-    clip_id: int
-    scene: Any  # the SceneState; its frames are this scene at each of `times`
-    times: list  # the times of the frames to render ahead, in display order
-    generation: int
-    next: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,13 +105,7 @@ class RenderWorker(QObject):
     def __init__(self, device: str | None = None,
                  render_fn: Callable[[Any, Any], Any] | None = None):
         super().__init__()
-        self._lock = threading.Lock()
-        self._slots: dict[str, _Job | None] = {"render": None, "load": None, "export": None}
-        self._clip: _Clip | None = None
-        self._running_export: threading.Event | None = None  # the cancel event of the export in progress
-        self._seq = 0
-        self._draining = False
-        self._stopping = False
+        self.queue = RenderQueue()  # every decision about which job runs next
         self._device_wanted = device
         self.render_fn = render_fn or default_render  # injectable: tests fake an OOM here
         self.device: Any = None  # torch.device of the model, set on the first load
@@ -142,94 +116,49 @@ class RenderWorker(QObject):
         # and these previews, built when nothing else waits (STEERGAN_TRACE=0: never).
         self.trace_previews: tuple[int, ...] = ()
         self.trace_when_idle = os.environ.get("STEERGAN_TRACE", "1") != "0"
-        self._trace_todo: list[tuple[Any, int | None]] = []  # (state, stop_at)
         self._wake.connect(self._drain)
 
-    # ---- GUI thread side: store and wake, never wait ---------------------------------
+    # ---- GUI thread side: queue and wake, never wait ---------------------------------
     def request(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
         """Render `state`; `preview`: only up to that resolution, upsampled (while dragging)."""
-        self._submit("render", (state, request_id, generation, preview))
+        self._wake_if(self.queue.submit("render", (state, request_id, generation, preview)))
 
     def load(self, token: int, path: str | None, arch: str | None) -> None:
-        self._submit("load", (token, path, arch))
+        self._wake_if(self.queue.submit("load", (token, path, arch)))
 
     def request_clip(self, scene, times: list, clip_id: int, generation: int) -> None:
         """Render the scene at these times ahead, in order, whenever nothing else waits.
         (The states are made here, one per frame, not by the GUI thread up front.)"""
-        with self._lock:
-            self._clip = _Clip(clip_id, scene, list(times), generation) if times else None
-        if times:
-            self._submit("clip", ())
+        self._wake_if(self.queue.set_clip(clip_id, scene, times, generation))
 
     def cancel_clip(self, clip_id: int | None = None) -> None:
         """Drop the clip (only if it is still `clip_id`, when given)."""
-        with self._lock:
-            if self._clip is not None and (clip_id is None or self._clip.clip_id == clip_id):
-                self._clip = None
+        self.queue.cancel_clip(clip_id)
 
     def export_video(self, export_id: int, job: VideoJob, generation: int) -> threading.Event:
         """Start an export; returns the event that cancels it (set it from any thread)."""
         cancel = threading.Event()
-        self._submit("export", (export_id, job, generation, cancel))
+        self._wake_if(self.queue.submit("export", (export_id, job, generation, cancel), cancel=cancel))
         return cancel
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._slots = dict.fromkeys(self._slots)
-            self._clip = None
-            export = self._running_export
-        if export is not None:
-            export.set()  # an export in progress ends now and leaves no file
+        """Drop pending jobs; an export in progress is cancelled (and leaves no file)."""
+        self.queue.stop()
 
-    def _submit(self, kind: str, args: tuple) -> None:
-        with self._lock:
-            self._seq += 1
-            if kind != "clip":  # the clip's frames live in self._clip; this only wakes the worker
-                self._slots[kind] = _Job(self._seq, kind, args)  # replaces an older one: coalescing
-            wake = not self._draining
-            self._draining = True
-        if wake:
+    def _wake_if(self, wake: bool) -> None:
+        if wake:  # the worker is idle; while it drains, it finds the job itself
             self._wake.emit()
-
-    def _take(self) -> _Job | None:
-        with self._lock:
-            jobs = [j for j in self._slots.values() if j is not None]
-            if self._stopping or not (jobs or self._clip or self._trace_todo):
-                self._draining = False
-                return None
-            if not jobs and not self._clip:  # idle: prepare a trace
-                return _Job(0, "trace", self._trace_todo.pop(0))
-            if not jobs:  # only the clip is left: its next frame
-                clip = self._clip
-                t = clip.times[clip.next]
-                clip.next += 1
-                if clip.next == len(clip.times):
-                    self._clip = None
-                return _Job(0, "clip", (clip.clip_id, clip.scene, t, clip.generation))
-            job = min(jobs, key=lambda j: j.seq)
-            self._slots[job.kind] = None
-            if job.kind == "export":
-                self._running_export = job.args[3]
-            return job
 
     # ---- worker thread side ----------------------------------------------------------
     @Slot()
     def _drain(self) -> None:
-        while (job := self._take()) is not None:
-            if job.kind == "load":
-                self._do_load(*job.args)
-            elif job.kind == "render":
-                self._do_render(*job.args)
-            elif job.kind == "clip":
-                self._do_clip_frame(*job.args)
-            elif job.kind == "trace":
-                self._do_trace(*job.args)
-            else:
-                try:
-                    self._do_export(*job.args)
-                finally:
-                    self._running_export = None
+        run = {"load": self._do_load, "render": self._do_render, "clip": self._do_clip_frame,
+               "trace": self._do_trace, "export": self._do_export}
+        while (job := self.queue.take()) is not None:
+            try:
+                run[job.kind](*job.args)
+            finally:
+                self.queue.done(job)
 
     def _do_load(self, token: int, path: str | None, arch: str | None) -> None:
         from models.io.checkpoint import CheckpointError
@@ -310,9 +239,9 @@ class RenderWorker(QObject):
         generator = self._generator
         lat = latents_for(generator, state, generator.const.device)
         stops = [None, *(p for p in self.trace_previews if p < generator.config.resolution)]
-        todo = [(state, stop) for stop in stops if not has_trace(generator, lat, state.truncation, stop)]
-        with self._lock:
-            self._trace_todo = todo  # the newest state's structure replaces an older plan
+        # The newest state's structure replaces an older plan.
+        self.queue.plan_traces([(state, stop) for stop in stops
+                                if not has_trace(generator, lat, state.truncation, stop)])
 
     def _do_trace(self, state, stop_at: int | None) -> None:
         from models.render import latents_for
