@@ -9,9 +9,13 @@ Requests carry the GUI's increasing id and the generation (load token) they were
 for; a render for another generation than the one loaded is dropped here, so a frame of
 the old scene is never drawn with a newly loaded model. A video export runs to the end
 (or until its cancel event is set), streaming frames to the encoder.
+
+The catch-alls log the traceback (the "steergan.worker" logger: app/logs.py) and report a
+short message by signal; a failed job never ends the worker.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -21,6 +25,8 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from .render_queue import RenderQueue
+
+logger = logging.getLogger("steergan.worker")
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ class RenderWorker(QObject):
             self.loadFailed.emit(token, str(exc))
             return
         except Exception as exc:  # a bug must not kill the worker thread, nor the open scene
+            logger.exception("loading %s failed", path or arch)
             self.loadFailed.emit(token, f"{path or arch}: {type(exc).__name__}: {exc}")
             return
         self._warm = self._warm_up(generator)
@@ -199,6 +206,7 @@ class RenderWorker(QObject):
         try:
             return state, default_render(generator, state), (time.perf_counter() - t0) * 1000
         except Exception:
+            logger.exception("the warm-up render failed (the first render will report it)")
             return None  # the real render reports whatever is wrong, with its request id
 
     def _place(self, generator, device: str):
@@ -210,6 +218,7 @@ class RenderWorker(QObject):
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
+            logger.warning("no room for the model on %s: it runs on the CPU", device, exc_info=True)
             return generator.to("cpu"), " (GPU out of memory)"
 
     def _do_render(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
@@ -224,6 +233,7 @@ class RenderWorker(QObject):
         try:
             frame = self._with_fallback(lambda g: fn(g, state))
         except Exception as exc:
+            logger.exception("render %d failed", request_id)
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return
         self.frameReady.emit(request_id, frame, (time.perf_counter() - t0) * 1000)
@@ -253,7 +263,7 @@ class RenderWorker(QObject):
         try:
             build_trace(generator, latents_for(generator, state, generator.const.device), state.truncation, stop_at)
         except Exception:  # the state does not fit (a stale plan): its render says what is wrong
-            pass
+            logger.exception("tracing the synthesis failed (stop at %s)", stop_at)
 
     def _do_clip_frame(self, clip_id: int, scene, t: float, generation: int) -> None:
         from dataclasses import replace
@@ -265,6 +275,7 @@ class RenderWorker(QObject):
         try:
             frame = self._with_fallback(lambda g: self.render_fn(g, state))
         except Exception as exc:
+            logger.exception("clip %d: the frame at %.3f s failed", clip_id, t)
             self.cancel_clip(clip_id)  # the rest of it would most likely fail the same way
             self.clipFailed.emit(clip_id, t, f"the frame at {t:.3f} s: {type(exc).__name__}: {exc}")
             return
@@ -289,6 +300,7 @@ class RenderWorker(QObject):
         except ExportError as exc:
             self.exportFinished.emit(export_id, "failed", str(exc))
         except Exception as exc:  # a render failed mid-video: no file, and the worker lives on
+            logger.exception("export %d to %s failed", export_id, job.path)
             self.exportFinished.emit(export_id, "failed", f"{job.path}: {type(exc).__name__}: {exc}")
         else:
             self.exportFinished.emit(export_id, "written", f"{job.path}: {total} frames at {job.fps:g} fps")
@@ -300,6 +312,7 @@ class RenderWorker(QObject):
         except Exception as exc:
             if not is_out_of_memory(exc) or getattr(self.device, "type", "cpu") == "cpu":
                 raise
+            logger.warning("out of GPU memory: the model moves to the CPU", exc_info=True)
         # Out of GPU memory: carry on, slower, on the CPU, and say so.
         import torch
 

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", help="open an untrained model of a built-in architecture instead")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open offscreen, wait for the first frame, save a grab of the window, exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also write the log (errors with their tracebacks) to stderr; the log file is"
+                             " steergan.log in the app's data folder ($STEERGAN_LOG_DIR to move it)")
     return parser
 
 
@@ -130,6 +133,7 @@ def launch(argv: list[str]) -> int:
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "steergan"])
     configure_app(app)
+    start_log(args.verbose)
     from .main_window import MainWindow
 
     window = MainWindow(remember_layout=not args.screenshot)
@@ -141,6 +145,17 @@ def launch(argv: list[str]) -> int:
     if recovered is not None:
         offer_restore(window, recovered)
     return app.exec()
+
+
+def start_log(verbose: bool) -> None:
+    """The log file (app/logs.py), once the app's name (and so its data folder) is set."""
+    import logging
+
+    from .logs import configure_logging
+
+    configure_logging(verbose=verbose)
+    # Marks where each run begins in a file that several runs share.
+    logging.getLogger("steergan.studio").info("SteerGAN Studio %s started (pid %d)", version(), os.getpid())
 
 
 def open_initial(window, path: str | None, arch: str | None) -> None:

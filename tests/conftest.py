@@ -17,6 +17,17 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_log_folder(tmp_path_factory):
+    """The studio's log (app/logs.py) goes to a temporary folder, never the user's data
+    folder: also for studios the tests start in a subprocess (they inherit it)."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("logs")
+    patch.setenv("STEERGAN_LOG_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_generators():
     """One untrained tiny generator per capability set, built once."""
