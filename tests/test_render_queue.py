@@ -1,6 +1,8 @@
 """The render queue's rules (app/render_queue.py), driven without Qt: which job the worker
 takes next, coalescing to the newest, clips and traces only when nothing else waits, stop."""
 import gc
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -8,6 +10,13 @@ import weakref
 import pytest
 
 from app.render_queue import RenderQueue
+
+
+def test_the_queue_needs_no_qt():
+    code = ("import sys; sys.modules['PySide6'] = sys.modules['pyqtgraph'] = None\n"  # as if not installed
+            "import app.render_queue; print('imported')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and "imported" in out.stdout, out.stderr[-2000:]
 
 
 def drain(queue):
