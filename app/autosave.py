@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QStandardPaths, QTimer
 
+from models.document.session import save_session
+
 ENV_DIR = "STEERGAN_AUTOSAVE_DIR"
 EVERY_EDITS = 5
 AFTER_MS = 2000
@@ -103,7 +105,6 @@ class Autosaver(QObject):
             self._timer.start()
 
     def save_now(self) -> bool:
-        from models.document.session import save_session
 
         self._timer.stop()
         doc = self.document

@@ -1,11 +1,24 @@
-"""The `steergan` command: the studio (no arguments), and headless render / video / bench / info."""
+"""The `steergan` command: the studio (no arguments), and headless render / video / bench / info.
+
+torch and the model modules are imported inside the subcommands that use them: `steergan`
+alone shows the studio's window before torch is loaded (start-up, README), and
+`steergan --help` answers at once. Torch-free modules (config, document) come first."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+
+from models.config import ConfigError
+from models.document.fileio import ExportError, FileProblem, atomic_write_bytes, open_regular, write_image
+from models.document.scene import SceneError, initial_state
+from models.document.session import SessionError, load_session, resolve_checkpoint_path
+from models.document.video_timing import MAX_FRAMES, MAX_GIF_FPS, frame_count
 
 SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval")
 
@@ -59,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, help="draw a new scene from this seed")
     v.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
     v.add_argument("--seconds", type=float, required=True, help="length of the video in seconds")
-    v.add_argument("--fps", type=float, required=True, help="frames per second (GIF: at most 50)")
+    v.add_argument("--fps", type=float, required=True, help=f"frames per second (GIF: at most {MAX_GIF_FPS})")
     v.add_argument("--start", type=float, default=0.0, help="time of the first frame in seconds (default 0)")
     v.add_argument("--size", type=int, help="frame size in pixels (default: the generator's; even for MP4)")
     v.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -120,7 +133,6 @@ def check_device(value: str) -> str:
 
 def _check_readable(path: str | Path) -> None:
     """A path read by code that would block on a FIFO: refuse anything not a regular file."""
-    from models.document.fileio import FileProblem, open_regular
 
     try:
         open_regular(path).close()
@@ -130,7 +142,6 @@ def _check_readable(path: str | Path) -> None:
 
 def _open(checkpoint: str | None, arch: str | None, device: str):
     from models.io.checkpoint import CheckpointError
-    from models.config import ConfigError
     from models.io.library import open_generator
 
     try:
@@ -142,11 +153,7 @@ def _open(checkpoint: str | None, arch: str | None, device: str):
 def _open_scene(args: argparse.Namespace):
     """(the loaded generator, the scene) that --checkpoint/--session/--arch/--seed/--offsets
     ask for: shared by render and video."""
-    from dataclasses import replace
 
-    from models.document.session import load_session, SessionError
-    from models.document.scene import initial_state
-    from models.document.session import resolve_checkpoint_path
 
     device = check_device(args.device)
     state, checkpoint, ref = None, args.checkpoint, None
@@ -184,10 +191,7 @@ def _check_size(size: int | None) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from models.document.scene import SceneError
-    from models.render import render
-    from models.document.fileio import ExportError, write_image
-    from models.render import resize_image
+    from models.render import render, resize_image
 
     _check_size(args.size)
     loaded, state = _open_scene(args)
@@ -207,11 +211,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    import math
 
-    from models.document.scene import SceneError
-    from models.document.fileio import ExportError
-    from models.io.video import CLIPS_CHECKPOINT, MAX_FRAMES, frame_count, frames, write_video
+    from models.io.video import CLIPS_CHECKPOINT, frames, write_video
 
     _check_size(args.size)
     if not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -255,7 +256,6 @@ def cmd_video(args: argparse.Namespace) -> int:
 def _terminate_cancels():
     """SIGTERM (kill, a closed terminal) cancels like Ctrl-C: an uncaught SIGTERM would end
     Python at once and leave the export's temporary file behind."""
-    import signal
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -293,11 +293,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from models.io.checkpoint import CheckpointError
-    from models.config import ConfigError
-    from models.training.trainer import Trainer
     from models.training.configs import training_config
     from models.training.state import TrainStateError
-    from models.training.trainer import TrainingDiverged
+    from models.training.trainer import Trainer, TrainingDiverged
 
     try:
         cfg = training_config(args.config)  # a bad file's error names it
@@ -326,9 +324,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from models.io.checkpoint import CheckpointError
-    from models.io.checkpoint import store_metrics
-    from models.document.fileio import atomic_write_bytes
+    from models.io.checkpoint import CheckpointError, store_metrics
     from models.metrics.evaluate import evaluate
     from models.metrics.probe import DEFAULT_PROBE, load_probe
 

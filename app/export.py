@@ -6,8 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLineEdit, QPushButton)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+)
+
+from models.document.fileio import write_image
 
 from . import settings
 
@@ -26,7 +37,6 @@ class ExportOptions:
 
 def export_image(options: ExportOptions, frame_image, grab_canvas) -> None:
     """Write the frame (or the canvas grab) as options say. Raises ExportError."""
-    from models.document.fileio import write_image
     from models.render import resize_image
 
     native = frame_image.shape[0]

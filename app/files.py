@@ -11,6 +11,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QFileDialog
 
+from models.document.fileio import ExportError
+from models.document.scene import SceneError, initial_state
+from models.document.session import SessionError, load_session, resolve_checkpoint_path, save_session
+
 from . import settings
 from .export import ExportDialog, ExportOptions, export_image
 
@@ -64,7 +68,6 @@ class FileController(QObject):
 
     @Slot(int, object)
     def _on_loaded(self, token: int, info) -> None:
-        from models.document.scene import SceneError, initial_state
 
         job = self._finish(token)
         state = job.get("state")
@@ -113,8 +116,6 @@ class FileController(QObject):
         """Open a session file. `recovered`: it is the autosave of a crashed run; the scene
         comes back unsaved and Save asks where to put it (the autosave file is not the
         user's). `fallback`: as in open_path."""
-        from models.document.scene import SceneError
-        from models.document.session import SessionError, load_session, resolve_checkpoint_path
 
         def refuse(message: str) -> None:
             if fallback and self.document.info is None:
@@ -168,7 +169,6 @@ class FileController(QObject):
 
     # ---- saving ------------------------------------------------------------------------
     def save_session(self, path: str | Path | None = None) -> bool:
-        from models.document.session import save_session
 
         path = path or self.session_path
         if path is None:
@@ -212,7 +212,6 @@ class FileController(QObject):
         frame = self.canvas.frame
         if options is None or frame is None or frame.preview or self.canvas.frame_state != self.document.state:
             return  # (a drag's preview is never exported: the full frame follows)
-        from models.document.fileio import ExportError
 
         self._pending_export = None
         try:
@@ -227,7 +226,6 @@ class FileController(QObject):
 
 def _same_checkpoint(ref, loaded, session_path) -> bool:
     """Does a session's checkpoint reference name the generator already open?"""
-    from models.document.session import resolve_checkpoint_path
 
     if ref.path is None or loaded.path is None:
         return ref.path is None and loaded.path is None and ref.architecture == loaded.architecture

@@ -19,6 +19,8 @@ from collections import OrderedDict
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
+from models.document.video_timing import frame_count, frame_time
+
 from . import settings
 
 FPS_CHOICES = (8, 12, 15, 24, 25, 30, 50, 60)
@@ -161,12 +163,10 @@ class Playback(QObject):
             # Nothing open yet (the window being built): importing models here would load
             # torch on the GUI thread, seconds before the window could show.
             return 1
-        from models.io.video import frame_count
 
         return frame_count(self.length_s, self.fps)
 
     def time_of(self, index: int) -> float:
-        from models.io.video import frame_time
 
         return frame_time(0.0, index, self.fps)
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+
+from models.document.scene import SceneState
 
 SLOT_KINDS = ("render", "load", "export")
 
@@ -40,7 +41,7 @@ class Job:
 @dataclass
 class Clip:
     clip_id: int
-    scene: Any  # the SceneState; its frames are this scene at each of `times`
+    scene: SceneState  # its frames are this scene at each of `times`
     times: list  # the times of the frames to render ahead, in display order
     generation: int
     next: int = 0

@@ -10,6 +10,9 @@ for; a render for another generation than the one loaded is dropped here, so a f
 the old scene is never drawn with a newly loaded model. A video export runs to the end
 (or until its cancel event is set), streaming frames to the encoder.
 
+torch and the model modules are imported inside the methods that run on the worker thread:
+`steergan` shows its window before torch is loaded (start-up, README).
+
 The catch-alls log the traceback (the "steergan.worker" logger: app/logs.py) and report a
 short message by signal; a failed job never ends the worker.
 """
@@ -20,11 +23,24 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from models.config import ConfigError, GeneratorConfig
+from models.document.fileio import ExportError
+from models.document.scene import SceneState, initial_state
+from models.document.session import CheckpointRef
+
 from .render_queue import RenderQueue
+
+if TYPE_CHECKING:  # torch and the networks load on the worker, after the window shows (start-up)
+    import torch
+
+    from models.nets.generator import Generator
+    from models.render import Frame
+
+T = TypeVar("T")
 
 logger = logging.getLogger("steergan.worker")
 
@@ -34,8 +50,8 @@ class GeneratorInfo:
     """What the GUI may know about the loaded generator (never the model itself)."""
 
     name: str
-    config: Any  # models.config.GeneratorConfig
-    ref: Any  # models.document.session.CheckpointRef
+    config: GeneratorConfig
+    ref: CheckpointRef
     trained: bool
 
     @property
@@ -49,7 +65,7 @@ class VideoJob:
     """One video export: the scene (its edits apply to every frame) and the file's shape."""
 
     path: str
-    state: Any  # models.document.scene.SceneState
+    state: SceneState
     seconds: float
     fps: float
     size: int | None = None  # None: the generator's resolution
@@ -66,7 +82,7 @@ def preferred_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def device_label(device: Any) -> str:
+def device_label(device: torch.device | str) -> str:
     import torch
 
     device = torch.device(device)
@@ -109,12 +125,12 @@ class RenderWorker(QObject):
     _wake = Signal()  # GUI thread -> worker thread: "there is a job in a slot"
 
     def __init__(self, device: str | None = None,
-                 render_fn: Callable[[Any, Any], Any] | None = None):
+                 render_fn: Callable[[Generator, SceneState], Frame] | None = None):
         super().__init__()
         self.queue = RenderQueue()  # every decision about which job runs next
         self._device_wanted = device
         self.render_fn = render_fn or default_render  # injectable: tests fake an OOM here
-        self.device: Any = None  # torch.device of the model, set on the first load
+        self.device: torch.device | None = None  # the model's, set on the first load
         self._generator = None
         self._generation = -1
         self._warm = None  # (state, frame, ms) of the warm-up render, until the first render request
@@ -168,7 +184,6 @@ class RenderWorker(QObject):
 
     def _do_load(self, token: int, path: str | None, arch: str | None) -> None:
         from models.io.checkpoint import CheckpointError
-        from models.config import ConfigError
         from models.io.library import open_generator
 
         device = self._device_wanted or preferred_device()
@@ -197,7 +212,6 @@ class RenderWorker(QObject):
         and on the render time shown in the status bar. It renders the scene a fresh open
         shows (seed 0), so that the first frame is this one, not a second render (start-up:
         one render sooner). Returns (state, frame, ms), or None."""
-        from models.document.scene import initial_state
 
         if self.render_fn is not default_render:
             return None  # an injected render (tests) must see every request
@@ -282,9 +296,8 @@ class RenderWorker(QObject):
         self.clipFrameReady.emit(clip_id, state, frame, (time.perf_counter() - t0) * 1000)
 
     def _do_export(self, export_id: int, job: VideoJob, generation: int, cancel: threading.Event) -> None:
-        from models.document.fileio import ExportError
-        from models.render import render
         from models.io.video import Cancelled, frame_count, frames, write_video
+        from models.render import render
 
         if self._generator is None or generation != self._generation:
             self.exportFinished.emit(export_id, "failed", f"{job.path}: the checkpoint changed before the export began")
@@ -305,7 +318,7 @@ class RenderWorker(QObject):
         else:
             self.exportFinished.emit(export_id, "written", f"{job.path}: {total} frames at {job.fps:g} fps")
 
-    def _with_fallback(self, fn: Callable[[Any], Any]):
+    def _with_fallback(self, fn: Callable[[Generator], T]) -> T:
         """fn(generator); out of GPU memory, the model moves to the CPU and fn runs again."""
         try:
             return fn(self._generator)

@@ -11,8 +11,23 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from models.document.fileio import ExportError
+from models.document.video_timing import check_target, frame_count
 
 from . import settings, theme
 from .export import FOLDER_KEY, default_export_path, path_row, size_choices
@@ -75,7 +90,6 @@ class VideoExportDialog(QDialog):
         return spin
 
     def _update_frames(self, *_) -> None:
-        from models.io.video import frame_count
 
         self.frames_label.setText(f"{frame_count(self.length.value(), self.fps.currentData())} frames")
 
@@ -92,8 +106,6 @@ class VideoExportDialog(QDialog):
 
     def problem(self) -> str | None:
         """What is wrong with the choices, or None (the same checks write_video makes)."""
-        from models.document.fileio import ExportError
-        from models.io.video import check_target
 
         text = self.path.text().strip()
         if not text:
@@ -207,7 +219,6 @@ class VideoExporter(QObject):
         dialog.open()
 
     def start(self, job: VideoJob, generation: int) -> None:
-        from models.io.video import frame_count
 
         if self.running:
             self.window.show_message("An export is already running")

@@ -27,25 +27,13 @@ from models.document.fileio import AtomicTarget, ExportError
 from models.io.library import CHECKPOINT_DIR
 from models.render import render, resize_image
 from models.document.scene import SceneState
+from models.document.video_timing import MAX_FRAMES, check_target, frame_count, frame_time
 
-VIDEO_FORMATS = (".mp4", ".gif")
-MAX_GIF_FPS = 50  # GIF delays are whole centiseconds, and viewers slow delays under 2 cs to 10 cs
-MAX_FRAMES = 1_000_000
 CLIPS_CHECKPOINT = CHECKPOINT_DIR / "clips.safetensors"  # `steergan video`'s default, once it ships
 
 
 class Cancelled(Exception):
     """The export was cancelled; no file was written."""
-
-
-def frame_count(seconds: float, fps: float) -> int:
-    return max(1, int(round(seconds * fps)))
-
-
-def frame_time(start: float, index: int, fps: float) -> float:
-    """Time of frame `index`. i / fps is correctly rounded, so frames that coincide in two
-    frame rates (12/60 and 5/25) get the very same float, hence the very same pixels."""
-    return start + index / fps
 
 
 def frames(generator, state: SceneState, seconds: float, fps: float, size: int | None = None,
@@ -181,21 +169,6 @@ def count_mp4_frames(path: str | os.PathLike) -> int | None:
         return None
     counts = re.findall(rb"frame=\s*(\d+)", res.stderr)
     return int(counts[-1]) if res.returncode == 0 and counts else None
-
-
-def check_target(path: Path, fps: float) -> str:
-    """The video type (".mp4" or ".gif") of a target path; ExportError naming what is wrong."""
-    kind = path.suffix.lower()
-    if kind not in VIDEO_FORMATS:
-        raise ExportError(path, f"unknown video type {path.suffix!r}; use one of {list(VIDEO_FORMATS)}")
-    if not path.parent.is_dir():
-        raise ExportError(path, f"the folder {path.parent} does not exist")
-    if not 0 < fps <= 240:
-        raise ExportError(path, f"the frame rate must be within (0, 240] fps, got {fps:g}")
-    if kind == ".gif" and fps > MAX_GIF_FPS:
-        raise ExportError(path, f"a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
-                                f" got {fps:g}; use .mp4 or a lower rate")
-    return kind
 
 
 def _check_frame(path: Path, kind: str, frame: np.ndarray, first: np.ndarray | None) -> None:
