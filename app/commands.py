@@ -2,7 +2,8 @@
 image, so every edit is "the scene was `before`, now it is `after`"."""
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 from PySide6.QtGui import QUndoCommand
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Hashable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Hashable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack

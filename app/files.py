@@ -75,8 +75,9 @@ class FileController(QObject):
             try:
                 state.check_fits(info.config)
             except SceneError as exc:
+                source = job.get("session") or job.get("label")
                 self.window.show_error("Session does not fit the checkpoint",
-                                       f"{job.get('session') or job.get('label')}: {exc}. Opened {info.name} with a new scene.")
+                                       f"{source}: {exc}. Opened {info.name} with a new scene.")
                 state = None
         self.generation = token  # before reset: the reset's render request carries it
         self.session_path = job.get("session")

@@ -70,7 +70,8 @@ class MainWindow(QMainWindow):
         self.document = Document(self)
         self.worker = worker or RenderWorker()
         # The previews a drag may ask for (see _adapt_preview): traced ahead, when idle.
-        self.worker.trace_previews = tuple(r for r in (64, 32, 16, 8) if PREVIEW_MIN_RESOLUTION <= r <= PREVIEW_RESOLUTION)
+        self.worker.trace_previews = tuple(r for r in (64, 32, 16, 8)
+                                           if PREVIEW_MIN_RESOLUTION <= r <= PREVIEW_RESOLUTION)
         self._thread = start_worker(self.worker)
         self.canvas = Canvas(self.document)
         self.files = FileController(self, self.document, self.worker, self.canvas)
@@ -167,7 +168,8 @@ class MainWindow(QMainWindow):
         self.act_first = a("&First Frame", lambda: pb.go_to(0), "Home")
         self.act_prev = a("Pre&vious Frame", lambda: pb.step(-1), ["Left", ","])
         self.act_next = a("&Next Frame", lambda: pb.step(1), ["Right", "."])
-        self.act_loop = a("&Loop", pb.set_loop, "L", checkable=True, checked=pb.loop, tip="Play the range again and again")
+        self.act_loop = a("&Loop", pb.set_loop, "L", checkable=True, checked=pb.loop,
+                          tip="Play the range again and again")
         self.act_new_motion = a("New &Motion", lambda: doc.new_motion(), "M",
                                 tip="Draw new motion: the same scene moves differently")
         for action, symbol in ((self.act_first, "|◀"), (self.act_prev, "◀|"), (self.act_play, "▶"),

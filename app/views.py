@@ -51,7 +51,7 @@ class HeatmapViews(pg.GraphicsLayoutWidget):
         self.clear()
         self._items = []
         self._titles = [p[0] for p in panes]
-        for col, (title, heat, colour) in enumerate(panes):
+        for col, (title, _heat, colour) in enumerate(panes):
             self.addLabel(title, row=0, col=col, size="8pt", color=theme.MUTED)
             view = self.addViewBox(row=1, col=col, lockAspect=True, invertY=True, enableMouse=False,
                                    enableMenu=False)

@@ -2,8 +2,16 @@
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from test_app_helpers import (assert_shows_render_of, click, drag, free_point_in_block, shown_image,
-                              wait_for_current_frame, wheel, widget_point)
+from test_app_helpers import (
+    assert_shows_render_of,
+    click,
+    drag,
+    free_point_in_block,
+    shown_image,
+    wait_for_current_frame,
+    wheel,
+    widget_point,
+)
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 

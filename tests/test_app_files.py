@@ -8,14 +8,19 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
-from test_app_helpers import (answer_modal_dialog, assert_shows_render_of, drag, shown_image, wait_for_current_frame,
-                              widget_point)
+from test_app_helpers import (
+    answer_modal_dialog,
+    assert_shows_render_of,
+    drag,
+    shown_image,
+    wait_for_current_frame,
+    widget_point,
+)
 
 from app import settings
 from app.export import ExportOptions
 from models.document.session import load_session
-from models.render import render
-from models.render import resize_image
+from models.render import render, resize_image
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 
@@ -167,8 +172,8 @@ def test_autosave_and_restore_after_a_crash(qtbot, make_window, tiny_checkpoints
 @pytest.mark.parametrize("args", [["--arch", "tiny-rooms"], ["SESSION"]])
 def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, tiny_checkpoints, tmp_path, args):
     from app.cli import main
-    from models.document.session import CheckpointRef, save_session
     from models.document.scene import initial_state
+    from models.document.session import CheckpointRef, save_session
 
     if args == ["SESSION"]:
         path, g = tiny_checkpoints["figures"]

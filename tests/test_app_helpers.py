@@ -11,9 +11,9 @@ from PySide6.QtCore import QCoreApplication, QEvent, QPoint, QPointF, QSettings,
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from models.render import render
 from models.io.checkpoint import save_checkpoint
 from models.io.library import open_generator, untrained_generator
+from models.render import render
 
 WAIT_MS = 20000  # generous for a loaded CI machine; tests never sleep, they wait for events
 

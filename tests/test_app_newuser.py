@@ -14,12 +14,17 @@ import torch.nn.functional as F
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStyle
-from test_app_helpers import (WAIT_MS, answer_modal_dialog, assert_shows_render_of, shown_image,
-                              wait_for_current_frame, widget_point)
+from test_app_helpers import (
+    WAIT_MS,
+    answer_modal_dialog,
+    assert_shows_render_of,
+    shown_image,
+    wait_for_current_frame,
+    widget_point,
+)
 
 from models.document.session import load_session
-from models.render import render
-from models.render import latents_for, to_uint8
+from models.render import latents_for, render, to_uint8
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 

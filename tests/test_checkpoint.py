@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.document.scene import initial_state
-from models.render import render
-from models.io.checkpoint import FORMAT_VERSION
+from models.io.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.io.library import open_generator, untrained_generator
+from models.render import render
 
 
 @pytest.fixture(scope="module")

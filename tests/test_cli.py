@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from app.cli import main
-from models.document.session import CheckpointRef, save_session
 from models.document.scene import initial_state
-from models.render import render
+from models.document.session import CheckpointRef, save_session
 from models.io.checkpoint import save_checkpoint
 from models.io.library import untrained_generator
+from models.render import render
 
 
 @pytest.fixture(scope="module")

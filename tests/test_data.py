@@ -6,7 +6,19 @@ import dataclasses
 import pytest
 import torch
 
-from models.data import (DATASETS, KEYPOINTS, ROOM_KINDS, add_room_motion, make_dataset, render_clip_frames, render_figures, render_rooms, sample_clip_params, sample_figures, sample_rooms)
+from models.data import (
+    DATASETS,
+    KEYPOINTS,
+    ROOM_KINDS,
+    add_room_motion,
+    make_dataset,
+    render_clip_frames,
+    render_figures,
+    render_rooms,
+    sample_clip_params,
+    sample_figures,
+    sample_rooms,
+)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -21,7 +33,7 @@ def centroid(mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([(mask.sum(-2) * c).sum(-1) / area, (mask.sum(-1) * c).sum(-1) / area], -1)
 
 
-def two_apart_objects() -> "object":
+def two_apart_objects() -> object:
     """Rooms with two small objects present, far apart (top left, bottom right)."""
     p = sample_rooms(6, 2, gen(5))
     return dataclasses.replace(p, present=torch.ones_like(p.present),

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from models.config import ConfigError, GeneratorConfig
-from models.nets.generator import Generator
 from models.document.scene import initial_state
-from models.render import render
+from models.nets.generator import Generator
 from models.nets.heatmaps import gaussian_heatmaps
-from models.render import latents_for
+from models.render import latents_for, render
 from tests.conftest import with_live_offsets
 
 TINY = dict(resolution=16, z_dim=8, w_dim=8, mapping_layers=1, channels={4: 8, 8: 8, 16: 4}, style_res=8)

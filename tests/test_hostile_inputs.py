@@ -23,21 +23,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import models.io.checkpoint as checkpoint_module
 import models.document.fileio as fileio
+import models.io.checkpoint as checkpoint_module
 from app.cli import main
 from models.config import ARCHITECTURES, ConfigError, GeneratorConfig
-from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
-from models.document.session import CheckpointRef, load_session, save_session, SessionError
-from models.document.scene import initial_state
 from models.document.fileio import ExportError, atomic_write_bytes, clean_stale_temporaries, write_image
-from models.nets.generator import Generator
+from models.document.scene import initial_state
+from models.document.session import CheckpointRef, SessionError, load_session, parse_session, save_session
+from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.io.library import untrained_generator
-from models.document.session import parse_session
-from models.training.configs import TRAINING_CONFIGS
-from models.training.trainer import Trainer
-from models.training.state import TrainStateError, load_train_state
 from models.io.weight_shapes import generator_shapes
+from models.nets.generator import Generator
+from models.training.configs import TRAINING_CONFIGS
+from models.training.state import TrainStateError, load_train_state
+from models.training.trainer import Trainer
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 
@@ -303,7 +302,8 @@ def test_cli_device_errors(capsys, monkeypatch):
     assert "no CUDA device is available" in one_error_line(capsys, "--device cuda")
     assert main(["render", "--arch", "tiny-plain", "--device", "banana", "-o", "x.png"]) == 2
     assert "is not a device" in one_error_line(capsys, "banana")
-    assert main(["video", "--arch", "tiny-plain", "--device", "mps", "--seconds", "1", "--fps", "1", "-o", "x.gif"]) == 2
+    assert main(["video", "--arch", "tiny-plain", "--device", "mps", "--seconds", "1", "--fps", "1",
+                 "-o", "x.gif"]) == 2
     assert "cpu or cuda" in one_error_line(capsys, "mps")
     assert main(["train", "tiny-rooms", "--device", "cuda:0", "--steps", "1"]) == 2
     one_error_line(capsys, "cuda:0")
@@ -596,7 +596,7 @@ def test_malformed_training_states_are_train_state_errors(trained, tmp_path):
     cases = malformed_states(tensors, meta)
     assert len(cases) >= 14
     bad = tmp_path / "bad_state.safetensors"
-    for label, case_tensors, raw_meta, message in cases:
+    for _label, case_tensors, raw_meta, message in cases:
         write_state(bad, case_tensors, raw_meta=raw_meta)
         with pytest.raises(TrainStateError, match=f"bad_state.safetensors: .*{message}"):
             trainer.load(bad)

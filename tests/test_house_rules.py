@@ -33,7 +33,10 @@ RETIRED = ("SEED_MAX", "OBJECT_SIGMA", "HIERARCHY_SIGMA", "DEFAULT_SIGMA")
 def _top_level_names(path: Path) -> set[str]:
     names = set()
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else []
         names.update(t.id for t in targets if isinstance(t, ast.Name))
     return names
 
@@ -122,7 +125,7 @@ def test_print_generator_says_what_each_layer_is(tiny_generators):
     assert cfg.mtm and cfg.hierarchical  # what this test is about: MTM layers and SEL_norm
     for res in cfg.resolutions():
         convs = generator.convs[str(res)]
-        for k, conv in enumerate(convs):
+        for k, _conv in enumerate(convs):
             cin = cfg.channels[res // 2] if (res > 4 and k == 0) else cfg.channels[res]
             expected = (f"name='{res}.{k}', cin={cin}, cout={cfg.channels[res]}, resolution={res},"
                         f" upsample={res > 4 and k == 0}, mtm={res in cfg.mtm}, noise={cfg.noise}\n")

@@ -16,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import active_backend, deform_modconv, modulated_conv2d
-from kernels import dispatch, modconv_ref
+from kernels import active_backend, deform_modconv, dispatch, modconv_ref, modulated_conv2d
 
 F64 = torch.float64
 

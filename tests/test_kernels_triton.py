@@ -75,8 +75,9 @@ def oracle(x, weight, offset, mask, style, demodulate=True, eps=1e-8):
                     if not (-1 < py < H and -1 < px < W):
                         continue
                     y0, x0 = math.floor(py), math.floor(px)
-                    for yy, xx, cw in ((y0, x0, (y0 + 1 - py) * (x0 + 1 - px)), (y0, x0 + 1, (y0 + 1 - py) * (px - x0)),
-                                       (y0 + 1, x0, (py - y0) * (x0 + 1 - px)), (y0 + 1, x0 + 1, (py - y0) * (px - x0))):
+                    corners = ((y0, x0, (y0 + 1 - py) * (x0 + 1 - px)), (y0, x0 + 1, (y0 + 1 - py) * (px - x0)),
+                               (y0 + 1, x0, (py - y0) * (x0 + 1 - px)), (y0 + 1, x0 + 1, (py - y0) * (px - x0)))
+                    for yy, xx, cw in corners:
                         if 0 <= yy < H and 0 <= xx < W:
                             cols[:, k] += m * cw * xs[b, :, yy, xx]
                 out[b, :, h, c] = (w * cols).sum(dim=(1, 2))
@@ -348,9 +349,9 @@ def test_a_failing_backward_kernel_falls_back_to_reference_gradients(monkeypatch
 # ---------------------------------------------------------------- the whole generator
 
 def test_generator_renders_the_same_image_with_the_kernel(monkeypatch):
-    from models.nets.generator import Generator
     from models.config import GeneratorConfig
     from models.document.scene import initial_state
+    from models.nets.generator import Generator
     from models.render import render
     from tests.conftest import with_live_offsets
 

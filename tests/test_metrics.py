@@ -4,10 +4,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from models.metrics.fd import frechet_distance
-from models.metrics.steering import block_metrics, co_move_ratio, co_move_scores, style_swap_locality
 from models.io.library import untrained_generator
+from models.metrics.fd import frechet_distance
 from models.metrics.probe import DEFAULT_PROBE
+from models.metrics.steering import block_metrics, co_move_ratio, co_move_scores, style_swap_locality
 
 
 def test_frechet_distance_known_values():

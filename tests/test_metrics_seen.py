@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from models.data.rooms import render_rooms, sample_rooms
 from models.document.scene import DEFAULT_OBJECT_SIGMA
-from models.nets.generator import Latents
 from models.metrics.realism import blur, classifier_accuracy
 from models.metrics.steering import block_change_levels, block_report, style_swap_locality
 from models.metrics.tracked import track_moves, tracked_co_move, tracked_co_move_ceiling
+from models.nets.generator import Latents
 
 # ---- a generator-shaped stand-in drawn by the procedural renderer ------------------------
 

@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.config import ARCHITECTURES
-from models.document.scene import Hierarchy, initial_state, ObjectState, SceneError, SceneState
-from models.document.scene import initial_state_like
+from models.document.scene import Hierarchy, ObjectState, SceneError, SceneState, initial_state, initial_state_like
 
 
 def test_initial_state_fits_each_architecture():

@@ -4,9 +4,8 @@ import json
 import pytest
 
 from models.config import ARCHITECTURES
-from models.document.session import CheckpointRef, load_session, save_session, SessionError
 from models.document.scene import initial_state
-from models.document.session import resolve_checkpoint_path
+from models.document.session import CheckpointRef, SessionError, load_session, resolve_checkpoint_path, save_session
 
 
 def test_round_trip(tmp_path):

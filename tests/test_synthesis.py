@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.document.scene import initial_state
+from models.io.library import untrained_generator
 from models.nets.generator import Generator
 from models.nets.layers import bilinear_resize
-from models.io.library import untrained_generator
 from models.render import latents_for, render
-from models.document.scene import initial_state
 from models.synthesis import build_trace, frame_tensors, has_trace, offset_taps
 from tests.conftest import with_live_offsets
 

@@ -7,11 +7,11 @@ import torch
 from models.config import ConfigError
 from models.io.checkpoint import load_checkpoint
 from models.nets.generator import Generator
-from models.training.configs import training_config, TRAINING_CONFIGS
-from models.training.trainer import Trainer
 from models.nets.heatmaps import block_outside_mask
+from models.training.configs import TRAINING_CONFIGS, training_config
 from models.training.losses import alignment_loss, distortion_loss
 from models.training.state import TrainStateError
+from models.training.trainer import Trainer
 
 
 @pytest.mark.parametrize("name", ["tiny-rooms", "tiny-figures", "tiny-rooms-layout"])
@@ -33,8 +33,8 @@ def test_tiny_config_trains_with_every_term(name, tmp_path):
 
 
 def test_alignment_and_distortion_are_differentiable_for_g():
-    from models.nets.discriminator import Discriminator
     from models.io.library import untrained_generator
+    from models.nets.discriminator import Discriminator
 
     G = untrained_generator("tiny-rooms").requires_grad_(True)
     D = Discriminator(32, G.config.channels)

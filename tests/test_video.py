@@ -11,19 +11,17 @@ import pytest
 import torch
 
 from app.cli import main
-from models.config import ConfigError, GeneratorConfig
+from models.config import ARCHITECTURES, TIME_DEFAULTS, ConfigError, GeneratorConfig
+from models.document.fileio import ExportError
 from models.document.scene import initial_state
 from models.io.checkpoint import load_checkpoint
-from models.render import render
-from models.config import ARCHITECTURES, TIME_DEFAULTS
-from models.document.fileio import ExportError
 from models.io.library import untrained_generator
+from models.io.video import Cancelled, frames, write_video
 from models.nets.motion import _code, grid_step, motion_code_seed, seeded_motion
-from models.render import latents_for
+from models.nets.video_discriminator import VideoDiscriminator
+from models.render import latents_for, render
 from models.training.configs import TRAINING_CONFIGS
 from models.training.trainer import Trainer
-from models.io.video import Cancelled, frames, write_video
-from models.nets.video_discriminator import VideoDiscriminator
 from tests.conftest import with_live_offsets
 
 
