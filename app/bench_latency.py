@@ -115,6 +115,19 @@ def wait_painted(app, clock: PaintClock, request_id: int, timeout_s: float = 30.
     return t
 
 
+def wait_idle(app, window, timeout_s: float = 120.0) -> None:
+    """Run the event loop until the worker has nothing left to do (its traces built)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.perf_counter() + timeout_s
+    while not window.worker.queue.idle():
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"the worker was still busy after {timeout_s} s")
+        loop = QEventLoop()
+        QTimer.singleShot(50, loop.quit)
+        loop.exec()
+
+
 def drag_positions(window, steps: int):
     import math
 
@@ -358,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = PaintClock(window)
     wait_painted(app, clock, 1, timeout_s=120)
     bench_steps(app, window, clock, 10)  # warm-up: allocator, first-use paths (preview and full)
+    wait_idle(app, window)  # the worker traces the synthesis when idle (models/synthesis.py)
     steps = bench_steps(app, window, clock, args.steps)
     paced = bench_paced(app, window, clock, args.steps, args.interval_ms)
     released = bench_full_frame(app, window, clock, args.full_frame_trials, release=True)

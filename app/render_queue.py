@@ -108,6 +108,11 @@ class RenderQueue:
         self._draining = True
         return wake
 
+    def idle(self) -> bool:
+        """Nothing waits and nothing runs (traces included): e.g. a benchmark waits for it."""
+        with self._lock:
+            return not self._draining and self._running is None
+
     # ---- the consumer ----------------------------------------------------------------
     def take(self) -> Job | None:
         """The next job, or None: nothing left (the consumer is idle until woken)."""

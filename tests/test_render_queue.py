@@ -189,3 +189,18 @@ def test_concurrent_submits_lose_no_newest_job():
         assert seen[-1:] == [n - 1], kind
         assert seen == sorted(set(seen)), kind  # never an older job after a newer one, never twice
     assert queue.take() is None
+
+
+def test_idle_only_when_nothing_waits_or_runs():
+    queue = RenderQueue()
+    assert queue.idle()
+    queue.submit("render", ("state",))
+    assert not queue.idle()
+    job = queue.take()
+    queue.plan_traces([("state", None)])
+    queue.done(job)
+    assert not queue.idle()  # the consumer has not yet seen that nothing but a trace is left
+    trace = queue.take()
+    assert trace.kind == "trace" and not queue.idle()
+    queue.done(trace)
+    assert queue.take() is None and queue.idle()
