@@ -94,7 +94,8 @@ class WarmTrainer(Trainer):
         self.images_at_start = 0
         if channels_last:
             for m in (self.G, self.G_ema, self.D):
-                m.to(memory_format=torch.channels_last)
+                # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
+                m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def warm_start(self, path: Path) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
@@ -132,7 +133,7 @@ class WarmTrainer(Trainer):
 
     def curve(self) -> list:
         """The loss curve across runs: earlier runs' points + this run's log, thinned."""
-        rows = []
+        rows: list[list[float | None]] = []
         log = self.out / "log.csv"
         if log.exists():
             with open(log, newline="") as f:
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # What ships: the EMA generator, as a checkpoint (eval and the sheets open it like a user).
     G = trainer.G_ema
-    G.to(memory_format=torch.contiguous_format)
+    # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
+    G.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     ckpt = work / f"{spec['name']}.safetensors"
     save_checkpoint(ckpt, G, {"name": spec["name"], "architecture": trainer.cfg.architecture,
                               "trained_on": {"images": trainer.images_seen, "steps": trainer.step}})
