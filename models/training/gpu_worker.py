@@ -104,13 +104,13 @@ class WarmTrainer(Trainer):
         old = (info.get("config") or {})
         for key in ("architecture", "dataset", "condition_d_on_layout"):
             if old.get(key) != getattr(self.cfg, key):
-                raise TrainStateError(f"{path}: trained with {key}={old.get(key)!r}, this run uses"
-                                      f" {getattr(self.cfg, key)!r}")
+                raise TrainStateError(path, f"trained with {key}={old.get(key)!r}, this run uses"
+                                            f" {getattr(self.cfg, key)!r}")
         try:
             for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
                 module.load_state_dict(modules[name])
         except RuntimeError as exc:
-            raise TrainStateError(f"{path}: weights do not fit the {self.cfg.architecture} networks ({exc})") from None
+            raise TrainStateError(path, f"weights do not fit the {self.cfg.architecture} networks ({exc})") from None
         self.step = self.warm_step = int(info.get("step", 0))
         self.images_seen = self.images_at_start = int(info.get("images_seen", 0))
         self.train_seconds = float(info.get("train_seconds", 0.0))
