@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 import time
+from typing import TypedDict
 
 import torch
 
@@ -33,6 +34,21 @@ METHODS = ("cudnn", "torchvision", "reference", "triton")
 # Where the benchmark runs; a test runs it on the CPU under Triton's interpreter to check the
 # table and JSON code (numbers from there mean nothing).
 DEVICE = "cuda"
+
+
+class _RowBase(TypedDict):
+    """One row of the report: a shape, a dtype and a pass, timed by every method."""
+    B: int
+    C: int
+    H: int
+    dtype: str
+    passes: str
+    ms: dict[str, float]  # method -> milliseconds
+    errors: dict[str, str]  # method -> why it has no time
+
+
+class _Row(_RowBase, total=False):
+    ratios: dict[str, float]  # "ours/cudnn", "torchvision/ours", "reference/ours", where both ran
 
 
 def _torchvision_op():
@@ -113,7 +129,7 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
     for b, c, h in (QUICK_SHAPES if quick else SHAPES):
         for dtype in (torch.bfloat16, torch.float32) if quick else (torch.float32, torch.bfloat16):
             for backward in (False, True):
-                row = dict(B=b, C=c, H=h, dtype=str(dtype).removeprefix("torch."),
+                row = _Row(B=b, C=c, H=h, dtype=str(dtype).removeprefix("torch."),
                            passes="fwd+bwd" if backward else "fwd", ms={}, errors={})
                 for name in METHODS:
                     op, takes_offset = ops[name]
@@ -139,8 +155,8 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
                 ratios = " ".join(f"{row['ratios'].get(k, float('nan')):>{n}.2f}"
                                   for k, n in (("ours/cudnn", 10), ("torchvision/ours", 8), ("reference/ours", 8)))
                 print(f"{b:>3} {c:>4} {h:>3} {row['dtype']:>8} {row['passes']:>7} {cells} {ratios}", flush=True)
-                for name, err in row["errors"].items():
-                    print(f"    {name}: {err}", flush=True)
+                for name, message in row["errors"].items():
+                    print(f"    {name}: {message}", flush=True)
                 if json_path:  # after every row: a run cut short still leaves its numbers
                     _write(json_path, report)
     return report

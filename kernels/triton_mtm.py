@@ -461,7 +461,7 @@ def forward(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None, styl
 
 
 def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None, style: Tensor | None,
-             needs: tuple[bool, ...], options: Options = Options()):
+             needs: tuple[bool, ...], options: Options = Options()) -> list[Tensor | None]:
     """Gradients (x, weight, offset, mask, style) of sum(gy * core(x * s)); None where not needed."""
     b, ci, h, w = x.shape
     co = weight.shape[0]
@@ -473,14 +473,14 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
     m = mask.contiguous() if mask is not None else offset
     gy_cl = gy.to(x.dtype).permute(0, 2, 3, 1).contiguous()
     need_x, need_w, need_off, need_m, need_s = needs
-    grads = [None] * 5
+    grads: list[Tensor | None] = [None] * 5
 
     if need_x or need_off or need_m or need_s:
         cfg = _configs()["bwd_data"]
         gxs = torch.zeros(b, h, w, ci, device=x.device, dtype=acc_torch)
         goff = torch.empty(b, 18, h, w, device=x.device, dtype=acc_torch)
         gm = torch.empty(b, 9, h, w, device=x.device, dtype=acc_torch) if mask is not None else goff
-        grid = (triton.cdiv(b * h * w, cfg.block_m), 9)
+        grid: tuple[int, ...] = (triton.cdiv(b * h * w, cfg.block_m), 9)
         _mtm_bwd_data_kernel[grid](x_cl, s, offset, m, w_t, gy_cl, gxs, goff, gm, b, h, w, ci, co,
                                    float(h + 1), float(w + 1),
                                    STYLE=style_mode, HAS_MASK=mask is not None,
@@ -494,8 +494,10 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
         if need_off:
             grads[2] = goff.to(offset.dtype)
         if need_m:
+            assert mask is not None  # autograd asks for a mask's gradient only when there is a mask
             grads[3] = gm.to(mask.dtype)
         if need_s:
+            assert style is not None  # likewise for the style
             gs = gxs * x
             grads[4] = (gs.sum(dim=(2, 3)) if style.dim() == 2 else gs).to(style.dtype)
 
@@ -528,12 +530,14 @@ def report_failure(err: Exception) -> None:
 
 
 def _reference_backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None,
-                        style: Tensor | None, needs: tuple[bool, ...]):
+                        style: Tensor | None, needs: tuple[bool, ...]) -> list[Tensor | None]:
     """The same gradients from the reference's autograd, for when the backward kernels fail."""
     inputs = [t.detach().requires_grad_(need) if t is not None else None
               for t, need in zip((x, weight, offset, mask, style), needs)]
+    x_in, weight_in, offset_in, mask_in, style_in = inputs
+    assert x_in is not None and weight_in is not None and offset_in is not None  # only mask and style are optional
     with torch.enable_grad():
-        y = modconv_ref.deform_modconv(*inputs, demodulate=False)
+        y = modconv_ref.deform_modconv(x_in, weight_in, offset_in, mask_in, style_in, demodulate=False)
     wanted = [t for t in inputs if t is not None and t.requires_grad]
     found = iter(torch.autograd.grad(y, wanted, gy.to(y.dtype), allow_unused=True))
     return [next(found) if t is not None and t.requires_grad else None for t in inputs]

@@ -37,7 +37,8 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
     cfg = generator.config
     state.check_fits(cfg)
     z = cfg.z_dim
-    hier = state.hierarchy is not None
+    hierarchy = state.hierarchy
+    hier = hierarchy is not None
     lat = Latents(z_global=seeded_normal(state.objects[0].style_seed if hier else state.background_seed, 1, z))
     if cfg.objects:
         objs = state.objects
@@ -46,10 +47,10 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
         lat.sigmas = torch.tensor([[o.effective_sigma for o in objs]], dtype=torch.float32)
     if cfg.grid:
         lat.z_blocks = torch.stack([seeded_normal(s, z) for s in state.block_seeds])[None]
-    if hier:
+    if hierarchy is not None:
         lat.root = torch.tensor([state.objects[0].center], dtype=torch.float32)
-        lat.offsets1 = torch.tensor([state.hierarchy.offsets1], dtype=torch.float32)
-        lat.offsets2 = torch.tensor([state.hierarchy.offsets2], dtype=torch.float32)
+        lat.offsets1 = torch.tensor([hierarchy.offsets1], dtype=torch.float32)
+        lat.offsets2 = torch.tensor([hierarchy.offsets2], dtype=torch.float32)
         lat.root_sigma = torch.tensor([state.objects[0].effective_sigma], dtype=torch.float32)
     if cfg.time is not None:
         codes, alpha = seeded_motion(cfg, state.motion_seed, state.time)

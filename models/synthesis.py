@@ -28,7 +28,7 @@ from torch import nn
 
 from models.config import HIERARCHY_LEVELS
 from models.nets.generator import Generator, Latents
-from models.nets.layers import bilinear_resize
+from models.nets.layers import StyledConv, bilinear_resize
 
 # generator -> {structure key: (traced module, offset field names) or None (failed: eager)}
 _TRACES: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()
@@ -38,7 +38,14 @@ _WARNED: set[str] = set()
 def offset_taps(generator: Generator) -> list[tuple[str, nn.Module]]:
     """(layer name, tap) of every MTM layer in synthesis order: "16.1" is resolution 16,
     second convolution (models/nets/layers.py StyledConv.offset_tap)."""
-    return [(conv.name, conv.offset_tap) for convs in generator.convs.values() for conv in convs if conv.mtm]
+    taps: list[tuple[str, nn.Module]] = []
+    for convs in generator.convs.values():
+        assert isinstance(convs, nn.ModuleList)  # Generator.convs: a ModuleList of StyledConvs per resolution
+        for conv in convs:
+            assert isinstance(conv, StyledConv)
+            if conv.mtm:
+                taps.append((conv.name, conv.offset_tap))
+    return taps
 
 
 def capture_offsets(generator: Generator, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

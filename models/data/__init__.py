@@ -40,8 +40,11 @@ class Dataset:
         return sample_figures(batch, generator)
 
     def render(self, params: RoomParams | FigureParams, t: float | torch.Tensor = 0.0) -> SceneBatch:
-        render = render_rooms if self.world == "rooms" else render_figures
-        return render(params, self.size, t=t, device=self.device)
+        if self.world == "rooms":
+            assert isinstance(params, RoomParams)  # what sample_params draws for this world
+            return render_rooms(params, self.size, t=t, device=self.device)
+        assert isinstance(params, FigureParams)
+        return render_figures(params, self.size, t=t, device=self.device)
 
     def sample(self, batch: int, generator: torch.Generator | None = None) -> SceneBatch:
         """Still images with ground truth; for clip data sets, one frame of each clip at a

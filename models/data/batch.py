@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
 
 class TensorFields:
     """Mixin for dataclasses whose fields are tensors with the batch first (or None)."""
+
+    # Set by @dataclass on the subclasses; declared so that dataclasses.fields(self) type-checks.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def _map(self, fn):
         return dataclasses.replace(self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)

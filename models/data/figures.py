@@ -63,7 +63,10 @@ def sample_figures(batch: int, generator: torch.Generator | None = None) -> Figu
     """Random still figures (CPU tensors)."""
     B, g = batch, generator
     lo, hi = ANGLE_RANGES[:, 0], ANGLE_RANGES[:, 1]
-    hsv = lambda h, s, v: hsv_to_rgb(uniform(B, *h, g), uniform(B, *s, g), uniform(B, *v, g))  # noqa: E731
+
+    def hsv(h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]) -> torch.Tensor:
+        return hsv_to_rgb(uniform(B, *h, g), uniform(B, *s, g), uniform(B, *v, g))
+
     skin = hsv((.03, .1), (.25, .65), (.3, .95))
     zeros = torch.zeros
     return FigureParams(

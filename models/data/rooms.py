@@ -27,7 +27,7 @@ BOX, ELLIPSE, EITHER = 0, 1, 2  # EITHER: the object's own round_shape flag deci
 # Layouts are balanced so that the object's area centroid sits near its center (lamps and
 # plants reach lower than -1..1 for that): the center is where the object's mass is, which
 # is what a heatmap placed on it should mean.
-_LAYOUTS = {
+_LAYOUTS: dict[str, list[tuple[float, ...]]] = {
     "bed": [(0, -.55, 1, .45, .3, 0, BOX, ACCENT, 0, 0), (0, .82, 1, .18, .2, 0, BOX, DARK_ACCENT, 0, 0),
             (0, .2, .97, .5, .25, 0, BOX, MAIN, 1, 0), (-.45, -.3, .38, .15, 1, 0, BOX, LIGHT, 0, 0),
             (.45, -.3, .38, .15, 1, 0, BOX, LIGHT, 0, 0)],
@@ -117,7 +117,10 @@ def sample_rooms(batch: int, n_objects: int = 3, generator: torch.Generator | No
     aspect_range = ASPECTS[kind]
     aspect = aspect_range[..., 0] + (aspect_range[..., 1] - aspect_range[..., 0]) * torch.rand(B, n, generator=g)
     scale = uniform((B, n), .08, .2, g)
-    hsv = lambda h, s, v: hsv_to_rgb(uniform((B, n), *h, g), uniform((B, n), *s, g), uniform((B, n), *v, g))  # noqa: E731
+
+    def hsv(h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]) -> torch.Tensor:
+        return hsv_to_rgb(uniform((B, n), *h, g), uniform((B, n), *s, g), uniform((B, n), *v, g))
+
     colour_c = hsv((0, 1), (.1, .6), (.3, .95))
     colour_c = torch.where((kind == KINDS.index("plant"))[..., None], hsv((.22, .4), (.5, .85), (.35, .7)), colour_c)
     colour_c = torch.where((kind == KINDS.index("window"))[..., None], hsv((.05, .12), (0, .5), (.45, 1)), colour_c)

@@ -62,8 +62,8 @@ def parse_json(text: str | bytes, what: str) -> Any:
         raise SafetensorsProblem(f"{what} is not valid JSON ({_short(exc)})") from None
 
 
-def _short(exc: Exception, limit: int = 120) -> str:
-    text = str(exc)
+def _short(value: Exception | str, limit: int = 120) -> str:
+    text = str(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -106,17 +106,17 @@ class _Mp4Stream:
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps = path, fps
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()  # ffmpeg's messages, read back when it fails
 
-    def _start(self, width: int, height: int) -> None:
+    def _start(self, width: int, height: int) -> subprocess.Popen[bytes]:
         rate = str(Fraction(self.fps).limit_denominator())
         cmd = [ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-f", "rawvideo", "-vcodec", "rawvideo",
                "-s", f"{width}x{height}", "-pix_fmt", "rgb24", "-r", rate, "-i", "-", "-an",
                "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "25", "-f", "mp4", self.path]
         # A session of its own: Ctrl-C in the terminal reaches us, and we stop ffmpeg.
-        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log,
-                                        start_new_session=True)
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log,
+                                start_new_session=True)
 
     def _failure(self, what: str) -> RuntimeError:
         self.log.seek(0)
@@ -125,7 +125,8 @@ class _Mp4Stream:
 
     def append(self, frame: np.ndarray) -> None:
         if self.process is None:
-            self._start(frame.shape[1], frame.shape[0])
+            self.process = self._start(frame.shape[1], frame.shape[0])
+        assert self.process.stdin is not None  # started with stdin=PIPE
         try:
             self.process.stdin.write(np.ascontiguousarray(frame).tobytes())
         except OSError:  # ffmpeg has stopped reading: it failed
@@ -135,6 +136,7 @@ class _Mp4Stream:
     def close(self) -> None:
         if self.process is None:
             raise RuntimeError("no frames were encoded")
+        assert self.process.stdin is not None  # started with stdin=PIPE
         try:
             self.process.stdin.close()
         except OSError:
@@ -192,9 +194,14 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
     kind = check_target(path, fps)
     if not 1 <= total_frames <= MAX_FRAMES:
         raise ExportError(path, f"the frame count must be within 1..{MAX_FRAMES}, got {total_frames}")
-    stream = None
+    stream: _Mp4Stream | _GifStream | None = None
+
+    def check(tmp: str) -> None:
+        assert stream is not None  # target.commit() checks, and it runs after the stream was made
+        stream.check(tmp, total_frames)
+
     with _encoder_errors(path):
-        target = AtomicTarget(path, check=lambda tmp: stream.check(tmp, total_frames))
+        target = AtomicTarget(path, check=check)
     try:
         with _encoder_errors(path):
             stream = _Mp4Stream(target.tmp, fps) if kind == ".mp4" else _GifStream(target.tmp, fps)

@@ -129,6 +129,7 @@ def train_probe(minutes: float, batch: int = 32, seed: int = 0, log=print) -> tu
             logits, _ = probe(b.images)
             losses.append(F.cross_entropy(logits, target))
         loss = sum(losses)
+        assert isinstance(loss, torch.Tensor)  # two data sets: never the empty sum 0
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -95,6 +95,7 @@ def co_move_ratio(G: Generator, probe, samples: int, rng: torch.Generator, offse
         elif cfg.objects:
             which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
             idx = torch.arange(B, device=device)
+            assert lat.centers is not None  # sample_latents draws centers for a generator with objects
             # keep the other objects inside the frame too, so they can be found and ignored
             c_before = 0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng).to(device)
             c_before[idx, which] = centers
@@ -153,9 +154,11 @@ def block_report(G: Generator, samples: int, rng: torch.Generator, offset_scale:
     for start in range(0, samples, batch):
         B = min(batch, samples - start)
         lat = G.sample_latents(B, rng, device)
-        lat = replace(lat, centers=0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng).to(device)) \
-            if cfg.objects else lat
+        if cfg.objects:
+            assert lat.centers is not None  # sample_latents draws centers for a generator with objects
+            lat = replace(lat, centers=0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng).to(device))
         block = torch.randint(cfg.grid ** 2, (B,), generator=rng).to(device)
+        assert lat.z_blocks is not None  # block metrics are for generators with a grid: it draws z_blocks
         z = lat.z_blocks.clone()
         z[torch.arange(B, device=device), block] = torch.randn(B, cfg.z_dim, generator=rng).to(device)
         img0 = G(lat, offset_scale=offset_scale, noise_mode="const")
@@ -189,7 +192,10 @@ def style_swap_locality(G: Generator, samples: int, rng: torch.Generator, offset
     for start in range(0, samples, batch):
         B = min(batch, samples - start)
         lat = G.sample_latents(B, rng, device)
+        # style swaps are for generators with objects: sample_latents draws their centers and styles
+        assert lat.centers is not None
         lat = replace(lat, centers=0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng).to(device))
+        assert lat.z_objects is not None
         which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
         idx = torch.arange(B, device=device)
         z = lat.z_objects.clone()

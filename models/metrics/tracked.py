@@ -149,6 +149,7 @@ def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: flo
         B = min(batch, samples - lo)
         centers, delta = starts[lo:lo + B].to(device), deltas[lo:lo + B].to(device)
         lat = G.sample_latents(B, rng, device)
+        assert lat.centers is not None  # a generator with objects (checked above): sample_latents draws centers
         which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
         idx = torch.arange(B, device=device)
         # the other objects inside the frame too, as in the co-move ratio

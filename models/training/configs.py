@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from models.config import ARCHITECTURES, ConfigError
 from models.document.fileio import FileProblem, read_regular
@@ -145,11 +145,24 @@ def training_config(name_or_path: str) -> TrainConfig:
 # The models it trains, each in its own process on the one GPU. figures and figures-no-mtm
 # (the MTM ablation) get identical settings and the same wall-clock budget.
 GPU_RUN_MODELS = ("rooms", "figures", "figures-no-mtm", "clips")
+
+
+class _Cadence(TypedDict):
+    """TrainConfig fields that a whole run's configs share (dataclasses.replace keywords)."""
+    sample_every: int
+    log_every: int
+    save_every_minutes: float
+
+
+class _SmokeSettings(_Cadence):
+    batch: int
+
+
 # Batch sizes for an H100/H200: four small models share it, so each keeps a moderate batch
 # (Python and kernel-launch overhead per step dominates at small batches; R1 and the GradCAM
 # double backward dominate at large ones). EMA half-life in thousands of images, scaled to
 # the batch as StyleGAN2 does (10 kimg at batch 32 and up).
-_GPU = dict(sample_every=2000, log_every=50, save_every_minutes=2.0)
+_GPU = _Cadence(sample_every=2000, log_every=50, save_every_minutes=2.0)
 GPU_CONFIGS: dict[str, TrainConfig] = {
     "rooms": dataclasses.replace(TRAINING_CONFIGS["rooms"], batch=64, ema_kimg=10.0, **_GPU),
     "figures": dataclasses.replace(TRAINING_CONFIGS["figures"], batch=64, ema_kimg=10.0, **_GPU),
@@ -159,7 +172,7 @@ GPU_CONFIGS: dict[str, TrainConfig] = {
 }
 # The CPU smoke run of the same command: tiny networks under the same names, so that every
 # path (processes, warm start, packing, the way back) runs in about a minute on 2 cores.
-_SMOKE = dict(batch=2, sample_every=1000, log_every=2, save_every_minutes=0.1)
+_SMOKE = _SmokeSettings(batch=2, sample_every=1000, log_every=2, save_every_minutes=0.1)
 SMOKE_CONFIGS: dict[str, TrainConfig] = {
     "rooms": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms", **_SMOKE),
     "figures": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures", **_SMOKE),

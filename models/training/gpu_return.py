@@ -49,7 +49,9 @@ def read_bundle(path: Path) -> dict[str, bytes]:
                     continue
                 if not m.isfile() or m.name.startswith("/") or ".." in Path(m.name).parts:
                     raise ReturnError(f"{path}: refusing archive member {m.name!r}")
-                files[m.name] = tar.extractfile(m).read()
+                member = tar.extractfile(m)
+                assert member is not None  # a regular file (checked above) always has its data
+                files[m.name] = member.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ReturnError(f"{path}: not a readable .tar.gz ({exc})") from None
     return files

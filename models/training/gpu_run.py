@@ -34,6 +34,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 from models.document.fileio import atomic_write_json as write_json
 
@@ -85,9 +86,10 @@ def machine(device: str) -> dict:
 
     import torch
 
-    info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "device": device,
-            "commit": _cmd(["git", "rev-parse", "HEAD"], 5), "dirty": bool(_cmd(["git", "status", "--porcelain"], 5))}
+    info: dict[str, Any] = {
+        "host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "device": device,
+        "commit": _cmd(["git", "rev-parse", "HEAD"], 5), "dirty": bool(_cmd(["git", "status", "--porcelain"], 5))}
     # The GPU machine gets a copy of the working tree without .git: a digest of the code
     # identifies it anyway (compare with `python -m models.training.gpu_run --digest` at home).
     info["source_digest"] = source_digest()
@@ -211,6 +213,7 @@ def kernel_faster(bench: dict | None) -> bool | None:
 
 def _run_logged(args: list[str], log_path: Path, timeout: float, env: dict, cwd: Path) -> dict:
     t0 = time.time()
+    rc: int | str
     with open(log_path, "w") as f:
         try:
             rc = subprocess.run(args, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd, timeout=timeout).returncode
@@ -460,7 +463,8 @@ def model_results(names: list[str], workers: dict, work: Path, out: Path) -> dic
 def next_plan(models: dict, bench: dict, plan: dict) -> dict:
     """Concurrent training wins if each model gets more images together than in its 1/n
     slice alone (the mean of together / (alone / n) over the models is above 1)."""
-    alone = next((b.get("alone") for b in bench.values() if isinstance(b, dict) and b.get("alone")), {}) or {}
+    found = next((b.get("alone") for b in bench.values() if isinstance(b, dict) and b.get("alone")), None)
+    alone: dict[str, Any] = found or {}
     n = len(models)
     gains = []
     for name, m in models.items():
@@ -492,7 +496,7 @@ def print_summary(summary: dict) -> None:
              f"mode: {summary['plan'].get('mode', 'concurrent')}, channels_last={summary['plan'].get('channels_last')}",
              f"{'model':<16}{'phase':<12}{'images':>18}{'img/s tog.':>11}{'alone':>8}{'p50/p95 ms':>14}"]
     bench = summary.get("bench", {})
-    first = next(iter(bench.values()), {}) if bench else {}
+    first: dict[str, Any] = next(iter(bench.values()), {}) if bench else {}
     for name, r in summary["models"].items():
         alone = ((first.get("alone") or {}).get(name) or {}).get("images_per_s", "")
         lat = (first.get("render") or {}).get(name) or {}

@@ -94,7 +94,8 @@ class WarmTrainer(Trainer):
         self.images_at_start = 0
         if channels_last:
             for m in (self.G, self.G_ema, self.D):
-                m.to(memory_format=torch.channels_last)
+                # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
+                m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def warm_start(self, path: Path) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
@@ -103,13 +104,13 @@ class WarmTrainer(Trainer):
         old = (info.get("config") or {})
         for key in ("architecture", "dataset", "condition_d_on_layout"):
             if old.get(key) != getattr(self.cfg, key):
-                raise TrainStateError(f"{path}: trained with {key}={old.get(key)!r}, this run uses"
-                                      f" {getattr(self.cfg, key)!r}")
+                raise TrainStateError(path, f"trained with {key}={old.get(key)!r}, this run uses"
+                                            f" {getattr(self.cfg, key)!r}")
         try:
             for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
                 module.load_state_dict(modules[name])
         except RuntimeError as exc:
-            raise TrainStateError(f"{path}: weights do not fit the {self.cfg.architecture} networks ({exc})") from None
+            raise TrainStateError(path, f"weights do not fit the {self.cfg.architecture} networks ({exc})") from None
         self.step = self.warm_step = int(info.get("step", 0))
         self.images_seen = self.images_at_start = int(info.get("images_seen", 0))
         self.train_seconds = float(info.get("train_seconds", 0.0))
@@ -132,7 +133,7 @@ class WarmTrainer(Trainer):
 
     def curve(self) -> list:
         """The loss curve across runs: earlier runs' points + this run's log, thinned."""
-        rows = []
+        rows: list[list[float | None]] = []
         log = self.out / "log.csv"
         if log.exists():
             with open(log, newline="") as f:
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # What ships: the EMA generator, as a checkpoint (eval and the sheets open it like a user).
     G = trainer.G_ema
-    G.to(memory_format=torch.contiguous_format)
+    # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
+    G.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     ckpt = work / f"{spec['name']}.safetensors"
     save_checkpoint(ckpt, G, {"name": spec["name"], "architecture": trainer.cfg.architecture,
                               "trained_on": {"images": trainer.images_seen, "steps": trainer.step}})

@@ -93,6 +93,7 @@ def distortion_loss(generator: Generator, lat: Latents, images: torch.Tensor, ps
     B = lat.batch
     block = torch.randint(cfg.grid * cfg.grid, (B,), generator=generator_rng).to(images.device)
     z_new = torch.randn(B, cfg.z_dim, generator=generator_rng).to(images.device)
+    assert lat.z_blocks is not None  # the trainer asks for this loss only with a grid: its latents have z_blocks
     z_blocks = lat.z_blocks.clone()
     z_blocks[torch.arange(B, device=images.device), block] = z_new
     resampled = generator(Latents(**{**lat.__dict__, "z_blocks": z_blocks}), psi=psi, noise_mode="const")
@@ -120,6 +121,9 @@ def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tens
     length = MOVE_RANGE[0] + (MOVE_RANGE[1] - MOVE_RANGE[0]) * torch.rand(B, generator=generator_rng)
     step = (length[:, None] * torch.stack([angle.cos(), angle.sin()], 1)).to(device)
     if cfg.objects:
+        # sample_latents draws centers and sigmas for a generator with objects (root and
+        # root_sigma below for a hierarchical one)
+        assert lat.centers is not None and lat.sigmas is not None
         present = (lat.sigmas > 0).float()  # absent objects (sigma 0) are never the one moved
         which = (torch.rand(present.shape, generator=generator_rng).to(device) + present).argmax(dim=1)
         idx = torch.arange(B, device=device)
@@ -129,6 +133,7 @@ def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tens
         centers[idx, which] = new
         moved_lat = Latents(**{**lat.__dict__, "centers": centers})
     elif cfg.hierarchical:
+        assert lat.root is not None and lat.root_sigma is not None
         old, sigma = lat.root, lat.root_sigma.clamp_min(0.05)
         new = (old + step).clamp(0.1, 0.9)
         moved_lat = Latents(**{**lat.__dict__, "root": new})

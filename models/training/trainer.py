@@ -117,6 +117,7 @@ class Trainer:
         lat = self.G.sample_latents(B, self.rng, self.device)
         if self.layout:  # real layouts: where the procedural renderer put objects
             layout = self.data.sample(B, self.rng)
+            assert lat.sigmas is not None  # condition_d_on_layout needs objects (TrainConfig checks): sigmas drawn
             lat.centers = layout.centers
             lat.sigmas = lat.sigmas * layout.present.to(lat.sigmas.dtype)
         return lat
@@ -155,9 +156,9 @@ class Trainer:
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
         lat = self._latents(B)
-        do_align = cfg.align_weight > 0 and not self.layout and self.step % cfg.align_every == 0 and (
+        do_align = cfg.align_weight > 0 and not self.layout and self.step % cfg.align_every == 0 and bool(
             self.gen_config.objects or self.gen_config.hierarchical)
-        do_dist = cfg.distortion_weight > 0 and self.gen_config.grid and self.step % cfg.distortion_every == 0
+        do_dist = cfg.distortion_weight > 0 and bool(self.gen_config.grid) and self.step % cfg.distortion_every == 0
         do_move = cfg.move_weight > 0 and self.step % cfg.move_every == 0  # move consistency (issue 14)
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
@@ -350,6 +351,7 @@ class Trainer:
                     now = time.time()
                     rate = (self.images_seen - window[1]) / max(now - window[0], 1e-6)
                     window = (now, self.images_seen)
+                    assert writer is not None and log_file is not None  # rank 0 opened the log
                     writer.writerow({"step": self.step, "images": self.images_seen,
                                      "seconds": round(self.train_seconds, 1), "images_per_s": round(rate, 1), **stats})
                     log_file.flush()
