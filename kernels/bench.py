@@ -117,8 +117,8 @@ def run_benchmark(quick: bool, json_path: str | None) -> dict:
            "torchvision": (tv, True),
            "reference": (lambda x, w, off, style: modconv_ref.deform_modconv(x, w, off, None, style), True),
            "triton": (ours, True)}
-    report = dict(device=torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE, torch=torch.__version__, triton=triton.__version__,
-                  cuda=torch.version.cuda, python=platform.python_version(), quick=quick,
+    report = dict(device=torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE, torch=torch.__version__,
+                  triton=triton.__version__, cuda=torch.version.cuda, python=platform.python_version(), quick=quick,
                   tf32=torch.backends.cudnn.allow_tf32, unit="ms", rows=[],
                   notes={"torchvision": "not installed" if tv is None else "float16 in the bfloat16 rows",
                          "triton": ours_missing or "kernels.triton_mtm"})

@@ -33,7 +33,7 @@ _OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErr
 _warned_no_triton = False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_triton():
     """kernels.triton_mtm, or None where triton cannot be imported (not installed, no wheel for
     this platform). Cached: the import is attempted once per process."""

@@ -6,8 +6,9 @@ with stack (local memory) has spilled registers, which costs far more than it sa
 
     python -m kernels.spill_check [--kernel fwd] [--dtype bfloat16]
 
-prints one JSON line per configuration and exits with 1 if any spilled. It must run in a process where TRITON_INTERPRET is
-unset (interpreted kernels cannot be compiled); tests run it in a subprocess for that reason.
+prints one JSON line per configuration and exits with 1 if any spilled. It must run in a
+process where TRITON_INTERPRET is unset (interpreted kernels cannot be compiled); tests run
+it in a subprocess for that reason.
 """
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ class GeneratorConfig:
         if not 0 <= self.objects <= 16:
             raise ConfigError(f"objects must be between 0 and 16, got {_short(self.objects)}")
         if self.objects and self.hierarchical:
-            raise ConfigError("objects and hierarchical are exclusive: pick the multi-object or the single-object setting")
+            raise ConfigError("objects and hierarchical are exclusive:"
+                              " pick the multi-object or the single-object setting")
         if self.hierarchical and self.resolution < 16:
             raise ConfigError("hierarchical needs a resolution of at least 16")
         if not 0 <= self.grid <= 16:
@@ -129,7 +130,7 @@ class GeneratorConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: Any) -> "GeneratorConfig":
+    def from_dict(cls, data: Any) -> GeneratorConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a generator config must be a JSON object, got {type(data).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
@@ -215,7 +216,8 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "tiny-rooms": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),
     "tiny-figures": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
-                                    channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, mtm=(8, 16), style_res=16),
+                                    channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, mtm=(8, 16),
+                                    style_res=16),
     "tiny-figures-no-mtm": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                            channels={4: 16, 8: 16, 16: 8, 32: 8}, hierarchical=True, style_res=16),
     # Video: rooms-cpu with the time capability, trainable on a CPU (the `clips` training config).

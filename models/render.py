@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.nets.generator import Generator, Latents
-from models.synthesis import frame_tensors, synthesize, to_uint8_tensor
-from models.nets.motion import seeded_motion
 from models.document.scene import SceneState
+from models.nets.generator import Generator, Latents
+from models.nets.motion import seeded_motion
+from models.synthesis import frame_tensors, synthesize, to_uint8_tensor
 
 
 @dataclass

@@ -31,7 +31,7 @@ from models.nets.generator import Generator, Latents
 from models.nets.layers import StyledConv, bilinear_resize
 
 # generator -> {structure key: (traced module, offset field names) or None (failed: eager)}
-_TRACES: "weakref.WeakKeyDictionary[Generator, dict]" = weakref.WeakKeyDictionary()
+_TRACES: weakref.WeakKeyDictionary[Generator, dict] = weakref.WeakKeyDictionary()
 _WARNED: set[str] = set()
 
 

@@ -259,3 +259,19 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
                        {"mode": "sequential"}, "cuda", {})
     (_, a, _), (_, b, _) = seq
     assert a["train_until"] == pytest.approx(b["train_from"]) and b["train_until"] == pytest.approx(clock.eval)
+
+
+def test_a_warm_state_of_another_architecture_is_refused_by_name(tmp_path):
+    from models.training.gpu_worker import WarmTrainer
+
+    rooms, clips = SMOKE_CONFIGS["rooms"], SMOKE_CONFIGS["clips"]
+    trainer = WarmTrainer(rooms, tmp_path / "work", "cpu")
+    other = WarmTrainer(clips, tmp_path / "work2", "cpu")
+    mods = {"G": other.G, "G_ema": other.G_ema, "D": other.D}
+    save_warm_state(tmp_path / "clips.safetensors", mods, {"config": clips.to_dict()})
+    with pytest.raises(TrainStateError, match=r"clips.safetensors: trained with architecture="):
+        trainer.warm_start(tmp_path / "clips.safetensors")
+    # The right config in its header, but weights of other networks: the weights are named.
+    save_warm_state(tmp_path / "mixed.safetensors", mods, {"config": rooms.to_dict()})
+    with pytest.raises(TrainStateError, match=r"mixed.safetensors: weights do not fit the"):
+        trainer.warm_start(tmp_path / "mixed.safetensors")

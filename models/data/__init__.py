@@ -7,7 +7,14 @@ from __future__ import annotations
 import torch
 
 from models.data.batch import SceneBatch
-from models.data.clips import (CLIP_SECONDS, add_figure_motion, add_room_motion, render_clip_frames, sample_clip_params, sample_times)
+from models.data.clips import (
+    CLIP_SECONDS,
+    add_figure_motion,
+    add_room_motion,
+    render_clip_frames,
+    sample_clip_params,
+    sample_times,
+)
 from models.data.figures import KEYPOINTS, FigureParams, render_figures, sample_figures
 from models.data.rooms import KINDS as ROOM_KINDS
 from models.data.rooms import RoomParams, render_rooms, sample_rooms

@@ -47,7 +47,7 @@ class SceneBatch(TensorFields):
     present: torch.Tensor  # [B, n] bool
     keypoints: torch.Tensor | None = None  # [B, K, 2] joint positions (figures only)
 
-    def unflatten(self, batch: int, frames: int) -> "SceneBatch":
+    def unflatten(self, batch: int, frames: int) -> SceneBatch:
         """[B * T, ...] -> [B, T, ...] for the per-frame fields; kinds/present stay per clip."""
         def split(x):
             return x.reshape(batch, frames, *x.shape[1:])

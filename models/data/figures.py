@@ -12,7 +12,20 @@ from dataclasses import dataclass
 import torch
 
 from models.data.batch import SceneBatch, TensorFields, oscillate, per_sample_time, uniform
-from models.data.draw import (TWO_PI, box_sdf, capsule_sdf, col, coverage, ellipse_sdf, hsv_to_rgb, over, pixel_grid, rotate, soft_square, union)
+from models.data.draw import (
+    TWO_PI,
+    box_sdf,
+    capsule_sdf,
+    col,
+    coverage,
+    ellipse_sdf,
+    hsv_to_rgb,
+    over,
+    pixel_grid,
+    rotate,
+    soft_square,
+    union,
+)
 
 KEYPOINTS = ("head", "neck", "pelvis", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
              "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle")

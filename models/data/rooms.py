@@ -13,7 +13,19 @@ from dataclasses import dataclass
 import torch
 
 from models.data.batch import SceneBatch, TensorFields, oscillate, per_sample_time, uniform
-from models.data.draw import (TWO_PI, box_sdf, col, coverage, ellipse_sdf, hsv_to_rgb, over, pixel_grid, rotate, soft_square, union)
+from models.data.draw import (
+    TWO_PI,
+    box_sdf,
+    col,
+    coverage,
+    ellipse_sdf,
+    hsv_to_rgb,
+    over,
+    pixel_grid,
+    rotate,
+    soft_square,
+    union,
+)
 
 KINDS = ("bed", "window", "painting", "lamp", "plant", "rug")
 # Width / height range per kind: beds and rugs are wide, lamps tall.
@@ -88,7 +100,7 @@ class RoomParams(TensorFields):
     light_omega: torch.Tensor  # [B]
     light_phase: torch.Tensor  # [B]
 
-    def moved(self, index: int | torch.Tensor, delta) -> "RoomParams":
+    def moved(self, index: int | torch.Tensor, delta) -> RoomParams:
         """The same scene with object `index` (an int, or [B] per scene) shifted by delta
         ((dx, dy) or [B, 2], image units): nothing else is resampled."""
         B, n = self.kind.shape

@@ -22,9 +22,10 @@ import socket
 import stat
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 # Our temporaries: ".<target name>.sg<host>-<pid>.<random>.part". The host and pid say
 # whether the writer can still be alive; the leading dot hides them in file browsers.

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 from models.config import HIERARCHY_CENTERS, GeneratorConfig
 
@@ -121,7 +122,7 @@ class SceneState:
         seeds = tuple(_seed(s, "block seed") for s in self.block_seeds)
         object.__setattr__(self, "block_seeds", seeds)
 
-    def timeless(self) -> "SceneState":
+    def timeless(self) -> SceneState:
         """The scene without its playhead: what an edit changes, what a video's frames share."""
         return self if self.time == 0.0 else replace(self, time=0.0)
 
@@ -152,13 +153,13 @@ class SceneState:
                              f" {config.grid}x{config.grid} grid needs {config.grid ** 2}")
 
     # ---- edits (each returns a new state) -------------------------------------------
-    def with_object(self, index: int, **changes: Any) -> "SceneState":
+    def with_object(self, index: int, **changes: Any) -> SceneState:
         self._check_index(index)
         objs = list(self.objects)
         objs[index] = replace(objs[index], **changes)
         return replace(self, objects=tuple(objs))
 
-    def move_center(self, level: int, index: int, center: Point) -> "SceneState":
+    def move_center(self, level: int, index: int, center: Point) -> SceneState:
         """Move one handle. Level 0 (or any object) moves its finer centers along with it;
         a level-1 center moves its two level-2 children with it."""
         center = _point(center, "center")
@@ -177,7 +178,7 @@ class SceneState:
             return replace(self, hierarchy=replace(self.hierarchy, offsets2=tuple(off2)))
         raise SceneError(f"hierarchy level must be 0, 1 or 2, got {level}")
 
-    def with_block_seeds(self, changes: dict[int, int]) -> "SceneState":
+    def with_block_seeds(self, changes: dict[int, int]) -> SceneState:
         seeds = list(self.block_seeds)
         for i, s in changes.items():
             if not 0 <= i < len(seeds):
@@ -185,12 +186,12 @@ class SceneState:
             seeds[i] = _seed(s, "block seed")
         return replace(self, block_seeds=tuple(seeds))
 
-    def resample_blocks(self, indices: Iterable[int], seed: int) -> "SceneState":
+    def resample_blocks(self, indices: Iterable[int], seed: int) -> SceneState:
         """New latents for these blocks only, drawn from `seed` (the edit is reproducible)."""
         rng = random.Random(seed)
         return self.with_block_seeds({i: rng.randrange(SEED_LIMIT) for i in sorted(set(indices))})
 
-    def new_sample(self, seed: int) -> "SceneState":
+    def new_sample(self, seed: int) -> SceneState:
         """Everything drawn anew from `seed`, except locked objects and the view settings."""
         fresh = initial_state_like(self, seed)
         objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
@@ -220,7 +221,7 @@ class SceneState:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "SceneState":
+    def from_dict(cls, data: Any) -> SceneState:
         if not isinstance(data, dict):
             raise SceneError(f"a scene must be a JSON object, got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)

@@ -18,10 +18,10 @@ import torch
 
 from models.config import ConfigError, GeneratorConfig
 from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular, stream_sha256
-from models.nets.generator import Generator
 from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
 from models.io.safetensors_io import read_header as read_safetensors_header
 from models.io.weight_shapes import generator_shapes
+from models.nets.generator import Generator
 
 FORMAT = "steergan-checkpoint"
 FORMAT_VERSION = 1
@@ -137,8 +137,9 @@ def _check_weights_fit(path: str | os.PathLike, header: SafetensorsHeader, confi
     missing = sorted(set(expected) - set(header.tensors))
     unexpected = sorted(set(header.tensors) - set(expected))
     if missing or unexpected:
+        more = "..." if len(missing) > 5 else ""
         raise CheckpointError(path, "does not match its config:"
-                              + (f" missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}" if missing else "")
+                              + (f" missing tensors {missing[:5]}{more}" if missing else "")
                               + (f" unexpected tensors {[_short_repr(u, 40) for u in unexpected[:5]]}"
                                  if unexpected else ""))
     for name, entry in header.tensors.items():

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from models.io.checkpoint import CheckpointInfo, load_checkpoint
 from models.config import DEFAULT_ARCHITECTURE, architecture
-from models.nets.generator import Generator
 from models.document.session import CheckpointRef
+from models.io.checkpoint import CheckpointInfo, load_checkpoint
+from models.nets.generator import Generator
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # The default the studio and `steergan render` open: the GPU-trained rooms model once it
@@ -53,7 +53,8 @@ def open_generator(path: str | Path | None = None, device: torch.device | str = 
         path = default_checkpoint()
     if path is not None:
         generator, info = load_checkpoint(path, device)
-        ref = CheckpointRef(path=str(Path(path).resolve()), sha256=info.sha256, architecture=info.meta.get("architecture"))
+        ref = CheckpointRef(path=str(Path(path).resolve()), sha256=info.sha256,
+                            architecture=info.meta.get("architecture"))
         return LoadedGenerator(generator, ref, info.name, info.trained, info)
     arch = arch or DEFAULT_ARCHITECTURE
     generator = untrained_generator(arch).to(device)

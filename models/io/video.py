@@ -15,19 +15,19 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from models.document.fileio import AtomicTarget, ExportError
-from models.io.library import CHECKPOINT_DIR
-from models.render import render, resize_image
 from models.document.scene import SceneState
 from models.document.video_timing import MAX_FRAMES, check_target, frame_count, frame_time
+from models.io.library import CHECKPOINT_DIR
+from models.render import render, resize_image
 
 CLIPS_CHECKPOINT = CHECKPOINT_DIR / "clips.safetensors"  # `steergan video`'s default, once it ships
 

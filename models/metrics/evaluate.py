@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from models.nets.generator import Generator
 from models.metrics.fd import frechet_distance
 from models.metrics.realism import classifier_accuracy
 from models.metrics.steering import block_report, co_move_ratio, style_swap_locality
 from models.metrics.tracked import tracked_co_move, tracked_co_move_ceiling
+from models.nets.generator import Generator
 
 # Measured with the MTM offsets on and (where MTM exists) again off, as KEY_offsets_off.
 KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_outside_levels",
@@ -92,8 +92,8 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         if cfg.objects:
             results["style_swap_locality" + suffix] = style_swap_locality(G, samples, rng(3), scale)
         gen_rng = rng(4)
-        fake = probe_features(probe, lambda b: G(G.sample_latents(b, gen_rng, G.const.device),
-                                                 offset_scale=scale, noise_mode="const"), fd_samples)
+        fake = probe_features(probe, lambda b, gen_rng=gen_rng, scale=scale: G(
+            G.sample_latents(b, gen_rng, G.const.device), offset_scale=scale, noise_mode="const"), fd_samples)
         results["domain_fd" + suffix] = frechet_distance(fake, real_a)
         log(f"realism classifier with offset scale {scale}")
         results["realism_accuracy" + suffix] = classifier_accuracy(

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.nets.generator import Generator
-from models.nets.motion import seeded_motion
 from models.document.scene import SEED_LIMIT, initial_state
 from models.io.video import frames
+from models.nets.generator import Generator
+from models.nets.motion import seeded_motion
 
 TIME_KEYS = ("frame_change_25fps", "frame_change_25fps_real", "fps_consistency_max_abs")
 FPS = 25

@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from models.nets.generator import Generator
 from models.metrics.steering import random_moves
+from models.nets.generator import Generator
 
 PATCH_RADIUS = 0.1  # image units: half the side of the patch cut around the old center
 PATCH_SIGMA = 0.045  # the Gaussian weight of the patch: the object's middle counts most

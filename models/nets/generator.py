@@ -54,11 +54,11 @@ class Latents:
             raise ValueError(f"these latents have no {name}: the generator's capabilities need it")
         return value
 
-    def to(self, device: torch.device | str) -> "Latents":
+    def to(self, device: torch.device | str) -> Latents:
         return replace(self, **{f.name: getattr(self, f.name).to(device)
                                 for f in fields(self) if getattr(self, f.name) is not None})
 
-    def repeat_each(self, times: int) -> "Latents":
+    def repeat_each(self, times: int) -> Latents:
         """Each element `times` times in a row (one copy per frame of a clip)."""
         return replace(self, **{f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
                                 for f in fields(self) if getattr(self, f.name) is not None})

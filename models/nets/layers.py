@@ -171,7 +171,8 @@ class StyledConv(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
             # Fixed noise for the deterministic mode: regenerated from a seed, never stored.
             g = torch.Generator().manual_seed(1000 + noise_seed)
-            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g), persistent=False)
+            self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g),
+                                 persistent=False)
 
     def forward(self, x: torch.Tensor, w_field: torch.Tensor, offset_scale: float | torch.Tensor,
                 noise_mode: str) -> torch.Tensor:

@@ -9,9 +9,9 @@ import time
 import torch
 
 from models.config import ARCHITECTURES
+from models.document.scene import initial_state
 from models.io.library import untrained_generator
 from models.render import render
-from models.document.scene import initial_state
 
 SHIPPED = ("rooms", "figures", "figures-no-mtm")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from models.document.fileio import write_image
+from models.document.scene import SceneState, initial_state
 from models.io.library import open_generator
 from models.render import render, resize_image
-from models.document.scene import SceneState, initial_state
 
 BORDER = 4
 

@@ -13,7 +13,6 @@ from models.config import ARCHITECTURES, ConfigError
 from models.document.fileio import FileProblem, read_regular
 from models.io.safetensors_io import SafetensorsProblem, parse_json
 
-
 MAX_CONFIG_BYTES = 1 << 20  # a training config is a few hundred bytes of JSON
 
 
@@ -77,7 +76,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -61,9 +61,9 @@ def render_latency(spec: dict, model: dict, renders: int) -> dict:
     """Batch-1 renders of the trained EMA generator as a drag would ask for them (a new
     object position each frame): milliseconds p50 and p95."""
     from models.config import architecture
+    from models.document.scene import initial_state
     from models.nets.generator import Generator
     from models.render import render
-    from models.document.scene import initial_state
     from models.training.state import load_warm_state
 
     device = torch.device(spec["device"])

@@ -19,8 +19,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.document.fileio import atomic_write_bytes, atomic_write_json
+from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.training.gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
 from models.training.state import TrainStateError, load_warm_state
 

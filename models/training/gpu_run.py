@@ -312,7 +312,7 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
     return out_specs
 
 
-def train_phase(specs, env: dict, clock: Clock, workers: dict[str, "Worker"], progress_every: float) -> None:
+def train_phase(specs, env: dict, clock: Clock, workers: dict[str, Worker], progress_every: float) -> None:
     """Start the workers (into `workers`, so that an interrupted caller can stop them) and
     wait for them until the end of the eval window."""
     pending = list(specs)
@@ -516,7 +516,8 @@ def print_summary(summary: dict) -> None:
             f"{k} {v['p50_ms']}/{v['p95_ms']}" for k, v in ref["render"].items()))
     lines.append(f"next plan: {summary.get('next_plan')}")
     lines.append(f"phases (s from start): {summary['phases']}")
-    lines.append(f"out: {summary['out_files']}  limits: {'ok' if not summary['limit_problems'] else summary['limit_problems']}")
+    limits = summary["limit_problems"] or "ok"
+    lines.append(f"out: {summary['out_files']}  limits: {limits}")
     lines.append("=" * 78)
     print("\n".join(lines), flush=True)
 

@@ -24,9 +24,8 @@ from typing import Any
 
 import torch
 
-from models.io.checkpoint import save_checkpoint
-from models.document.fileio import atomic_write_bytes
 from models.document.fileio import atomic_write_json as write_json
+from models.io.checkpoint import save_checkpoint
 from models.training.configs import TrainConfig
 from models.training.state import TrainStateError, load_warm_state, save_warm_state
 from models.training.trainer import Trainer, TrainingDiverged
@@ -122,7 +121,8 @@ class WarmTrainer(Trainer):
     def train_step(self) -> dict[str, float]:
         if self.warm_step:
             frac = min(1.0, (self.step - self.warm_step + 1) / LR_WARMUP_STEPS)
-            for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, self.cfg.lr * self.cfg.r1_every / (self.cfg.r1_every + 1))):
+            d_lr = self.cfg.lr * self.cfg.r1_every / (self.cfg.r1_every + 1)
+            for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, d_lr)):
                 for group in opt.param_groups:
                     group["lr"] = lr * frac
         return super().train_step()

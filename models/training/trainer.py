@@ -12,24 +12,31 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
 
-from models.io.checkpoint import save_checkpoint
 from models.config import architecture
-from models.nets.discriminator import Discriminator
 from models.document.scene import DEFAULT_OBJECT_SIGMA
+from models.io.checkpoint import save_checkpoint
+from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator
-from models.render import to_uint8
 from models.nets.video_discriminator import VideoDiscriminator
+from models.render import to_uint8
 from models.training.configs import TrainConfig
-from models.training.losses import alignment_loss, d_logistic, distortion_loss, g_nonsaturating, move_consistency_loss, r1_penalty
+from models.training.losses import (
+    alignment_loss,
+    d_logistic,
+    distortion_loss,
+    g_nonsaturating,
+    move_consistency_loss,
+    r1_penalty,
+)
 from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
 
