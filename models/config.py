@@ -56,7 +56,7 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
-            raise ConfigError(f"resolution must be one of {POWERS_OF_TWO}, got {_short(self.resolution)}")
+            raise ConfigError(f"resolution must be one of {POWERS_OF_TWO}, got {short_repr(self.resolution)}")
         chans = {int(k): int(v) for k, v in (self.channels or {}).items()}
         if not chans:
             chans = default_channels(self.resolution)
@@ -71,37 +71,37 @@ class GeneratorConfig:
     # ---- validation ---------------------------------------------------------------
     def validate(self) -> None:
         if self.resolution not in POWERS_OF_TWO:
-            raise ConfigError(f"resolution must be one of {POWERS_OF_TWO}, got {_short(self.resolution)}")
+            raise ConfigError(f"resolution must be one of {POWERS_OF_TWO}, got {short_repr(self.resolution)}")
         needed = self.resolutions()
         missing = [r for r in needed if r not in self.channels]
         if missing:
             raise ConfigError(f"channels has no entry for resolutions {missing}")
         extra = sorted(r for r in self.channels if r not in needed)
         if extra:
-            raise ConfigError(f"channels has entries for {_short(extra)}, which are not synthesis resolutions"
+            raise ConfigError(f"channels has entries for {short_repr(extra)}, which are not synthesis resolutions"
                               f" {needed}")
         for r, c in self.channels.items():
             if not 1 <= c <= MAX_CHANNELS:
-                raise ConfigError(f"channels[{r}] must be between 1 and {MAX_CHANNELS}, got {_short(c)}")
+                raise ConfigError(f"channels[{r}] must be between 1 and {MAX_CHANNELS}, got {short_repr(c)}")
         for name, top in (("z_dim", MAX_DIM), ("w_dim", MAX_DIM), ("mapping_layers", MAX_MAPPING_LAYERS)):
             if not 1 <= getattr(self, name) <= top:
-                raise ConfigError(f"{name} must be between 1 and {top}, got {_short(getattr(self, name))}")
+                raise ConfigError(f"{name} must be between 1 and {top}, got {short_repr(getattr(self, name))}")
         if not 0 <= self.objects <= 16:
-            raise ConfigError(f"objects must be between 0 and 16, got {_short(self.objects)}")
+            raise ConfigError(f"objects must be between 0 and 16, got {short_repr(self.objects)}")
         if self.objects and self.hierarchical:
             raise ConfigError("objects and hierarchical are exclusive:"
                               " pick the multi-object or the single-object setting")
         if self.hierarchical and self.resolution < 16:
             raise ConfigError("hierarchical needs a resolution of at least 16")
         if not 0 <= self.grid <= 16:
-            raise ConfigError(f"grid must be between 0 and 16 blocks per side, got {_short(self.grid)}")
+            raise ConfigError(f"grid must be between 0 and 16 blocks per side, got {short_repr(self.grid)}")
         bad = [r for r in self.mtm if r not in needed or r < 8]
         if bad:
-            raise ConfigError(f"mtm resolutions {_short(bad)} are not synthesis resolutions (8..{self.resolution})")
+            raise ConfigError(f"mtm resolutions {short_repr(bad)} are not synthesis resolutions (8..{self.resolution})")
         if len(set(self.mtm)) != len(self.mtm):
             raise ConfigError(f"mtm lists a resolution twice: {list(self.mtm)}")
         if self.style_res not in POWERS_OF_TWO:
-            raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {_short(self.style_res)}")
+            raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {short_repr(self.style_res)}")
         if self.time is not None:
             _validate_time(self.time)
 
@@ -136,7 +136,7 @@ class GeneratorConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"unknown generator config keys: {_short(unknown)}")
+            raise ConfigError(f"unknown generator config keys: {short_repr(unknown)}")
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             kwargs[name] = _check_type(name, value)
@@ -147,34 +147,34 @@ def _check_type(name: str, value: Any) -> Any:
     ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {_short(value)}")
+            raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
     elif name in ("hierarchical", "noise"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {_short(value)}")
+            raise ConfigError(f"{name} must be true or false, got {short_repr(value)}")
     elif name == "channels":
         if not isinstance(value, dict) or len(value) > len(POWERS_OF_TWO) + 2:
-            raise ConfigError(f"channels must be an object {{resolution: channels}}, got {_short(value)}")
+            raise ConfigError(f"channels must be an object {{resolution: channels}}, got {short_repr(value)}")
         out = {}
         for k, v in value.items():
             key = k if isinstance(k, int) and not isinstance(k, bool) else None
             if isinstance(k, str) and k.isdigit() and len(k) <= 4:
                 key = int(k)
             if key is None or isinstance(v, bool) or not isinstance(v, int):
-                raise ConfigError(f"channels must map resolutions to integers, got {_short(k)}: {_short(v)}")
+                raise ConfigError(f"channels must map resolutions to integers, got {short_repr(k)}: {short_repr(v)}")
             out[key] = v
         return out
     elif name == "mtm":
         if (not isinstance(value, (list, tuple)) or len(value) > len(POWERS_OF_TWO)
                 or not all(isinstance(r, int) and not isinstance(r, bool) for r in value)):
-            raise ConfigError(f"mtm must be a list of resolutions, got {_short(value)}")
+            raise ConfigError(f"mtm must be a list of resolutions, got {short_repr(value)}")
         return tuple(value)
     elif name == "time":
         if value is not None and not isinstance(value, dict):
-            raise ConfigError(f"time must be null or an object, got {_short(value)}")
+            raise ConfigError(f"time must be null or an object, got {short_repr(value)}")
     return value
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short_repr(value: Any, limit: int = 60) -> str:
     """repr(value), cut: an error message about a hostile value must stay one short line."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -183,10 +183,10 @@ def _short(value: Any, limit: int = 60) -> str:
 def _validate_time(time: dict[str, Any]) -> None:
     unknown = sorted(set(time) - set(TIME_DEFAULTS))
     if unknown:
-        raise ConfigError(f"unknown time keys {_short(unknown)}; known: {sorted(TIME_DEFAULTS)}")
+        raise ConfigError(f"unknown time keys {short_repr(unknown)}; known: {sorted(TIME_DEFAULTS)}")
     for key, value in time.items():
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= TIME_MAX[key]:
-            raise ConfigError(f"time.{key} must be an integer from 1 to {TIME_MAX[key]}, got {_short(value)}")
+            raise ConfigError(f"time.{key} must be an integer from 1 to {TIME_MAX[key]}, got {short_repr(value)}")
     if time["kernel"] % 2 == 0:
         raise ConfigError(f"time.kernel must be odd (centred on a code), got {time['kernel']}")
 

@@ -332,7 +332,7 @@ def session_text(**changes):
 @pytest.mark.parametrize("text, message", [
     ('{"a": ' + deep(100_000) + "}", "nested too deeply"),
     ('{"format": "steergan-session", "version": 1' + "0" * 5000 + "}", "not a session"),
-    (session_text(version=True), "invalid version True"),
+    (session_text(version=True), "invalid session version True"),
     (session_text(checkpoint={"path": "x", "sha256": "not hex"}), "sha256 must be 64 hex digits"),
     (session_text(state={"seed": [[[[1]]]]}), "invalid scene"),
 ])

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from models.config import short_repr
+
 # Our temporaries: ".<target name>.sg<host>-<pid>.<random>.part". The host and pid say
 # whether the writer can still be alive; the leading dot hides them in file browsers.
 _HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"
@@ -61,6 +63,17 @@ class FileError(Exception):
         # Exception's own pickling re-calls the class with args (the one message), which
         # does not fit (path, problem); copy and pickle need the two parts.
         return type(self), (self.path, self.problem)
+
+
+def check_format_version(error: type[FileError], path: str | os.PathLike, version: Any, newest: int,
+                         kind: str, hint: str = "") -> int:
+    """The format version a file declares: a positive integer, at most the newest this
+    SteerGAN reads; else `error(path, ...)` saying which."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise error(path, f"has an invalid {kind} version {short_repr(version)}")
+    if version > newest:
+        raise error(path, f"was written in {kind} version {version}; this SteerGAN reads up to version {newest}{hint}")
+    return version
 
 
 class ExportError(FileError):

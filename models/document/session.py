@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.document.fileio import FileError, FileProblem, atomic_write_bytes, read_regular
+from models.config import short_repr
+from models.document.fileio import FileError, FileProblem, atomic_write_bytes, check_format_version, read_regular
 from models.document.scene import SceneError, SceneState
 
 SESSION_FORMAT = "steergan-session"
@@ -57,23 +58,18 @@ def parse_session(text: str, path: str | os.PathLike = "<session>") -> tuple[Sce
         raise SessionError(path, f"is not a session: {str(exc)[:100]}") from None
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
         raise SessionError(path, "is not a SteerGAN session (no \"format\": \"steergan-session\")")
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise SessionError(path, f"has an invalid version {_short(version)}")
-    if version > SESSION_VERSION:
-        raise SessionError(path, f"was written in session version {version}; this SteerGAN reads up to"
-                                 f" version {SESSION_VERSION}")
+    check_format_version(SessionError, path, doc.get("version"), SESSION_VERSION, "session")
     ref = doc.get("checkpoint")
     if not isinstance(ref, dict):
         raise SessionError(path, "has no \"checkpoint\" object")
     for key in ("path", "sha256", "architecture"):
         if ref.get(key) is not None and not isinstance(ref.get(key), str):
-            raise SessionError(path, f"checkpoint.{key} must be a string or null, got {_short(ref.get(key))}")
+            raise SessionError(path, f"checkpoint.{key} must be a string or null, got {short_repr(ref.get(key))}")
     if ref.get("path") is not None and not 0 < len(ref["path"]) <= 4096:
         raise SessionError(path, f"checkpoint.path must be 1 to 4096 characters, got {len(ref['path'])}")
     sha = ref.get("sha256")
     if sha is not None and (len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha)):
-        raise SessionError(path, f"checkpoint.sha256 must be 64 hex digits, got {_short(sha)}")
+        raise SessionError(path, f"checkpoint.sha256 must be 64 hex digits, got {short_repr(sha)}")
     try:
         state = SceneState.from_dict(doc.get("state"))
     except SceneError as exc:
@@ -83,11 +79,6 @@ def parse_session(text: str, path: str | os.PathLike = "<session>") -> tuple[Sce
         # hostile file still gives a SessionError and never a traceback.
         raise SessionError(path, f"has an invalid scene ({type(exc).__name__}: {str(exc)[:200]})") from None
     return state, CheckpointRef(ref.get("path"), sha, ref.get("architecture"))
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def load_session(path: str | os.PathLike) -> tuple[SceneState, CheckpointRef]:

@@ -16,8 +16,15 @@ from typing import Any, BinaryIO
 
 import torch
 
-from models.config import ConfigError, GeneratorConfig
-from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular, stream_sha256
+from models.config import ConfigError, GeneratorConfig, short_repr
+from models.document.fileio import (
+    FileError,
+    FileProblem,
+    atomic_write_bytes,
+    check_format_version,
+    open_regular,
+    stream_sha256,
+)
 from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
 from models.io.safetensors_io import read_header as read_safetensors_header
 from models.io.weight_shapes import generator_shapes
@@ -105,22 +112,13 @@ def _header(path: str | os.PathLike, f: BinaryIO) -> tuple[dict[str, Any], Safet
         raise CheckpointError(path, f"has corrupt SteerGAN metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(path, "has metadata that is not a SteerGAN checkpoint description")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(path, f"has an invalid format version {_short_repr(version)}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(path, f"was written in checkpoint format version {version}; this SteerGAN reads"
-                                    f" up to version {FORMAT_VERSION}. Update SteerGAN to open it")
+    check_format_version(CheckpointError, path, meta.get("format_version"), FORMAT_VERSION, "checkpoint format",
+                         hint=". Update SteerGAN to open it")
     for key, kind in META_TYPES.items():
         if key in meta and meta[key] is not None and not isinstance(meta[key], kind):
             raise CheckpointError(path, f"has a malformed description: {key!r} must be"
-                                        f" {'a string' if kind is str else 'an object'}, got {_short_repr(meta[key])}")
+                                        f" {'a string' if kind is str else 'an object'}, got {short_repr(meta[key])}")
     return meta, header
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _config(path: str | os.PathLike, meta: dict[str, Any]) -> GeneratorConfig:
@@ -140,7 +138,7 @@ def _check_weights_fit(path: str | os.PathLike, header: SafetensorsHeader, confi
         more = "..." if len(missing) > 5 else ""
         raise CheckpointError(path, "does not match its config:"
                               + (f" missing tensors {missing[:5]}{more}" if missing else "")
-                              + (f" unexpected tensors {[_short_repr(u, 40) for u in unexpected[:5]]}"
+                              + (f" unexpected tensors {[short_repr(u, 40) for u in unexpected[:5]]}"
                                  if unexpected else ""))
     for name, entry in header.tensors.items():
         if entry.shape != expected[name]:
