@@ -119,7 +119,7 @@ def bad_checkpoints(table, meta, data):
         ("description not a string", container({"__metadata__": {"steergan": 5}}), "__metadata__ must map strings"),
         ("description a list", container(table, meta=[1, 2], data=data), "not a SteerGAN checkpoint description"),
         ("format_version true", container(table, meta={**meta, "format_version": True}, data=data),
-         "invalid format version"),
+         "invalid checkpoint format version"),
         ("config a string", container(table, meta={**meta, "config": "big"}, data=data), "invalid generator config"),
         ("channels of the wrong type", container(table, meta=with_config(meta, channels={"4": "many"}), data=data),
          "channels must map"),
