@@ -54,7 +54,7 @@ class _Row(_RowBase, total=False):
 def _torchvision_op():
     try:
         from torchvision.ops import deform_conv2d
-    except Exception:  # not installed, or built for another torch
+    except Exception:  # noqa: BLE001  not installed, or built for another torch
         return None
 
     def op(x, w, off, style, eps=1e-8):
@@ -66,7 +66,7 @@ def _torchvision_op():
 def _triton_op():
     try:
         from . import triton_mtm
-    except Exception as err:  # triton not installed
+    except Exception as err:  # noqa: BLE001  triton not installed, or fails while loading
         return None, f"{type(err).__name__}: {err}"
     return (lambda x, w, off, style: triton_mtm.deform_modconv(x, w, off, None, style)), None
 

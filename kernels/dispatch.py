@@ -39,7 +39,7 @@ def _load_triton():
     this platform). Cached: the import is attempted once per process."""
     try:
         from . import triton_mtm
-    except Exception:  # an ImportError, or a triton that fails while loading its backends
+    except Exception:  # noqa: BLE001  an ImportError, or a triton that fails while loading its backends
         return None
     return triton_mtm
 

@@ -160,7 +160,7 @@ def _trace(module: _Synthesis, inputs: tuple):
             # (torch.compile needs a C++ compiler on the user's machine, torch.export runs in Python).
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(module, inputs, check_trace=False)
-    except Exception as exc:  # a tracing limitation must not stop rendering: eager is correct
+    except Exception as exc:  # noqa: BLE001  a tracing limitation must not stop rendering: eager is right
         _say_once(f"tracing the generator failed ({type(exc).__name__}: {exc}); rendering eagerly")
         return None
     return traced, list(module.offset_names), list(module.heatmap_names)

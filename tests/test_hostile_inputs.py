@@ -556,7 +556,7 @@ def malformed_states(tensors, meta):
     """(label, tensors, meta or raw JSON text, expected message): 20 kinds."""
     g_name = next(k for k in tensors if k.startswith("G/"))
     opt_name = next(k for k in tensors if k.startswith("opt_G/state/"))
-    without = lambda name: {k: v for k, v in tensors.items() if k != name}  # noqa: E731
+    without = lambda name: {k: v for k, v in tensors.items() if k != name}
     info = meta["info"]
     groups = meta["opt_G/param_groups"]
     return [

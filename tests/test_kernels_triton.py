@@ -18,7 +18,7 @@ import torch
 
 pytest.importorskip("triton", reason="triton is an optional extra (Linux x86-64 only)")
 
-from kernels import dispatch, modconv_ref  # noqa: E402
+from kernels import dispatch, modconv_ref
 
 ON_GPU = torch.cuda.is_available()
 from kernels import triton_mtm as T  # noqa: E402

@@ -105,7 +105,7 @@ def test_renderer_ground_truth_co_moves():
     params = sample_rooms(16, n_objects=1, generator=rng)
     delta = torch.tensor([0.12, -0.08]).expand(16, 2).clone()
     before, after = render_rooms(params, 64), render_rooms(params.moved(0, delta), 64)
-    probs = lambda b: torch.stack([1 - b.masks[:, 0], b.masks[:, 0]], 1)  # noqa: E731  ground truth masks
+    probs = lambda b: torch.stack([1 - b.masks[:, 0], b.masks[:, 0]], 1)  # ground truth masks
     radius = torch.full((16,), 0.15)
     scores = co_move_scores(probs(before), probs(after), before.centers[:, 0], delta, radius,
                             classes=torch.ones(16, dtype=torch.long))

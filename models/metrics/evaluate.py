@@ -73,7 +73,7 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         results["co_move_outside_levels_ceiling"] = ceiling["outside_levels"]
     scales = {"": 1.0, "_offsets_off": 0.0} if cfg.mtm else {"": 1.0}
     for suffix, scale in scales.items():
-        rng = lambda k: torch.Generator().manual_seed(seed * 1000 + k)  # noqa: E731  same draws on and off
+        rng = lambda k: torch.Generator().manual_seed(seed * 1000 + k)  # the same draws on and off
         log(f"metrics with offset scale {scale}")
         if cfg.objects or cfg.hierarchical:
             results["co_move_ratio" + suffix] = co_move_ratio(G, probe, samples, rng(1), scale)

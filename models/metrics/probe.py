@@ -51,7 +51,7 @@ class Probe(nn.Module):
         x2 = self.enc2(F.avg_pool2d(x1, 2))
         x3 = self.enc3(F.avg_pool2d(x2, 2))
         x4 = self.enc4(F.avg_pool2d(x3, 2))
-        up = lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
+        up = lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         y3 = self.dec3(torch.cat([up(x4), x3], 1))
         y2 = self.dec2(torch.cat([up(y3), x2], 1))
         y1 = self.dec1(torch.cat([up(y2), x1], 1))

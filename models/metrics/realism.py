@@ -105,7 +105,7 @@ def spoiled_real_report(size: int = 64, samples: int = 256, seed: int = 0) -> di
     data = make_dataset("rooms", size)
     rng = torch.Generator().manual_seed(seed + 1)
     reference, other = (torch.cat([data.sample(64, rng).images for _ in range(samples // 64)]) for _ in range(2))
-    feats = lambda x: torch.cat([probe(x[i:i + 64])[1] for i in range(0, len(x), 64)])  # noqa: E731
+    feats = lambda x: torch.cat([probe(x[i:i + 64])[1] for i in range(0, len(x), 64)])
     with torch.no_grad():
         ref_feats = feats(reference)
         report = {}

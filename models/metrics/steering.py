@@ -132,7 +132,7 @@ def block_change_levels(before: torch.Tensor, after: torch.Tensor, block: torch.
     """Per image, the mean absolute change in uint8 levels (images [-1, 1] rounded to levels,
     as shown) inside the block, and outside it beyond a margin of half a block: [B], [B]."""
     size = before.shape[-1]
-    to_levels = lambda x: ((x.float().clamp(-1, 1) + 1) * 127.5).round()  # noqa: E731
+    to_levels = lambda x: ((x.float().clamp(-1, 1) + 1) * 127.5).round()
     change = (to_levels(after) - to_levels(before)).abs().mean(dim=1, keepdim=True)
     inside = 1 - block_outside_mask(block, grid, size)
     outside = block_margin_outside(block, grid, size)

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_torch(spec["device"], spec.get("threads", 1))
     try:
         trainer = build(spec, status)
-    except Exception as exc:  # noqa: BLE001  reported, not raised: the other models go on
+    except Exception as exc:  # reported to the run, then raised
         report(phase="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     if spec.get("train_from", 0) > time.time():  # one model after another: wait for this one's turn
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate_model(G, spec["device"], spec["eval_samples"], spec["fd_samples"])
         write_json(work / "metrics.json", metrics)
         report(phase="done", eval_seconds=round(time.time() - status["eval_started"], 1))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report(phase="eval failed", error=f"{type(exc).__name__}: {exc}")
         raise
     return 0
