@@ -248,13 +248,19 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
     clock = Clock(540, "gpu", kernels_present=False, start=__import__("time").time())
     specs = worker_specs(list(GPU_CONFIGS), GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
                          {"mode": "concurrent", "channels_last": True}, "cuda", {})
-    assert [s["name"] for _, s, _ in specs] == ["rooms", "figures", "figures-no-mtm", "clips"]
+    assert [s["name"] for _, s, _ in specs] == ["rooms", "rooms-move", "figures", "figures-no-mtm", "clips"]
     for _, spec, _ in specs:
         assert spec["train_until"] == clock.eval and spec["device"] == "cuda" and spec["channels_last"]
         assert (spec["eval_samples"], spec["fd_samples"], spec["sheet_cell"]) == (128, 512, 128)
-    fig, nomtm = specs[1][1]["config"], specs[2][1]["config"]
-    assert {k: v for k, v in fig.items() if k not in ("name", "architecture")} == \
-        {k: v for k, v in nomtm.items() if k not in ("name", "architecture")}  # a fair ablation
+    configs = {spec["name"]: spec["config"] for _, spec, _ in specs}
+
+    def differences(a: str, b: str) -> set[str]:
+        return {k for k in configs[a] if configs[a][k] != configs[b][k]}
+
+    # Fair experiments: each pair differs in its name and in the one thing it compares.
+    assert differences("figures", "figures-no-mtm") == {"name", "architecture"}
+    assert differences("rooms", "rooms-move") == {"name", "move_weight", "move_every"}
+    assert configs["rooms-move"]["move_weight"] > 0 and configs["rooms"]["move_weight"] == 0
     seq = worker_specs(["rooms", "clips"], GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
                        {"mode": "sequential"}, "cuda", {})
     (_, a, _), (_, b, _) = seq

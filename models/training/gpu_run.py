@@ -8,7 +8,7 @@ Phases, each with a deadline derived from --budget (seconds of wall time in all)
  1. the machine (GPU, driver, torch, triton, commit) into summary.json;
  2. the Triton MTM kernel's tests and benchmark if the kernel exists (at most 90 s); the
     models use the kernel only if its tests passed (STEERGAN_MTM_KERNEL in their env);
- 3. training: rooms, figures, figures-no-mtm and clips, one process each, concurrently on the
+ 3. training: the models of GPU_RUN_MODELS (configs.py), one process each, concurrently on the
     one GPU (or one after another if the previous run measured that to be faster), each
     warm-started from checkpoints/warm/NAME.safetensors, each writing its small state into
     --out every 2 minutes (atomically), so that a run killed at its limit returns the latest;
