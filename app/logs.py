@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -62,7 +63,36 @@ def configure_logging(verbose: bool = False, folder: str | Path | None = None) -
     # With no handler at all, Python's last-resort handler would print every error to
     # stderr; the user was told there is no log file, and -v is how to ask for stderr.
     _install(logger, logging.NullHandler(), formatter)
+    log_uncaught()
     return path
+
+
+def log_uncaught() -> None:
+    """Exceptions that nothing caught (in a Qt slot: PySide reports them through
+    sys.excepthook; in a thread) reach the log too, then the hook that was there before
+    (which prints them as usual). Installed once, however often logging is configured."""
+    log = logging.getLogger(LOGGER + ".uncaught")
+    if not getattr(sys.excepthook, "steergan_logs", False):
+        previous = sys.excepthook
+
+        def log_then_report(kind, value, tb):
+            log.error("uncaught %s", kind.__name__, exc_info=(kind, value, tb))
+            previous(kind, value, tb)
+
+        log_then_report.steergan_logs = True  # type: ignore[attr-defined]
+        sys.excepthook = log_then_report
+    if not getattr(threading.excepthook, "steergan_logs", False):
+        previous_thread = threading.excepthook
+
+        def log_thread_then_report(args):
+            if args.exc_type is not SystemExit:
+                name = args.thread.name if args.thread is not None else "?"
+                log.error("uncaught %s in thread %s", args.exc_type.__name__, name,
+                          exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+            previous_thread(args)
+
+        log_thread_then_report.steergan_logs = True  # type: ignore[attr-defined]
+        threading.excepthook = log_thread_then_report
 
 
 def _install(logger: logging.Logger, handler: logging.Handler, formatter: logging.Formatter) -> None:

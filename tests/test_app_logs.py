@@ -137,3 +137,25 @@ def test_the_studio_configures_the_log_at_start(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "INFO steergan.studio" in run.stderr and "started" in run.stderr
     assert "started (pid" in (tmp_path / "logs" / FILE_NAME).read_text()
+
+
+def test_uncaught_exceptions_reach_the_log_then_the_usual_hook(tmp_path, monkeypatch):
+    import threading
+
+    reported = []
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: reported.append(exc[0]))
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_type))
+    path = configure_logging(folder=tmp_path)
+    configure_logging(folder=tmp_path)  # configuring again does not log twice
+    try:
+        raise KeyError("from a slot")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())  # what PySide does with an exception a slot raised
+    worker = threading.Thread(target=lambda: 1 / 0, name="ahead")
+    worker.start()
+    worker.join()
+    remove_handlers()
+    text = path.read_text()
+    assert text.count("uncaught KeyError") == 1 and "KeyError: 'from a slot'" in text
+    assert "uncaught ZeroDivisionError in thread ahead" in text and "Traceback" in text
+    assert reported == [KeyError, ZeroDivisionError]  # and the usual hooks still ran
