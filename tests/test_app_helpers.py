@@ -167,3 +167,20 @@ def free_point_in_block(canvas, block: int, grid: int) -> QPoint:
                 best, best_d = p.toPoint(), d
     assert best is not None, f"no free point in block {block}"
     return best
+
+
+def render_failing_once(at_call: int = 2):
+    """A worker render function that raises RuntimeError("injected failure") on its
+    `at_call`-th call and renders normally otherwise."""
+    from app.render_worker import default_render
+
+    calls = {"n": 0}
+
+    def fails_once(generator, state):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise RuntimeError("injected failure")
+        return default_render(generator, state)
+
+    return fails_once
+

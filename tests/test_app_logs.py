@@ -9,10 +9,10 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import pytest
-from test_app_helpers import wait_for_current_frame
+from test_app_helpers import render_failing_once, wait_for_current_frame
 
 from app.logs import FILE_NAME, LOGGER, configure_logging, log_folder, remove_handlers
-from app.render_worker import RenderWorker, default_render
+from app.render_worker import RenderWorker
 
 pytest_plugins = ["test_app_helpers"]  # the studio fixtures: studio_env, tiny_checkpoints, make_window
 REPO = Path(__file__).resolve().parent.parent
@@ -35,15 +35,7 @@ def test_a_render_failure_keeps_its_traceback_in_the_log_and_the_status_bar_its_
     [handler] = our_handlers()
     assert isinstance(handler, RotatingFileHandler)
     assert (handler.maxBytes, handler.backupCount) == (1 << 20, 3)
-    calls = {"n": 0}
-
-    def fails_once(generator, state):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("injected failure")
-        return default_render(generator, state)
-
-    w = make_window(tiny_checkpoints["rooms"][0], worker=RenderWorker(device="cpu", render_fn=fails_once))
+    w = make_window(tiny_checkpoints["rooms"][0], worker=RenderWorker(device="cpu", render_fn=render_failing_once()))
     w.document.new_sample(11)
     qtbot.waitUntil(lambda: "injected failure" in w.statusBar().currentMessage(), timeout=20000)
     assert w.statusBar().currentMessage() == "Render failed: injected failure"  # as short as before

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 from PySide6.QtCore import QObject, Slot
-from test_app_helpers import assert_shows_render_of, wait_for_current_frame
+from test_app_helpers import assert_shows_render_of, render_failing_once, wait_for_current_frame
 
 from app.render_worker import RenderWorker, default_render, start_worker, stop_worker
 from models.document.scene import initial_state
@@ -141,15 +141,7 @@ def test_gpu_out_of_memory_falls_back_to_the_cpu_and_says_so(qtbot, make_window,
 
 def test_render_errors_are_reported_not_fatal(qtbot, make_window, tiny_checkpoints):
     path, g = tiny_checkpoints["rooms"]
-    calls = {"n": 0}
-
-    def fails_once(generator, state):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("injected failure")
-        return default_render(generator, state)
-
-    w = make_window(path, worker=RenderWorker(device="cpu", render_fn=fails_once))
+    w = make_window(path, worker=RenderWorker(device="cpu", render_fn=render_failing_once()))
     w.document.new_sample(11)
     qtbot.waitUntil(lambda: "injected failure" in w.statusBar().currentMessage(), timeout=20000)
     w.document.new_sample(12)
