@@ -1,5 +1,6 @@
 """Training: tiny configs for a few steps on CPU; every loss term alive; exact resume."""
 import csv
+import dataclasses
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ def test_tiny_config_trains_with_every_term(name, tmp_path):
     seen = {}
     for _ in range(3):
         stats = trainer.train_step()
-        assert all(torch.isfinite(torch.tensor(v)) for v in stats.values()), stats
+        assert all(torch.isfinite(v) for v in stats.values()), stats  # tensors: read when logged
         seen.update(stats)
     assert "r1" in seen
     if trainer.layout:  # D sees the heatmap as a 4th channel instead of the GradCAM term
@@ -139,3 +140,22 @@ def test_resumed_log_does_not_repeat_steps(tmp_path):
     steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "log.csv"))]
     assert steps == [1, 2, 3, 4, 5]
     assert float(list(csv.DictReader(open(tmp_path / "log.csv")))[2]["loss_d"]) != 0.5  # the new row 3
+
+
+def test_losses_are_read_once_per_log_interval_and_a_late_nan_is_still_caught(tmp_path):
+    """Steps keep their losses as tensors (no device sync a step); they are read at log
+    steps, before saves and at the end, so a non-finite one between logs still stops the
+    run before anything is saved, naming its step."""
+    from models.training.trainer import TrainingDiverged
+
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], log_every=1000)
+    trainer = Trainer(cfg, tmp_path)
+    stats = trainer.train_step()
+    assert stats and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
+    pending = [(1, stats), (2, {"loss_d": torch.tensor(0.5), "loss_g": torch.tensor(1.5)})]
+    assert trainer._settle(pending) == {"loss_d": 0.5, "loss_g": 1.5} and pending == []
+    with torch.no_grad():
+        trainer.G.mapping.net[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"step 2: .*not finite"):
+        trainer.run(max_steps=3)  # steps 2 and 3, no log step: caught at the end
+    assert not (tmp_path / "train_state.safetensors").exists()

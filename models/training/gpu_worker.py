@@ -118,7 +118,7 @@ class WarmTrainer(Trainer):
         self.rng.manual_seed(self.cfg.seed * 7919 + self.rank + 1_000_003 * self.step)
         return info
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
         if self.warm_step:
             frac = min(1.0, (self.step - self.warm_step + 1) / LR_WARMUP_STEPS)
             d_lr = self.cfg.lr * self.cfg.r1_every / (self.cfg.r1_every + 1)

@@ -142,11 +142,11 @@ class Trainer:
         heat = gaussian_heatmaps(centers, sigmas, images.shape[-1]).sum(dim=1, keepdim=True).clamp(0, 1)
         return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor]:
         if self.clips:
             return video_train_step(self)
         cfg, G, D, B = self.cfg, self.G, self.D, self.batch
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         # Discriminator: logistic loss, lazy R1.
         lat = self._latents(B)
         real_batch = self._real_batch(B)
@@ -173,40 +173,40 @@ class Trainer:
             loss_g = g_nonsaturating(D(seen).float())
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
-                stats["move"] = float(move.detach())
+                stats["move"] = move.detach()
                 loss_g = loss_g + cfg.move_weight * move
         self.update_g(loss_g, lat, fake, D, do_align, do_dist, stats)
         self.end_step(lat, B)
         return stats
 
-    def update_d(self, loss_d: torch.Tensor, r1_fn, stats: dict[str, float]) -> None:
+    def update_d(self, loss_d: torch.Tensor, r1_fn, stats: dict[str, torch.Tensor]) -> None:
         """Add lazy R1 (every r1_every steps, scaled by it), step D. Shared by the image and
         the video step; `r1_fn` computes the penalty on this step's real batch."""
         cfg = self.cfg
         if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
             r1 = r1_fn()
-            stats["r1"] = float(r1.detach())
+            stats["r1"] = r1.detach()
             loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self._allreduce(self.D)
         self.opt_D.step()
-        stats["loss_d"] = float(loss_d.detach())
+        stats["loss_d"] = loss_d.detach()
 
     def update_g(self, loss_g: torch.Tensor, lat, fake: torch.Tensor, align_d, do_align: bool, do_dist: bool,
-                 stats: dict[str, float]) -> None:
+                 stats: dict[str, torch.Tensor]) -> None:
         """Add the GradCAM alignment and block-distortion terms, step G, unfreeze D.
         Shared by the image and the video step; `align_d` is what GradCAM looks through."""
         cfg = self.cfg
-        stats["loss_g"] = float(loss_g.detach())
+        stats["loss_g"] = loss_g.detach()
         with self.amp:
             if do_align:
                 align = alignment_loss(self.G, align_d, lat, fake, cfg.tau).float()
-                stats["align"] = float(align.detach())
+                stats["align"] = align.detach()
                 loss_g = loss_g + cfg.align_weight * align
             if do_dist:
                 distortion = distortion_loss(self.G, lat, fake, generator_rng=self.rng).float()
-                stats["distortion"] = float(distortion.detach())
+                stats["distortion"] = distortion.detach()
                 loss_g = loss_g + cfg.distortion_weight * distortion
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -333,6 +333,7 @@ class Trainer:
             writer.writeheader()
         budget = None if minutes is None else minutes * 60
         started, last_save, window = time.time(), time.time(), (time.time(), self.images_seen)
+        pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet read (see _settle)
         start_seconds = self.train_seconds
         try:
             while True:
@@ -343,36 +344,58 @@ class Trainer:
                 if stop:
                     break
                 if save_due:
+                    self._settle(pending)  # no non-finite step may hide behind a save
                     self.save()
                     last_save = time.time()
                 stats = self.train_step()
-                bad = sorted(k for k, v in stats.items() if not math.isfinite(v))
-                if self._agree(bool(bad))[0]:  # every rank stops, not only the one that saw it
-                    what = ", ".join(f"{k}={stats[k]}" for k in bad) or "a loss of another process"
-                    raise TrainingDiverged(f"step {self.step}: {what} is not finite; stopped without saving:"
-                                           f" the last good state in {self.out} is kept")
+                pending.append((self.step, stats))
                 self.train_seconds = start_seconds + time.time() - started
-                if self.rank != 0:
-                    continue
                 if self.step % cfg.log_every == 0:
-                    now = time.time()
-                    rate = (self.images_seen - window[1]) / max(now - window[0], 1e-6)
-                    window = (now, self.images_seen)
-                    assert writer is not None and log_file is not None  # rank 0 opened the log
-                    writer.writerow({"step": self.step, "images": self.images_seen,
-                                     "seconds": round(self.train_seconds, 1), "images_per_s": round(rate, 1), **stats})
-                    log_file.flush()
-                    self._progress(stats, rate, elapsed, budget)
-                if self.step % cfg.sample_every == 0:
+                    floats = self._settle(pending)  # every rank, at the same steps
+                    if self.rank == 0:
+                        now = time.time()
+                        rate = (self.images_seen - window[1]) / max(now - window[0], 1e-6)
+                        window = (now, self.images_seen)
+                        assert writer is not None and log_file is not None  # rank 0 opened the log
+                        writer.writerow({"step": self.step, "images": self.images_seen,
+                                         "seconds": round(self.train_seconds, 1), "images_per_s": round(rate, 1),
+                                         **floats})
+                        log_file.flush()
+                        self._progress(floats, rate, elapsed, budget)
+                if self.rank == 0 and self.step % cfg.sample_every == 0:
                     self.save_samples()
         except KeyboardInterrupt:
             self.log("\ninterrupted: saving")
         finally:
             if log_file:
                 log_file.close()
+        self._settle(pending)
         if self.rank == 0:
             self.save_samples()
         return self.save()
+
+    def _settle(self, pending: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
+        """The losses of the steps since the last call, read in one device sync (reading
+        each as it came cost 2-5 GPU syncs a step); the newest step's as floats. Raises
+        TrainingDiverged at the first non-finite one; every rank stops, not only the one
+        that saw it. Called at the same steps on every rank (log steps, saves, the end)."""
+        steps = [(step, list(stats), torch.stack([v.float().reshape(()) for v in stats.values()]))
+                 for step, stats in pending if stats]
+        pending.clear()
+        flat = torch.cat([values for _, _, values in steps]).tolist() if steps else []
+        first_bad, offset, newest = None, 0, {}
+        for step, names, _ in steps:
+            floats = dict(zip(names, flat[offset:offset + len(names)]))
+            offset += len(names)
+            bad = [k for k, v in floats.items() if not math.isfinite(v)]
+            if bad and first_bad is None:
+                first_bad = (step, ", ".join(f"{k}={floats[k]}" for k in bad))
+            newest = floats
+        if self._agree(first_bad is not None)[0]:
+            step, what = first_bad or (self.step, "a loss of another process")
+            raise TrainingDiverged(f"step {step}: {what} is not finite; stopped without saving:"
+                                   f" the last good state in {self.out} is kept")
+        return newest
 
     def _progress(self, stats: dict[str, float], rate: float, elapsed: float, budget: float | None) -> None:
         frac = min(1.0, elapsed / budget) if budget else 0.0

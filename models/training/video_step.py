@@ -71,9 +71,9 @@ def real_clips(trainer, B: int) -> tuple[torch.Tensor, torch.Tensor]:
     return frames, times.to(trainer.device)
 
 
-def video_train_step(trainer) -> dict[str, float]:
+def video_train_step(trainer) -> dict[str, torch.Tensor]:
     cfg, G, D, B = trainer.cfg, trainer.G, trainer.D, trainer.batch
-    stats: dict[str, float] = {}
+    stats: dict[str, torch.Tensor] = {}
 
     def clips(frames: torch.Tensor) -> torch.Tensor:
         return frames.unflatten(0, (B, CLIP_FRAMES))
