@@ -30,7 +30,8 @@ from models.config import HIERARCHY_LEVELS
 from models.nets.generator import Generator, Latents
 from models.nets.layers import StyledConv, bilinear_resize
 
-# generator -> {structure key: (traced module, offset field names) or None (failed: eager)}
+# generator -> {structure key: (traced module, offset names, heatmap names), or None: tracing
+# failed, render eagerly}
 _TRACES: weakref.WeakKeyDictionary[Generator, dict] = weakref.WeakKeyDictionary()
 _WARNED: set[str] = set()
 
