@@ -135,6 +135,7 @@ class RenderWorker(QObject):
         self._generator = None
         self._generation = -1
         self._warm = None  # (state, frame, ms) of the warm-up render, until the first render request
+        self._planned_structure: tuple | None = None  # what _plan_traces last planned for
         # Traced synthesis (models/synthesis.py) for the newest state's structure: the full frame
         # and these previews, built when nothing else waits (STEERGAN_TRACE=0: never).
         self.trace_previews: tuple[int, ...] = ()
@@ -262,6 +263,13 @@ class RenderWorker(QObject):
         from models.synthesis import has_trace
 
         generator = self._generator
+        # A trace fits every state of one model, device and truncation class (1 or not): this
+        # runs after every render (each mouse move of a drag), so only a new structure is
+        # looked at, not the latents of each state.
+        structure = (self._generation, str(generator.const.device), state.truncation == 1.0)
+        if structure == self._planned_structure:
+            return
+        self._planned_structure = structure
         lat = latents_for(generator, state, generator.const.device)
         stops = [None, *(p for p in self.trace_previews if p < generator.config.resolution)]
         # The newest state's structure replaces an older plan.

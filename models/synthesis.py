@@ -121,16 +121,22 @@ def _say_once(message: str) -> None:
         print(f"steergan: {message}", file=sys.stderr)
 
 
+def _present(lat: Latents) -> tuple[tuple[str, ...], tuple[torch.Tensor, ...]]:
+    """The latents' fields that are set: their names and tensors, in field order."""
+    items = [(f.name, getattr(lat, f.name)) for f in fields(lat) if getattr(lat, f.name) is not None]
+    return tuple(name for name, _ in items), tuple(tensor for _, tensor in items)
+
+
 def _key(generator: Generator, lat: Latents, psi: float, stop_at: int | None) -> tuple:
-    names = tuple(f.name for f in fields(lat) if getattr(lat, f.name) is not None)
-    shapes = tuple(tuple(getattr(lat, name).shape) for name in names)
+    names, tensors = _present(lat)
+    shapes = tuple(tuple(t.shape) for t in tensors)
     return (str(generator.const.device), generator.const.dtype, names, shapes, stop_at, psi == 1.0)
 
 
 def _inputs(generator: Generator, lat: Latents, psi: float, offset_scale: float) -> tuple:
     device = generator.const.device
-    tensors = tuple(getattr(lat, f.name) for f in fields(lat) if getattr(lat, f.name) is not None)
-    return (torch.tensor(float(psi), device=device), torch.tensor(float(offset_scale), device=device), *tensors)
+    return (torch.tensor(float(psi), device=device), torch.tensor(float(offset_scale), device=device),
+            *_present(lat)[1])
 
 
 def has_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | None = None) -> bool:
@@ -145,8 +151,7 @@ def build_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | N
     key = _key(generator, lat, psi, stop_at)
     traces = _TRACES.setdefault(generator, {})
     if key not in traces:
-        names = tuple(f.name for f in fields(lat) if getattr(lat, f.name) is not None)
-        module = _Synthesis(generator, names, stop_at, psi == 1.0)
+        module = _Synthesis(generator, _present(lat)[0], stop_at, psi == 1.0)
         traces[key] = _trace(module, _inputs(generator, lat, psi, 1.0))
     return traces[key] is not None
 

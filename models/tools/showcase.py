@@ -51,40 +51,31 @@ def main(argv: list[str] | None = None) -> None:
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     seeds = range(args.seed, args.seed + 16)
+    written: list[str] = []
+
+    def write_sheet(kind: str, rows: list) -> None:
+        written.append(f"{prefix}_{kind}.png")
+        write_image(written[-1], sheet(rows, args.cell))
+
     samples = [render(G, initial_state(cfg, s)).image for s in seeds]
-    write_image(f"{prefix}_samples.png", sheet([samples[i:i + 8] for i in (0, 8)], args.cell))
-    written = [f"{prefix}_samples.png"]
-    rows = [drag_sequence(G, initial_state(cfg, s).move_center(0, 0, (0.2, 0.5))) for s in seeds[:3]]
-    write_image(f"{prefix}_drag.png", sheet(rows, args.cell))
-    written.append(f"{prefix}_drag.png")
+    write_sheet("samples", [samples[i:i + 8] for i in (0, 8)])
+    write_sheet("drag", [drag_sequence(G, initial_state(cfg, s).move_center(0, 0, (0.2, 0.5))) for s in seeds[:3]])
+    states = [initial_state(cfg, s) for s in seeds[:3]]
     if cfg.grid:
         rows = []
-        for s in seeds[:3]:
-            st = initial_state(cfg, s)
-            block = cfg.grid + 1  # an inner block
-            after = st.resample_blocks([block], seed=s + 100)
+        for s, st in zip(seeds, states):
+            after = st.resample_blocks([cfg.grid + 1], seed=s + 100)  # an inner block
             a, b = render(G, st).image, render(G, after).image
             diff = np.abs(a.astype(int) - b.astype(int)).sum(-1)
             heat = np.clip(diff * 3, 0, 255).astype(np.uint8)
             rows.append([a, b, np.stack([heat] * 3, -1)])
-        write_image(f"{prefix}_block.png", sheet(rows, args.cell))
-        written.append(f"{prefix}_block.png")
+        write_sheet("block", rows)
     if cfg.objects:
-        rows = []
-        for s in seeds[:3]:
-            st = initial_state(cfg, s)
-            rows.append([render(G, st).image] + [render(G, st.with_object(0, style_seed=s * 10 + k)).image
-                                                 for k in range(1, 4)])
-        write_image(f"{prefix}_style.png", sheet(rows, args.cell))
-        written.append(f"{prefix}_style.png")
+        write_sheet("style", [[render(G, st.with_object(0, style_seed=s * 10 + k)).image if k else render(G, st).image
+                               for k in range(4)] for s, st in zip(seeds, states)])
     if cfg.mtm:
-        rows = []
-        for s in seeds[:3]:
-            st = initial_state(cfg, s)
-            rows.append([render(G, replace(st, offset_strength=v)).image for v in (1.0, 0.5)]
-                        + [render(G, replace(st, offsets_on=False)).image])
-        write_image(f"{prefix}_offsets.png", sheet(rows, args.cell))
-        written.append(f"{prefix}_offsets.png")
+        write_sheet("offsets", [[render(G, replace(st, offset_strength=v)).image for v in (1.0, 0.5)]
+                                + [render(G, replace(st, offsets_on=False)).image] for st in states])
     print("\n".join(f"wrote {w}" for w in written))
 
 
