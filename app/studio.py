@@ -34,8 +34,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc's mallo
 def keep_freed_memory() -> None:
     """glibc's malloc hands every block over 128 KiB back to the kernel when it is freed,
     so each frame's activations are fresh pages again: page faults took the 128 px full
-    frame from 55 to 64 ms (best of 25, 2 cores). Blocks up to 64 MiB now stay in the
-    heap for the next frame (what a render needs is a few MiB). Other C libraries: nothing."""
+    frame from 55 to 64 ms (best of 25, 2 cores; measured with the same two settings given
+    as GLIBC_TUNABLES). Blocks up to 64 MiB now stay in the heap for the next frame (what a
+    render needs is a few MiB). Other C libraries: nothing."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
