@@ -212,6 +212,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # The CPU-trainable default: a quarter of rooms-64's FLOPs, so an hour on 2 cores is enough.
     "rooms-cpu": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16),
                                  channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
+    "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
+                                   channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # Tiny ones for tests: every capability, a few thousand parameters, milliseconds a frame.
     "tiny-rooms": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),

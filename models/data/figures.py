@@ -126,6 +126,19 @@ def skeleton(root: torch.Tensor, scale: torch.Tensor, angles: torch.Tensor) -> t
     return torch.stack([points[k] for k in KEYPOINTS], 1)
 
 
+def skeleton_hierarchy(keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The generator's 1-2-4 hierarchy of centers (SEL_norm) read off skeletons [B, K, 2]:
+    the torso centre; the head-and-shoulders and the knees; then the hands (children of the
+    upper body) and the feet (children of the legs). Returned as (root [B, 2], offsets1
+    [B, 2, 2], offsets2 [B, 4, 2]), offsets relative to the parent as the generator takes
+    them. A layout-conditional trainer (figures-cpu) gives G these real hierarchies."""
+    k = {name: keypoints[:, i] for i, name in enumerate(KEYPOINTS)}
+    root = (k["neck"] + k["pelvis"]) / 2
+    level1 = torch.stack([(k["head"] + k["r_shoulder"] + k["l_shoulder"]) / 3, (k["r_knee"] + k["l_knee"]) / 2], 1)
+    level2 = torch.stack([k["r_wrist"], k["l_wrist"], k["r_ankle"], k["l_ankle"]], 1)
+    return root, level1 - root[:, None], level2 - level1.repeat_interleave(2, dim=1)
+
+
 def render_figures(params: FigureParams, size: int, t: float | torch.Tensor = 0.0,
                    device: torch.device | str = "cpu") -> SceneBatch:
     """Images [B, 3, S, S] in [-1, 1], the figure's mask [B, 1, S, S], torso centre [B, 1, 2]

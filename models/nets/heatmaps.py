@@ -58,15 +58,18 @@ def hierarchy_centers(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torc
 
 
 def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
-                       sigma: torch.Tensor) -> list[torch.Tensor]:
-    """Per-level heatmaps [B, 1, r, r] at r = 4, 8, 16: max over that level's centers.
+                       sigma: torch.Tensor, size: int | None = None) -> list[torch.Tensor]:
+    """Per-level heatmaps [B, 1, r, r] at r = 4, 8, 16 (or all at `size`): max over that
+    level's centers.
 
     sigma [B] is the level-0 sigma; each finer level halves it (finer parts are smaller).
     """
     maps = []
-    for level, (centers, size) in enumerate(zip(hierarchy_centers(root, offsets1, offsets2), HIERARCHY_LEVELS)):
+    levels = hierarchy_centers(root, offsets1, offsets2)
+    for level, (centers, res) in enumerate(zip(levels, HIERARCHY_LEVELS)):
+        res = size or res
         sig = (sigma / 2**level)[:, None].expand(-1, centers.shape[1])
-        maps.append(gaussian_heatmaps(centers, sig, size).amax(dim=1, keepdim=True))
+        maps.append(gaussian_heatmaps(centers, sig, res).amax(dim=1, keepdim=True))
     return maps
 
 

@@ -55,8 +55,13 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         object.__setattr__(self, "betas", tuple(self.betas))
-        if self.condition_d_on_layout and not ARCHITECTURES[self.architecture].objects:
-            raise ConfigError("condition_d_on_layout needs an architecture with objects")
+        if self.condition_d_on_layout:
+            arch = ARCHITECTURES[self.architecture]
+            if not (arch.objects or arch.hierarchical):
+                raise ConfigError("condition_d_on_layout needs an architecture with objects or hierarchical heatmaps")
+            if arch.hierarchical and (self.dataset != "figures" or arch.time is not None):
+                raise ConfigError("condition_d_on_layout with hierarchical heatmaps needs still images of the"
+                                  " figures dataset (its skeletons give the hierarchy)")
         if self.move_weight < 0:
             raise ConfigError(f"move_weight must be 0 (off) or positive, got {self.move_weight}")
         if self.move_weight > 0:
@@ -95,6 +100,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                              distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                              log_every=10, save_every_minutes=3.0),
     "figures": TrainConfig("figures", "figures", "figures"),
+    # The CPU-trained figures model (issue 12's fallback while no GPU run has happened): 64 px,
+    # set up like rooms-cpu, with the hierarchy read off the figures' skeletons as its layout.
+    "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                               condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                               save_every_minutes=3.0),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures"),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
@@ -108,6 +118,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "tiny-rooms-layout": TrainConfig("tiny-rooms-layout", "tiny-rooms", "rooms", batch=4, r1_every=2,
                                      align_weight=0.0, distortion_every=1, sample_every=2, log_every=1,
                                      ema_kimg=0.01, condition_d_on_layout=True),
+    "tiny-figures-layout": TrainConfig("tiny-figures-layout", "tiny-figures", "figures", batch=4, r1_every=2,
+                                       align_weight=0.0, sample_every=2, log_every=1, ema_kimg=0.01,
+                                       condition_d_on_layout=True),
     "tiny-figures": TrainConfig("tiny-figures", "tiny-figures", "figures", batch=4, r1_every=2, align_every=1,
                                 distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
     "tiny-clips": TrainConfig("tiny-clips", "tiny-clips", "clips-rooms", batch=2, r1_every=2, align_every=1,

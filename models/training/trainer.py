@@ -22,10 +22,11 @@ import torch.distributed as dist
 from PIL import Image
 
 from models.config import architecture
-from models.document.scene import DEFAULT_OBJECT_SIGMA
+from models.data.figures import skeleton_hierarchy
+from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.io.checkpoint import save_checkpoint
 from models.nets.discriminator import Discriminator
-from models.nets.generator import Generator
+from models.nets.generator import Generator, Latents
 from models.nets.video_discriminator import VideoDiscriminator
 from models.render import to_uint8
 from models.training.configs import TrainConfig
@@ -122,8 +123,12 @@ class Trainer:
 
     def _latents(self, B: int):
         lat = self.G.sample_latents(B, self.rng, self.device)
-        if self.layout:  # real layouts: where the procedural renderer put objects
+        if self.layout:  # real layouts: where the procedural renderer put objects (or a figure's parts)
             layout = self.data.sample(B, self.rng)
+            if self.gen_config.hierarchical:
+                assert layout.keypoints is not None  # the figures dataset (TrainConfig checks) has skeletons
+                lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(layout.keypoints)
+                return lat
             assert lat.sigmas is not None  # condition_d_on_layout needs objects (TrainConfig checks): sigmas drawn
             lat.centers = layout.centers
             lat.sigmas = lat.sigmas * layout.present.to(lat.sigmas.dtype)
@@ -132,6 +137,33 @@ class Trainer:
     def _real_batch(self, B: int):
         """This rank's real images (and their ground truth): its own draws, different per rank."""
         return self.data.sample(B, self.rng)
+
+    def _with_layout(self, images: torch.Tensor, lat) -> torch.Tensor:
+        """Images as a layout-conditional D sees them: with the heatmap of `lat`'s objects, or
+        of its 1-2-4 hierarchy (the max over levels, at the image size), as a 4th channel."""
+        if not self.layout:
+            return images
+        if lat.root is None:
+            return self._with_heatmap(images, lat.centers, lat.sigmas)
+        from models.nets.heatmaps import hierarchy_heatmaps
+
+        levels = hierarchy_heatmaps(lat.root, lat.offsets1, lat.offsets2, lat.root_sigma, size=images.shape[-1])
+        heat = torch.stack(levels).amax(dim=0)
+        return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
+
+    def _real_layout(self, real_batch):
+        """The real batch's layout as latents (only the fields that _with_layout reads)."""
+        B = real_batch.images.shape[0]
+        lat = Latents(z_global=real_batch.images.new_zeros(B, 1))
+        if self.gen_config.hierarchical:
+            assert real_batch.keypoints is not None  # the figures dataset has skeletons
+            lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(real_batch.keypoints)
+            lat.root_sigma = real_batch.images.new_full((B,), DEFAULT_ROOT_SIGMA)
+        else:
+            lat.centers = real_batch.centers
+            lat.sigmas = real_batch.images.new_full(real_batch.centers.shape[:2], DEFAULT_OBJECT_SIGMA) \
+                * real_batch.present.to(real_batch.images.dtype)
+        return lat
 
     def _with_heatmap(self, images: torch.Tensor, centers: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
         """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
@@ -150,12 +182,10 @@ class Trainer:
         # Discriminator: logistic loss, lazy R1.
         lat = self._latents(B)
         real_batch = self._real_batch(B)
-        real = real_batch.images
-        if self.layout:
-            sigma = torch.full_like(real_batch.centers[..., 0], DEFAULT_OBJECT_SIGMA)
-            real = self._with_heatmap(real, real_batch.centers, sigma * real_batch.present.to(sigma.dtype))
+        real = self._with_layout(real_batch.images, self._real_layout(real_batch)) if self.layout \
+            else real_batch.images
         with torch.no_grad(), self.amp:
-            fake = self._with_heatmap(G(lat), lat.centers, lat.sigmas) if self.layout else G(lat)
+            fake = self._with_layout(G(lat), lat)
         with self.amp:
             loss_d = d_logistic(D(real).float(), D(fake).float())
         self.update_d(loss_d, lambda: r1_penalty(D, real), stats)
@@ -169,7 +199,7 @@ class Trainer:
         do_move = cfg.move_weight > 0 and self.step % cfg.move_every == 0  # move consistency (issue 14)
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
-            seen = self._with_heatmap(fake, lat.centers, lat.sigmas) if self.layout else fake
+            seen = self._with_layout(fake, lat)
             loss_g = g_nonsaturating(D(seen).float())
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
