@@ -15,7 +15,7 @@ from models.training.state import TrainStateError
 from models.training.trainer import Trainer
 
 
-@pytest.mark.parametrize("name", ["tiny-rooms", "tiny-figures", "tiny-rooms-layout"])
+@pytest.mark.parametrize("name", ["tiny-rooms", "tiny-figures", "tiny-rooms-layout", "tiny-figures-layout"])
 def test_tiny_config_trains_with_every_term(name, tmp_path):
     trainer = Trainer(TRAINING_CONFIGS[name], tmp_path, device="cpu")
     seen = {}
@@ -31,6 +31,39 @@ def test_tiny_config_trains_with_every_term(name, tmp_path):
     if trainer.gen_config.grid:
         assert seen["distortion"] > 0
     assert trainer.images_seen == 3 * trainer.batch
+
+
+def test_figure_layout_follows_the_skeletons(tmp_path):
+    """figures-cpu's layout-conditional D: G gets the hierarchy of real figures, and the 4th
+    channel that D sees of a real image is hot on the figure and cold away from it."""
+    from models.data.figures import KEYPOINTS, skeleton_hierarchy
+    from models.nets.heatmaps import hierarchy_centers
+
+    trainer = Trainer(TRAINING_CONFIGS["tiny-figures-layout"], tmp_path, device="cpu")
+    real = trainer.data.sample(6, torch.Generator().manual_seed(3))
+    root, off1, off2 = skeleton_hierarchy(real.keypoints)
+    levels = hierarchy_centers(root, off1, off2)
+    kp = {name: real.keypoints[:, i] for i, name in enumerate(KEYPOINTS)}
+    assert torch.allclose(levels[0][:, 0], real.centers[:, 0], atol=1e-6)  # the root is the torso centre
+    assert torch.allclose(levels[2], torch.stack([kp["r_wrist"], kp["l_wrist"], kp["r_ankle"], kp["l_ankle"]], 1))
+    seen = trainer._with_layout(real.images, trainer._real_layout(real))
+    assert seen.shape[1] == 4
+    heat = (seen[:, 3] + 1) / 2
+    on_figure = (heat * real.masks[:, 0]).sum() / real.masks[:, 0].sum()
+    off_figure = (heat * (1 - real.masks[:, 0])).sum() / (1 - real.masks[:, 0]).sum()
+    assert on_figure > 2 * off_figure, (on_figure, off_figure)
+    # G's latents carry real hierarchies, not the prior's random ones
+    trainer.rng.manual_seed(3)
+    lat = trainer._latents(6)
+    assert lat.root is not None and lat.offsets2 is not None
+    assert (lat.offsets1[:, 1, 1] > lat.offsets1[:, 0, 1]).all()  # the knees below the shoulders, every one
+
+
+def test_layout_conditioning_needs_a_layout():
+    with pytest.raises(ConfigError, match="skeletons"):
+        dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], dataset="rooms")
+    with pytest.raises(ConfigError, match="objects or hierarchical"):
+        dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], architecture="tiny-plain")
 
 
 def test_alignment_and_distortion_are_differentiable_for_g():
