@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from models.io.bundled import bundled_generators
+
 from . import qt_compat, settings
 from .autosave import Autosaver
 from .canvas import Canvas
@@ -232,6 +234,8 @@ class MainWindow(QMainWindow):
         file.addActions([self.act_open, self.act_open_session])
         self.recent_menu = file.addMenu("Open &Recent")
         self._fill_recent(settings.recent_files())
+        self.bundled_menu = file.addMenu("Open &Bundled Model")
+        self._fill_bundled()
         file.addSeparator()
         file.addActions([self.act_save, self.act_save_as, self.act_export, self.act_export_video])
         file.addSeparator()
@@ -272,6 +276,17 @@ class MainWindow(QMainWindow):
             action.setStatusTip(path)
             action.triggered.connect(lambda _=False, p=path: self.files.open_path(p))
         self.recent_menu.setEnabled(bool(paths))
+
+    def _fill_bundled(self) -> None:
+        """The generators that ship with the studio (checkpoints/): a new user finds the
+        figures and video models here without looking for the install folder."""
+        self.bundled_menu.clear()
+        for path in bundled_generators():
+            action = self.bundled_menu.addAction(path.stem)
+            action.setToolTip(str(path))
+            action.setStatusTip(str(path))
+            action.triggered.connect(lambda _=False, p=str(path): self.files.open_path(p))
+        self.bundled_menu.setEnabled(not self.bundled_menu.isEmpty())
 
     def _make_status_bar(self) -> None:
         bar = self.statusBar()

@@ -186,3 +186,38 @@ def test_screenshot_mode_writes_a_grab_of_the_window(studio_env, tiny_checkpoint
     assert shot.size[0] >= 800 and shot.size[1] >= 500
     assert np.asarray(shot).std() > 5  # not a blank grab
     assert main(["--screenshot", str(tmp_path / "x.png"), str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_bundled_models_menu_opens_a_shipped_generator(qtbot, make_window, tiny_checkpoints, tmp_path, monkeypatch):
+    """File > Open Bundled Model lists the generators in checkpoints/ (not the metrics'
+    probe) and opens the one chosen, from the keyboard."""
+    import shutil
+
+    from models.io import bundled
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for name in ("rooms", "figures"):
+        shutil.copy(tiny_checkpoints[name][0], folder / f"{name}-cpu.safetensors")
+    (folder / "probe.safetensors").write_bytes(b"not a generator")
+    monkeypatch.setattr(bundled, "CHECKPOINT_DIR", folder)
+    w = make_window(tiny_checkpoints["rooms"][0])
+    assert [a.text() for a in w.bundled_menu.actions()] == ["figures-cpu", "rooms-cpu"]
+    assert w.bundled_menu.actions()[0].toolTip() == str(folder / "figures-cpu.safetensors")
+    # The menu from the keyboard, as a user would: open it, go to its first entry, Enter.
+    w.bundled_menu.popup(w.mapToGlobal(QPoint(10, 10)))
+    qtbot.waitUntil(w.bundled_menu.isVisible, timeout=20000)
+    qtbot.keyClick(w.bundled_menu, Qt.Key.Key_Down)
+    if w.bundled_menu.activeAction() is None or w.bundled_menu.activeAction().text() != "figures-cpu":
+        w.bundled_menu.setActiveAction(w.bundled_menu.actions()[0])
+    qtbot.keyClick(w.bundled_menu, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.document.config is not None and w.document.config.hierarchical, timeout=20000)
+    assert w.document.info.ref.path == str((folder / "figures-cpu.safetensors").resolve())
+
+
+def test_no_bundled_models_disables_the_menu(make_window, tmp_path, monkeypatch):
+    from models.io import bundled
+
+    monkeypatch.setattr(bundled, "CHECKPOINT_DIR", tmp_path / "missing")
+    w = make_window(arch="tiny-rooms")
+    assert not w.bundled_menu.isEnabled() and w.bundled_menu.isEmpty()

@@ -24,7 +24,7 @@ HOMES = {
     "MAX_STRENGTH": "models/document/scene.py",
     "DEFAULT_OBJECT_SIGMA": "models/document/scene.py",
     "DEFAULT_ROOT_SIGMA": "models/document/scene.py",
-    "CHECKPOINT_DIR": "models/io/library.py",
+    "CHECKPOINT_DIR": "models/io/bundled.py",
 }
 # The names the old copies had: they must not come back under their old names either.
 RETIRED = ("SEED_MAX", "OBJECT_SIGMA", "HIERARCHY_SIGMA", "DEFAULT_SIGMA")

@@ -9,10 +9,10 @@ import torch
 
 from models.config import DEFAULT_ARCHITECTURE, architecture
 from models.document.session import CheckpointRef
+from models.io.bundled import CHECKPOINT_DIR
 from models.io.checkpoint import CheckpointInfo, load_checkpoint
 from models.nets.generator import Generator
 
-CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # The default the studio and `steergan render` open: the GPU-trained rooms model once it
 # ships, else the CPU-trained one.
 DEFAULT_CHECKPOINTS = (CHECKPOINT_DIR / "rooms.safetensors", CHECKPOINT_DIR / "rooms-cpu.safetensors")

@@ -26,7 +26,7 @@ import numpy as np
 from models.document.fileio import AtomicTarget, ExportError
 from models.document.scene import SceneState
 from models.document.video_timing import MAX_FRAMES, check_target, frame_count, frame_time
-from models.io.library import CHECKPOINT_DIR
+from models.io.bundled import CHECKPOINT_DIR
 from models.render import render, resize_image
 
 CLIPS_CHECKPOINT = CHECKPOINT_DIR / "clips.safetensors"  # `steergan video`'s default, once it ships

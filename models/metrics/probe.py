@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.document.fileio import atomic_write_bytes
-from models.io.library import CHECKPOINT_DIR
+from models.io.bundled import CHECKPOINT_DIR
 
 PROBE_SIZE = 64  # images are resized to this before the probe sees them
 PROBE_FORMAT = "steergan-probe"
