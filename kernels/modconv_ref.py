@@ -60,6 +60,42 @@ def _demodulation(weight: Tensor, style: Tensor | None, eps: float, padding: int
     return torch.rsqrt(F.conv2d(style.square(), w2, padding=padding) + eps)
 
 
+def smooth_demodulation(weight: Tensor, style: Tensor, eps: float = 1e-8) -> Tensor:
+    """SSN's demodulation of a 3x3 convolution (padding 1) with a spatial style [B, Ci, H, W],
+    computed as if the style were constant over each 3x3 window:
+    d[o](x) = rsqrt(sum_i s_i(x)^2 * sum_{taps k inside the map} W[o, i, k]^2 + eps).
+
+    Why: the exact d = rsqrt(conv3x3(s^2, W^2)) costs as much as the convolution itself, half
+    a preview's convolution time on the CPU. This is one 1x1 convolution plus corrections on
+    the border rows and columns (the taps that fall on the zero padding), about 9x fewer
+    operations. It equals the exact d wherever the style is constant over the window
+    (tested, borders included) and differs slightly where it varies: the studio uses it
+    only for drag previews, at resolutions where the style field is smooth (layers.py).
+    """
+    if weight.shape[2:] != (3, 3) or style.dim() != 4:
+        raise ValueError(f"smooth_demodulation is for 3x3 weights and [B, Ci, H, W] styles, got weight "
+                         f"{_shape(weight)} and style {_shape(style)}")
+    w2 = weight.square()
+    s2 = style.square()
+    d = F.conv2d(s2, w2.sum(dim=(2, 3), keepdim=True))
+    rows, cols = w2.sum(dim=3), w2.sum(dim=2)  # [Co, Ci, ky], [Co, Ci, kx]
+
+    def taps(w: Tensor, s: Tensor) -> Tensor:  # sum_i w[o, i] s[b, i, ...]
+        return torch.einsum("oi,bi...->bo...", w, s)
+
+    d = d.clone()
+    # The top row has no taps ky = 0 (they read the padding), the bottom row none with ky = 2,
+    # and likewise for columns; a corner lost both, so its corner tap is added back once.
+    d[:, :, 0, :] -= taps(rows[:, :, 0], s2[:, :, 0, :])
+    d[:, :, -1, :] -= taps(rows[:, :, 2], s2[:, :, -1, :])
+    d[:, :, :, 0] -= taps(cols[:, :, 0], s2[:, :, :, 0])
+    d[:, :, :, -1] -= taps(cols[:, :, 2], s2[:, :, :, -1])
+    for y, ky in ((0, 0), (-1, 2)):
+        for x, kx in ((0, 0), (-1, 2)):
+            d[:, :, y, x] += taps(w2[:, :, ky, kx], s2[:, :, y, x])
+    return torch.rsqrt(d.clamp_min(0) + eps)
+
+
 def modulated_conv2d(x: Tensor, weight: Tensor, style: Tensor | None = None, demodulate: bool = True,
                      eps: float = 1e-8, padding: int = 1) -> Tensor:
     """y = d * conv2d(x * s, W), stride 1.

@@ -189,7 +189,8 @@ class Generator(nn.Module):
                 noise_mode: str = "random", stop_at: int | None = None) -> torch.Tensor:
         """Images [B, 3, R, R] in about [-1, 1]. `stop_at`: end the synthesis at that
         resolution and return the skip architecture's RGB image there (a cheap preview:
-        each finer block only adds detail to the upsampled coarser image). The MTM offset
+        each finer block only adds detail to the upsampled coarser image); a preview also
+        demodulates with the smooth approximation (layers.StyledConv). The MTM offset
         fields can be read with forward hooks on the layers' `offset_tap` (models/render.py)."""
         check_noise_mode(noise_mode)
         cfg = self.config
@@ -199,12 +200,13 @@ class Generator(nn.Module):
         if cfg.time is not None:
             x = torch.cat([x, self.time_features(lat)], dim=1)
         rgb, sel_h = None, None
+        preview = stop_at is not None and stop_at < cfg.resolution
         for r in cfg.resolutions():
             if stop_at is not None and r > stop_at and rgb is not None:
                 break
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)].children():
-                x = conv(x, w_field, offset_scale, noise_mode)
+                x = conv(x, w_field, offset_scale, noise_mode, smooth_demod=preview)
             if cfg.objects:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
                 x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat

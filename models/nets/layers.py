@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels import deform_modconv, modulated_conv2d
+from kernels import deform_modconv, modulated_conv2d, smooth_demodulation
 
 SQRT2 = math.sqrt(2.0)
 # Where the per-pixel noise comes from: fresh each call (training), fixed per layer
@@ -135,6 +135,12 @@ class MappingNetwork(nn.Module):
         return avg + psi * (w - avg)
 
 
+# Previews demodulate with the smooth approximation from this resolution up. Below it a style
+# field's blocks and heatmaps span only a few pixels (the 4x4 grid is one block a pixel at
+# 4 px), so the exact demodulation stays; it is also where it costs least.
+SMOOTH_DEMOD_MIN = 16
+
+
 class StyledConv(nn.Module):
     """Spatially modulated 3x3 convolution (+ optional MTM offsets), noise, bias, lrelu.
 
@@ -175,19 +181,24 @@ class StyledConv(nn.Module):
                                  persistent=False)
 
     def forward(self, x: torch.Tensor, w_field: torch.Tensor, offset_scale: float | torch.Tensor,
-                noise_mode: str) -> torch.Tensor:
+                noise_mode: str, smooth_demod: bool = False) -> torch.Tensor:
+        """`smooth_demod`: a preview's cheaper demodulation (kernels.smooth_demodulation) at
+        resolutions of at least SMOOTH_DEMOD_MIN, where the style field is smooth."""
         if self.upsample:
             x = bilinear_resize(x, x.shape[-1] * 2)
         size = x.shape[-1]
         style = resize_field(self.affine(w_field), size)
         weight = self.weight * self.wscale
+        smooth = smooth_demod and size >= SMOOTH_DEMOD_MIN and style.dim() == 4
         if self.mtm:
             offset_style = resize_field(self.offset_affine(w_field), size)
             offset = modulated_conv2d(x, self.offset_weight * self.wscale, offset_style, demodulate=False)
             offset = self.offset_tap((offset + self.offset_bias.view(1, -1, 1, 1)) * offset_scale)
-            y = deform_modconv(x, weight, offset, style=style, demodulate=True)
+            y = deform_modconv(x, weight, offset, style=style, demodulate=not smooth)
         else:
-            y = modulated_conv2d(x, weight, style, demodulate=True)
+            y = modulated_conv2d(x, weight, style, demodulate=not smooth)
+        if smooth:
+            y = y * smooth_demodulation(weight, style)
         check_noise_mode(noise_mode)
         if self.use_noise and noise_mode != "none":
             if noise_mode == "random":

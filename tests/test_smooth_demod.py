@@ -1,0 +1,52 @@
+"""The previews' smooth demodulation: exact where the style is locally constant (borders
+included), close to the exact one on a trained generator, and only in previews."""
+import numpy as np
+import pytest
+import torch
+
+from kernels import smooth_demodulation
+from kernels.modconv_ref import _demodulation
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 4), (2, 2), (3, 5), (5, 3), (8, 8)])
+def test_equals_the_exact_demodulation_for_a_locally_constant_style(h, w):
+    g = torch.Generator().manual_seed(h * 10 + w)
+    weight = torch.randn(7, 5, 3, 3, generator=g, dtype=torch.float64)
+    per_channel = torch.rand(2, 5, 1, 1, generator=g, dtype=torch.float64) + 0.5
+    style = per_channel.expand(2, 5, h, w).contiguous()  # constant over space: every window constant
+    exact = _demodulation(weight, style, 1e-8, padding=1)
+    assert torch.allclose(smooth_demodulation(weight, style), exact, rtol=1e-12, atol=0)
+
+
+def test_differs_where_the_style_varies_and_refuses_other_shapes():
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(4, 3, 3, 3, generator=g)
+    style = torch.rand(1, 3, 6, 6, generator=g) + 0.5
+    assert not torch.allclose(smooth_demodulation(weight, style), _demodulation(weight, style, 1e-8, 1))
+    with pytest.raises(ValueError, match="3x3 weights"):
+        smooth_demodulation(torch.randn(4, 3, 1, 1), style)
+    with pytest.raises(ValueError, match=r"\[B, Ci, H, W\]"):
+        smooth_demodulation(weight, torch.rand(1, 3))
+
+
+def test_a_trained_generators_preview_is_close_to_the_exact_one(monkeypatch):
+    """The shipped rooms-cpu, 32 px previews of 64 px frames: the smooth demodulation changes
+    the preview by well under a level on average; full frames never use it."""
+    from models.document.scene import initial_state
+    from models.io.library import default_checkpoint, open_generator
+    from models.nets import layers
+    from models.render import render
+
+    path = default_checkpoint()
+    if path is None:
+        pytest.skip("no bundled checkpoint")
+    G = open_generator(path).generator
+    states = [initial_state(G.config, seed) for seed in range(3)]
+    smooth = [render(G, s, preview=32).image.astype(int) for s in states]
+    full = [render(G, s).image for s in states]
+    monkeypatch.setattr(layers, "SMOOTH_DEMOD_MIN", 10**6)  # exact everywhere
+    exact = [render(G, s, preview=32).image.astype(int) for s in states]
+    diffs = np.abs(np.stack(smooth) - np.stack(exact))
+    assert 0 < diffs.mean() < 1.0 and diffs.max() <= 16, (diffs.mean(), diffs.max())
+    for s, f in zip(states, full):
+        assert np.array_equal(render(G, s).image, f)  # full frames are exact either way
