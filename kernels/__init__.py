@@ -5,6 +5,6 @@ is installed, else the reference); `modulated_conv2d` is the reference itself, s
 already makes it fast.
 """
 from .dispatch import active_backend, deform_modconv
-from .modconv_ref import modulated_conv2d, smooth_demodulation
+from .modconv_ref import modulated_conv2d, smooth_demod_taps, smooth_demodulation
 
-__all__ = ["active_backend", "deform_modconv", "modulated_conv2d", "smooth_demodulation"]
+__all__ = ["active_backend", "deform_modconv", "modulated_conv2d", "smooth_demod_taps", "smooth_demodulation"]

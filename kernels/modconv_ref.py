@@ -60,10 +60,23 @@ def _demodulation(weight: Tensor, style: Tensor | None, eps: float, padding: int
     return torch.rsqrt(F.conv2d(style.square(), w2, padding=padding) + eps)
 
 
-def smooth_demodulation(weight: Tensor, style: Tensor, eps: float = 1e-8) -> Tensor:
+def smooth_demod_taps(weight: Tensor) -> Tensor:
+    """What `smooth_demodulation` needs of a 3x3 weight [Co, Ci, 3, 3], as [9, Co, Ci]: the sum
+    of W^2 over all taps; over the taps of row ky = 0, row ky = 2, column kx = 0, column kx = 2;
+    and W^2 at the four corner taps. It depends on the weight only: compute it once per weight."""
+    if weight.dim() != 4 or weight.shape[2:] != (3, 3):
+        raise ValueError(f"smooth demodulation is for 3x3 weights [Co, Ci, 3, 3], got {_shape(weight)}")
+    w2 = weight.square()
+    rows, cols = w2.sum(dim=3), w2.sum(dim=2)  # [Co, Ci, ky], [Co, Ci, kx]
+    return torch.stack([w2.sum(dim=(2, 3)), rows[:, :, 0], rows[:, :, 2], cols[:, :, 0], cols[:, :, 2],
+                        w2[:, :, 0, 0], w2[:, :, 0, 2], w2[:, :, 2, 0], w2[:, :, 2, 2]])
+
+
+def smooth_demodulation(style: Tensor, taps: Tensor, eps: float = 1e-8) -> Tensor:
     """SSN's demodulation of a 3x3 convolution (padding 1) with a spatial style [B, Ci, H, W],
     computed as if the style were constant over each 3x3 window:
     d[o](x) = rsqrt(sum_i s_i(x)^2 * sum_{taps k inside the map} W[o, i, k]^2 + eps).
+    `taps` = smooth_demod_taps(W).
 
     Why: the exact d = rsqrt(conv3x3(s^2, W^2)) costs as much as the convolution itself, half
     a preview's convolution time on the CPU. This is one 1x1 convolution plus corrections on
@@ -72,27 +85,23 @@ def smooth_demodulation(weight: Tensor, style: Tensor, eps: float = 1e-8) -> Ten
     (tested, borders included) and differs slightly where it varies: the studio uses it
     only for drag previews, at resolutions where the style field is smooth (layers.py).
     """
-    if weight.shape[2:] != (3, 3) or style.dim() != 4:
-        raise ValueError(f"smooth_demodulation is for 3x3 weights and [B, Ci, H, W] styles, got weight "
-                         f"{_shape(weight)} and style {_shape(style)}")
-    w2 = weight.square()
+    if taps.dim() != 3 or taps.shape[0] != 9 or style.dim() != 4 or style.shape[1] != taps.shape[2]:
+        raise ValueError(f"smooth_demodulation takes a style [B, Ci, H, W] and taps [9, Co, Ci], got style "
+                         f"{_shape(style)} and taps {_shape(taps)}")
     s2 = style.square()
-    d = F.conv2d(s2, w2.sum(dim=(2, 3), keepdim=True))
-    rows, cols = w2.sum(dim=3), w2.sum(dim=2)  # [Co, Ci, ky], [Co, Ci, kx]
 
-    def taps(w: Tensor, s: Tensor) -> Tensor:  # sum_i w[o, i] s[b, i, ...]
-        return torch.einsum("oi,bi...->bo...", w, s)
+    def weigh(k: int, s: Tensor) -> Tensor:  # sum_i taps[k][o, i] s[b, i, ...]
+        return torch.einsum("oi,bi...->bo...", taps[k], s)
 
-    d = d.clone()
+    d = F.conv2d(s2, taps[0][:, :, None, None])
     # The top row has no taps ky = 0 (they read the padding), the bottom row none with ky = 2,
     # and likewise for columns; a corner lost both, so its corner tap is added back once.
-    d[:, :, 0, :] -= taps(rows[:, :, 0], s2[:, :, 0, :])
-    d[:, :, -1, :] -= taps(rows[:, :, 2], s2[:, :, -1, :])
-    d[:, :, :, 0] -= taps(cols[:, :, 0], s2[:, :, :, 0])
-    d[:, :, :, -1] -= taps(cols[:, :, 2], s2[:, :, :, -1])
-    for y, ky in ((0, 0), (-1, 2)):
-        for x, kx in ((0, 0), (-1, 2)):
-            d[:, :, y, x] += taps(w2[:, :, ky, kx], s2[:, :, y, x])
+    d[:, :, 0, :] -= weigh(1, s2[:, :, 0, :])
+    d[:, :, -1, :] -= weigh(2, s2[:, :, -1, :])
+    d[:, :, :, 0] -= weigh(3, s2[:, :, :, 0])
+    d[:, :, :, -1] -= weigh(4, s2[:, :, :, -1])
+    for k, (y, x) in enumerate(((0, 0), (0, -1), (-1, 0), (-1, -1)), start=5):
+        d[:, :, y, x] += weigh(k, s2[:, :, y, x])
     return torch.rsqrt(d.clamp_min(0) + eps)
 
 

@@ -161,6 +161,10 @@ def _trace(module: _Synthesis, inputs: tuple):
         _say_once("this torch has no torch.jit.trace: rendering eagerly (slower while the GUI is busy)")
         return None
     try:
+        # One eager pass first: it fills the layers' weight-only caches (the previews' smooth
+        # demodulation taps, layers.StyledConv), which the trace then holds as constants
+        # instead of recomputing them from the weights every frame.
+        module(*inputs)
         with warnings.catch_warnings(), torch.jit.optimized_execution(False):
             # torch 2.9+ marks torch.jit deprecated; it is what runs a whole pass without the GIL
             # (torch.compile needs a C++ compiler on the user's machine, torch.export runs in Python).

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels import smooth_demodulation
+from kernels import smooth_demod_taps, smooth_demodulation
 from kernels.modconv_ref import _demodulation
 
 
@@ -15,18 +15,21 @@ def test_equals_the_exact_demodulation_for_a_locally_constant_style(h, w):
     per_channel = torch.rand(2, 5, 1, 1, generator=g, dtype=torch.float64) + 0.5
     style = per_channel.expand(2, 5, h, w).contiguous()  # constant over space: every window constant
     exact = _demodulation(weight, style, 1e-8, padding=1)
-    assert torch.allclose(smooth_demodulation(weight, style), exact, rtol=1e-12, atol=0)
+    assert torch.allclose(smooth_demodulation(style, smooth_demod_taps(weight)), exact, rtol=1e-12, atol=0)
 
 
 def test_differs_where_the_style_varies_and_refuses_other_shapes():
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(4, 3, 3, 3, generator=g)
     style = torch.rand(1, 3, 6, 6, generator=g) + 0.5
-    assert not torch.allclose(smooth_demodulation(weight, style), _demodulation(weight, style, 1e-8, 1))
+    taps = smooth_demod_taps(weight)
+    assert not torch.allclose(smooth_demodulation(style, taps), _demodulation(weight, style, 1e-8, 1))
     with pytest.raises(ValueError, match="3x3 weights"):
-        smooth_demodulation(torch.randn(4, 3, 1, 1), style)
+        smooth_demod_taps(torch.randn(4, 3, 1, 1))
     with pytest.raises(ValueError, match=r"\[B, Ci, H, W\]"):
-        smooth_demodulation(weight, torch.rand(1, 3))
+        smooth_demodulation(torch.rand(1, 3), taps)
+    with pytest.raises(ValueError, match=r"taps \[9, Co, Ci\]"):
+        smooth_demodulation(style, taps[:, :, :2])
 
 
 def test_a_trained_generators_preview_is_close_to_the_exact_one(monkeypatch):
@@ -50,3 +53,26 @@ def test_a_trained_generators_preview_is_close_to_the_exact_one(monkeypatch):
     assert 0 < diffs.mean() < 1.0 and diffs.max() <= 16, (diffs.mean(), diffs.max())
     for s, f in zip(states, full):
         assert np.array_equal(render(G, s).image, f)  # full frames are exact either way
+
+
+def test_the_cached_taps_follow_the_weights_and_the_trace_gives_the_eager_preview():
+    """The layer keeps its taps while its weight is unchanged, recomputes them when it
+    changes (a loaded checkpoint, an optimiser step), and a traced preview equals the eager one."""
+    from models.document.scene import initial_state
+    from models.io.library import untrained_generator
+    from models.nets.layers import StyledConv
+    from models.render import latents_for
+    from models.synthesis import build_trace, frame_tensors, synthesize
+
+    G = untrained_generator("tiny-rooms")
+    conv = next(m for m in G.modules() if isinstance(m, StyledConv) and m.resolution == 16)
+    first = conv._smooth_taps()
+    assert conv._smooth_taps() is first
+    with torch.no_grad():
+        conv.weight.mul_(2)
+    again = conv._smooth_taps()
+    assert again is not first and torch.allclose(again, first * 4)
+    lat = latents_for(G, initial_state(G.config, 1))
+    eager = frame_tensors(G, lat, 1.0, 1.0, stop_at=16)[0]
+    assert build_trace(G, lat, 1.0, stop_at=16)
+    assert torch.equal(synthesize(G, lat, 1.0, 1.0, stop_at=16)[0], eager)

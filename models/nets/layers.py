@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels import deform_modconv, modulated_conv2d, smooth_demodulation
+from kernels import deform_modconv, modulated_conv2d, smooth_demod_taps, smooth_demodulation
 
 SQRT2 = math.sqrt(2.0)
 # Where the per-pixel noise comes from: fresh each call (training), fixed per layer
@@ -198,7 +198,7 @@ class StyledConv(nn.Module):
         else:
             y = modulated_conv2d(x, weight, style, demodulate=not smooth)
         if smooth:
-            y = y * smooth_demodulation(weight, style)
+            y = y * smooth_demodulation(style, self._smooth_taps())
         check_noise_mode(noise_mode)
         if self.use_noise and noise_mode != "none":
             if noise_mode == "random":
@@ -207,6 +207,20 @@ class StyledConv(nn.Module):
                 noise = self.noise_const.to(y.dtype)
             y = y + noise * self.noise_strength
         return lrelu(y + self.bias.view(1, -1, 1, 1))
+
+    def _smooth_taps(self) -> torch.Tensor:
+        """smooth_demod_taps of the scaled weight, kept while the weight is unchanged: it
+        costs 1-2 ms a layer on the CPU (reductions over 3x3 taps), as much as the rest
+        of the smooth demodulation. Kept outside autograd: previews are renders, never
+        training. A trace built after a preview (models/synthesis.py) holds it as a
+        constant, which is right because a traced generator's weights do not change."""
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
+        cached = self.__dict__.get("_smooth_taps_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, smooth_demod_taps(self.weight.detach() * self.wscale))
+            self.__dict__["_smooth_taps_cache"] = cached
+        return cached[1]
 
     def extra_repr(self) -> str:
         cout, cin = self.weight.shape[:2]
