@@ -164,3 +164,27 @@ def test_config_json_round_trip_and_time_is_accepted():
         GeneratorConfig.from_dict({**cfg.to_dict(), "wings": 2})
     with pytest.raises(ConfigError, match="objects must be an integer"):
         GeneratorConfig.from_dict({**cfg.to_dict(), "objects": "3"})
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_style_field_factors_give_the_dense_fields_styles(grid):
+    """Each layer's style is computed from the w field's factors (layers.StyleField); it
+    must equal the affine of the dense field, A w(x) + b, at every pixel."""
+    from models.nets.layers import StyleAffine, StyleField
+
+    g = torch.Generator().manual_seed(0)
+    B, n, w_dim, size = 2, 3, 8, 12
+    field = StyleField(size, objects=torch.randn(B, n, w_dim, generator=g),
+                       heat=torch.rand(B, n, size, size, generator=g),
+                       grid=torch.randn(B, w_dim, 4, 4, generator=g) if grid else None,
+                       background=None if grid else torch.randn(B, w_dim, generator=g))
+    affine = StyleAffine(w_dim, 5)
+    with torch.no_grad():
+        affine.bias.normal_(generator=g)
+    dense = field.dense()
+    assert dense.shape == (B, w_dim, size, size)
+    expected = torch.einsum("cw,bwhv->bchv", affine.weight * affine.scale, dense) + affine.bias.view(1, -1, 1, 1)
+    assert torch.allclose(affine(field), expected, atol=1e-5)
+    assert torch.allclose(affine(dense), expected, atol=1e-5)  # the dense path (1x1 convolution) agrees
+    # the objects count: a field without them is a different field
+    assert not torch.allclose(StyleField(size, grid=field.grid, background=field.background).dense(), dense)
