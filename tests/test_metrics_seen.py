@@ -112,6 +112,45 @@ def test_generators_that_do_not_move_the_same_object_score_low(failure):
         assert score["outside_levels"] > 15
 
 
+class FigureRendererGenerator(torch.nn.Module):
+    """Latents -> procedural figures: z_global draws the figure's look and pose, the root
+    places it (a hierarchical generator's level-0 center). Failures: `ignore_root` (the
+    figure stays put) and `restyle_on_move` (its look depends on where it is)."""
+
+    def __init__(self, size: int = 64, ignore_root: bool = False, restyle_on_move: bool = False):
+        super().__init__()
+        self.config = SimpleNamespace(resolution=size, objects=0, z_dim=4, grid=0, hierarchical=True,
+                                      mtm=(), time=None)
+        self.register_buffer("const", torch.zeros(1))
+        self.ignore_root, self.restyle_on_move = ignore_root, restyle_on_move
+
+    def sample_latents(self, batch, generator=None, device="cpu"):
+        return Latents(z_global=torch.randn(batch, self.config.z_dim, generator=generator),
+                       root=0.3 + 0.4 * torch.rand(batch, 2, generator=generator))
+
+    def forward(self, lat: Latents, **_):
+        from models.data.figures import render_figures, sample_figures
+
+        images = []
+        for b in range(lat.batch):
+            root = torch.full((2,), 0.5) if self.ignore_root else lat.root[b]
+            look = sample_figures(1, torch.Generator().manual_seed(
+                _seed(lat.z_global[b], *([root] if self.restyle_on_move else []))))
+            images.append(render_figures(replace(look, root=root[None].float()), self.config.resolution).images)
+        return torch.cat(images)
+
+
+def test_tracked_co_move_of_a_figure():
+    """Hierarchical generators: the root is moved. The figures renderer's ceiling is high, a
+    generator that is the renderer reaches it, and the failures score low."""
+    ceiling = tracked_co_move_ceiling(64, 32, seed=0, figures=True)
+    assert ceiling["tracked"] >= 0.8 and ceiling["outside_levels"] < 3
+    assert tracked_co_move(FigureRendererGenerator(), 16, seed=0)["tracked"] >= 0.7
+    for failure in ("ignore_root", "restyle_on_move"):
+        score = tracked_co_move(FigureRendererGenerator(**{failure: True}), 16, seed=0)
+        assert score["tracked"] <= 0.2, (failure, score)
+
+
 # ---- block and style locality: the direction matters -------------------------------------
 
 class BlockPainter(torch.nn.Module):

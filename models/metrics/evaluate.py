@@ -65,9 +65,10 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
     real_c = real_images(data, realism_samples, real_rng)
     results["realism_accuracy_real_floor"] = classifier_accuracy(real_c, real_images(data, realism_samples, real_rng),
                                                                  seed=seed)
-    if cfg.objects:
+    if cfg.objects or cfg.hierarchical:
         log("tracked co-move on the procedural renderer (the ceiling)")
-        ceiling = tracked_co_move_ceiling(cfg.resolution, samples, seed, n_objects=cfg.objects)
+        ceiling = tracked_co_move_ceiling(cfg.resolution, samples, seed, n_objects=max(1, cfg.objects),
+                                          figures=not cfg.objects)
         results["co_move_tracked_ceiling"] = ceiling["tracked"]
         results["co_move_tracked_found_ceiling"] = ceiling["found"]
         results["co_move_outside_levels_ceiling"] = ceiling["outside_levels"]
@@ -77,7 +78,7 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         log(f"metrics with offset scale {scale}")
         if cfg.objects or cfg.hierarchical:
             results["co_move_ratio" + suffix] = co_move_ratio(G, probe, samples, rng(1), scale)
-        if cfg.objects:
+        if cfg.objects or cfg.hierarchical:
             tracked = tracked_co_move(G, samples, seed, scale)
             results["co_move_tracked" + suffix] = tracked["tracked"]
             results["co_move_tracked_found" + suffix] = tracked["found"]

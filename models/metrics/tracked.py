@@ -20,7 +20,10 @@ on every move, still scores well. Here the content itself is followed:
 
 `co_move_tracked` is the fraction of successful moves. The same seeded moves applied to
 the procedural renderer (RoomParams.moved: only the object moves) give
-`co_move_tracked_ceiling`, what the metric reaches on real data.
+`co_move_tracked_ceiling`, what the metric reaches on real data. For a hierarchical
+generator (one figure) the root is moved, carrying the finer centers, the footprints are
+`FIGURE_FOOTPRINT` (the limbs move too), and the ceiling comes from the figures renderer
+with the torso centre moved.
 """
 from __future__ import annotations
 
@@ -38,6 +41,9 @@ SEARCH_MARGIN = 0.15  # the search disc reaches this far beyond both centers
 TOLERANCE = 0.3  # found when the match is within this fraction of the move of the new place
 MAX_RESIDUAL = 0.8  # ... and its weighted squared error is at most this fraction of the patch's variance
 FOOTPRINT = 0.15  # image units: disc around the old and the new center where change is expected
+# A figure (hierarchical generators: the root is moved and carries its parts) reaches far
+# beyond its torso: its limbs move with it, so change is expected within this of the root.
+FIGURE_FOOTPRINT = 0.3
 MAX_OUTSIDE_LEVELS = 6.0  # mean change outside both footprints allowed for a success (uint8 levels)
 VARIANCE_FLOOR = 0.02 ** 2  # a flat patch is matched against this variance, not against ~0
 
@@ -77,7 +83,7 @@ def outside_change_levels(before: torch.Tensor, after: torch.Tensor, old: torch.
 
 
 def track_moves(before: torch.Tensor, after: torch.Tensor, centers: torch.Tensor,
-                deltas: torch.Tensor) -> TrackedMoves:
+                deltas: torch.Tensor, footprint: float = FOOTPRINT) -> TrackedMoves:
     """Follow the content at `centers` [B, 2] in `before` to `after` (images [B, 3, S, S] in
     [-1, 1]); each was asked to move by `deltas` [B, 2] (image units)."""
     if before.shape != after.shape or before.dim() != 4 or before.shape[1] != 3:
@@ -118,7 +124,7 @@ def track_moves(before: torch.Tensor, after: torch.Tensor, centers: torch.Tensor
     residual = ssd.flatten(1)[idx, best].clamp_min(0) / t_var
     error = (found_shift - deltas).norm(dim=1)
     found = (error <= TOLERANCE * deltas.norm(dim=1)) & (residual <= MAX_RESIDUAL)
-    outside = outside_change_levels(before, after, centers, centers + deltas)
+    outside = outside_change_levels(before, after, centers, centers + deltas, footprint)
     return TrackedMoves(found_shift, residual, found, outside, found & (outside <= MAX_OUTSIDE_LEVELS))
 
 
@@ -137,11 +143,12 @@ def fixed_moves(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: float = 1.0,
                     batch: int = 16) -> dict[str, float]:
-    """Move one object's heatmap center of G by the fixed moves; see the module doc.
+    """Move one object's heatmap center of G by the fixed moves (a hierarchical generator's
+    root, which carries the finer centers); see the module doc.
     -> {"tracked", "found", "outside_levels"}."""
     cfg, device = G.config, G.const.device
-    if not cfg.objects:
-        raise ValueError("tracked co-move needs a generator with objects (heatmap centers to move)")
+    if not (cfg.objects or cfg.hierarchical):
+        raise ValueError("tracked co-move needs a generator with objects or hierarchical heatmaps (centers to move)")
     starts, deltas = fixed_moves(samples, seed)
     rng = torch.Generator().manual_seed(seed * 1000 + 12)
     moves = []
@@ -149,6 +156,11 @@ def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: flo
         B = min(batch, samples - lo)
         centers, delta = starts[lo:lo + B].to(device), deltas[lo:lo + B].to(device)
         lat = G.sample_latents(B, rng, device)
+        if not cfg.objects:  # the figure: its root moves, its parts (relative to it) follow
+            img0 = G(replace(lat, root=centers), offset_scale=offset_scale, noise_mode="const")
+            img1 = G(replace(lat, root=centers + delta), offset_scale=offset_scale, noise_mode="const")
+            moves.append(track_moves(img0, img1, centers, delta, FIGURE_FOOTPRINT))
+            continue
         assert lat.centers is not None  # a generator with objects (checked above): sample_latents draws centers
         which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
         idx = torch.arange(B, device=device)
@@ -165,11 +177,14 @@ def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: flo
 
 @torch.no_grad()
 def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: int = 3,
-                            batch: int = 64) -> dict[str, float]:
+                            batch: int = 64, figures: bool = False) -> dict[str, float]:
     """The same fixed moves on the procedural rooms renderer: one present object is placed at
-    the start center and moved (RoomParams.moved), nothing else changes."""
+    the start center and moved (RoomParams.moved), nothing else changes. `figures`: on the
+    figures renderer, the figure's torso centre placed and moved."""
     from models.data.rooms import render_rooms, sample_rooms
 
+    if figures:
+        return _figures_ceiling(size, samples, seed, batch)
     starts, deltas = fixed_moves(samples, seed)
     rng = torch.Generator().manual_seed(seed * 1000 + 13)
     moves = []
@@ -186,4 +201,20 @@ def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: i
         img0 = render_rooms(params, size).images
         img1 = render_rooms(params.moved(which, delta), size).images
         moves.append(track_moves(img0, img1, centers, delta))
+    return summarise(moves)
+
+
+def _figures_ceiling(size: int, samples: int, seed: int, batch: int) -> dict[str, float]:
+    from models.data.figures import render_figures, sample_figures
+
+    starts, deltas = fixed_moves(samples, seed)
+    rng = torch.Generator().manual_seed(seed * 1000 + 14)
+    moves = []
+    for lo in range(0, samples, batch):
+        B = min(batch, samples - lo)
+        centers, delta = starts[lo:lo + B], deltas[lo:lo + B]
+        params = replace(sample_figures(B, rng), root=centers)
+        img0 = render_figures(params, size).images
+        img1 = render_figures(replace(params, root=centers + delta), size).images
+        moves.append(track_moves(img0, img1, centers, delta, FIGURE_FOOTPRINT))
     return summarise(moves)
