@@ -28,12 +28,13 @@ from torch import nn
 
 from models.config import HIERARCHY_LEVELS
 from models.nets.generator import Generator, Latents
-from models.nets.layers import StyledConv, bilinear_resize
+from models.nets.layers import StyledConv, bilinear_resize, tensor_version
 
 # generator -> {structure key: (traced module, offset names, heatmap names), or None: tracing
 # failed, render eagerly}
 _TRACES: weakref.WeakKeyDictionary[Generator, dict] = weakref.WeakKeyDictionary()
 _WARNED: set[str] = set()
+_TRACED_WEIGHTS: weakref.WeakKeyDictionary[Generator, tuple] = weakref.WeakKeyDictionary()  # weights_version
 
 
 def offset_taps(generator: Generator) -> list[tuple[str, nn.Module]]:
@@ -150,10 +151,20 @@ def build_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | N
     `rooms` on one core, so the studio does it when its worker is idle). True if traced."""
     key = _key(generator, lat, psi, stop_at)
     traces = _TRACES.setdefault(generator, {})
+    version = weights_version(generator)
+    if _TRACED_WEIGHTS.get(generator) != version:  # traces of other weights are stale
+        traces.clear()
+        _TRACED_WEIGHTS[generator] = version
     if key not in traces:
         module = _Synthesis(generator, _present(lat)[0], stop_at, psi == 1.0)
         traces[key] = _trace(module, _inputs(generator, lat, psi, 1.0))
     return traces[key] is not None
+
+
+def weights_version(generator: Generator) -> tuple:
+    """The in-place edit counters of the generator's parameters: a trace holds values
+    computed from them (smooth demodulation taps), so it is valid only while they hold."""
+    return tuple(tensor_version(p) for p in generator.parameters())
 
 
 def _trace(module: _Synthesis, inputs: tuple):
@@ -161,10 +172,11 @@ def _trace(module: _Synthesis, inputs: tuple):
         _say_once("this torch has no torch.jit.trace: rendering eagerly (slower while the GUI is busy)")
         return None
     try:
-        # One eager pass first: it fills the layers' weight-only caches (the previews' smooth
+        # A preview's eager pass first: it fills the layers' weight-only caches (the smooth
         # demodulation taps, layers.StyledConv), which the trace then holds as constants
         # instead of recomputing them from the weights every frame.
-        module(*inputs)
+        if module.stop_at is not None and module.stop_at < module.generator.config.resolution:
+            module(*inputs)
         with warnings.catch_warnings(), torch.jit.optimized_execution(False):
             # torch 2.9+ marks torch.jit deprecated; it is what runs a whole pass without the GIL
             # (torch.compile needs a C++ compiler on the user's machine, torch.export runs in Python).
@@ -181,7 +193,10 @@ def synthesize(generator: Generator, lat: Latents, psi: float, offset_scale: flo
                stop_at: int | None = None):
     """frame_tensors(...): through the trace for this input structure if one was built
     (build_trace), else eagerly. Both give the same pixels."""
-    entry = _TRACES.get(generator, {}).get(_key(generator, lat, psi, stop_at))
+    traces = _TRACES.get(generator)
+    if traces and _TRACED_WEIGHTS.get(generator) != weights_version(generator):
+        traces.clear()  # the weights changed in place since tracing: trace again when idle
+    entry = (traces or {}).get(_key(generator, lat, psi, stop_at))
     if entry is None:
         return frame_tensors(generator, lat, psi, offset_scale, stop_at)
     traced, offset_names, heatmap_names = entry

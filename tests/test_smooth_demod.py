@@ -76,3 +76,32 @@ def test_the_cached_taps_follow_the_weights_and_the_trace_gives_the_eager_previe
     eager = frame_tensors(G, lat, 1.0, 1.0, stop_at=16)[0]
     assert build_trace(G, lat, 1.0, stop_at=16)
     assert torch.equal(synthesize(G, lat, 1.0, 1.0, stop_at=16)[0], eager)
+    # The trace holds the taps as constants: when the weights change in place it is dropped,
+    # and the preview follows the new weights.
+    with torch.no_grad():  # not a uniform scale: the demodulation cancels that
+        conv.weight[:, :, 1, 1] += 2.0
+    changed = frame_tensors(G, lat, 1.0, 1.0, stop_at=16)[0]
+    assert not torch.equal(changed, eager)
+    assert torch.equal(synthesize(G, lat, 1.0, 1.0, stop_at=16)[0], changed)
+    assert build_trace(G, lat, 1.0, stop_at=16)
+    assert torch.equal(synthesize(G, lat, 1.0, 1.0, stop_at=16)[0], changed)
+
+
+def test_previews_of_an_inference_mode_generator_and_with_gradients():
+    from models.io.library import untrained_generator
+    from models.nets.layers import StyledConv
+
+    with torch.inference_mode():
+        G = untrained_generator("tiny-rooms")
+        lat = G.sample_latents(1, torch.Generator().manual_seed(0))
+        assert G(lat, noise_mode="const", stop_at=16).shape[-1] == 16  # no version counter: still cached
+    G = untrained_generator("tiny-rooms").requires_grad_(True)
+    conv = next(m for m in G.modules() if isinstance(m, StyledConv) and m.resolution == 16)
+    lat = G.sample_latents(1, torch.Generator().manual_seed(0))
+    G(lat, noise_mode="const", stop_at=16).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    # the gradient includes the demodulation's: the same as with the taps computed by hand
+    from kernels import smooth_demod_taps
+
+    assert conv._smooth_taps().requires_grad
+    assert torch.allclose(conv._smooth_taps(), smooth_demod_taps(conv.weight * conv.wscale))

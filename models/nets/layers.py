@@ -177,6 +177,12 @@ class MappingNetwork(nn.Module):
         return avg + psi * (w - avg)
 
 
+def tensor_version(t: torch.Tensor) -> int | None:
+    """The tensor's in-place edit counter; None for an inference tensor, which has none
+    (and cannot be edited in place outside inference mode)."""
+    return None if t.is_inference() else t._version
+
+
 # Previews demodulate with the smooth approximation from this resolution up. Below it a style
 # field's blocks and heatmaps span only a few pixels (the 4x4 grid is one block a pixel at
 # 4 px), so the exact demodulation stays; it is also where it costs least.
@@ -252,17 +258,22 @@ class StyledConv(nn.Module):
 
     def _smooth_taps(self) -> torch.Tensor:
         """smooth_demod_taps of the scaled weight, kept while the weight is unchanged: it
-        costs 1-2 ms a layer on the CPU (reductions over 3x3 taps), as much as the rest
-        of the smooth demodulation. Kept outside autograd: previews are renders, never
-        training. A trace built after a preview (models/synthesis.py) holds it as a
-        constant, which is right because a traced generator's weights do not change."""
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
+        costs 1-2 ms a layer on the CPU (reductions over 3x3 taps), as much as the rest of
+        the smooth demodulation. "Unchanged": the same parameter tensor at the same version
+        (a load_state_dict, an optimiser step or .to() changes one of them; an edit through
+        `.data` changes neither, and needs a new generator). With gradients wanted, computed
+        live so they flow. A trace built after a preview holds it as a constant; the trace
+        is dropped when the weights change (models/synthesis.py)."""
+        weight = self.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return smooth_demod_taps(weight * self.wscale)
+        version = tensor_version(weight)
         cached = self.__dict__.get("_smooth_taps_cache")
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] is not weight or cached[1] != version:
             with torch.no_grad():
-                cached = (key, smooth_demod_taps(self.weight.detach() * self.wscale))
+                cached = (weight, version, smooth_demod_taps(weight.detach() * self.wscale))
             self.__dict__["_smooth_taps_cache"] = cached
-        return cached[1]
+        return cached[2]
 
     def extra_repr(self) -> str:
         cout, cin = self.weight.shape[:2]
