@@ -208,8 +208,7 @@ def test_bundled_models_menu_opens_a_shipped_generator(qtbot, make_window, tiny_
     w.bundled_menu.popup(w.mapToGlobal(QPoint(10, 10)))
     qtbot.waitUntil(w.bundled_menu.isVisible, timeout=20000)
     qtbot.keyClick(w.bundled_menu, Qt.Key.Key_Down)
-    if w.bundled_menu.activeAction() is None or w.bundled_menu.activeAction().text() != "figures-cpu":
-        w.bundled_menu.setActiveAction(w.bundled_menu.actions()[0])
+    assert w.bundled_menu.activeAction() is w.bundled_menu.actions()[0]
     qtbot.keyClick(w.bundled_menu, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: w.document.config is not None and w.document.config.hierarchical, timeout=20000)
     assert w.document.info.ref.path == str((folder / "figures-cpu.safetensors").resolve())

@@ -186,5 +186,31 @@ def test_style_field_factors_give_the_dense_fields_styles(grid):
     expected = torch.einsum("cw,bwhv->bchv", affine.weight * affine.scale, dense) + affine.bias.view(1, -1, 1, 1)
     assert torch.allclose(affine(field), expected, atol=1e-5)
     assert torch.allclose(affine(dense), expected, atol=1e-5)  # the dense path (1x1 convolution) agrees
-    # the objects count: a field without them is a different field
-    assert not torch.allclose(StyleField(size, grid=field.grid, background=field.background).dense(), dense)
+    with pytest.raises(ValueError, match="grid of block styles or one background"):
+        StyleField(size, grid=torch.zeros(B, w_dim, 4, 4), background=torch.zeros(B, w_dim))
+    with pytest.raises(ValueError, match="need their heatmaps"):
+        StyleField(size, objects=field.objects, grid=field.grid, background=field.background)
+
+
+def test_generator_with_style_factors_equals_the_dense_field(monkeypatch):
+    """The whole generator, images and gradients: the factored styles against the 1x1
+    convolution over the dense field that they replace."""
+    from models.io.library import untrained_generator
+    from models.nets import layers
+
+    def run():
+        G = untrained_generator("tiny-rooms").requires_grad_(True)
+        lat = G.sample_latents(2, torch.Generator().manual_seed(5))
+        lat.centers.requires_grad_(True)
+        image = G(lat, noise_mode="const")
+        image.square().mean().backward()
+        return image.detach(), G.convs["16"][0].affine.weight.grad, lat.centers.grad
+
+    factored = run()
+    dense_forward = layers.StyleAffine.forward
+    monkeypatch.setattr(layers.StyleAffine, "forward", lambda self, w: dense_forward(
+        self, w.dense() if isinstance(w, layers.StyleField) else w))
+    dense = run()
+    for a, b in zip(factored, dense):
+        assert a is not None and a.abs().sum() > 0
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)

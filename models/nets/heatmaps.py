@@ -66,10 +66,9 @@ def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: tor
     """
     maps = []
     levels = hierarchy_centers(root, offsets1, offsets2)
-    for level, (centers, res) in enumerate(zip(levels, HIERARCHY_LEVELS)):
-        res = size or res
+    for level, (centers, level_size) in enumerate(zip(levels, HIERARCHY_LEVELS)):
         sig = (sigma / 2**level)[:, None].expand(-1, centers.shape[1])
-        maps.append(gaussian_heatmaps(centers, sig, res).amax(dim=1, keepdim=True))
+        maps.append(gaussian_heatmaps(centers, sig, size or level_size).amax(dim=1, keepdim=True))
     return maps
 
 

@@ -67,13 +67,13 @@ def bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.matmul(torch.matmul(rows, x), cols.t())
 
 
-@dataclass
+@dataclass(eq=False)  # tensors inside: identity, not an element-wise ==
 class StyleField:
     """A w field at `size` px kept as its factors: w(x) = w_bg(x) + sum_n w_n H_n(x), with
     w_bg a g x g grid of block styles bilinearly resized to the size (SSN) or one global w,
     and H_n the objects' heatmaps (SEL_indoor).
 
-    Why: a style affine is linear and bilinear weights sum to 1, so A w(x) + b equals
+    Why: a style affine is linear, and so is the resize, so A w(x) + b equals
     resize(A w_grid) + sum_n (A w_n) H_n(x) + b. Computing each layer's style from the
     factors (A w_grid at g x g, A w_n per object) replaces a 1x1 convolution over the whole
     [B, w_dim, size, size] field: about 6 of a 32 px preview's 35 ms went to those. The same
@@ -84,6 +84,12 @@ class StyleField:
     heat: torch.Tensor | None = None  # [B, n, size, size]
     grid: torch.Tensor | None = None  # [B, w, g, g]: the background, or
     background: torch.Tensor | None = None  # [B, w]: one global background style
+
+    def __post_init__(self) -> None:
+        if (self.grid is None) == (self.background is None):
+            raise ValueError("a StyleField has either a grid of block styles or one background style")
+        if (self.objects is None) != (self.heat is None):
+            raise ValueError("a StyleField's objects need their heatmaps (and heatmaps their objects)")
 
     def dense(self) -> torch.Tensor:
         """The field itself, [B, w, size, size] (what the affine would read)."""
@@ -98,7 +104,7 @@ class StyleField:
         if self.grid is not None:
             out = bilinear_resize(lin(self.grid, "cw,bwhv->bchv"), self.size)
         else:
-            assert self.background is not None  # a field has a grid or a global background
+            assert self.background is not None  # __post_init__: a grid or a background
             bg = lin(self.background, "cw,bw->bc")
             out = bg[:, :, None, None].expand(-1, -1, self.size, self.size)
         if self.objects is not None and self.heat is not None:

@@ -126,8 +126,9 @@ class Trainer:
         if self.layout:  # real layouts: where the procedural renderer put objects (or a figure's parts)
             layout = self.data.sample(B, self.rng)
             if self.gen_config.hierarchical:
-                assert layout.keypoints is not None  # the figures dataset (TrainConfig checks) has skeletons
-                lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(layout.keypoints)
+                real = self._real_layout(layout)
+                lat.root, lat.offsets1, lat.offsets2 = real.root, real.offsets1, real.offsets2
+                lat.root_sigma = real.root_sigma  # the sigma D sees on real images
                 return lat
             assert lat.sigmas is not None  # condition_d_on_layout needs objects (TrainConfig checks): sigmas drawn
             lat.centers = layout.centers
@@ -143,7 +144,7 @@ class Trainer:
         of its 1-2-4 hierarchy (the max over levels, at the image size), as a 4th channel."""
         if not self.layout:
             return images
-        if lat.root is None:
+        if not self.gen_config.hierarchical:
             return self._with_heatmap(images, lat.centers, lat.sigmas)
         from models.nets.heatmaps import hierarchy_heatmaps
 
@@ -156,7 +157,9 @@ class Trainer:
         B = real_batch.images.shape[0]
         lat = Latents(z_global=real_batch.images.new_zeros(B, 1))
         if self.gen_config.hierarchical:
-            assert real_batch.keypoints is not None  # the figures dataset has skeletons
+            if real_batch.keypoints is None:  # TrainConfig allows only the figures dataset, which has them
+                raise ValueError(f"a layout-conditional hierarchical generator needs skeletons, and"
+                                 f" {self.cfg.dataset!r} has none")
             lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(real_batch.keypoints)
             lat.root_sigma = real_batch.images.new_full((B,), DEFAULT_ROOT_SIGMA)
         else:
