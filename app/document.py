@@ -130,7 +130,8 @@ class Document(QObject):
 
     def new_sample(self, seed: int | None = None) -> bool:
         seed = self.fresh_seed() if seed is None else int(seed)
-        return self.apply(self._state.new_sample(seed), f"New sample (seed {seed})")
+        prior = self.config.layout_prior if self.config is not None else "free"
+        return self.apply(self._state.new_sample(seed, prior), f"New sample (seed {seed})")
 
     def set_truncation(self, psi: float, merge_id: Hashable | None = None) -> bool:
         return self.apply(replace(self._state, truncation=round(float(psi), 4)),

@@ -12,6 +12,17 @@ from typing import Any
 POWERS_OF_TWO = (8, 16, 32, 64, 128, 256, 512)
 HIERARCHY_LEVELS = (4, 8, 16)  # heatmap resolutions of the single-object setting
 HIERARCHY_CENTERS = (1, 2, 4)  # centers per level; finer ones sampled around coarser ones
+# Where new scenes and sampled latents put a hierarchical generator's 1-2-4 centers.
+# "free": the SpatialGAN prior (finer centers anywhere around their parent).
+# "skeleton": laid out like a person, for generators trained on figure skeletons
+# (figures-cpu: models/data/figures.skeleton_hierarchy). Means and standard deviations of
+# those hierarchies' offsets over 20,000 sampled figures (seed 0; tests/test_data.py
+# re-measures them): level 1 the head-and-shoulders and the knees relative to the torso
+# centre, level 2 the two hands relative to the former and the two feet to the latter.
+LAYOUT_PRIORS = ("free", "skeleton")
+SKELETON_OFFSETS1 = (((0.0, -0.111), (0.040, 0.017)), ((0.0, 0.225), (0.091, 0.042)))  # ((mean), (std)) per center
+SKELETON_OFFSETS2 = (((-0.055, 0.019), (0.095, 0.141)), ((0.055, 0.019), (0.094, 0.141)),
+                     ((0.022, 0.085), (0.110, 0.072)), ((-0.022, 0.085), (0.109, 0.072)))
 # The `time` capability (StyleGAN-V, models/nets/motion.py): its keys and their defaults. A config
 # stores all of them once filled in, so a checkpoint does not change if a default does.
 TIME_DEFAULTS: dict[str, int] = {
@@ -53,6 +64,7 @@ class GeneratorConfig:
     time: dict[str, Any] | None = None  # video (StyleGAN-V): None = off, else keys of TIME_DEFAULTS
     style_res: int = 32  # the style field is computed at most at this size, then upsampled
     noise: bool = True
+    layout_prior: str = "free"  # hierarchical: where new centers go (LAYOUT_PRIORS)
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -104,6 +116,10 @@ class GeneratorConfig:
             raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {short_repr(self.style_res)}")
         if self.time is not None:
             _validate_time(self.time)
+        if self.layout_prior not in LAYOUT_PRIORS:
+            raise ConfigError(f"layout_prior must be one of {LAYOUT_PRIORS}, got {short_repr(self.layout_prior)}")
+        if self.layout_prior != "free" and not self.hierarchical:
+            raise ConfigError(f"layout_prior {self.layout_prior!r} is for hierarchical generators")
 
     def resolutions(self) -> list[int]:
         r, out = 4, []
@@ -168,6 +184,9 @@ def _check_type(name: str, value: Any) -> Any:
                 or not all(isinstance(r, int) and not isinstance(r, bool) for r in value)):
             raise ConfigError(f"mtm must be a list of resolutions, got {short_repr(value)}")
         return tuple(value)
+    elif name == "layout_prior":
+        if not isinstance(value, str):
+            raise ConfigError(f"layout_prior must be a string, got {short_repr(value)}")
     elif name == "time":
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"time must be null or an object, got {short_repr(value)}")
@@ -214,7 +233,7 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
                                  channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
-                                   channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+                                   channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),
     # Tiny ones for tests: every capability, a few thousand parameters, milliseconds a frame.
     "tiny-rooms": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),

@@ -220,3 +220,30 @@ def test_no_bundled_models_disables_the_menu(make_window, tmp_path, monkeypatch)
     monkeypatch.setattr(bundled, "CHECKPOINT_DIR", tmp_path / "missing")
     w = make_window(arch="tiny-rooms")
     assert not w.bundled_menu.isEnabled() and w.bundled_menu.isEmpty()
+
+
+def test_new_sample_of_a_skeleton_model_keeps_a_person_like_layout(qtbot, make_window, tmp_path):
+    """figures-cpu was trained on figure skeletons: the studio's first scene and every New
+    Sample (the N key) place the head and shoulders above the torso and the knees below."""
+    import dataclasses
+
+    import torch
+
+    from models.config import architecture
+    from models.io.checkpoint import save_checkpoint
+    from models.nets.generator import Generator
+
+    torch.manual_seed(0)
+    g = Generator(dataclasses.replace(architecture("tiny-figures"), layout_prior="skeleton"))
+    g.update_w_avg()
+    path = tmp_path / "skeleton.safetensors"
+    save_checkpoint(path, g, {"name": "tiny skeleton figures"}, dtype=torch.float32)
+    w = make_window(path)
+    assert w.document.config.layout_prior == "skeleton"
+    layouts = [w.document.state.hierarchy]
+    for _ in range(6):
+        before = w.document.state
+        qtbot.keyClick(w, Qt.Key.Key_N)
+        qtbot.waitUntil(lambda before=before: w.document.state != before, timeout=20000)
+        layouts.append(w.document.state.hierarchy)
+    assert all(h.offsets1[0][1] < 0 < h.offsets1[1][1] for h in layouts)

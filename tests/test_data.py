@@ -185,3 +185,16 @@ def test_cuda_renders_the_same_scenes_as_the_cpu(name):
     assert gpu.images.is_cuda
     assert (gpu.images.cpu() - cpu.images).abs().max() < 1e-3
     assert (gpu.masks.cpu() - cpu.masks).abs().max() < 1e-3
+
+
+def test_the_skeleton_layout_prior_is_what_the_figures_data_has():
+    """models.config.SKELETON_OFFSETS* were measured on the figures data; measure again."""
+    from models.config import SKELETON_OFFSETS1, SKELETON_OFFSETS2
+    from models.data.figures import sample_figures, skeleton, skeleton_hierarchy
+
+    p = sample_figures(20000, torch.Generator().manual_seed(0))
+    _, off1, off2 = skeleton_hierarchy(skeleton(p.root, p.scale, p.angles))
+    for measured, table in ((off1, SKELETON_OFFSETS1), (off2, SKELETON_OFFSETS2)):
+        stats = torch.tensor(table)  # [n, (mean, std), (x, y)]
+        assert torch.allclose(measured.mean(0), stats[:, 0], atol=2e-3)
+        assert torch.allclose(measured.std(0), stats[:, 1], atol=2e-3)

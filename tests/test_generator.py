@@ -150,6 +150,8 @@ def test_discriminator_exposes_gradcam_features():
     (dict(mtm=(64,)), "mtm"),
     (dict(grid=-1), "grid"),
     (dict(channels={4: 8}), "channels"),
+    (dict(hierarchical=True, layout_prior="crowd"), "layout_prior must be one of"),
+    (dict(objects=2, layout_prior="skeleton"), "is for hierarchical generators"),
 ])
 def test_bad_configs_are_rejected(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -164,6 +166,36 @@ def test_config_json_round_trip_and_time_is_accepted():
         GeneratorConfig.from_dict({**cfg.to_dict(), "wings": 2})
     with pytest.raises(ConfigError, match="objects must be an integer"):
         GeneratorConfig.from_dict({**cfg.to_dict(), "objects": "3"})
+    figure = GeneratorConfig(**TINY, hierarchical=True, layout_prior="skeleton")
+    assert GeneratorConfig.from_dict(figure.to_dict()) == figure
+    older = {k: v for k, v in figure.to_dict().items() if k != "layout_prior"}  # a checkpoint from before it
+    assert GeneratorConfig.from_dict(older).layout_prior == "free"
+    with pytest.raises(ConfigError, match="layout_prior must be a string"):
+        GeneratorConfig.from_dict({**figure.to_dict(), "layout_prior": 1})
+
+
+def test_skeleton_layout_prior_places_the_parts_like_a_person():
+    """Generators trained on figure skeletons sample (and start new scenes with) person-like
+    hierarchies: head and shoulders above the torso centre, knees below, feet below the
+    knees; the "free" prior does not. Both take the same random draws."""
+    from models.document.scene import draw_scene
+    from models.nets.heatmaps import sample_hierarchy
+
+    g_free, g_skel = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    free = sample_hierarchy(2000, g_free)
+    skel = sample_hierarchy(2000, g_skel, layout_prior="skeleton")
+    assert torch.equal(g_free.get_state(), g_skel.get_state())
+    root, off1, off2 = skel
+    assert ((root >= 0.15) & (root <= 0.85)).all()
+    assert (off1[:, 0, 1] < 0).float().mean() > 0.99 and (off1[:, 1, 1] > 0).float().mean() > 0.99
+    assert (off2[:, 2:, 1] > 0).float().mean() > 0.85  # feet below the knees
+    assert (free[1][:, 0, 1] < 0).float().mean() < 0.6  # the free prior: anywhere
+    with pytest.raises(ValueError, match="layout_prior"):
+        sample_hierarchy(1, layout_prior="crowd")
+    scenes = [draw_scene(seed, 0, True, 0, layout_prior="skeleton") for seed in range(50)]
+    assert all(s.hierarchy.offsets1[0][1] < 0 < s.hierarchy.offsets1[1][1] for s in scenes)
+    free_scenes = [draw_scene(seed, 0, True, 0) for seed in range(50)]
+    assert not all(s.hierarchy.offsets1[0][1] < 0 < s.hierarchy.offsets1[1][1] for s in free_scenes)
 
 
 @pytest.mark.parametrize("grid", [True, False])

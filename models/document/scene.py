@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from models.config import HIERARCHY_CENTERS, GeneratorConfig
+from models.config import HIERARCHY_CENTERS, SKELETON_OFFSETS1, SKELETON_OFFSETS2, GeneratorConfig
 
 SEED_LIMIT = 2**31  # seeds are in [0, SEED_LIMIT)
 MAX_SIGMA = 1.0
@@ -191,9 +191,10 @@ class SceneState:
         rng = random.Random(seed)
         return self.with_block_seeds({i: rng.randrange(SEED_LIMIT) for i in sorted(set(indices))})
 
-    def new_sample(self, seed: int) -> SceneState:
-        """Everything drawn anew from `seed`, except locked objects and the view settings."""
-        fresh = initial_state_like(self, seed)
+    def new_sample(self, seed: int, layout_prior: str = "free") -> SceneState:
+        """Everything drawn anew from `seed`, except locked objects and the view settings
+        (`layout_prior`: the generator's, GeneratorConfig.layout_prior)."""
+        fresh = initial_state_like(self, seed, layout_prior)
         objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
         return replace(fresh, objects=objs, truncation=self.truncation,
                        offsets_on=self.offsets_on, offset_strength=self.offset_strength, time=self.time)
@@ -262,17 +263,21 @@ class SceneState:
 
 def initial_state(config: GeneratorConfig, seed: int) -> SceneState:
     """A fresh scene for a generator, drawn reproducibly from one seed."""
-    return draw_scene(seed, objects=config.objects, hierarchical=config.hierarchical, grid=config.grid)
+    return draw_scene(seed, objects=config.objects, hierarchical=config.hierarchical, grid=config.grid,
+                      layout_prior=config.layout_prior)
 
 
-def initial_state_like(state: SceneState, seed: int) -> SceneState:
+def initial_state_like(state: SceneState, seed: int, layout_prior: str = "free") -> SceneState:
     """A fresh scene of the same shape as `state` (object count, grid, hierarchy)."""
     hierarchical = state.hierarchy is not None
     return draw_scene(seed, objects=0 if hierarchical else len(state.objects), hierarchical=hierarchical,
-                      grid=int(round(math.sqrt(len(state.block_seeds)))))
+                      grid=int(round(math.sqrt(len(state.block_seeds)))),
+                      layout_prior=layout_prior if hierarchical else "free")
 
 
-def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int) -> SceneState:
+def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int, layout_prior: str = "free") -> SceneState:
+    """A new scene. A hierarchical one's finer centers: jittered around their parent
+    ("free"), or laid out like a person ("skeleton", models.config.LAYOUT_PRIORS)."""
     rng = random.Random(_seed(seed, "seed"))
 
     def new_seed() -> int:
@@ -288,8 +293,15 @@ def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int) -> SceneS
     hierarchy = None
     if hierarchical:
         objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_ROOT_SIGMA, style_seed=new_seed()))
-        hierarchy = Hierarchy(offsets1=tuple((jitter(0.25), jitter(0.25)) for _ in range(HIERARCHY_CENTERS[1])),
-                              offsets2=tuple((jitter(0.12), jitter(0.12)) for _ in range(HIERARCHY_CENTERS[2])))
+        if layout_prior == "skeleton":  # each center at its mean offset, jittered by up to 1.5 std
+            def part(mean: tuple[float, float], std: tuple[float, float]) -> Point:
+                return (round(mean[0] + jitter(1.5 * std[0]), 4), round(mean[1] + jitter(1.5 * std[1]), 4))
+
+            hierarchy = Hierarchy(offsets1=tuple(part(*c) for c in SKELETON_OFFSETS1),
+                                  offsets2=tuple(part(*c) for c in SKELETON_OFFSETS2))
+        else:
+            hierarchy = Hierarchy(offsets1=tuple((jitter(0.25), jitter(0.25)) for _ in range(HIERARCHY_CENTERS[1])),
+                                  offsets2=tuple((jitter(0.12), jitter(0.12)) for _ in range(HIERARCHY_CENTERS[2])))
     for _ in range(objects):
         objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_OBJECT_SIGMA, style_seed=new_seed()))
     blocks = tuple(new_seed() for _ in range(grid ** 2))

@@ -150,7 +150,7 @@ class Generator(nn.Module):
         if cfg.grid:
             lat.z_blocks = torch.randn(batch, cfg.grid * cfg.grid, cfg.z_dim, generator=generator)
         if cfg.hierarchical:
-            lat.root, lat.offsets1, lat.offsets2 = sample_hierarchy(batch, generator)
+            lat.root, lat.offsets1, lat.offsets2 = sample_hierarchy(batch, generator, layout_prior=cfg.layout_prior)
             lat.root_sigma = torch.full((batch,), DEFAULT_ROOT_SIGMA)
         if cfg.time is not None:  # drawn last: the draws of generators without time are unchanged
             lat.motion_codes, lat.motion_alpha = random_motion(cfg, batch, generator)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from models.config import HIERARCHY_CENTERS, HIERARCHY_LEVELS
+from models.config import HIERARCHY_CENTERS, HIERARCHY_LEVELS, SKELETON_OFFSETS1, SKELETON_OFFSETS2
 
 MIN_SIGMA = 1e-3  # below this an object is removed: its heatmap is exactly zero
 
@@ -82,9 +82,24 @@ def sample_object_centers(batch: int, n: int, generator: torch.Generator | None 
 
 
 def sample_hierarchy(batch: int, generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Single-object: root ~ N(1/2, 1/3); finer centers around their parent with std 1/6."""
-    root = 0.5 + torch.randn(batch, 2, generator=generator) / 3
-    off1 = torch.randn(batch, HIERARCHY_CENTERS[1], 2, generator=generator) / 6
-    off2 = torch.randn(batch, HIERARCHY_CENTERS[2], 2, generator=generator) / 6
+                     device: torch.device | str = "cpu",
+                     layout_prior: str = "free") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Single-object. "free": root ~ N(1/2, 1/3); finer centers around their parent with std
+    1/6. "skeleton": root ~ N(1/2, 1/6) kept inside [0.15, 0.85] (where the figures data puts
+    it), offsets ~ N(mean, std) of figure skeletons (models.config.SKELETON_OFFSETS*).
+    The same random draws either way."""
+    root = torch.randn(batch, 2, generator=generator)
+    off1 = torch.randn(batch, HIERARCHY_CENTERS[1], 2, generator=generator)
+    off2 = torch.randn(batch, HIERARCHY_CENTERS[2], 2, generator=generator)
+    if layout_prior == "skeleton":
+        def place(noise: torch.Tensor, table) -> torch.Tensor:
+            stats = torch.tensor(table, dtype=noise.dtype)  # [n, 2 (mean, std), 2 (x, y)]
+            return stats[:, 0] + noise * stats[:, 1]
+
+        root = (0.5 + root / 6).clamp(0.15, 0.85)
+        off1, off2 = place(off1, SKELETON_OFFSETS1), place(off2, SKELETON_OFFSETS2)
+    elif layout_prior == "free":
+        root, off1, off2 = 0.5 + root / 3, off1 / 6, off2 / 6
+    else:
+        raise ValueError(f"layout_prior must be 'free' or 'skeleton', got {layout_prior!r}")
     return root.to(device), off1.to(device), off2.to(device)
