@@ -23,15 +23,7 @@ from torch import nn
 from models.config import HIERARCHY_LEVELS, GeneratorConfig
 from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.nets.heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
-from models.nets.layers import (
-    EqualConv2d,
-    MappingNetwork,
-    StyledConv,
-    StyleField,
-    ToRGB,
-    bilinear_resize,
-    check_noise_mode,
-)
+from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from models.nets.motion import MotionEncoder, random_motion
 
 
@@ -165,9 +157,8 @@ class Generator(nn.Module):
         """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
         return hierarchy_heatmaps(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"), lat.need("root_sigma"))
 
-    def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor | StyleField]:
-        """The style field per synthesis resolution, computed at most at style_res: the
-        global w, or the field's factors (layers.StyleField: the affines read them)."""
+    def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor]:
+        """The style field per synthesis resolution, computed at most at style_res."""
         cfg = self.config
         mapping = self.mapping
         w_global = mapping.truncate(mapping(lat.z_global), psi)
@@ -175,16 +166,23 @@ class Generator(nn.Module):
         if not cfg.objects and not cfg.grid:
             return {s: w_global for s in sizes}  # a global style: the plain StyleGAN2 case
         B = lat.batch
-        w_grid = w_obj = None
         if cfg.grid:
             g = cfg.grid
             w_blocks = mapping.truncate(mapping(lat.z_blocks), psi)  # [B, g*g, w]
             w_grid = w_blocks.transpose(1, 2).reshape(B, cfg.w_dim, g, g)
         if cfg.objects:
             w_obj = mapping.truncate(mapping(lat.z_objects), psi)  # [B, n, w]
-        return {s: StyleField(s, objects=w_obj, heat=self.object_heatmaps(lat, s) if cfg.objects else None,
-                              grid=w_grid, background=None if cfg.grid else w_global)
-                for s in sizes}
+        fields_ = {}
+        for s in sizes:
+            if cfg.grid:
+                bg = bilinear_resize(w_grid, s)
+            else:
+                bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)
+            if cfg.objects:
+                heat = self.object_heatmaps(lat, s)  # [B, n, s, s]
+                bg = bg + torch.einsum("bnw,bnhv->bwhv", w_obj, heat)
+            fields_[s] = bg
+        return fields_
 
     # ---- synthesis ------------------------------------------------------------------
     def forward(self, lat: Latents, psi: float | torch.Tensor = 1.0, offset_scale: float | torch.Tensor = 1.0,

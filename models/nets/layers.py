@@ -8,7 +8,6 @@ plain global styles are one code path.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -67,51 +66,6 @@ def bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.matmul(torch.matmul(rows, x), cols.t())
 
 
-@dataclass(eq=False)  # tensors inside: identity, not an element-wise ==
-class StyleField:
-    """A w field at `size` px kept as its factors: w(x) = w_bg(x) + sum_n w_n H_n(x), with
-    w_bg a g x g grid of block styles bilinearly resized to the size (SSN) or one global w,
-    and H_n the objects' heatmaps (SEL_indoor).
-
-    Why: a style affine is linear, and so is the resize, so A w(x) + b equals
-    resize(A w_grid) + sum_n (A w_n) H_n(x) + b. Computing each layer's style from the
-    factors (A w_grid at g x g, A w_n per object) replaces a 1x1 convolution over the whole
-    [B, w_dim, size, size] field: about 6 of a 32 px preview's 35 ms went to those. The same
-    values up to float rounding (tested against the dense field)."""
-
-    size: int
-    objects: torch.Tensor | None = None  # [B, n, w]
-    heat: torch.Tensor | None = None  # [B, n, size, size]
-    grid: torch.Tensor | None = None  # [B, w, g, g]: the background, or
-    background: torch.Tensor | None = None  # [B, w]: one global background style
-
-    def __post_init__(self) -> None:
-        if (self.grid is None) == (self.background is None):
-            raise ValueError("a StyleField has either a grid of block styles or one background style")
-        if (self.objects is None) != (self.heat is None):
-            raise ValueError("a StyleField's objects need their heatmaps (and heatmaps their objects)")
-
-    def dense(self) -> torch.Tensor:
-        """The field itself, [B, w, size, size] (what the affine would read)."""
-        return self.apply(None, None)
-
-    def apply(self, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
-        """weight [c, w] @ w(x) + bias [c] at every pixel, from the factors: [B, c, size, size]
-        (weight None: the identity, i.e. the field)."""
-        def lin(w: torch.Tensor, pattern: str) -> torch.Tensor:
-            return w if weight is None else torch.einsum(pattern, weight, w)
-
-        if self.grid is not None:
-            out = bilinear_resize(lin(self.grid, "cw,bwhv->bchv"), self.size)
-        else:
-            assert self.background is not None  # __post_init__: a grid or a background
-            bg = lin(self.background, "cw,bw->bc")
-            out = bg[:, :, None, None].expand(-1, -1, self.size, self.size)
-        if self.objects is not None and self.heat is not None:
-            out = out + torch.einsum("bnc,bnhv->bchv", lin(self.objects, "cw,bnw->bnc"), self.heat)
-        return out if bias is None else out + bias.view(1, -1, 1, 1)
-
-
 def resize_field(field: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of a spatial field; a global ([B, C]) style passes through."""
     if field.dim() == 2:
@@ -144,9 +98,7 @@ class StyleAffine(EqualLinear):
     def __init__(self, w_dim: int, channels: int):
         super().__init__(w_dim, channels, bias_init=1.0)
 
-    def forward(self, w: torch.Tensor | StyleField) -> torch.Tensor:
-        if isinstance(w, StyleField):
-            return w.apply(self.weight * self.scale, self.bias)
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
         if w.dim() == 2:
             return super().forward(w)
         return F.conv2d(w, (self.weight * self.scale)[:, :, None, None], self.bias)
@@ -234,7 +186,7 @@ class StyledConv(nn.Module):
             self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution, generator=g),
                                  persistent=False)
 
-    def forward(self, x: torch.Tensor, w_field: torch.Tensor | StyleField, offset_scale: float | torch.Tensor,
+    def forward(self, x: torch.Tensor, w_field: torch.Tensor, offset_scale: float | torch.Tensor,
                 noise_mode: str, smooth_demod: bool = False) -> torch.Tensor:
         """`smooth_demod`: a preview's cheaper demodulation (kernels.smooth_demodulation) at
         resolutions of at least SMOOTH_DEMOD_MIN, where the style field is smooth."""
@@ -297,7 +249,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(3))
         self.wscale = 1.0 / math.sqrt(cin)
 
-    def forward(self, x: torch.Tensor, w_field: torch.Tensor | StyleField) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w_field: torch.Tensor) -> torch.Tensor:
         style = resize_field(self.affine(w_field), x.shape[-1])
         y = modulated_conv2d(x, self.weight * self.wscale, style, demodulate=False, padding=0)
         return y + self.bias.view(1, -1, 1, 1)
