@@ -181,40 +181,30 @@ def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: i
     """The same fixed moves on the procedural rooms renderer: one present object is placed at
     the start center and moved (RoomParams.moved), nothing else changes. `figures`: on the
     figures renderer, the figure's torso centre placed and moved."""
+    from models.data.figures import render_figures, sample_figures
     from models.data.rooms import render_rooms, sample_rooms
 
-    if figures:
-        return _figures_ceiling(size, samples, seed, batch)
-    starts, deltas = fixed_moves(samples, seed)
-    rng = torch.Generator().manual_seed(seed * 1000 + 13)
-    moves = []
-    for lo in range(0, samples, batch):
-        B = min(batch, samples - lo)
-        centers, delta = starts[lo:lo + B], deltas[lo:lo + B]
+    def rooms(B: int, centers: torch.Tensor, delta: torch.Tensor, rng: torch.Generator):
         params = sample_rooms(B, n_objects, rng)
         # a random present object: argmax of random keys, masked to the present slots
         which = (torch.rand(params.present.shape, generator=rng) + params.present.float()).argmax(dim=1)
-        idx = torch.arange(B)
         center = params.center.clone()
-        center[idx, which] = centers
+        center[torch.arange(B), which] = centers
         params = replace(params, center=center)
-        img0 = render_rooms(params, size).images
-        img1 = render_rooms(params.moved(which, delta), size).images
-        moves.append(track_moves(img0, img1, centers, delta))
-    return summarise(moves)
+        return render_rooms(params, size).images, render_rooms(params.moved(which, delta), size).images
 
+    def figure(B: int, centers: torch.Tensor, delta: torch.Tensor, rng: torch.Generator):
+        params = replace(sample_figures(B, rng), root=centers)
+        return render_figures(params, size).images, render_figures(replace(params, root=centers + delta), size).images
 
-def _figures_ceiling(size: int, samples: int, seed: int, batch: int) -> dict[str, float]:
-    from models.data.figures import render_figures, sample_figures
-
+    # (rng salts 13 and 14: each renderer keeps its own draws)
+    render_pair, salt, footprint = (figure, 14, FIGURE_FOOTPRINT) if figures else (rooms, 13, FOOTPRINT)
     starts, deltas = fixed_moves(samples, seed)
-    rng = torch.Generator().manual_seed(seed * 1000 + 14)
+    rng = torch.Generator().manual_seed(seed * 1000 + salt)
     moves = []
     for lo in range(0, samples, batch):
         B = min(batch, samples - lo)
         centers, delta = starts[lo:lo + B], deltas[lo:lo + B]
-        params = replace(sample_figures(B, rng), root=centers)
-        img0 = render_figures(params, size).images
-        img1 = render_figures(replace(params, root=centers + delta), size).images
-        moves.append(track_moves(img0, img1, centers, delta, FIGURE_FOOTPRINT))
+        img0, img1 = render_pair(B, centers, delta, rng)
+        moves.append(track_moves(img0, img1, centers, delta, footprint))
     return summarise(moves)
