@@ -162,9 +162,12 @@ def build_trace(generator: Generator, lat: Latents, psi: float, stop_at: int | N
 
 
 def weights_version(generator: Generator) -> tuple:
-    """The in-place edit counters of the generator's parameters: a trace holds values
-    computed from them (smooth demodulation taps), so it is valid only while they hold."""
-    return tuple(tensor_version(p) for p in generator.parameters())
+    """The in-place edit counters of the convolution weights: the only values a trace
+    holds as constants are computed from them (the smooth demodulation taps), so it is
+    valid only while they hold. Read on every render, so only these ~12 tensors: all 110
+    parameters of `rooms` took 159 us a frame, in Python, holding the GIL."""
+    return tuple(tensor_version(conv.weight) for convs in generator.convs.values() for conv in convs.children()
+                 if isinstance(conv, StyledConv))
 
 
 def _trace(module: _Synthesis, inputs: tuple):
