@@ -123,16 +123,13 @@ class Trainer:
 
     def _latents(self, B: int):
         lat = self.G.sample_latents(B, self.rng, self.device)
-        if self.layout:  # real layouts: where the procedural renderer put objects (or a figure's parts)
-            layout = self.data.sample(B, self.rng)
+        if self.layout:  # real layouts, with the sigmas D sees on real images: where the renderer put
+            real = self._real_layout(self.data.sample(B, self.rng))  # objects, or a figure's parts
             if self.gen_config.hierarchical:
-                real = self._real_layout(layout)
-                lat.root, lat.offsets1, lat.offsets2 = real.root, real.offsets1, real.offsets2
-                lat.root_sigma = real.root_sigma  # the sigma D sees on real images
-                return lat
-            assert lat.sigmas is not None  # condition_d_on_layout needs objects (TrainConfig checks): sigmas drawn
-            lat.centers = layout.centers
-            lat.sigmas = lat.sigmas * layout.present.to(lat.sigmas.dtype)
+                lat.root, lat.offsets1, lat.offsets2, lat.root_sigma = (real.root, real.offsets1, real.offsets2,
+                                                                        real.root_sigma)
+            else:
+                lat.centers, lat.sigmas = real.centers, real.sigmas
         return lat
 
     def _real_batch(self, B: int):
