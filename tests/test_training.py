@@ -175,6 +175,23 @@ def test_resumed_log_does_not_repeat_steps(tmp_path):
     assert float(list(csv.DictReader(open(tmp_path / "log.csv")))[2]["loss_d"]) != 0.5  # the new row 3
 
 
+def test_move_term_is_logged_and_an_older_log_gets_the_new_column(tmp_path):
+    """The move-consistency loss is in log.csv; resuming into a log written before that
+    column existed rewrites its header, so the new rows' columns line up with it."""
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], move_weight=1.0, move_every=1, log_every=1)
+    Trainer(cfg, tmp_path).run(max_steps=2)
+    log = tmp_path / "log.csv"
+    rows = list(csv.DictReader(open(log)))
+    assert all(float(r["move"]) >= 0 for r in rows)
+    old_fields = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
+    log.write_text("\r\n".join([",".join(old_fields)] + [",".join(r[k] for k in old_fields) for r in rows]) + "\r\n")
+    Trainer(cfg, tmp_path, resume=tmp_path).run(max_steps=3)
+    rows = list(csv.DictReader(open(log)))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert rows[0]["move"] == "" and float(rows[2]["move"]) >= 0
+    assert int(rows[2]["images"]) == 3 * cfg.batch  # the columns line up with the header
+
+
 def test_losses_are_read_once_per_log_interval_and_a_late_nan_is_still_caught(tmp_path):
     """Steps keep their losses as tensors (no device sync a step); they are read at log
     steps, before saves and at the end, so a non-finite one between logs still stops the

@@ -42,7 +42,7 @@ from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
 
 STATE_FILE = "train_state.safetensors"
-LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion"]
+LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion", "move"]
 
 
 class TrainingDiverged(Exception):
@@ -440,13 +440,16 @@ class Trainer:
 
 def trim_log(path: Path, step: int) -> None:
     """Drop the rows of log.csv after `step` (written after the last save, before a stop we
-    resume from), so that a resumed run's log does not repeat steps."""
+    resume from), so that a resumed run's log does not repeat steps. A log written before a
+    column was added (e.g. `move`) gets today's header, so that appended rows line up."""
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames
     keep = [r for r in rows if r.get("step", "").isdigit() and int(r["step"]) <= step]
-    if len(keep) == len(rows):
+    if len(keep) == len(rows) and header == LOG_FIELDS:
         return
     import io
 
