@@ -192,6 +192,18 @@ def test_move_term_is_logged_and_an_older_log_gets_the_new_column(tmp_path):
     assert int(rows[2]["images"]) == 3 * cfg.batch  # the columns line up with the header
 
 
+def test_terms_of_every_nth_step_reach_the_log_when_the_logged_step_has_none(tmp_path):
+    """Steps run with the counter before its increment, so with log_every=2 and the terms
+    every 2nd step each logged step computed none of them: their last values are logged."""
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], move_weight=1.0, move_every=2, distortion_every=2,
+                              r1_every=2, align_every=2, log_every=2)
+    Trainer(cfg, tmp_path).run(max_steps=4)
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for r in rows:
+        assert all(r[k] != "" and float(r[k]) >= 0 for k in ("r1", "align", "distortion", "move")), r
+
+
 def test_losses_are_read_once_per_log_interval_and_a_late_nan_is_still_caught(tmp_path):
     """Steps keep their losses as tensors (no device sync a step); they are read at log
     steps, before saves and at the end, so a non-finite one between logs still stops the
@@ -203,7 +215,9 @@ def test_losses_are_read_once_per_log_interval_and_a_late_nan_is_still_caught(tm
     stats = trainer.train_step()
     assert stats and all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in stats.values())
     pending = [(1, stats), (2, {"loss_d": torch.tensor(0.5), "loss_g": torch.tensor(1.5)})]
-    assert trainer._settle(pending) == {"loss_d": 0.5, "loss_g": 1.5} and pending == []
+    newest = trainer._settle(pending)
+    assert pending == [] and (newest["loss_d"], newest["loss_g"]) == (0.5, 1.5)  # step 2's
+    assert set(newest) == set(stats) and newest.get("r1") == stats["r1"].item()  # the rest: step 1's
     with torch.no_grad():
         trainer.G.mapping.net[0].weight[0, 0] = float("nan")
     with pytest.raises(TrainingDiverged, match=r"step 2: .*not finite"):

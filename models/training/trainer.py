@@ -406,7 +406,10 @@ class Trainer:
 
     def _settle(self, pending: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
         """The losses of the steps since the last call, read in one device sync (reading
-        each as it came cost 2-5 GPU syncs a step); the newest step's as floats. Raises
+        each as it came cost 2-5 GPU syncs a step); the newest value of each loss as floats
+        (the terms computed every Nth step come from the last step that computed them: the
+        logged step itself is often not one, e.g. every 10th step with a term every 2nd,
+        where the step counter is odd while the term's step runs). Raises
         TrainingDiverged at the first non-finite one; every rank stops, not only the one
         that saw it. Called at the same steps on every rank (log steps, saves, the end)."""
         steps = [(step, list(stats), torch.stack([v.float().reshape(()) for v in stats.values()]))
@@ -420,7 +423,7 @@ class Trainer:
             bad = [k for k, v in floats.items() if not math.isfinite(v)]
             if bad and first_bad is None:
                 first_bad = (step, ", ".join(f"{k}={floats[k]}" for k in bad))
-            newest = floats
+            newest.update(floats)
         if self._agree(first_bad is not None)[0]:
             step, what = first_bad or (self.step, "a loss of another process")
             raise TrainingDiverged(f"step {step}: {what} is not finite; stopped without saving:"
