@@ -99,7 +99,7 @@ class _MoveConsistency(TypedDict):
 
 # The move-consistency term (issue 14) at the weight the CPU comparison measured: from the same
 # state, 40 minutes each, it raised figures-cpu's tracked co-move from 0.46 to 0.73 (README,
-# "Train for it"). On in the GPU configs and in figures-cpu.
+# "The comparison that decided it"). On in the GPU configs and in figures-cpu.
 MOVE_CONSISTENCY = _MoveConsistency(move_weight=10.0, move_every=2)
 
 TRAINING_CONFIGS: dict[str, TrainConfig] = {
