@@ -198,3 +198,17 @@ def test_the_skeleton_layout_prior_is_what_the_figures_data_has():
         stats = torch.tensor(table)  # [n, (mean, std), (x, y)]
         assert torch.allclose(measured.mean(0), stats[:, 0], atol=2e-3)
         assert torch.allclose(measured.std(0), stats[:, 1], atol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["rooms", "figures", "clips-rooms", "clips-figures"])
+def test_a_layout_drawn_without_pixels_is_the_rendered_batchs(name):
+    """Dataset.sample_layout (what a layout-conditional trainer gives G) draws the same
+    scenes as Dataset.sample and leaves the random stream where sample leaves it."""
+    data = make_dataset(name, 32)
+    g_render, g_layout = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    rendered, layout = data.sample(6, g_render), data.sample_layout(6, g_layout)
+    assert torch.equal(rendered.centers, layout.centers) and torch.equal(rendered.present, layout.present)
+    assert (rendered.keypoints is None) == (layout.keypoints is None) == (not name.endswith("figures"))
+    if rendered.keypoints is not None:
+        assert torch.equal(rendered.keypoints, layout.keypoints)
+    assert torch.equal(torch.rand(4, generator=g_render), torch.rand(4, generator=g_layout))

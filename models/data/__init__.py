@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from models.data.batch import SceneBatch
+from models.data.batch import SceneBatch, SceneLayout, per_sample_time
 from models.data.clips import (
     CLIP_SECONDS,
     add_figure_motion,
@@ -15,7 +15,7 @@ from models.data.clips import (
     sample_clip_params,
     sample_times,
 )
-from models.data.figures import KEYPOINTS, FigureParams, render_figures, sample_figures
+from models.data.figures import KEYPOINTS, FigureParams, posed, render_figures, sample_figures
 from models.data.rooms import KINDS as ROOM_KINDS
 from models.data.rooms import RoomParams, render_rooms, sample_rooms
 
@@ -60,6 +60,21 @@ class Dataset:
         t = sample_times(batch, 1, generator)[:, 0] if self.is_clips else 0.0
         return self.render(params, t)
 
+    def sample_layout(self, batch: int, generator: torch.Generator | None = None) -> SceneLayout:
+        """What `sample` would return as layout (centers, presence, a figure's keypoints),
+        without drawing the pixels: the same random draws, so the stream goes on as after
+        `sample`. A layout-conditional trainer takes real layouts for G twice a step and
+        never looks at their images (8 figures at 64 px: 10 ms to render, 1 ms to draw)."""
+        params = self.sample_params(batch, generator)
+        t = per_sample_time(sample_times(batch, 1, generator)[:, 0] if self.is_clips else 0.0, batch, "cpu")
+        if isinstance(params, RoomParams):
+            layout = SceneLayout(centers=params.centers_at(t), present=params.present)
+        else:
+            root, _, keypoints = posed(params, t)
+            layout = SceneLayout(centers=root[:, None, :], present=torch.ones(batch, 1, dtype=torch.bool),
+                                 keypoints=keypoints)
+        return layout.to(self.device)
+
     def sample_clips(self, batch: int, frames: int = 3,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(images [B, T, 3, S, S], times [B, T]): T frames per clip at sorted random real
@@ -78,6 +93,7 @@ def make_dataset(name: str, size: int, device: torch.device | str = "cpu", n_obj
 
 __all__ = [
     "CLIP_SECONDS", "DATASETS", "KEYPOINTS", "ROOM_KINDS", "Dataset", "FigureParams", "RoomParams", "SceneBatch",
+    "SceneLayout",
     "add_figure_motion", "add_room_motion", "make_dataset", "render_clip_frames", "render_figures", "render_rooms",
     "sample_clip_params", "sample_figures", "sample_rooms", "sample_times",
 ]

@@ -56,6 +56,16 @@ class SceneBatch(TensorFields):
                           keypoints=None if self.keypoints is None else split(self.keypoints))
 
 
+@dataclass
+class SceneLayout(TensorFields):
+    """Where a batch's objects are, without the pixels (Dataset.sample_layout): the fields
+    of SceneBatch that a layout-conditional trainer reads."""
+
+    centers: torch.Tensor  # [B, n, 2], as SceneBatch.centers
+    present: torch.Tensor  # [B, n] bool
+    keypoints: torch.Tensor | None = None  # [B, K, 2] (figures only)
+
+
 def per_sample_time(t: float | torch.Tensor, batch: int, device: torch.device | str) -> torch.Tensor:
     """A real time in seconds, one per batch element: [B] float32 on `device`."""
     t = torch.as_tensor(t, dtype=torch.float32)

@@ -139,6 +139,12 @@ def skeleton_hierarchy(keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return root, level1 - root[:, None], level2 - level1.repeat_interleave(2, dim=1)
 
 
+def posed(p: FigureParams, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Root [B, 2], joint angles [B, len(ANGLES)] and keypoints [B, K, 2] at time t [B]."""
+    root, angles = p.pose_at(t)
+    return root, angles, skeleton(root, p.scale, angles)
+
+
 def render_figures(params: FigureParams, size: int, t: float | torch.Tensor = 0.0,
                    device: torch.device | str = "cpu") -> SceneBatch:
     """Images [B, 3, S, S] in [-1, 1], the figure's mask [B, 1, S, S], torso centre [B, 1, 2]
@@ -147,8 +153,7 @@ def render_figures(params: FigureParams, size: int, t: float | torch.Tensor = 0.
     B = p.batch
     t = per_sample_time(t, B, device)
     x, y = pixel_grid(size, device)
-    root, angles = p.pose_at(t)
-    kp = skeleton(root, p.scale, angles)
+    root, angles, kp = posed(p, t)
     k = {name: kp[:, i] for i, name in enumerate(KEYPOINTS)}
     L = p.scale
     image = _background(p, x, y, size)

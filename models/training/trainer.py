@@ -22,6 +22,7 @@ import torch.distributed as dist
 from PIL import Image
 
 from models.config import architecture
+from models.data.batch import SceneBatch, SceneLayout
 from models.data.figures import skeleton_hierarchy
 from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.io.checkpoint import save_checkpoint
@@ -124,7 +125,7 @@ class Trainer:
     def _latents(self, B: int):
         lat = self.G.sample_latents(B, self.rng, self.device)
         if self.layout:  # real layouts, with the sigmas D sees on real images: where the renderer put
-            real = self._real_layout(self.data.sample(B, self.rng))  # objects, or a figure's parts
+            real = self._real_layout(self.data.sample_layout(B, self.rng))  # objects, or a figure's parts
             if self.gen_config.hierarchical:
                 lat.root, lat.offsets1, lat.offsets2, lat.root_sigma = (real.root, real.offsets1, real.offsets2,
                                                                         real.root_sigma)
@@ -149,20 +150,20 @@ class Trainer:
         heat = torch.stack(levels).amax(dim=0)
         return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
 
-    def _real_layout(self, real_batch):
-        """The real batch's layout as latents (only the fields that _with_layout reads)."""
-        B = real_batch.images.shape[0]
-        lat = Latents(z_global=real_batch.images.new_zeros(B, 1))
+    def _real_layout(self, layout: SceneBatch | SceneLayout):
+        """A real batch's (or a drawn layout's) layout as latents (the fields _with_layout reads)."""
+        centers = layout.centers
+        B = centers.shape[0]
+        lat = Latents(z_global=centers.new_zeros(B, 1))
         if self.gen_config.hierarchical:
-            if real_batch.keypoints is None:  # TrainConfig allows only the figures dataset, which has them
+            if layout.keypoints is None:  # TrainConfig allows only the figures dataset, which has them
                 raise ValueError(f"a layout-conditional hierarchical generator needs skeletons, and"
                                  f" {self.cfg.dataset!r} has none")
-            lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(real_batch.keypoints)
-            lat.root_sigma = real_batch.images.new_full((B,), DEFAULT_ROOT_SIGMA)
+            lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(layout.keypoints)
+            lat.root_sigma = centers.new_full((B,), DEFAULT_ROOT_SIGMA)
         else:
-            lat.centers = real_batch.centers
-            lat.sigmas = real_batch.images.new_full(real_batch.centers.shape[:2], DEFAULT_OBJECT_SIGMA) \
-                * real_batch.present.to(real_batch.images.dtype)
+            lat.centers = centers
+            lat.sigmas = centers.new_full(centers.shape[:2], DEFAULT_OBJECT_SIGMA) * layout.present.to(centers.dtype)
         return lat
 
     def _with_heatmap(self, images: torch.Tensor, centers: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
