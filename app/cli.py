@@ -318,6 +318,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from None
+    finally:
+        trainer.close()
     if trainer.rank == 0:  # the other processes of a torchrun save nothing themselves
         print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0

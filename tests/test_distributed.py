@@ -77,12 +77,14 @@ if mode in ("train", "resume"):
     (out / f"{mode}_rank{rank}.json").write_text(json.dumps({
         "step": trainer.step, "images": trainer.images_seen, "batch": trainer.batch,
         "first_real_sum": float(drawn[0].images.double().sum())}))
+    trainer.close()
 elif mode == "budget":
     trainer = Trainer(cfg, out / "budget")
     if rank == 1:
         time.sleep(1.0)  # rank 1's clock starts later: alone it would want to train on
     trainer.run(minutes=0.03)
     (out / f"budget_rank{rank}.json").write_text(json.dumps({"step": trainer.step}))
+    trainer.close()
 elif mode == "equiv":
     ARCHITECTURES["tiny-rooms-quiet"] = dataclasses.replace(ARCHITECTURES["tiny-rooms"], noise=False)
     # No per-image random noise, no randomly placed block resampling: the remaining draws
@@ -94,6 +96,7 @@ elif mode == "equiv":
     for _ in range(3):
         trainer.train_step()
     dump(trainer, f"equiv{world}")
+    trainer.close()
 '''
 
 

@@ -65,7 +65,8 @@ class Trainer:
         if device.startswith("cuda") and self.world > 1:
             device = f"cuda:{local}"
             torch.cuda.set_device(local)  # else NCCL puts every process's context on GPU 0
-        if self.world > 1 and not dist.is_initialized():
+        self._owns_group = self.world > 1 and not dist.is_initialized()
+        if self._owns_group:
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         self.device = torch.device(device)
         self.out = Path(out_dir)
@@ -96,6 +97,16 @@ class Trainer:
         self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         if resume is not None:
             self.load(resume)
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined. A process that exits with gloo's
+        group still alive can abort at interpreter shutdown ("terminate called without an
+        active exception", seen in CI), so every multi-process caller ends with this. No
+        barrier first: every collective of run() is matched on all ranks by the time it
+        returns, and a rank leaving on an error must not wait for the others."""
+        if getattr(self, "_owns_group", False) and dist.is_initialized():
+            dist.destroy_process_group()
+        self._owns_group = False
 
     # ---- one step -------------------------------------------------------------------
     def _allreduce(self, module: torch.nn.Module) -> None:
