@@ -219,18 +219,34 @@ def test_gpu_machine_modules_import_without_qt():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
-def test_the_default_checkpoint_is_rooms_once_it_ships(tmp_path, monkeypatch):
+def test_the_default_checkpoint_is_rooms_once_it_measures_no_worse(tmp_path, monkeypatch):
     from models.io import library
+    from models.io.checkpoint import save_checkpoint
 
     # The real search order: the GPU-trained rooms first, then the CPU-trained one.
     assert [p.name for p in library.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]
     gpu, cpu = tmp_path / "rooms.safetensors", tmp_path / "rooms-cpu.safetensors"
     monkeypatch.setattr(library, "DEFAULT_CHECKPOINTS", (gpu, cpu))
+    G = library.untrained_generator("tiny-rooms")
+
+    def ship(path, **metrics):
+        save_checkpoint(path, G, {"name": path.stem, "trained_on": {"images": 1}, "metrics": metrics})
+
     assert library.default_checkpoint() is None
-    cpu.write_bytes(b"x")
+    ship(cpu, realism_accuracy=0.96, domain_fd=0.036)
     assert library.default_checkpoint() == cpu
-    gpu.write_bytes(b"x")  # what gpu_return writes for the GPU-trained rooms
+    ship(gpu, realism_accuracy=0.96, domain_fd=1.39)  # what the first 5-minute GPU run shipped
+    assert library.default_checkpoint() == cpu
+    ship(gpu, realism_accuracy=0.97, domain_fd=0.02)  # better FD, worse classifier: still not
+    assert library.default_checkpoint() == cpu
+    ship(gpu)  # never evaluated: nothing says it is better
+    assert library.default_checkpoint() == cpu
+    ship(gpu, realism_accuracy=0.80, domain_fd=0.036)
     assert library.default_checkpoint() == gpu
+    gpu.write_bytes(b"not a checkpoint")  # a damaged GPU file must not cost the user the default
+    assert library.default_checkpoint() == cpu
+    cpu.unlink()
+    assert library.default_checkpoint() == gpu  # alone, it is the default whatever it measures
 
 
 def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
@@ -262,6 +278,8 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
     assert differences("rooms", "rooms-no-move") == {"name", "move_weight"}
     assert configs["rooms"]["move_weight"] > 0 and configs["rooms-no-move"]["move_weight"] == 0
     assert configs["figures"]["move_weight"] > 0  # the term that won the CPU comparison (issue 14)
+    for name, cfg in GPU_CONFIGS.items():  # the smoke run takes the chunked path wherever the GPU does
+        assert (cfg.real_chunk > 1) == (SMOKE_CONFIGS[name].real_chunk > 1), name
     seq = worker_specs(["rooms", "clips"], GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
                        {"mode": "sequential"}, "cuda", {})
     (_, a, _), (_, b, _) = seq
@@ -282,3 +300,22 @@ def test_a_warm_state_of_another_architecture_is_refused_by_name(tmp_path):
     save_warm_state(tmp_path / "mixed.safetensors", mods, {"config": rooms.to_dict()})
     with pytest.raises(TrainStateError, match=r"mixed.safetensors: weights do not fit the"):
         trainer.warm_start(tmp_path / "mixed.safetensors")
+
+
+def test_profile_step_smoke_writes_the_phases_of_a_step(tmp_path):
+    """The profiler the GPU session runs (models/training/profile_step.py), on the CPU with a
+    tiny config: every phase of the step is timed and the files the machine returns exist."""
+    from models.training import profile_step
+
+    rc = profile_step.main(["rooms", "--smoke", "--device", "cpu", "--warmup", "1", "--steps", "1",
+                            "--profiled", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rooms = summary["configs"]["rooms"]
+    assert rooms["step_ms"] > 0 and rooms["batch"] == SMOKE_CONFIGS["rooms"].batch
+    assert {f"phase:{p}" for p in profile_step.PHASES} <= set(rooms["phases"])
+    assert all(v["cpu_ms"] > 0 for v in rooms["phases"].values())
+    assert "phase:update_g" in (tmp_path / "rooms_phases.txt").read_text()
+    assert "aten::" in (tmp_path / "rooms_ops.txt").read_text()
+    with pytest.raises(SystemExit):
+        profile_step.main(["no-such-config", "--out", str(tmp_path)])

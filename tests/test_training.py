@@ -223,3 +223,28 @@ def test_losses_are_read_once_per_log_interval_and_a_late_nan_is_still_caught(tm
     with pytest.raises(TrainingDiverged, match=r"step 2: .*not finite"):
         trainer.run(max_steps=3)  # steps 2 and 3, no log step: caught at the end
     assert not (tmp_path / "train_state.safetensors").exists()
+
+
+def test_real_images_rendered_in_chunks_are_handed_out_a_batch_a_step(tmp_path):
+    """real_chunk = 4: one render of 4 batches serves 4 steps, each a different batch, the
+    same images one render of 4 x B gives; the 5th step renders the next chunk."""
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-layout"], batch=2, real_chunk=4)
+    trainer = Trainer(cfg, tmp_path, device="cpu")
+    start = trainer.rng.get_state()
+    renders = []
+    sample = trainer.data.sample
+    trainer.data.sample = lambda B, g: renders.append(B) or sample(B, g)  # type: ignore[method-assign]
+    got = [trainer._real_batch(2) for _ in range(5)]
+    assert renders == [8, 8]
+    expected = sample(8, torch.Generator().set_state(start))
+    for i in range(4):
+        assert torch.equal(got[i].images, expected.images[2 * i:2 * i + 2])
+        assert torch.equal(got[i].centers, expected.centers[2 * i:2 * i + 2])
+    assert not torch.equal(got[0].images, got[1].images)
+    assert not torch.equal(got[4].images, got[0].images)
+    trainer.data.sample = sample  # type: ignore[method-assign]
+    trainer._real_queue.clear()
+    stats = trainer.train_step()  # and a whole step trains on them
+    assert all(torch.isfinite(v) for v in stats.values())
+    with pytest.raises(ConfigError, match="real_chunk"):
+        dataclasses.replace(cfg, real_chunk=0)

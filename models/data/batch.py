@@ -29,6 +29,10 @@ class TensorFields:
         """Each batch element `times` times in a row: [B, ...] -> [B * times, ...]."""
         return self._map(lambda x: x.repeat_interleave(times, dim=0))
 
+    def rows(self, start: int, stop: int):
+        """Batch elements start..stop-1 (views, no copy)."""
+        return self._map(lambda x: x[start:stop])
+
     @property
     def batch(self) -> int:
         return next(getattr(self, f.name) for f in dataclasses.fields(self)

@@ -91,6 +91,7 @@ class Trainer:
         self.data = make_dataset(cfg.dataset, self.gen_config.resolution, self.device,
                                  n_objects=max(1, self.gen_config.objects))
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank)  # latents and data
+        self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
@@ -145,8 +146,15 @@ class Trainer:
         return lat
 
     def _real_batch(self, B: int):
-        """This rank's real images (and their ground truth): its own draws, different per rank."""
-        return self.data.sample(B, self.rng)
+        """This rank's real images (and their ground truth): its own draws, different per rank,
+        rendered `real_chunk` batches at a time (see TrainConfig) and handed out in turn."""
+        K = self.cfg.real_chunk
+        if K == 1:
+            return self.data.sample(B, self.rng)
+        if not self._real_queue:
+            chunk = self.data.sample(B * K, self.rng)
+            self._real_queue = [chunk.rows(i * B, (i + 1) * B) for i in range(K)]
+        return self._real_queue.pop(0)
 
     def _with_layout(self, images: torch.Tensor, lat) -> torch.Tensor:
         """Images as a layout-conditional D sees them: with the heatmap of `lat`'s objects, or
