@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from models.io.bundled import bundled_generators
+from models.io.bundled import bundled_generators, default_checkpoint, describe, stored_meta
 
 from . import qt_compat, settings
 from .autosave import Autosaver
@@ -281,8 +281,12 @@ class MainWindow(QMainWindow):
         """The generators that ship with the studio (checkpoints/): a new user finds the
         figures and video models here without looking for the install folder."""
         self.bundled_menu.clear()
+        default = default_checkpoint()
         for path in bundled_generators():
-            action = self.bundled_menu.addAction(path.stem)
+            # How each was trained, so that an early GPU model is not mistaken for the best one.
+            detail = describe(stored_meta(path))
+            label = path.stem + (f"  —  {detail}" if detail else "") + ("  (default)" if path == default else "")
+            action = self.bundled_menu.addAction(label)
             action.setToolTip(str(path))
             action.setStatusTip(str(path))
             action.triggered.connect(lambda _=False, p=str(path): self.files.open_path(p))

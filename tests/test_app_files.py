@@ -202,7 +202,11 @@ def test_bundled_models_menu_opens_a_shipped_generator(qtbot, make_window, tiny_
     (folder / "probe.safetensors").write_bytes(b"not a generator")
     monkeypatch.setattr(bundled, "CHECKPOINT_DIR", folder)
     w = make_window(tiny_checkpoints["rooms"][0])
-    assert [a.text() for a in w.bundled_menu.actions()] == ["figures-cpu", "rooms-cpu"]
+    texts = [a.text() for a in w.bundled_menu.actions()]
+    assert [t.split("  —  ")[0] for t in texts] == ["figures-cpu", "rooms-cpu"]
+    # How each was trained, read from its header (the tiny test checkpoints were never trained).
+    assert all(t.endswith(" px, untrained") for t in texts), texts
+    assert not any("(default)" in t for t in texts)  # the default is checkpoints/rooms*.safetensors
     assert w.bundled_menu.actions()[0].toolTip() == str(folder / "figures-cpu.safetensors")
     # The menu from the keyboard, as a user would: open it, go to its first entry, Enter.
     w.bundled_menu.popup(w.mapToGlobal(QPoint(10, 10)))

@@ -217,3 +217,20 @@ def test_every_bundled_generator_opens_trained_and_renders():
         assert frame.image.shape[:2] == (loaded.generator.config.resolution,) * 2 and np.ptp(frame.image) > 0
     figures = open_generator(paths["figures-cpu"]).generator.config
     assert figures.hierarchical and figures.layout_prior == "skeleton"
+
+
+def test_the_bundled_menu_says_how_each_model_was_trained(tmp_path):
+    """The line the File menu shows beside each shipped generator, from its header alone."""
+    from models.io.bundled import CHECKPOINT_DIR, describe, stored_meta
+
+    meta = stored_meta(CHECKPOINT_DIR / "rooms-cpu.safetensors")
+    assert meta is not None and meta["name"] == "rooms-cpu"
+    assert describe(meta) == "64 px, 27,504 images in 58 min on the CPU"
+    assert describe({"config": {"resolution": 128}, "trained_on": {"images": 32704, "minutes": 5.17,
+                                                                   "device": "NVIDIA H100 80GB HBM3"}}) \
+        == "128 px, 32,704 images in 5 min on NVIDIA H100 80GB HBM3"
+    assert describe(None) == "" and describe({"config": {"resolution": 16}}) == "16 px, untrained"
+    for junk in (b"", b"\xff" * 8 + b"{}", (10).to_bytes(8, "little") + b"not json!!", b"\x80\x04pickle"):
+        (tmp_path / "bad.safetensors").write_bytes(junk)
+        assert stored_meta(tmp_path / "bad.safetensors") is None
+    assert stored_meta(tmp_path / "missing.safetensors") is None

@@ -220,13 +220,13 @@ def test_gpu_machine_modules_import_without_qt():
 
 
 def test_the_default_checkpoint_is_rooms_once_it_measures_no_worse(tmp_path, monkeypatch):
-    from models.io import library
+    from models.io import bundled, library
     from models.io.checkpoint import save_checkpoint
 
     # The real search order: the GPU-trained rooms first, then the CPU-trained one.
-    assert [p.name for p in library.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]
+    assert [p.name for p in bundled.DEFAULT_CHECKPOINTS] == ["rooms.safetensors", "rooms-cpu.safetensors"]
     gpu, cpu = tmp_path / "rooms.safetensors", tmp_path / "rooms-cpu.safetensors"
-    monkeypatch.setattr(library, "DEFAULT_CHECKPOINTS", (gpu, cpu))
+    monkeypatch.setattr(bundled, "DEFAULT_CHECKPOINTS", (gpu, cpu))
     G = library.untrained_generator("tiny-rooms")
 
     def ship(path, **metrics):

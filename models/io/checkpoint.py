@@ -25,6 +25,7 @@ from models.document.fileio import (
     open_regular,
     stream_sha256,
 )
+from models.io.bundled import META_KEY
 from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
 from models.io.safetensors_io import read_header as read_safetensors_header
 from models.io.weight_shapes import generator_shapes
@@ -32,7 +33,6 @@ from models.nets.generator import Generator
 
 FORMAT = "steergan-checkpoint"
 FORMAT_VERSION = 1
-META_KEY = "steergan"
 # The description's fields that the app shows or reads, and the type each must have.
 META_TYPES = {"name": str, "architecture": str, "created": str, "trained_on": dict, "metrics": dict,
               "capabilities": dict}
