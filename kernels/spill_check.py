@@ -4,7 +4,7 @@ No GPU is needed: triton.compile targets sm_90 and ptxas (shipped with triton) a
 kernel; cuobjdump (shipped too) reads its register use and stack from the cubin. A kernel
 with stack (local memory) has spilled registers, which costs far more than it saves.
 
-    python -m kernels.spill_check [--kernel fwd] [--dtype bfloat16]
+    python -m kernels.spill_check [--kernel fwd] [--dtype bfloat16] [--candidates]
 
 prints one JSON line per configuration and exits with 1 if any spilled. It must run in a
 process where TRITON_INTERPRET is unset (interpreted kernels cannot be compiled); tests run
@@ -52,12 +52,13 @@ def _cuobjdump() -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
 
 
-def compile_config(kernel: str, dtype: torch.dtype, arch: int = 90) -> dict:
-    """Compile one kernel's tile configuration for sm_{arch}: registers, stack bytes, seconds."""
+def compile_config(kernel: str, dtype: torch.dtype, arch: int = 90, cfg: T.TileConfig | None = None) -> dict:
+    """Compile one tile configuration (default: the kernel's default one) for sm_{arch}:
+    registers, stack bytes, seconds."""
     if T.INTERPRETED:
         raise RuntimeError("kernels.triton_mtm was imported with TRITON_INTERPRET=1: nothing to compile")
     fn, pointers, ints, variant = _ARGS[kernel]
-    cfg = T.CONFIGS[kernel]
+    cfg = cfg or T.CONFIGS[kernel]
     acc, _, dot, precision = T._types(dtype)
     constexprs = dict(variant, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k,
                       ACC=acc, DOT=dot, PRECISION="tf32" if dtype == torch.float32 else precision)
@@ -90,13 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="kernel(s) to compile (default: all)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], action="append",
                         help="input dtype(s) (default: float32 and bfloat16, inference and training)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="every candidate of kernels.tune (CANDIDATES), not only the defaults")
     args = parser.parse_args(argv)
     spilled = False
     for dtype in args.dtype or ["float32", "bfloat16"]:
         for kernel in args.kernel or sorted(_ARGS):
-            result = compile_config(kernel, getattr(torch, dtype))
-            spilled |= result["stack_bytes"] > 0 or result["local_bytes"] > 0
-            print(json.dumps(result), flush=True)
+            for cfg in T.CANDIDATES[kernel] if args.candidates else (T.CONFIGS[kernel],):
+                result = compile_config(kernel, getattr(torch, dtype), cfg=cfg)
+                spilled |= result["stack_bytes"] > 0 or result["local_bytes"] > 0
+                print(json.dumps(result), flush=True)
     return 1 if spilled else 0
 
 

@@ -28,6 +28,8 @@ tensors in Triton's interpreter; that is how CI tests them without a GPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import os
 import warnings
@@ -77,6 +79,30 @@ CONFIGS = {
     "fwd": TileConfig("fwd", block_m=64, block_n=64, block_k=16, num_warps=8),
     "bwd_data": TileConfig("bwd_data", block_m=64, block_n=32, block_k=16, num_warps=8),
     "bwd_weight": TileConfig("bwd_weight", block_m=32, block_n=64, block_k=64, num_warps=8),
+}
+# What a GPU may choose instead (`python -m kernels.tune` times them there and keeps, per GPU
+# model, the fastest that matches the default's output, in kernels/tuned_tiles.json). The
+# first GPU benchmark found the forward 6.9x slower than cuDNN at the training shape: each
+# program re-gathers its A tile for every block of 64 output channels, so wider N tiles are
+# the first suspect. Each candidate compiles for sm_90 without spills in fp32 and bf16
+# (tests/test_kernels_spills.py checks all of them in CI; deeper K tiles, 128x128 and
+# 64x256 tiles spilled under triton 3.9 and are not here).
+CANDIDATES: dict[str, tuple[TileConfig, ...]] = {
+    "fwd": (CONFIGS["fwd"],
+            TileConfig("fwd", block_m=64, block_n=128, block_k=16, num_warps=8),
+            TileConfig("fwd", block_m=64, block_n=128, block_k=16, num_warps=8, num_stages=3),
+            TileConfig("fwd", block_m=32, block_n=128, block_k=16, num_warps=4),
+            TileConfig("fwd", block_m=128, block_n=64, block_k=16, num_warps=8),
+            TileConfig("fwd", block_m=64, block_n=64, block_k=16, num_warps=8, num_stages=3)),
+    "bwd_data": (CONFIGS["bwd_data"],
+                 TileConfig("bwd_data", block_m=64, block_n=64, block_k=16, num_warps=8),
+                 TileConfig("bwd_data", block_m=64, block_n=32, block_k=16, num_warps=8, num_stages=3),
+                 TileConfig("bwd_data", block_m=32, block_n=32, block_k=32, num_warps=4),
+                 TileConfig("bwd_data", block_m=32, block_n=64, block_k=16, num_warps=4)),
+    "bwd_weight": (CONFIGS["bwd_weight"],
+                   TileConfig("bwd_weight", block_m=64, block_n=64, block_k=32, num_warps=8),
+                   TileConfig("bwd_weight", block_m=32, block_n=128, block_k=32, num_warps=8),
+                   TileConfig("bwd_weight", block_m=64, block_n=128, block_k=32, num_warps=8)),
 }
 # Interpreted programs run one after another in Python: smaller tiles keep tests quick and
 # make the tiny test shapes span several tiles (the boundary logic is what they test).
@@ -376,13 +402,63 @@ SUPPORTED_DTYPES = tuple(_TORCH_TO_TL)
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """Knobs the tests turn; None means the heuristic decides."""
+    """Knobs the tests and kernels.tune turn; None means the heuristic decides."""
     fwd_splits: int | None = None  # splits of the input channels in the forward
     weight_splits: int | None = None  # splits of the pixels in the weight gradient
+    tiles: tuple[TileConfig, ...] = ()  # tile configurations to use instead (kernels.tune)
 
 
-def _configs() -> dict[str, TileConfig]:
-    return INTERPRETER_CONFIGS if INTERPRETED else CONFIGS
+# Per GPU model, the candidates kernels.tune found fastest there: {"NVIDIA H100 80GB HBM3":
+# {"fwd": {"block_m": 64, ...}, ...}}. STEERGAN_MTM_TILES names another file (the GPU run's
+# own, before it is brought home).
+TUNED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned_tiles.json")
+TILES_ENV = "STEERGAN_MTM_TILES"
+
+
+def read_tuned(path: str) -> dict[str, dict[str, TileConfig]]:
+    """A tuned-tiles file as {gpu name: {kernel: TileConfig}}. Only exact members of
+    CANDIDATES are taken (a file cannot make the kernels run an unchecked tile); anything
+    else, or a file that cannot be read, is skipped with a warning."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        warnings.warn(f"steergan: {path}: cannot be read as tuned MTM tiles ({err}); the defaults are used",
+                      RuntimeWarning, stacklevel=2)
+        return {}
+    tuned: dict[str, dict[str, TileConfig]] = {}
+    for gpu, kernels in (raw.items() if isinstance(raw, dict) else ()):
+        for kernel, fields in (kernels.items() if isinstance(kernels, dict) else ()):
+            match = [c for c in CANDIDATES.get(kernel, ()) if isinstance(fields, dict) and
+                     dataclasses.asdict(c) == {"kernel": kernel, **fields}]
+            if match:
+                tuned.setdefault(gpu, {})[kernel] = match[0]
+            else:
+                warnings.warn(f"steergan: {path}: {gpu!r} {kernel!r}: {fields!r} is not a candidate tile; "
+                              "the default is used", RuntimeWarning, stacklevel=2)
+    return tuned
+
+
+@functools.lru_cache(maxsize=8)
+def _tuned_for(device_index: int) -> dict[str, TileConfig]:
+    path = os.environ.get(TILES_ENV) or TUNED_FILE
+    return read_tuned(path).get(torch.cuda.get_device_name(device_index), {})
+
+
+def _configs(options: Options | None = None, device: torch.device | None = None) -> dict[str, TileConfig]:
+    """The tiles of each kernel: the tuned ones for this GPU model, else the defaults (small
+    ones in the interpreter); `options.tiles` overrides either."""
+    if INTERPRETED:
+        configs = dict(INTERPRETER_CONFIGS)
+    else:
+        configs = dict(CONFIGS)
+        if device is not None and device.type == "cuda":
+            configs.update(_tuned_for(device.index if device.index is not None else torch.cuda.current_device()))
+    for tile in options.tiles if options is not None else ():
+        configs[tile.kernel] = tile
+    return configs
 
 
 def _types(dtype: torch.dtype):
@@ -430,7 +506,7 @@ def forward(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None, styl
     """d * core(x * s), no autograd: [B, Co, H, W] in channels-last memory, x's dtype."""
     b, ci, h, w = x.shape
     co = weight.shape[0]
-    cfg = _configs()["fwd"]
+    cfg = _configs(options, x.device)["fwd"]
     acc_tl, acc_torch, dot, precision = _types(x.dtype)
     x_cl = x.permute(0, 2, 3, 1).contiguous()  # free when x is already channels-last
     w_t = weight.to(x.dtype).permute(2, 3, 1, 0).reshape(9, ci, co).contiguous()
@@ -476,7 +552,7 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
     grads: list[Tensor | None] = [None] * 5
 
     if need_x or need_off or need_m or need_s:
-        cfg = _configs()["bwd_data"]
+        cfg = _configs(options, x.device)["bwd_data"]
         gxs = torch.zeros(b, h, w, ci, device=x.device, dtype=acc_torch)
         goff = torch.empty(b, 18, h, w, device=x.device, dtype=acc_torch)
         gm = torch.empty(b, 9, h, w, device=x.device, dtype=acc_torch) if mask is not None else goff
@@ -502,7 +578,7 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
             grads[4] = (gs.sum(dim=(2, 3)) if style.dim() == 2 else gs).to(style.dtype)
 
     if need_w:
-        cfg = _configs()["bwd_weight"]
+        cfg = _configs(options, x.device)["bwd_weight"]
         tiles = 9 * triton.cdiv(ci, cfg.block_m) * triton.cdiv(co, cfg.block_n)
         pix_blocks = triton.cdiv(b * h * w, cfg.block_k)
         splits = _splits(tiles, pix_blocks, options.weight_splits)

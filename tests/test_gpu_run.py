@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -319,3 +320,41 @@ def test_profile_step_smoke_writes_the_phases_of_a_step(tmp_path):
     assert "aten::" in (tmp_path / "rooms_ops.txt").read_text()
     with pytest.raises(SystemExit):
         profile_step.main(["no-such-config", "--out", str(tmp_path)])
+
+
+def test_the_gpu_runs_tile_sweep_keeps_other_gpus_and_sets_the_file_for_later_children(tmp_path, monkeypatch):
+    """gpu_run.tune_tiles on the CPU (the interpreter, a tiny shape): it starts from the
+    repository's file, so GPU models tuned before stay, and every later child reads it."""
+    from kernels.triton_mtm import CANDIDATES
+    from models.training import gpu_run
+
+    monkeypatch.setenv(gpu_run.TILES_ENV, "unset")  # restored after the test: tune_tiles sets it
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    (repo / "kernels").mkdir(parents=True)
+    out.mkdir()
+    other = {"fwd": {k: v for k, v in vars(CANDIDATES["fwd"][1]).items() if k != "kernel"}}
+    (repo / gpu_run.TUNED_TILES).write_text(json.dumps({"Another GPU": other}))
+    (repo / gpu_run.KERNEL_TUNE).write_text("")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRITON_INTERPRET": "1"}
+    result = gpu_run.tune_tiles(repo, out, time.time() + 300, env, ("--shape", "1", "8", "3", "--kernel", "fwd"))
+    assert result["rc"] == 0, result["tail"]
+    tiles = json.loads((out / "tuned_tiles.json").read_text())
+    assert tiles["Another GPU"] == other
+    assert [k["kernel"] for k in result["report"]["kernels"]] == ["fwd"]
+    assert os.environ[gpu_run.TILES_ENV] == env[gpu_run.TILES_ENV] == str(out / "tuned_tiles.json")
+    assert "no time" in gpu_run.tune_tiles(repo, out, time.time() + 5, env)["skipped"]
+
+
+def test_the_way_back_brings_the_tuned_tiles_home_and_refuses_a_malformed_file(tmp_path):
+    from models.training.gpu_return import bring_tuned_tiles
+
+    target = tmp_path / "kernels" / "tuned_tiles.json"
+    target.parent.mkdir()
+    tiles = {"NVIDIA H100 80GB HBM3": {"fwd": {"block_m": 64, "block_n": 128, "block_k": 16, "num_warps": 8,
+                                               "num_stages": 2}}}
+    assert bring_tuned_tiles(json.dumps(tiles).encode(), target)["gpus"] == ["NVIDIA H100 80GB HBM3"]
+    assert json.loads(target.read_text()) == tiles
+    for bad in (b"{nope", b"[1, 2]", json.dumps({"GPU": {"fwd": {"block_m": "64"}}}).encode()):
+        with pytest.raises(ReturnError, match="tuned_tiles.json"):
+            bring_tuned_tiles(bad, target)
+    assert json.loads(target.read_text()) == tiles  # a bad one changes nothing

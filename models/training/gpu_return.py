@@ -122,6 +122,23 @@ def append_log_row(readme: Path, row: str) -> None:
     atomic_write_bytes(readme, (head + LOG_START + table + LOG_END + tail).encode("utf-8"))
 
 
+def bring_tuned_tiles(data: bytes, target: Path) -> dict:
+    """The run's tuned-tiles file (kernels.tune) in place of the repository's: it started as a
+    copy of it, so it holds every GPU model tuned so far. Checked for its shape here; the
+    kernels take only entries that are exact candidates when they read it."""
+    try:
+        tiles = json.loads(data)
+    except ValueError as exc:
+        raise ReturnError(f"kernels/tuned_tiles.json in the bundle is not valid JSON ({exc})") from None
+    ok = isinstance(tiles, dict) and all(
+        isinstance(kernels, dict) and all(isinstance(fields, dict) and all(isinstance(v, int) for v in fields.values())
+                                          for fields in kernels.values()) for kernels in tiles.values())
+    if not ok:
+        raise ReturnError("kernels/tuned_tiles.json in the bundle is not {gpu: {kernel: {field: int}}}")
+    atomic_write_json(target, tiles)
+    return {"file": str(target), "gpus": sorted(tiles)}
+
+
 def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: list[str] | None = None,
                readme: bool = True, say=print) -> dict:
     """Put the files of `src` in place under `repo`. -> what was done, per model."""
@@ -173,6 +190,10 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
         say(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
     if summary.get("next_plan"):
         atomic_write_json(warm_dir / PLAN_FILE, summary["next_plan"])
+    tiles = bundle.get("kernels/tuned_tiles.json")
+    if tiles is not None and not summary.get("smoke"):
+        done["tuned_tiles"] = bring_tuned_tiles(tiles, repo / "kernels" / "tuned_tiles.json")
+        say(f"MTM kernel tiles: {done['tuned_tiles']}")
     atomic_write_json(assets / "gpu_run_summary.json", summary)
     if readme:
         row = log_row(summary, shipped)

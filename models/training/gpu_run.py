@@ -28,6 +28,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,12 @@ BUNDLE_MAX = 15 * MiB
 KERNEL_TESTS = "tests/test_kernels_triton.py"
 KERNEL_BENCH = "kernels/bench.py"
 KERNEL_ENV = "STEERGAN_MTM_KERNEL"
+KERNEL_TUNE = "kernels/tune.py"
+TUNED_TILES = "kernels/tuned_tiles.json"  # what gpu_return brings home from work/kernels/
+TILES_ENV = "STEERGAN_MTM_TILES"  # kernels.triton_mtm.TILES_ENV (kernels may not be importable here)
+# The tile sweep's share of the kernel phase: compiling and timing 15 candidates takes about
+# 30-40 s; the quick benchmark after it about 25 s.
+TUNE_SECONDS, BENCH_SECONDS = 40.0, 28.0
 KERNEL_TEST_SELECTION = "gpu_ or gradients_match_reference_autograd"  # pytest -k on the GPU
 
 # Seconds kept after training for each later phase. Smoke: the tiny models on a CPU.
@@ -179,6 +186,8 @@ def kernel_phase(root: Path, work: Path, until: float, device: str) -> dict:
     passed = tests["rc"] == 0 and re.search(r"\b[1-9]\d* passed", tests["tail"]) is not None
     if tests["rc"] == 0 and not passed:
         result["reason"] = "the kernel tests were all skipped (no CUDA/Triton here?)"
+    if passed and device == "cuda" and (root / KERNEL_TUNE).exists():
+        result["tune"] = tune_tiles(root, out_dir, until, env)
     if (root / KERNEL_BENCH).exists() and time.time() < until - 2:
         bench = _run_logged([sys.executable, "-m", "kernels.bench", "--quick", "--json", str(out_dir / "bench.json")],
                             out_dir / "bench.txt", until - time.time(), env, root)
@@ -199,6 +208,26 @@ def kernel_phase(root: Path, work: Path, until: float, device: str) -> dict:
                                 else "the benchmark did not time the training shape") + ": the reference is used"
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def tune_tiles(root: Path, out_dir: Path, until: float, env: dict, extra: tuple[str, ...] = ()) -> dict:
+    """Once per GPU model: time the kernels' candidate tiles (python -m kernels.tune) into a
+    copy of the repository's tuned-tiles file, which the benchmark, training and render
+    bench of this run then read (TILES_ENV, inherited by every later child), and which
+    gpu_return brings home. Skipped at once where the file already has this GPU model.
+    `extra`: more arguments for kernels.tune (its CPU test: a tiny shape)."""
+    tiles = out_dir / "tuned_tiles.json"
+    if (root / TUNED_TILES).exists():
+        shutil.copyfile(root / TUNED_TILES, tiles)
+    budget = min(TUNE_SECONDS, until - time.time() - BENCH_SECONDS)
+    if budget < 10:
+        return {"skipped": f"no time: {budget:.0f} s before the benchmark"}
+    run = _run_logged([sys.executable, "-m", "kernels.tune", "--if-untuned", "--write-tuned", str(tiles),
+                       "--json", str(out_dir / "tune.json"), "--budget", f"{budget:.0f}", *extra],
+                      out_dir / "tune.txt", budget + 20, env, root)
+    if tiles.exists():
+        os.environ[TILES_ENV] = env[TILES_ENV] = str(tiles)
+    return {**run, "report": read_json(out_dir / "tune.json")}
 
 
 def kernel_faster(bench: dict | None) -> bool | None:

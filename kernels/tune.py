@@ -1,0 +1,168 @@
+"""Times each candidate tile configuration of the MTM kernels on this GPU and keeps the fastest.
+
+    python -m kernels.tune [--json PATH] [--write-tuned PATH] [--if-untuned] [--budget S]
+
+For each kernel (forward, data gradient, weight gradient) every member of
+triton_mtm.CANDIDATES runs at the training shape in bfloat16 (what training runs; the shape
+the GPU run's kernel decision reads). A candidate counts only if its output matches the
+default configuration's; the fastest (median of triton.testing.do_bench) becomes this GPU
+model's entry in the tuned-tiles file when it beats the default by more than 3 % (else the
+default is recorded). Tuning is once per GPU model and kernel: with --if-untuned the kernels
+the file already has for this GPU are skipped. Kernels are done one at a time and the file is
+written after each, so a run cut short keeps what it finished. Without CUDA (or under the
+interpreter, as its CPU test runs it) it times on the CPU, which says nothing about speed but
+exercises every path.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import torch
+
+from . import modconv_ref
+from . import triton_mtm as T
+
+TRAINING_SHAPE = (32, 256, 32)  # B, C, H: as kernels.bench's QUICK_SHAPES[0]
+WIN = 0.97  # a candidate must take less than this fraction of the default's time
+# Relative tolerance against the default's output: the tiles only change the order of the
+# fp32 sums, but bf16 outputs round differently when those sums differ in the last bits.
+TOLERANCE = {torch.bfloat16: 2e-2, torch.float16: 5e-3, torch.float32: 2e-3}
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() and not T.INTERPRETED else "cpu"
+
+
+def _inputs(shape: tuple[int, int, int], dtype: torch.dtype, device: str):
+    b, c, h = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(b, c, h, h, device=device, generator=g).to(dtype)
+    w = (torch.randn(c, c, 3, 3, device=device, generator=g) / (3 * c ** 0.5)).to(dtype)
+    off = (2 * torch.randn(b, 18, h, h, device=device, generator=g)).to(dtype)
+    style = (1 + 0.2 * torch.randn(b, c, h, h, device=device, generator=g)).to(dtype)
+    gy = torch.randn(b, c, h, h, device=device, generator=g).to(dtype)
+    return x, w, off, style, gy
+
+
+def _runner(kernel: str, tile: T.TileConfig, inputs):
+    """A function running one kernel with `tile`, returning what it computes."""
+    x, w, off, style, gy = inputs
+    opts = T.Options(tiles=(tile,))
+    if kernel == "fwd":
+        d = modconv_ref._demodulation(w, style, 1e-8, padding=1).to(x.dtype)
+        return lambda: [T.forward(x, w, off, None, style, d, opts)]
+    # Each backward kernel alone: the data kernel gives x, offset and style gradients, the
+    # weight kernel the weight gradient.
+    needs = (True, False, True, False, True) if kernel == "bwd_data" else (False, True, False, False, False)
+    return lambda: [g for g in T.backward(gy, x, w, off, None, style, needs, opts) if g is not None]
+
+
+def _time_ms(fn, device: str) -> float:
+    if device == "cuda":
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median"))
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def _max_rel_err(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    return max(float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12))
+               for a, b in zip(got, want))
+
+
+def tune_kernel(kernel: str, shape: tuple[int, int, int], dtype: torch.dtype, device: str,
+                deadline: float) -> dict:
+    """Every candidate of `kernel`: its time, its error against the default, or why it failed."""
+    inputs = _inputs(shape, dtype, device)
+    default = T.CONFIGS[kernel] if not T.INTERPRETED else T.INTERPRETER_CONFIGS[kernel]
+    candidates = [default] + [c for c in T.CANDIDATES[kernel] if c != T.CONFIGS[kernel]]
+    want = _runner(kernel, default, inputs)()
+    rows = []
+    for tile in candidates:
+        row: dict = {"config": dataclasses.asdict(tile), "default": tile == default}
+        if time.time() > deadline:
+            row["error"] = "not timed: out of time"
+            rows.append(row)
+            continue
+        try:
+            fn = _runner(kernel, tile, inputs)
+            err = _max_rel_err(fn(), want)
+            row["max_rel_err"] = err
+            if not err <= TOLERANCE[dtype]:  # NaN fails too
+                row["error"] = f"output differs from the default's by {err:.3g} (tolerance {TOLERANCE[dtype]})"
+            else:
+                row["ms"] = round(_time_ms(fn, device), 4)
+        except Exception as exc:  # noqa: BLE001  a tile that does not compile or fit is skipped, and said
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        rows.append(row)
+    timed = [r for r in rows if "ms" in r]
+    base = next((r["ms"] for r in timed if r["default"]), None)
+    best = min(timed, key=lambda r: r["ms"], default=None)
+    won = best is not None and base is not None and best["ms"] < WIN * base
+    # The default, when nothing beats it, is recorded too: this GPU model is then tuned.
+    return {"kernel": kernel, "shape": list(shape), "dtype": str(dtype).removeprefix("torch."), "rows": rows,
+            "default_ms": base, "complete": all("out of time" not in r.get("error", "") for r in rows),
+            "best": best["config"] if won and best else dataclasses.asdict(T.CONFIGS[kernel]),
+            "best_ms": best["ms"] if won and best else base}
+
+
+def write_tuned(path: str, gpu: str, kernel: str, config: dict) -> None:
+    """Set `gpu`'s tile for `kernel` in the tuned-tiles file, atomically."""
+    data: dict = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            data = json.load(f)
+    data.setdefault(gpu, {})[kernel] = {k: v for k, v in config.items() if k != "kernel"}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kernels.tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write every candidate's result here")
+    parser.add_argument("--write-tuned", metavar="PATH", help="the tuned-tiles file to update (e.g. "
+                        "kernels/tuned_tiles.json)")
+    parser.add_argument("--if-untuned", action="store_true",
+                        help="skip the kernels PATH already has a tile for on this GPU")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds; candidates past it are not timed")
+    parser.add_argument("--shape", type=int, nargs=3, default=TRAINING_SHAPE, metavar=("B", "C", "H"))
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--kernel", action="append", choices=sorted(T.CANDIDATES),
+                        help="kernel(s) to tune (default: all three)")
+    args = parser.parse_args(argv)
+    device = _device()
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)"
+    report: dict = {"gpu": gpu, "torch": torch.__version__, "kernels": [], "skipped": []}
+    done = T.read_tuned(args.write_tuned).get(gpu, {}) if args.if_untuned and args.write_tuned else {}
+    deadline = time.time() + args.budget
+    for kernel in args.kernel or ("fwd", "bwd_data", "bwd_weight"):
+        if kernel in done:  # once per GPU model and kernel
+            report["skipped"].append(kernel)
+            print(f"{kernel}: {args.write_tuned} already has a tile for {gpu}")
+            continue
+        result = tune_kernel(kernel, tuple(args.shape), getattr(torch, args.dtype), device, deadline)
+        report["kernels"].append(result)
+        if args.write_tuned and result["complete"] and result["default_ms"] is not None:
+            write_tuned(args.write_tuned, gpu, kernel, result["best"])  # a sweep cut short decides nothing
+        print(f"{kernel}: default {result['default_ms']} ms, best {result['best_ms']} ms {result['best']}; " +
+              ", ".join(f"{r['config']['block_m']}x{r['config']['block_n']}x{r['config']['block_k']}"
+                        f"/w{r['config']['num_warps']}/s{r['config']['num_stages']}: "
+                        f"{r.get('ms', r.get('error'))}" for r in result["rows"]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
