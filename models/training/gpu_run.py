@@ -223,8 +223,8 @@ def tune_tiles(root: Path, out_dir: Path, until: float, env: dict, extra: tuple[
     if budget < 10:
         return {"skipped": f"no time: {budget:.0f} s before the benchmark"}
     run = _run_logged([sys.executable, "-m", "kernels.tune", "--if-untuned", "--write-tuned", str(tiles),
-                       "--json", str(out_dir / "tune.json"), "--budget", f"{budget:.0f}", *extra],
-                      out_dir / "tune.txt", budget + 20, env, root)
+                       "--json", str(out_dir / "tune.json"), "--budget", f"{budget - 8:.0f}", *extra],
+                      out_dir / "tune.txt", budget, env, root)  # 8 s for the last candidate it starts
     if tiles.exists():
         os.environ[TILES_ENV] = env[TILES_ENV] = str(tiles)
     return {**run, "report": read_json(out_dir / "tune.json")}
