@@ -343,6 +343,13 @@ def test_the_gpu_runs_tile_sweep_keeps_other_gpus_and_sets_the_file_for_later_ch
     assert [k["kernel"] for k in result["report"]["kernels"]] == ["fwd"]
     assert os.environ[gpu_run.TILES_ENV] == env[gpu_run.TILES_ENV] == str(out / "tuned_tiles.json")
     assert "no time" in gpu_run.tune_tiles(repo, out, time.time() + 5, env)["skipped"]
+    # A GPU model the repository's file has every kernel of: no process is started at all.
+    every = {k: {f: v for f, v in vars(c[0]).items() if f != "kernel"} for k, c in CANDIDATES.items()}
+    (repo / gpu_run.TUNED_TILES).write_text(json.dumps({"Another GPU": other, "GPU X": every}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "GPU X")
+    monkeypatch.setattr(gpu_run, "_run_logged", lambda *a, **k: pytest.fail("started kernels.tune"))
+    assert gpu_run.tune_tiles(repo, out, time.time() + 300, env) == {"skipped": "this GPU model is tuned already"}
 
 
 def test_the_way_back_brings_the_tuned_tiles_home_and_refuses_a_malformed_file(tmp_path):

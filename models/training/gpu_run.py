@@ -216,9 +216,17 @@ def tune_tiles(root: Path, out_dir: Path, until: float, env: dict, extra: tuple[
     bench of this run then read (TILES_ENV, inherited by every later child), and which
     gpu_return brings home. Skipped at once where the file already has this GPU model.
     `extra`: more arguments for kernels.tune (its CPU test: a tiny shape)."""
+    import torch
+
     tiles = out_dir / "tuned_tiles.json"
     if (root / TUNED_TILES).exists():
         shutil.copyfile(root / TUNED_TILES, tiles)
+        data = read_json(tiles)
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+        known = data.get(gpu) if isinstance(data, dict) and gpu else None
+        if isinstance(known, dict) and {"fwd", "bwd_data", "bwd_weight"} <= set(known):
+            os.environ[TILES_ENV] = env[TILES_ENV] = str(tiles)
+            return {"skipped": "this GPU model is tuned already"}  # without starting a process (~5 s)
     budget = min(TUNE_SECONDS, until - time.time() - BENCH_SECONDS)
     if budget < 10:
         return {"skipped": f"no time: {budget:.0f} s before the benchmark"}
