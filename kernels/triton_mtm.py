@@ -447,14 +447,27 @@ def _tuned_for(device_index: int) -> dict[str, TileConfig]:
     return read_tuned(path).get(torch.cuda.get_device_name(device_index), {})
 
 
-def _configs(options: Options | None = None, device: torch.device | None = None) -> dict[str, TileConfig]:
-    """The tiles of each kernel: the tuned ones for this GPU model, else the defaults (small
-    ones in the interpreter); `options.tiles` overrides either."""
+# kernels.tune times the tiles at the training shape (32 x 32 x 32 pixels); smaller problems,
+# such as the studio's batch-1 renders, keep the default tiles, which nothing timed against
+# the tuned ones there (a wider tile halves the programs of a problem that is already small).
+TUNED_MIN_PIXELS = 8192
+
+
+def _wants_tuned(device: torch.device | None, pixels: int) -> bool:
+    return device is not None and device.type == "cuda" and pixels >= TUNED_MIN_PIXELS
+
+
+def _configs(options: Options | None = None, device: torch.device | None = None,
+             pixels: int = 0) -> dict[str, TileConfig]:
+    """The tiles of each kernel: the tuned ones for this GPU model for problems of at least
+    TUNED_MIN_PIXELS output pixels, else the defaults (small ones in the interpreter);
+    `options.tiles` overrides either."""
     if INTERPRETED:
         configs = dict(INTERPRETER_CONFIGS)
     else:
         configs = dict(CONFIGS)
-        if device is not None and device.type == "cuda":
+        if _wants_tuned(device, pixels):
+            assert device is not None  # _wants_tuned says so
             configs.update(_tuned_for(device.index if device.index is not None else torch.cuda.current_device()))
     for tile in options.tiles if options is not None else ():
         configs[tile.kernel] = tile
@@ -506,7 +519,7 @@ def forward(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | None, styl
     """d * core(x * s), no autograd: [B, Co, H, W] in channels-last memory, x's dtype."""
     b, ci, h, w = x.shape
     co = weight.shape[0]
-    cfg = _configs(options, x.device)["fwd"]
+    cfg = _configs(options, x.device, b * h * w)["fwd"]
     acc_tl, acc_torch, dot, precision = _types(x.dtype)
     x_cl = x.permute(0, 2, 3, 1).contiguous()  # free when x is already channels-last
     w_t = weight.to(x.dtype).permute(2, 3, 1, 0).reshape(9, ci, co).contiguous()
@@ -552,7 +565,7 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
     grads: list[Tensor | None] = [None] * 5
 
     if need_x or need_off or need_m or need_s:
-        cfg = _configs(options, x.device)["bwd_data"]
+        cfg = _configs(options, x.device, b * h * w)["bwd_data"]
         gxs = torch.zeros(b, h, w, ci, device=x.device, dtype=acc_torch)
         goff = torch.empty(b, 18, h, w, device=x.device, dtype=acc_torch)
         gm = torch.empty(b, 9, h, w, device=x.device, dtype=acc_torch) if mask is not None else goff
@@ -578,7 +591,7 @@ def backward(gy: Tensor, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor
             grads[4] = (gs.sum(dim=(2, 3)) if style.dim() == 2 else gs).to(style.dtype)
 
     if need_w:
-        cfg = _configs(options, x.device)["bwd_weight"]
+        cfg = _configs(options, x.device, b * h * w)["bwd_weight"]
         tiles = 9 * triton.cdiv(ci, cfg.block_m) * triton.cdiv(co, cfg.block_n)
         pix_blocks = triton.cdiv(b * h * w, cfg.block_k)
         splits = _splits(tiles, pix_blocks, options.weight_splits)

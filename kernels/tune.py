@@ -9,15 +9,16 @@ default configuration's; the fastest (median of triton.testing.do_bench) becomes
 model's entry in the tuned-tiles file when it beats the default by more than 3 % (else the
 default is recorded). Tuning is once per GPU model and kernel: with --if-untuned the kernels
 the file already has for this GPU are skipped. Kernels are done one at a time and the file is
-written after each, so a run cut short keeps what it finished. Without CUDA (or under the
-interpreter, as its CPU test runs it) it times on the CPU, which says nothing about speed but
-exercises every path.
+written after each, so a run cut short keeps what it finished. It needs a CUDA device, or
+Triton's interpreter (TRITON_INTERPRET=1, as its CPU test runs it: the times mean nothing
+there, but every path runs).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -73,18 +74,26 @@ def _time_ms(fn, device: str) -> float:
 
 
 def _max_rel_err(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
-    return max(float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12))
-               for a, b in zip(got, want))
+    """The largest relative error over the tensors; NaN if any has one (Python's max would
+    drop a NaN that is not first)."""
+    errs = [float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12))
+            for a, b in zip(got, want)]
+    return float("nan") if any(math.isnan(e) for e in errs) else max(errs)
 
 
 def tune_kernel(kernel: str, shape: tuple[int, int, int], dtype: torch.dtype, device: str,
                 deadline: float) -> dict:
     """Every candidate of `kernel`: its time, its error against the default, or why it failed."""
-    inputs = _inputs(shape, dtype, device)
     default = T.CONFIGS[kernel] if not T.INTERPRETED else T.INTERPRETER_CONFIGS[kernel]
     candidates = [default] + [c for c in T.CANDIDATES[kernel] if c != T.CONFIGS[kernel]]
+    rows: list[dict] = []
+    if time.time() > deadline:  # not even the default's output: nothing to compare with
+        rows = [{"config": dataclasses.asdict(c), "default": c == default, "error": "not timed: out of time"}
+                for c in candidates]
+        return {"kernel": kernel, "rows": rows, "default_ms": None, "complete": False, "best": None,
+                "best_ms": None}
+    inputs = _inputs(shape, dtype, device)
     want = _runner(kernel, default, inputs)()
-    rows = []
     for tile in candidates:
         row: dict = {"config": dataclasses.asdict(tile), "default": tile == default}
         if time.time() > deadline:
@@ -114,11 +123,16 @@ def tune_kernel(kernel: str, shape: tuple[int, int, int], dtype: torch.dtype, de
 
 
 def write_tuned(path: str, gpu: str, kernel: str, config: dict) -> None:
-    """Set `gpu`'s tile for `kernel` in the tuned-tiles file, atomically."""
+    """Set `gpu`'s tile for `kernel` in the tuned-tiles file, atomically (a file that is not
+    a JSON object is started afresh: the kernels ignored it anyway, with a warning)."""
     data: dict = {}
-    if os.path.exists(path):
+    try:
         with open(path) as f:
             data = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if not isinstance(data, dict) or not isinstance(data.get(gpu, {}), dict):
+        data = {} if not isinstance(data, dict) else {**data, gpu: {}}
     data.setdefault(gpu, {})[kernel] = {k: v for k, v in config.items() if k != "kernel"}
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
@@ -135,16 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-untuned", action="store_true",
                         help="skip the kernels PATH already has a tile for on this GPU")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds; candidates past it are not timed")
+    parser.add_argument("--deadline", type=float, help="the same as a wall-clock time (time.time()), which "
+                        "counts the start-up too; overrides --budget")
     parser.add_argument("--shape", type=int, nargs=3, default=TRAINING_SHAPE, metavar=("B", "C", "H"))
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--kernel", action="append", choices=sorted(T.CANDIDATES),
                         help="kernel(s) to tune (default: all three)")
     args = parser.parse_args(argv)
+    deadline = args.deadline if args.deadline is not None else time.time() + args.budget
     device = _device()
+    if device == "cpu" and not T.INTERPRETED:
+        print("kernels.tune: needs a CUDA device (or TRITON_INTERPRET=1, which its CPU test sets)", file=sys.stderr)
+        return 2
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu (interpreter)"
     report: dict = {"gpu": gpu, "torch": torch.__version__, "kernels": [], "skipped": []}
     done = T.read_tuned(args.write_tuned).get(gpu, {}) if args.if_untuned and args.write_tuned else {}
-    deadline = time.time() + args.budget
     for kernel in args.kernel or ("fwd", "bwd_data", "bwd_weight"):
         if kernel in done:  # once per GPU model and kernel
             report["skipped"].append(kernel)
@@ -154,14 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         report["kernels"].append(result)
         if args.write_tuned and result["complete"] and result["default_ms"] is not None:
             write_tuned(args.write_tuned, gpu, kernel, result["best"])  # a sweep cut short decides nothing
+        if args.json:  # after each kernel: a process killed at its limit still reports what it did
+            _write_json(args.json, report)
         print(f"{kernel}: default {result['default_ms']} ms, best {result['best_ms']} ms {result['best']}; " +
               ", ".join(f"{r['config']['block_m']}x{r['config']['block_n']}x{r['config']['block_k']}"
                         f"/w{r['config']['num_warps']}/s{r['config']['num_stages']}: "
                         f"{r.get('ms', r.get('error'))}" for r in result["rows"]), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        _write_json(args.json, report)
     return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -201,12 +201,14 @@ def test_bundled_models_menu_opens_a_shipped_generator(qtbot, make_window, tiny_
         shutil.copy(tiny_checkpoints[name][0], folder / f"{name}-cpu.safetensors")
     (folder / "probe.safetensors").write_bytes(b"not a generator")
     monkeypatch.setattr(bundled, "CHECKPOINT_DIR", folder)
+    monkeypatch.setattr(bundled, "DEFAULT_CHECKPOINTS",
+                        (folder / "rooms.safetensors", folder / "rooms-cpu.safetensors"))
     w = make_window(tiny_checkpoints["rooms"][0])
     texts = [a.text() for a in w.bundled_menu.actions()]
     assert [t.split("  —  ")[0] for t in texts] == ["figures-cpu", "rooms-cpu"]
-    # How each was trained, read from its header (the tiny test checkpoints were never trained).
-    assert all(t.endswith(" px, untrained") for t in texts), texts
-    assert not any("(default)" in t for t in texts)  # the default is checkpoints/rooms*.safetensors
+    # How each was trained, read from its header (the tiny test checkpoints were never trained),
+    # and which one the studio opens when started without a path.
+    assert texts[0].endswith(" px, untrained") and texts[1].endswith(" px, untrained  (default)"), texts
     assert w.bundled_menu.actions()[0].toolTip() == str(folder / "figures-cpu.safetensors")
     # The menu from the keyboard, as a user would: open it, go to its first entry, Enter.
     w.bundled_menu.popup(w.mapToGlobal(QPoint(10, 10)))

@@ -352,16 +352,40 @@ def test_the_gpu_runs_tile_sweep_keeps_other_gpus_and_sets_the_file_for_later_ch
     assert gpu_run.tune_tiles(repo, out, time.time() + 300, env) == {"skipped": "this GPU model is tuned already"}
 
 
-def test_the_way_back_brings_the_tuned_tiles_home_and_refuses_a_malformed_file(tmp_path):
-    from models.training.gpu_return import bring_tuned_tiles
+def test_the_way_back_merges_the_runs_tuned_tiles_and_refuses_a_malformed_file_before_writing(tmp_path):
+    import io
+    import tarfile
 
-    target = tmp_path / "kernels" / "tuned_tiles.json"
-    target.parent.mkdir()
-    tiles = {"NVIDIA H100 80GB HBM3": {"fwd": {"block_m": 64, "block_n": 128, "block_k": 16, "num_warps": 8,
-                                               "num_stages": 2}}}
-    assert bring_tuned_tiles(json.dumps(tiles).encode(), target)["gpus"] == ["NVIDIA H100 80GB HBM3"]
-    assert json.loads(target.read_text()) == tiles
-    for bad in (b"{nope", b"[1, 2]", json.dumps({"GPU": {"fwd": {"block_m": "64"}}}).encode()):
+    from models.training.gpu_return import bring_back
+
+    def returned(tiles: bytes) -> Path:
+        src = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        src.mkdir()
+        (src / "summary.json").write_text(json.dumps({"format": "steergan-gpu-run", "smoke": False,
+                                                      "machine": {"gpu": "GPU A"}, "models": {}}))
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo("kernels/tuned_tiles.json")
+            info.size = len(tiles)
+            tar.addfile(info, io.BytesIO(tiles))
+        (src / "bundle.tar.gz").write_bytes(buf.getvalue())
+        return src
+
+    repo = tmp_path / "repo"
+    (repo / "kernels").mkdir(parents=True)
+    target = repo / "kernels" / "tuned_tiles.json"
+    fwd = {"block_m": 64, "block_n": 128, "block_k": 16, "num_warps": 8, "num_stages": 2}
+    # At home meanwhile: another GPU model's entry, which the run's copy does not have.
+    target.write_text(json.dumps({"GPU B": {"fwd": fwd}}))
+    run_file = {"GPU A": {"fwd": fwd}, "GPU C": {"fwd": fwd}}  # C: stale, not this run's
+    done = bring_back(returned(json.dumps(run_file).encode()), repo, readme=False, say=lambda m: None)
+    assert done["tuned_tiles"]["gpu"] == "GPU A"
+    assert json.loads(target.read_text()) == {"GPU A": {"fwd": fwd}, "GPU B": {"fwd": fwd}}
+    before = target.read_text()
+    for bad in (b"{nope", b"[1, 2]", json.dumps({"GPU A": {"fwd": {"block_m": "64"}}}).encode()):
+        (repo / "assets" / "gpu_run_summary.json").unlink()
         with pytest.raises(ReturnError, match="tuned_tiles.json"):
-            bring_tuned_tiles(bad, target)
-    assert json.loads(target.read_text()) == tiles  # a bad one changes nothing
+            bring_back(returned(bad), repo, readme=False, say=lambda m: None)
+        assert not (repo / "assets" / "gpu_run_summary.json").exists()  # refused before writing anything
+        (repo / "assets" / "gpu_run_summary.json").write_text("{}")
+    assert target.read_text() == before

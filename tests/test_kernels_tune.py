@@ -20,7 +20,8 @@ from kernels import tune
 
 def test_every_candidate_tile_computes_what_the_default_computes(tmp_path):
     tiles = tmp_path / "tuned_tiles.json"
-    rc = tune.main(["--shape", "1", "8", "3", "--budget", "900", "--json", str(tmp_path / "t.json"),
+    # 9 x 9 = 81 pixels: a partial last tile for every block_m (32, 64, 128) of the candidates.
+    rc = tune.main(["--shape", "1", "8", "9", "--budget", "900", "--json", str(tmp_path / "t.json"),
                     "--write-tuned", str(tiles)])
     assert rc == 0
     report = json.loads((tmp_path / "t.json").read_text())
@@ -58,6 +59,19 @@ def test_the_tuned_file_gives_only_candidates(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert T.read_tuned(str(tmp_path / "absent.json")) == {}  # no file: the defaults, silently
+
+
+def test_an_error_of_nan_in_any_output_fails_the_candidate():
+    ones = torch.ones(3)
+    assert tune._max_rel_err([ones, ones], [ones, ones]) == 0
+    assert tune._max_rel_err([ones, torch.tensor([1.0, float("nan"), 1.0])], [ones, ones]) != 0  # NaN, not 0
+
+
+def test_tuned_tiles_serve_only_cuda_problems_as_large_as_the_training_shape():
+    cuda = torch.device("cuda", 0)
+    assert T._wants_tuned(cuda, 32 * 32 * 32) and T._wants_tuned(cuda, T.TUNED_MIN_PIXELS)
+    assert not T._wants_tuned(cuda, 8 * 8)  # a batch-1 render at 8 px keeps the default tiles
+    assert not T._wants_tuned(torch.device("cpu"), 32 * 32 * 32) and not T._wants_tuned(None, 10 ** 6)
 
 
 def test_options_tiles_override_the_kernel_configs():

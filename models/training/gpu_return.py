@@ -122,10 +122,11 @@ def append_log_row(readme: Path, row: str) -> None:
     atomic_write_bytes(readme, (head + LOG_START + table + LOG_END + tail).encode("utf-8"))
 
 
-def bring_tuned_tiles(data: bytes, target: Path) -> dict:
-    """The run's tuned-tiles file (kernels.tune) in place of the repository's: it started as a
-    copy of it, so it holds every GPU model tuned so far. Checked for its shape here; the
-    kernels take only entries that are exact candidates when they read it."""
+def run_tiles(data: bytes | None, gpu: str | None) -> dict | None:
+    """This run's GPU model's entry of the bundle's tuned-tiles file (kernels.tune), checked
+    for its shape before anything is written; None where the run tuned nothing for it."""
+    if data is None or not gpu:
+        return None
     try:
         tiles = json.loads(data)
     except ValueError as exc:
@@ -135,8 +136,22 @@ def bring_tuned_tiles(data: bytes, target: Path) -> dict:
                                           for fields in kernels.values()) for kernels in tiles.values())
     if not ok:
         raise ReturnError("kernels/tuned_tiles.json in the bundle is not {gpu: {kernel: {field: int}}}")
-    atomic_write_json(target, tiles)
-    return {"file": str(target), "gpus": sorted(tiles)}
+    return tiles.get(gpu)
+
+
+def home_tiles(target: Path) -> dict:
+    """The repository's tuned-tiles file, read before anything is written (the run's entry is
+    merged into it at the end: only that entry, since the file may have gained others since
+    the run copied it). The kernels take only exact candidates when they read it."""
+    try:
+        home = json.loads(target.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ReturnError(f"{target}: cannot be read as JSON ({exc}); fix or remove it, then run this again") from None
+    if not isinstance(home, dict):
+        raise ReturnError(f"{target}: not a JSON object; fix or remove it, then run this again")
+    return home
 
 
 def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: list[str] | None = None,
@@ -154,6 +169,10 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
     if summary.get("smoke") and not allow_smoke:
         raise ReturnError(f"{src} is a smoke run (tiny CPU models): pass --allow-smoke to bring it back anyway")
     bundle = read_bundle(src / BUNDLE)
+    gpu = (summary.get("machine") or {}).get("gpu")
+    tiles = None if summary.get("smoke") else run_tiles(bundle.get("kernels/tuned_tiles.json"), gpu)
+    tiles_file = repo / "kernels" / "tuned_tiles.json"
+    all_tiles = home_tiles(tiles_file) if tiles is not None else {}
     ckpt_dir, warm_dir, assets = repo / "checkpoints", repo / "checkpoints" / "warm", repo / "assets"
     for d in (ckpt_dir, warm_dir, assets):
         d.mkdir(parents=True, exist_ok=True)
@@ -190,9 +209,9 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
         say(f"{name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
     if summary.get("next_plan"):
         atomic_write_json(warm_dir / PLAN_FILE, summary["next_plan"])
-    tiles = bundle.get("kernels/tuned_tiles.json")
-    if tiles is not None and not summary.get("smoke"):
-        done["tuned_tiles"] = bring_tuned_tiles(tiles, repo / "kernels" / "tuned_tiles.json")
+    if tiles is not None and gpu:
+        atomic_write_json(tiles_file, {**all_tiles, gpu: tiles})
+        done["tuned_tiles"] = {"file": str(tiles_file), "gpu": gpu, "kernels": sorted(tiles)}
         say(f"MTM kernel tiles: {done['tuned_tiles']}")
     atomic_write_json(assets / "gpu_run_summary.json", summary)
     if readme:

@@ -230,9 +230,11 @@ def tune_tiles(root: Path, out_dir: Path, until: float, env: dict, extra: tuple[
     budget = min(TUNE_SECONDS, until - time.time() - BENCH_SECONDS)
     if budget < 10:
         return {"skipped": f"no time: {budget:.0f} s before the benchmark"}
+    # An absolute deadline (the child's start-up counts), 8 s before the process is stopped:
+    # time for the last candidate it starts.
     run = _run_logged([sys.executable, "-m", "kernels.tune", "--if-untuned", "--write-tuned", str(tiles),
-                       "--json", str(out_dir / "tune.json"), "--budget", f"{budget - 8:.0f}", *extra],
-                      out_dir / "tune.txt", budget, env, root)  # 8 s for the last candidate it starts
+                       "--json", str(out_dir / "tune.json"), "--deadline", f"{time.time() + budget - 8:.1f}", *extra],
+                      out_dir / "tune.txt", budget, env, root)
     if tiles.exists():
         os.environ[TILES_ENV] = env[TILES_ENV] = str(tiles)
     return {**run, "report": read_json(out_dir / "tune.json")}

@@ -151,7 +151,7 @@ class Trainer:
         K = self.cfg.real_chunk
         if K == 1:
             return self.data.sample(B, self.rng)
-        if not self._real_queue:
+        if not self._real_queue or self._real_queue[0].batch != B:
             chunk = self.data.sample(B * K, self.rng)
             self._real_queue = [chunk.rows(i * B, (i + 1) * B) for i in range(K)]
         return self._real_queue.pop(0)
