@@ -71,12 +71,14 @@ def _triton_op():
     return (lambda x, w, off, style: triton_mtm.deform_modconv(x, w, off, None, style)), None
 
 
-def _inputs(b, c, h, dtype, grad):
-    g = torch.Generator(device=DEVICE).manual_seed(0)
-    x = torch.randn(b, c, h, h, device=DEVICE, generator=g).to(dtype)
-    w = (torch.randn(c, c, 3, 3, device=DEVICE, generator=g) / (3 * c ** 0.5)).to(dtype)
-    off = (2 * torch.randn(b, 18, h, h, device=DEVICE, generator=g)).to(dtype)
-    style = (1 + 0.2 * torch.randn(b, c, h, h, device=DEVICE, generator=g)).to(dtype)
+def _inputs(b, c, h, dtype, grad, device=None):
+    """x, weight, offsets of a few pixels, spatial style (kernels.tune times the same)."""
+    device = device or DEVICE
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(b, c, h, h, device=device, generator=g).to(dtype)
+    w = (torch.randn(c, c, 3, 3, device=device, generator=g) / (3 * c ** 0.5)).to(dtype)
+    off = (2 * torch.randn(b, 18, h, h, device=device, generator=g)).to(dtype)
+    style = (1 + 0.2 * torch.randn(b, c, h, h, device=device, generator=g)).to(dtype)
     return [t.requires_grad_(grad) for t in (x, w, off, style)]
 
 

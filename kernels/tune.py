@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from . import modconv_ref
+from . import bench, modconv_ref
 from . import triton_mtm as T
 
 TRAINING_SHAPE = (32, 256, 32)  # B, C, H: as kernels.bench's QUICK_SHAPES[0]
@@ -40,13 +40,10 @@ def _device() -> str:
 
 
 def _inputs(shape: tuple[int, int, int], dtype: torch.dtype, device: str):
+    """The benchmark's inputs (kernels.bench) and an output gradient."""
     b, c, h = shape
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(b, c, h, h, device=device, generator=g).to(dtype)
-    w = (torch.randn(c, c, 3, 3, device=device, generator=g) / (3 * c ** 0.5)).to(dtype)
-    off = (2 * torch.randn(b, 18, h, h, device=device, generator=g)).to(dtype)
-    style = (1 + 0.2 * torch.randn(b, c, h, h, device=device, generator=g)).to(dtype)
-    gy = torch.randn(b, c, h, h, device=device, generator=g).to(dtype)
+    x, w, off, style = bench._inputs(b, c, h, dtype, False, device)
+    gy = torch.randn(b, c, h, h, device=device, generator=torch.Generator(device=device).manual_seed(1)).to(dtype)
     return x, w, off, style, gy
 
 
@@ -134,11 +131,7 @@ def write_tuned(path: str, gpu: str, kernel: str, config: dict) -> None:
     if not isinstance(data, dict) or not isinstance(data.get(gpu, {}), dict):
         data = {} if not isinstance(data, dict) else {**data, gpu: {}}
     data.setdefault(gpu, {})[kernel] = {k: v for k, v in config.items() if k != "kernel"}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    _write_json(path, data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_json(path: str, data: dict) -> None:
+    """Atomically (kernels/ may not use models/'s writer)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
     os.replace(tmp, path)
 
 

@@ -23,7 +23,7 @@ from models.training.gpu_worker import WarmTrainer, mtm_backend, setup_torch, wr
 from models.training.state import TrainStateError
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -43,15 +43,15 @@ def alone_rate(spec: dict, model: dict, seconds: float, channels_last: bool | No
     trainer.warm_step = 0  # no rate ramp here
     for _ in range(3):  # allocator, cudnn autotuning
         trainer.train_step()
-    _sync(trainer.device)
+    sync(trainer.device)
     t0, images0 = time.perf_counter(), trainer.images_seen
     steps = 0
     while time.perf_counter() - t0 < seconds or steps < 2:
         trainer.train_step()
         steps += 1
         if steps % 5 == 0:
-            _sync(trainer.device)
-    _sync(trainer.device)
+            sync(trainer.device)
+    sync(trainer.device)
     dt = time.perf_counter() - t0
     return {"images_per_s": round((trainer.images_seen - images0) / dt, 1), "steps": steps,
             "seconds": round(dt, 2), "batch": cfg.batch}
@@ -77,10 +77,10 @@ def render_latency(spec: dict, model: dict, renders: int) -> dict:
     times = []
     for i in range(renders):
         s = state.move_center(0, 0, (0.3 + 0.4 * i / renders, 0.5)) if state.objects else state
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         render(G, s)
-        _sync(device)
+        sync(device)
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     return {"p50_ms": round(statistics.median(times), 3), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 3),

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from models.training.gpu_bench import sync
+
 # The trainer's methods that make up one step, labelled in the profile.
 PHASES = ("_latents", "_real_batch", "update_d", "update_g", "end_step")
 
@@ -34,20 +36,12 @@ def _labelled(fn, label: str):
     return wrapper
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def profile_config(name: str, configs: dict, device: str, warmup: int, timed: int, profiled: int,
                    out: Path) -> dict[str, Any]:
-    from models.training.trainer import Trainer
+    from models.training.gpu_worker import WarmTrainer
 
-    cfg = configs[name]
-    trainer = Trainer(cfg, out / f"work-{name}", device=device, log=lambda msg: None)
-    if device.startswith("cuda"):
-        trainer.G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # as gpu_run trains
-        trainer.D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    # The GPU run's trainer, set up as it trains (channels-last on a GPU).
+    trainer = WarmTrainer(configs[name], out / f"work-{name}", device, channels_last=device.startswith("cuda"))
     for phase in PHASES:
         setattr(trainer, phase, _labelled(getattr(trainer, phase), f"phase:{phase}"))
     for module, label in ((trainer.G, "G.forward"), (trainer.D, "D.forward")):
@@ -55,11 +49,11 @@ def profile_config(name: str, configs: dict, device: str, warmup: int, timed: in
     dev = trainer.device
     for _ in range(warmup):
         trainer.train_step()
-    _sync(dev)
+    sync(dev)
     start = time.perf_counter()
     for _ in range(timed):
         trainer.train_step()
-    _sync(dev)
+    sync(dev)
     step_ms = (time.perf_counter() - start) / max(timed, 1) * 1000
     activities = [torch.profiler.ProfilerActivity.CPU]
     if dev.type == "cuda":
@@ -67,7 +61,7 @@ def profile_config(name: str, configs: dict, device: str, warmup: int, timed: in
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(profiled):
             trainer.train_step()
-        _sync(dev)
+        sync(dev)
     trace = out / f"{name}_trace.json"
     prof.export_chrome_trace(str(trace))
     if trace.stat().st_size > 15 << 20:  # the GPU machine returns files of 16 MiB at most
@@ -99,6 +93,7 @@ def profile_config(name: str, configs: dict, device: str, warmup: int, timed: in
 
 def main(argv: list[str] | None = None) -> int:
     from models.training.configs import GPU_CONFIGS, SMOKE_CONFIGS
+    from models.training.gpu_worker import setup_torch
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", default=["rooms", "figures"], help="configs to profile")
@@ -114,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown config(s) {unknown}; known: {sorted(configs)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    setup_torch(args.device, torch.get_num_threads())  # TF32 and cuDNN autotuning, as the GPU run
     summary: dict[str, Any] = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
                                "torch": torch.__version__, "configs": {}}
     for name in args.names:
