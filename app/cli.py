@@ -20,7 +20,7 @@ from models.document.scene import SceneError, initial_state
 from models.document.session import SessionError, load_session, resolve_checkpoint_path
 from models.document.video_timing import MAX_FRAMES, MAX_GIF_FPS, frame_count
 
-SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval")
+SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval", "relay")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +107,63 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--store", action="store_true", help="write the metrics into the checkpoint's own JSON")
     e.add_argument("--probe", help="the metrics probe (default checkpoints/probe.safetensors)")
     e.set_defaults(func=cmd_eval)
+
+    rl = sub.add_parser("relay", help="train the bundled CPU models in the background while you work")
+    rl_sub = rl.add_subparsers(dest="relay_command", required=True)
+    rs = rl_sub.add_parser("start", help="start training in the background (nice), until a deadline")
+    when = rs.add_mutually_exclusive_group(required=True)
+    when.add_argument("--until", help="local time HH:MM (today, or tomorrow if it has passed) to stop by itself")
+    when.add_argument("--minutes", type=float, help="stop by itself after this many minutes")
+    rs.add_argument("--model", help="train this model of the plan (default: the plan chooses)")
+    rs.add_argument("--from", dest="from_run", help="a comparison run's folder to continue (first relay only)")
+    rs.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    rl_sub.add_parser("status", help="is a relay running, on which model, how far")
+    rf = rl_sub.add_parser("finish", help="stop it, measure, ship if no worse, log a README row")
+    rf.add_argument("--no-sheets", action="store_true", help="do not redraw the README's sample sheets")
+    rl.set_defaults(func=cmd_relay)
     return parser
+
+
+def parse_until(text: str, now: float | None = None) -> float:
+    """'HH:MM' -> the next such local time as a Unix time."""
+    import time
+
+    now = time.time() if now is None else now
+    try:
+        hh, mm = (int(x) for x in text.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60):
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--until must be a time HH:MM, got {text[:20]!r}") from None
+    t = time.localtime(now)
+    target = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, hh, mm, 0, 0, 0, -1))
+    return target if target > now else target + 86400
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    import time
+
+    from models.training import relay
+
+    try:
+        if args.relay_command == "start":
+            if args.minutes is not None and not (0 < args.minutes < 24 * 60):
+                raise UserError(f"--minutes must be between 0 and 1440, got {args.minutes}")
+            until = parse_until(args.until) if args.until else time.time() + args.minutes * 60
+            rec = relay.start(until, args.model, Path(args.from_run) if args.from_run else None,
+                              threads=args.threads)
+            print(f"relay started: {rec['model']} (pid {rec['pid']}) until"
+                  f" {time.strftime('%H:%M', time.localtime(until))}; log {rec['log']}", file=sys.stderr)
+        elif args.relay_command == "status":
+            print(json.dumps(relay.status(), indent=2))
+        else:
+            results = relay.finish(log=lambda m: print(m, file=sys.stderr), sheets=not args.no_sheets)
+            for name, r in results.items():
+                verdict = "shipped" if r["shipped"] else "not shipped (" + "; ".join(r["reasons"]) + ")"
+                print(f"{name}: {r['images_after']:,} images, {verdict}")
+    except relay.RelayError as exc:
+        raise UserError(str(exc)) from None
+    return 0
 
 
 def check_device(value: str) -> str:
@@ -292,6 +348,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from models.io.backbone_file import BackboneError
     from models.io.checkpoint import CheckpointError
     from models.training.configs import training_config
     from models.training.state import TrainStateError
@@ -309,7 +366,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out or str(Path("runs") / cfg.name)
     try:
         trainer = Trainer(cfg, out, device=device, resume=args.resume)
-    except TrainStateError as exc:
+    except (TrainStateError, BackboneError) as exc:
         raise UserError(str(exc)) from None
     print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
     try:

@@ -138,3 +138,18 @@ def test_print_generator_says_what_each_layer_is(tiny_generators):
     assert f"StyleAffine(w_dim={cfg.w_dim}, channels={cfg.channels[4]})" in text
     assert "EqualConv2d(cin=1, cout=" in text  # the first SEL_norm block sees only its heatmap
     assert "has_coarser=False" in text and "has_coarser=True" in text
+
+
+def test_tracked_tree_travels_to_a_gpu():
+    """The working tree goes to the GPU machine whole (at most 64 MiB there): the tracked files
+    stay under 56 MiB, leaving room for what a run carries beside them (issue 24)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    paths = [root / p.decode() for p in listed.split(b"\0") if p]
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    assert total <= 56 * 2**20, f"tracked files are {total / 2**20:.1f} MiB; at most 56 MiB travel to a GPU"

@@ -15,6 +15,12 @@ from models.io.safetensors_io import SafetensorsProblem, parse_json
 
 MAX_CONFIG_BYTES = 1 << 20  # a training config is a few hundred bytes of JSON
 
+# How D is built and trained (issue 23). "stylegan2": StyleGAN2's residual D, logistic loss,
+# lazy R1 (every recipe before issue 23; kept so that the comparison can be re-run).
+# "projected": Projected GAN on a frozen in-domain backbone (models/nets/projected.py),
+# hinge loss, no R1, DiffAugment.
+RECIPES = ("stylegan2", "projected")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -52,10 +58,20 @@ class TrainConfig:
     # step, a fifth of the step in the renderer), so 8 cuts the renderer's launches eightfold.
     # 1 = a render every step (the CPU, where rendering costs per image, not per call).
     real_chunk: int = 1
+    recipe: str = "stylegan2"  # a name in RECIPES
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {str(self.recipe)[:40]!r}; known: {list(RECIPES)}")
+        if self.recipe == "projected":
+            if ARCHITECTURES[self.architecture].time is not None:
+                raise ConfigError("the projected recipe has no video discriminator yet; clips train with"
+                                  " recipe 'stylegan2'")
+            if self.align_weight > 0 and not self.condition_d_on_layout:
+                raise ConfigError("the projected recipe has no GradCAM alignment: set align_weight 0 or"
+                                  " condition_d_on_layout true")
         for name in ("batch", "r1_every", "align_every", "distortion_every", "move_every", "sample_every",
                      "log_every", "real_chunk"):
             if getattr(self, name) < 1:
@@ -115,6 +131,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu": TrainConfig("rooms-cpu", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                              distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                              log_every=10, save_every_minutes=3.0),
+    # Issue 23's candidate: rooms-cpu with the projected recipe, everything else the same.
+    "rooms-cpu-projected": TrainConfig("rooms-cpu-projected", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
+                                       distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
+                                       sample_every=100, log_every=10, save_every_minutes=3.0,
+                                       recipe="projected"),
     "figures": TrainConfig("figures", "figures", "figures", **MOVE_CONSISTENCY),
     # The CPU-trained figures model (issue 12's fallback while no GPU run has happened): 64 px,
     # set up like rooms-cpu, with the hierarchy read off the figures' skeletons as its layout.
@@ -137,6 +158,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "tiny-figures-layout": TrainConfig("tiny-figures-layout", "tiny-figures", "figures", batch=4, r1_every=2,
                                        align_weight=0.0, sample_every=2, log_every=1, ema_kimg=0.01,
                                        condition_d_on_layout=True),
+    "tiny-rooms-projected": TrainConfig("tiny-rooms-projected", "tiny-rooms", "rooms", batch=4, align_weight=0.0,
+                                        distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01,
+                                        condition_d_on_layout=True, recipe="projected"),
     "tiny-figures": TrainConfig("tiny-figures", "tiny-figures", "figures", batch=4, r1_every=2, align_every=1,
                                 distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
     "tiny-clips": TrainConfig("tiny-clips", "tiny-clips", "clips-rooms", batch=2, r1_every=2, align_every=1,

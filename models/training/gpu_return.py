@@ -112,14 +112,16 @@ def log_row(summary: dict, shipped: list[str]) -> str:
     return f"| {date} | {gpu} | {minutes:.1f} | {images} | {'; '.join(metrics) or 'not measured'} | {ship} |"
 
 
-def append_log_row(readme: Path, row: str) -> None:
+def append_log_row(readme: Path, row: str, start: str = LOG_START, end: str = LOG_END) -> None:
+    """Append `row` to the README table between the markers `start` and `end` (the GPU
+    run's training log by default; the relay's has its own)."""
     text = readme.read_text(encoding="utf-8")
-    if LOG_START not in text or LOG_END not in text:
-        raise ReturnError(f"{readme}: no training log table (the markers {LOG_START} and {LOG_END})")
-    head, rest = text.split(LOG_START, 1)
-    table, tail = rest.split(LOG_END, 1)
+    if start not in text or end not in text:
+        raise ReturnError(f"{readme}: no training log table (the markers {start} and {end})")
+    head, rest = text.split(start, 1)
+    table, tail = rest.split(end, 1)
     table = table.rstrip("\n") + "\n" + row + "\n"
-    atomic_write_bytes(readme, (head + LOG_START + table + LOG_END + tail).encode("utf-8"))
+    atomic_write_bytes(readme, (head + start + table + end + tail).encode("utf-8"))
 
 
 def run_tiles(data: bytes | None, gpu: str | None) -> dict | None:

@@ -101,10 +101,11 @@ class WarmTrainer(Trainer):
         is unusable or was trained with another architecture."""
         modules, info = load_warm_state(path)
         old = (info.get("config") or {})
-        for key in ("architecture", "dataset", "condition_d_on_layout"):
-            if old.get(key) != getattr(self.cfg, key):
-                raise TrainStateError(path, f"trained with {key}={old.get(key)!r}, this run uses"
-                                            f" {getattr(self.cfg, key)!r}")
+        defaults = {"recipe": "stylegan2"}  # states from before issue 23 name no recipe
+        for key in ("architecture", "dataset", "condition_d_on_layout", "recipe"):
+            if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
+                raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
+                                            f" this run uses {getattr(self.cfg, key)!r}")
         try:
             for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
                 module.load_state_dict(modules[name])
@@ -121,10 +122,9 @@ class WarmTrainer(Trainer):
     def train_step(self) -> dict[str, torch.Tensor]:
         if self.warm_step:
             frac = min(1.0, (self.step - self.warm_step + 1) / LR_WARMUP_STEPS)
-            d_lr = self.cfg.lr * self.cfg.r1_every / (self.cfg.r1_every + 1)
-            for opt, lr in ((self.opt_G, self.cfg.lr), (self.opt_D, d_lr)):
+            for opt in (self.opt_G, self.opt_D):  # defaults: the learning rate the trainer chose
                 for group in opt.param_groups:
-                    group["lr"] = lr * frac
+                    group["lr"] = opt.defaults["lr"] * frac
         return super().train_step()
 
     def _this_run(self) -> dict:

@@ -18,6 +18,15 @@ def d_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Te
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
 
 
+def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Projected GAN's D loss (issue 23): patch logits, hinged at +-1; no R1 needed."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    return -fake_logits.mean()
+
+
 def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
     """||grad_x D(x)||^2 on real images (the caller scales by gamma/2 and the lazy interval)."""
     real = real.detach().requires_grad_(True)

@@ -45,7 +45,7 @@ def profile_config(name: str, configs: dict, device: str, warmup: int, timed: in
     for phase in PHASES:
         setattr(trainer, phase, _labelled(getattr(trainer, phase), f"phase:{phase}"))
     for module, label in ((trainer.G, "G.forward"), (trainer.D, "D.forward")):
-        module.forward = _labelled(module.forward, label)  # type: ignore[method-assign]
+        module.forward = _labelled(module.forward, label)
     dev = trainer.device
     for _ in range(warmup):
         trainer.train_step()

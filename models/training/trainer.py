@@ -33,8 +33,10 @@ from models.render import to_uint8
 from models.training.configs import TrainConfig
 from models.training.losses import (
     alignment_loss,
+    d_hinge,
     d_logistic,
     distortion_loss,
+    g_hinge,
     g_nonsaturating,
     move_consistency_loss,
     r1_penalty,
@@ -77,20 +79,23 @@ class Trainer:
         self.layout = cfg.condition_d_on_layout
         # A generator with time trains on sparse clips against a video D (video_step.py).
         self.clips = self.gen_config.time is not None
-        D_class = VideoDiscriminator if self.clips else Discriminator
-        self.D = D_class(self.gen_config.resolution, self.gen_config.channels,
-                         in_channels=4 if self.layout else 3).to(self.device)
+        self.projected = cfg.recipe == "projected"
+        self.D = self._build_d().to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.G.update_w_avg()
         self.G_ema.mapping.w_avg.copy_(self.G.mapping.w_avg)
         self.batch = max(1, cfg.batch // self.world)
-        # StyleGAN2's lazy-regularisation correction of D's optimiser for R1 every N steps.
-        c = cfg.r1_every / (cfg.r1_every + 1)
+        # StyleGAN2's lazy-regularisation correction of D's optimiser for R1 every N steps
+        # (none for the projected recipe, which has no R1).
+        c = 1.0 if self.projected else cfg.r1_every / (cfg.r1_every + 1)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * c, betas=tuple(b ** c for b in cfg.betas))
+        self.opt_D = torch.optim.Adam([p for p in self.D.parameters() if p.requires_grad], lr=cfg.lr * c,
+                                      betas=tuple(b ** c for b in cfg.betas))
         self.data = make_dataset(cfg.dataset, self.gen_config.resolution, self.device,
                                  n_objects=max(1, self.gen_config.objects))
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank)  # latents and data
+        if self.projected:
+            self.D.aug_rng = self.rng  # type: ignore[assignment]  # D's augmentation draws from the saved stream: resumes exactly
         self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
         self.step = 0
         self.images_seen = 0
@@ -98,6 +103,18 @@ class Trainer:
         self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         if resume is not None:
             self.load(resume)
+
+    def _build_d(self) -> torch.nn.Module:
+        """The discriminator the recipe asks for (TrainConfig.recipe)."""
+        in_channels = 4 if self.layout else 3
+        if self.projected:
+            from models.io.backbone_file import backbone_path, load_backbone
+            from models.nets.projected import ProjectedDiscriminator
+
+            backbone, _ = load_backbone(backbone_path())  # BackboneError names the file
+            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed)
+        D_class = VideoDiscriminator if self.clips else Discriminator
+        return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
     def close(self) -> None:
         """Leave the process group this trainer joined. A process that exits with gloo's
@@ -207,7 +224,8 @@ class Trainer:
         with torch.no_grad(), self.amp:
             fake = self._with_layout(G(lat), lat)
         with self.amp:
-            loss_d = d_logistic(D(real).float(), D(fake).float())
+            d_loss = d_hinge if self.projected else d_logistic
+            loss_d = d_loss(D(real).float(), D(fake).float())
         self.update_d(loss_d, lambda: r1_penalty(D, real), stats)
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
@@ -220,7 +238,7 @@ class Trainer:
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
             seen = self._with_layout(fake, lat)
-            loss_g = g_nonsaturating(D(seen).float())
+            loss_g = (g_hinge if self.projected else g_nonsaturating)(D(seen).float())
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
                 stats["move"] = move.detach()
@@ -233,7 +251,7 @@ class Trainer:
         """Add lazy R1 (every r1_every steps, scaled by it), step D. Shared by the image and
         the video step; `r1_fn` computes the penalty on this step's real batch."""
         cfg = self.cfg
-        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0:
+        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0 and not self.projected:
             r1 = r1_fn()
             stats["r1"] = r1.detach()
             loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every

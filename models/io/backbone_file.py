@@ -1,0 +1,82 @@
+"""The projected discriminator's frozen backbone on disk (checkpoints/d_backbone.safetensors):
+safetensors + JSON, read through the checked readers, never a pickle."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular
+from models.io.bundled import CHECKPOINT_DIR
+from models.io.safetensors_io import SafetensorsProblem, parse_json, read_header, read_tensor
+from models.nets.projected import FeatureBackbone
+
+BACKBONE_FORMAT = "steergan-d-backbone"
+BACKBONE_VERSION = 1
+META_KEY = "steergan_d_backbone"
+DEFAULT_BACKBONE = CHECKPOINT_DIR / "d_backbone.safetensors"
+
+
+class BackboneError(FileError):
+    """The discriminator backbone file is missing, damaged or not one."""
+
+
+def save_backbone(path: str | os.PathLike, backbone: FeatureBackbone, info: dict[str, Any]) -> None:
+    from safetensors.torch import save
+
+    meta = {"format": BACKBONE_FORMAT, "version": BACKBONE_VERSION, "classes": backbone.classes, **info}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
+
+
+def load_backbone(path: str | os.PathLike = DEFAULT_BACKBONE) -> tuple[FeatureBackbone, dict[str, Any]]:
+    """-> (the backbone, frozen and in eval mode; its JSON). BackboneError names the file."""
+    hint = "; train it with `python -m models.training.train_backbone`"
+    try:
+        f = open_regular(path)
+    except FileProblem as exc:
+        raise BackboneError(path, ("the discriminator backbone is missing" + hint) if exc.problem == "no such file"
+                            else exc.problem) from None
+    try:
+        with f:
+            header = read_header(f)
+            raw = header.metadata.get(META_KEY)
+            if raw is None:
+                raise BackboneError(path, "is not a SteerGAN discriminator backbone (no backbone metadata)")
+            meta = parse_json(raw, "its backbone metadata")
+            if not isinstance(meta, dict) or meta.get("format") != BACKBONE_FORMAT:
+                raise BackboneError(path, "has metadata that is not a discriminator backbone description")
+            if meta.get("version") != BACKBONE_VERSION:
+                raise BackboneError(path, f"is backbone format v{str(meta.get('version'))[:20]}; this SteerGAN"
+                                          f" reads v{BACKBONE_VERSION}")
+            classes = meta.get("classes")
+            if not (isinstance(classes, list) and 2 <= len(classes) <= 64 and all(isinstance(c, str) for c in classes)):
+                raise BackboneError(path, "has no valid class list")
+            backbone = FeatureBackbone(classes)
+            expected = backbone.state_dict()
+            if set(header.tensors) != set(expected):
+                missing = sorted(set(expected) - set(header.tensors))[:3]
+                raise BackboneError(path, f"does not match the backbone architecture (missing {missing})")
+            for name, tensor in expected.items():
+                entry = header.tensors[name]
+                if entry.shape != tuple(tensor.shape) or entry.dtype != tensor.dtype:
+                    raise BackboneError(path, f"tensor {name!r} is {entry.dtype} {entry.shape}, the backbone needs"
+                                              f" {tensor.dtype} {tuple(tensor.shape)}")
+            tensors = {name: read_tensor(f, header, name) for name in expected}
+    except SafetensorsProblem as exc:
+        raise BackboneError(path, str(exc)) from None
+    except OSError as exc:
+        raise BackboneError(path, f"cannot be read: {exc.strerror or exc}") from None
+    for name, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise BackboneError(path, f"tensor {name!r} holds NaN or infinite values")
+    backbone.load_state_dict(tensors)
+    return backbone.eval().requires_grad_(False), meta
+
+
+def backbone_path() -> Path:
+    """Where the trainer looks (STEERGAN_D_BACKBONE overrides, for tests and experiments)."""
+    return Path(os.environ.get("STEERGAN_D_BACKBONE", str(DEFAULT_BACKBONE)))

@@ -1,0 +1,222 @@
+"""A discriminator that starts out knowing the world (issue 23): Projected GAN on in-domain
+features.
+
+Projected GAN (Sauer et al. 2021) puts small trainable heads on the frozen features of a
+pretrained network, mixed across channels and scales by fixed random convolutions (CCM,
+CSM), and trains them with the hinge loss and no R1. No ImageNet weights can be had here,
+so the frozen network is `FeatureBackbone`: an encoder trained once to segment the
+procedural data (models/training/train_backbone.py, shipped as
+checkpoints/d_backbone.safetensors).
+
+It is deliberately not the metrics probe (models/metrics/probe.py): a D built on the
+judge's features lowers the judge's score without better pictures (Kynkäänniemi et al.
+2023). The probe is a GroupNorm/SiLU U-Net at full resolution; this is a strided
+BatchNorm/LeakyReLU residual encoder, trained from another seed on another loss weighting.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+BACKBONE_SIZE = 64  # the backbone sees every image at this size
+BACKBONE_CHANNELS = (32, 64, 96, 128)  # features at 32, 16, 8 and 4 px
+MIXED_CHANNELS = (32, 64, 96, 128)  # after the random cross-channel mixing
+HEAD_LOGITS_SIZE = 4  # each head ends in a map of patch logits this size (or its input's, if smaller)
+
+
+class _Residual(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.body(x), 0.2)
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.LeakyReLU(0.2), _Residual(cout))
+
+
+class FeatureBackbone(nn.Module):
+    """Strided residual encoder: features at 1/2, 1/4, 1/8, 1/16 of 64 px. `seg_head` is used
+    only while the backbone is trained (class logits at 16 px, upsampled)."""
+
+    def __init__(self, classes: list[str]):
+        super().__init__()
+        self.classes = list(classes)
+        c = BACKBONE_CHANNELS
+        self.stages = nn.ModuleList([_down(3, c[0]), _down(c[0], c[1]), _down(c[1], c[2]), _down(c[2], c[3])])
+        self.lateral = nn.ModuleList([nn.Conv2d(ch, 32, 1) for ch in c])
+        self.seg_head = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.LeakyReLU(0.2),
+                                      nn.Conv2d(32, len(classes), 1))
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != BACKBONE_SIZE:
+            images = F.interpolate(images, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear",
+                                   align_corners=False, antialias=images.shape[-1] > BACKBONE_SIZE)
+        return images
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.prepare(images)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits at 64 px (training the backbone; tests)."""
+        feats = self.features(images)
+        y = sum(F.interpolate(lat(f), size=feats[0].shape[-2:], mode="bilinear", align_corners=False)
+                for lat, f in zip(self.lateral, feats))
+        assert isinstance(y, torch.Tensor)  # four scales: never the empty sum
+        return F.interpolate(self.seg_head(y), scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def backbone_digest(backbone: FeatureBackbone) -> torch.Tensor:
+    """The first 8 bytes of the SHA-256 of the backbone's weights, as an int64 tensor."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in sorted(backbone.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return torch.tensor([int.from_bytes(h.digest()[:8], "little", signed=True)], dtype=torch.int64)
+
+
+def _fixed_conv(cin: int, cout: int, generator: torch.Generator) -> torch.Tensor:
+    """A random 1x1 convolution's weight (Kaiming normal), never trained."""
+    return torch.randn(cout, cin, 1, 1, generator=generator) * (2.0 / cin) ** 0.5
+
+
+class _Head(nn.Module):
+    """A small patch discriminator on one scale: a 1x1 convolution to 64 channels, stride-2
+    convolutions down to 4 px (spectral norm, as Projected GAN's heads), then 1-channel patch
+    logits. 64 channels keep D's training state small (issue 24: at most 6 MiB a state)."""
+
+    def __init__(self, cin: int, size: int, width: int = 64):
+        super().__init__()
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cin, width, 1)), nn.LeakyReLU(0.2)]
+        while size > HEAD_LOGITS_SIZE:
+            layers += [spectral_norm(nn.Conv2d(width, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            size //= 2
+        layers += [spectral_norm(nn.Conv2d(width, width, 3, padding=1)), nn.LeakyReLU(0.2),
+                   spectral_norm(nn.Conv2d(width, 1, 1))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
+
+
+def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DiffAugment's colour and translation (Zhao et al. 2020), differentiable, per image:
+    what keeps a strong frozen-feature D from winning outright (Projected GAN uses it).
+    Colour touches the RGB channels only; the shift moves a layout channel with its image."""
+    B, C, H, W = x.shape
+    dev = x.device
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=generator).to(dev)
+
+    rgb, rest = x[:, :3], x[:, 3:]
+    rgb = rgb + (rand(B, 1, 1, 1) - 0.5)  # brightness
+    mean = rgb.mean(dim=1, keepdim=True)
+    rgb = (rgb - mean) * (rand(B, 1, 1, 1) * 2) + mean  # saturation
+    mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
+    rgb = (rgb - mean) * (rand(B, 1, 1, 1) + 0.5) + mean  # contrast
+    x = torch.cat([rgb, rest], dim=1)
+    shift = max(1, H // 8)
+    sx = (rand(B) * (2 * shift + 1)).long() - shift
+    sy = (rand(B) * (2 * shift + 1)).long() - shift
+    ys = (torch.arange(H, device=dev)[None] + sy[:, None] + 1).clamp(0, H + 1)  # [B, H] rows of the padded image
+    xs = (torch.arange(W, device=dev)[None] + sx[:, None] + 1).clamp(0, W + 1)
+    padded = F.pad(x, (1, 1, 1, 1))
+    rows = padded.gather(2, ys[:, None, :, None].expand(B, C, H, W + 2))
+    return rows.gather(3, xs[:, None, None, :].expand(B, C, H, W))
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Frozen backbone -> fixed random cross-channel (CCM) and cross-scale (CSM) mixing ->
+    one trainable head per scale. With `in_channels=4` the 4th channel (the layout heatmap of
+    a layout-conditional D) goes, resized, beside the features into every head.
+
+    Returns patch logits [B, N] (all heads' maps, flattened and joined): the hinge loss
+    averages them."""
+
+    def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool = True, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.in_channels = in_channels
+        self.augment = augment
+        g = torch.Generator().manual_seed(seed)
+        c, m = BACKBONE_CHANNELS, MIXED_CHANNELS
+        # Fixed random mixing: buffers, so that they travel with .to() and are saved, never trained.
+        for i in range(4):
+            self.register_buffer(f"ccm{i}", _fixed_conv(c[i], m[i], g))
+        for i in range(3):  # the coarser scale, projected to the finer one's channels, added to it
+            self.register_buffer(f"csm{i}", _fixed_conv(m[i + 1], m[i], g))
+        cond = in_channels - 3
+        sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
+        self.heads = nn.ModuleList([_Head(m[i] + cond, sizes[i]) for i in range(4)])
+        self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
+        # Which backbone the heads were trained on: saved states hold this, not the backbone's
+        # weights (shipped once in checkpoints/), and refuse to load onto another backbone.
+        self.backbone_digest: torch.Tensor
+        self.register_buffer("backbone_digest", backbone_digest(backbone))
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Everything but the frozen backbone (its digest stands for it): training states stay
+        small (issue 24: at most 6 MiB)."""
+        out = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in [k for k in out if k.startswith(prefix + "backbone.")]:
+            del out[key]
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        digest = state_dict.get("backbone_digest")
+        if digest is not None and not torch.equal(digest.to(self.backbone_digest), self.backbone_digest):
+            raise RuntimeError("these discriminator heads were trained on another backbone than the one loaded"
+                               " (backbone_digest differs)")
+        full = dict(state_dict)
+        full.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+        return super().load_state_dict(full, strict=strict, assign=assign)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: its BatchNorm statistics never move
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True):
+        """The trainer freezes D for G's step and thaws it after: only the heads ever thaw."""
+        self.heads.requires_grad_(requires_grad)
+        return self
+
+    def project(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The mixed multi-scale features of the RGB channels (differentiable in x)."""
+        feats = self.backbone.features(x[:, :3])
+        mixed = [F.conv2d(f, getattr(self, f"ccm{i}")) for i, f in enumerate(feats)]
+        for i in (2, 1, 0):  # top-down: each scale gets the coarser (already mixed) one
+            up = F.interpolate(F.conv2d(mixed[i + 1], getattr(self, f"csm{i}")), size=mixed[i].shape[-2:],
+                               mode="bilinear", align_corners=False)
+            mixed[i] = mixed[i] + up
+        return mixed
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.augment and self.training:
+            img = diff_augment(img, self.aug_rng)
+        if img.shape[-1] != BACKBONE_SIZE:
+            img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
+                                antialias=img.shape[-1] > BACKBONE_SIZE)
+        mixed = self.project(img)
+        cond = img[:, 3:]
+        logits = []
+        for head, f in zip(self.heads, mixed):
+            if cond.shape[1]:
+                f = torch.cat([f, F.interpolate(cond, size=f.shape[-2:], mode="area")], dim=1)
+            logits.append(head(f))
+        return torch.cat(logits, dim=1)

@@ -1,0 +1,442 @@
+"""The relay (issue 24): the CPU that is idle while code is written trains the bundled models,
+continuing from compact states kept in the repository, and ships a checkpoint only when it
+measures no worse than the one it replaces.
+
+    steergan relay start --until 13:40     # background, nice, saves every few minutes
+    steergan relay status
+    steergan relay finish                  # stop, measure, ship if no worse, log a README row
+
+Files: checkpoints/relay/plan.json (which model trains, and each model's targets),
+checkpoints/relay/MODEL.safetensors (the warm state: G, G_ema, D in fp16, no optimiser
+moments: Adam's rebuild in ~100 steps, see gpu_worker.LR_WARMUP_STEPS), and the untracked
+runs/relay/ (pid, log, the running state). What was shipped is never touched by a run:
+only `finish` replaces it, after the gate.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from models.document.fileio import FileProblem, atomic_write_json, read_regular
+from models.io.safetensors_io import SafetensorsProblem, parse_json
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN_NAME = "plan.json"
+
+
+def relay_dir() -> Path:
+    """The states and the plan (tracked). The STEERGAN_RELAY_* variables move the three
+    folders (tests; the background process inherits them)."""
+    return Path(os.environ.get("STEERGAN_RELAY_DIR", ROOT / "checkpoints" / "relay"))
+
+
+def run_dir() -> Path:
+    """The running relay's pid record, log and state (untracked)."""
+    return Path(os.environ.get("STEERGAN_RELAY_RUNS", ROOT / "runs" / "relay"))
+
+
+def ship_dir() -> Path:
+    """Where the shipped checkpoints are, and the README's sample sheets (ship_dir/../assets)."""
+    return Path(os.environ.get("STEERGAN_RELAY_SHIP", ROOT / "checkpoints"))
+
+
+def save_every_minutes() -> float:
+    try:
+        return max(0.01, float(os.environ.get("STEERGAN_RELAY_SAVE_MINUTES", SAVE_EVERY_MINUTES)))
+    except ValueError:
+        return SAVE_EVERY_MINUTES
+MAX_PLAN_BYTES = 64 * 1024
+MAX_STATE_BYTES = 6 * 2**20  # issue 24: a relay state travels with the tree
+SAVE_EVERY_MINUTES = 3.0
+# What finish measures (the same settings for the run's checkpoint and the shipped one).
+EVAL_SAMPLES, EVAL_FD_SAMPLES, EVAL_REALISM_SAMPLES = 128, 256, 256
+# The gate: the run ships only if each is no worse than the shipped model's, measured here,
+# within the noise of one measurement (two evaluations of one checkpoint with other seeds
+# differ by about this much: README, "The relay").
+GATE = {"realism_accuracy": ("lower", 0.02), "domain_fd": ("lower_ratio", 1.15),
+        "co_move_tracked": ("higher", 0.05)}
+
+
+class RelayError(Exception):
+    """One line for the user: what is wrong and with which file."""
+
+
+# ---- the plan -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanEntry:
+    name: str  # the shipped checkpoint checkpoints/NAME.safetensors
+    config: str  # the training config it continues with
+    targets: dict[str, float]  # metric -> bound (see meets_targets)
+
+
+def read_plan(path: Path | None = None) -> tuple[list[PlanEntry], dict[str, dict]]:
+    """-> (the models in priority order, the last measured metrics per model)."""
+    path = path or relay_dir() / PLAN_NAME
+    try:
+        data = parse_json(read_regular(path, MAX_PLAN_BYTES), "its JSON")
+    except FileProblem as exc:
+        raise RelayError(f"{path}: {exc.problem}") from None
+    except SafetensorsProblem as exc:
+        raise RelayError(f"{path}: not a relay plan: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
+        raise RelayError(f"{path}: a relay plan is an object with a non-empty 'models' list")
+    entries = []
+    for i, m in enumerate(data["models"]):
+        ok = (isinstance(m, dict) and isinstance(m.get("name"), str) and _safe_name(m["name"])
+              and isinstance(m.get("config"), str) and isinstance(m.get("targets", {}), dict)
+              and all(isinstance(k, str) and _finite(v) for k, v in m.get("targets", {}).items()))
+        if not ok:
+            raise RelayError(f"{path}: models[{i}] must have a plain 'name', a 'config' and numeric 'targets'")
+        entries.append(PlanEntry(m["name"], m["config"], dict(m.get("targets", {}))))
+    measured = data.get("measured", {})
+    if not isinstance(measured, dict) or not all(isinstance(v, dict) for v in measured.values()):
+        raise RelayError(f"{path}: 'measured' must map model names to metrics")
+    return entries, measured
+
+
+def _safe_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name) and not name.startswith("-")
+
+
+def _finite(v: Any) -> TypeGuard[float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e12 and v == v
+
+
+def target_gaps(metrics: dict, targets: dict[str, float]) -> dict[str, float]:
+    """How far each target is from met (0 = met; missing metrics count as 1). Targets named
+    `X_max` bound X from above, `X_min` from below; `co_move_tracked_fraction_min` bounds
+    co_move_tracked / co_move_tracked_ceiling."""
+    gaps = {}
+    for key, bound in targets.items():
+        name, _, side = key.rpartition("_")
+        if name == "co_move_tracked_fraction":
+            t, c = metrics.get("co_move_tracked"), metrics.get("co_move_tracked_ceiling")
+            value = t / c if _finite(t) and _finite(c) and c > 0 else None
+        else:
+            value = metrics.get(name)
+        if not _finite(value):
+            gaps[key] = 1.0
+        elif side == "max":
+            gaps[key] = max(0.0, (value - bound) / max(abs(bound), 1e-6))
+        else:
+            gaps[key] = max(0.0, (bound - value) / max(abs(bound), 1e-6))
+    return gaps
+
+
+def choose_model(entries: list[PlanEntry], measured: dict[str, dict]) -> PlanEntry:
+    """The first model (the default) until it meets its targets, then the one furthest from
+    its own (the largest summed gap)."""
+    first = entries[0]
+    if sum(target_gaps(measured.get(first.name, {}), first.targets).values()) > 0:
+        return first
+    return max(entries, key=lambda e: sum(target_gaps(measured.get(e.name, {}), e.targets).values()))
+
+
+# ---- the gate ------------------------------------------------------------------------------
+
+def gate(new: dict, old: dict) -> tuple[bool, list[str]]:
+    """Is `new` no worse than `old` on every GATE metric? -> (verdict, the reasons it is not)."""
+    reasons = []
+    for key, (how, tol) in GATE.items():
+        a, b = new.get(key), old.get(key)
+        if not _finite(b):
+            continue  # the shipped model lacks it (e.g. no objects): nothing to hold against
+        if not _finite(a):
+            reasons.append(f"{key} not measured")
+        elif how == "lower" and a > b + tol:
+            reasons.append(f"{key} {a:.3f} > {b:.3f} + {tol}")
+        elif how == "lower_ratio" and a > b * tol:
+            reasons.append(f"{key} {a:.4f} > {tol} x {b:.4f}")
+        elif how == "higher" and a < b - tol:
+            reasons.append(f"{key} {a:.3f} < {b:.3f} - {tol}")
+    return not reasons, reasons
+
+
+# ---- the background run ---------------------------------------------------------------------
+
+def _pid_file() -> Path:
+    return run_dir() / "relay.json"
+
+
+def _alive(pid: int) -> bool:
+    """Is `pid` a live process (a zombie is not: reaped here if it is our own child)?"""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: started by another `steergan relay start`
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError, OverflowError):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def running() -> dict | None:
+    """The running relay's record, or None (a stale record of a dead process counts as none)."""
+    try:
+        rec = parse_json(read_regular(_pid_file(), MAX_PLAN_BYTES), "relay record")
+    except (FileProblem, SafetensorsProblem):
+        return None
+    # A pid of 0 or below would mean a process group (kill(-1, 0) reaches every process).
+    if not isinstance(rec, dict) or isinstance(rec.get("pid"), bool) or not isinstance(rec.get("pid"), int) \
+            or not 1 < rec["pid"] < 2**31:
+        return None
+    if not _alive(rec["pid"]):
+        return None
+    try:  # a reused PID is not our relay: its command line must name this module
+        cmd = Path(f"/proc/{rec['pid']}/cmdline").read_bytes()
+        if b"models.training.relay" not in cmd:
+            return None
+    except OSError:
+        pass
+    return rec
+
+
+def start(until: float, model: str | None = None, from_run: Path | None = None, nice: int = 10,
+          threads: int = 2) -> dict:
+    """Start the relay in the background; returns its record (pid, model, deadline, log)."""
+    if running():
+        raise RelayError(f"a relay is already running (see {_pid_file()}); `steergan relay finish` stops it")
+    entries, measured = read_plan()
+    entry = next((e for e in entries if e.name == model), None) if model else choose_model(entries, measured)
+    if entry is None:
+        raise RelayError(f"{model!r} is not in the relay plan ({', '.join(e.name for e in entries)})")
+    if until <= time.time() + 60:
+        raise RelayError("the deadline must be at least a minute from now")
+    work = run_dir() / entry.name
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir() / "relay.log"
+    args = [sys.executable, "-m", "models.training.relay", "_run", entry.name, entry.config, str(until)]
+    if from_run is not None:
+        args += ["--from", str(from_run)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True, preexec_fn=lambda: os.nice(nice))
+    rec = {"pid": proc.pid, "model": entry.name, "config": entry.config, "until": until, "started": time.time(),
+           "log": str(log_path), "threads": threads}
+    atomic_write_json(_pid_file(), rec)
+    return rec
+
+
+def _run(name: str, config: str, until: float, from_run: str | None) -> int:
+    """The background worker: continue `name` until the deadline, saving every few minutes
+    and at SIGTERM/SIGINT (a kill -9 loses the minutes since the last save)."""
+    import torch
+
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import TrainStateError
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    torch.set_num_interop_threads(1)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    cfg = training_config(config)
+    cfg = type(cfg).from_dict({**cfg.to_dict(), "name": name, "save_every_minutes": save_every_minutes()})
+    work = run_dir() / name
+    state_out = work / "state.safetensors"
+    trainer = WarmTrainer(cfg, work, "cpu", state_out=state_out)
+    if state_out.exists():  # an earlier relay of this session that was not finished yet
+        trainer.warm_start(state_out)
+        print(f"continuing the unfinished run in {state_out}", flush=True)
+    elif (relay_dir() / f"{name}.safetensors").exists():
+        trainer.warm_start(relay_dir() / f"{name}.safetensors")
+    elif from_run:
+        trainer.load(from_run)  # a comparison run's full state (issue 23): the winner continues
+        trainer.images_at_start = trainer.images_seen
+    else:
+        print("no relay state: training from scratch", flush=True)
+    print(f"relay: {name} ({config}) from step {trainer.step}, {trainer.images_seen} images, until"
+          f" {time.strftime('%H:%M', time.localtime(until))}", flush=True)
+    try:
+        trainer.run(minutes=max(0.0, until - time.time()) / 60)
+    except TrainStateError as exc:
+        print(f"error: {exc}", flush=True)
+        return 3
+    finally:
+        trainer.close()
+    print(f"relay stopped at step {trainer.step}, {trainer.images_seen} images", flush=True)
+    return 0
+
+
+def stop(timeout: float = 120.0) -> dict | None:
+    """SIGTERM the running relay and wait until it has saved and exited."""
+    rec = running()
+    if rec is None:
+        return None
+    os.kill(rec["pid"], signal.SIGTERM)
+    end = time.time() + timeout
+    while time.time() < end:
+        if not _alive(rec["pid"]):
+            break
+        time.sleep(0.5)
+    else:
+        raise RelayError(f"the relay (pid {rec['pid']}) did not stop within {timeout:.0f} s")
+    return rec
+
+
+# ---- finish: measure, gate, ship, log ---------------------------------------------------------
+
+RELAY_LOG_START = "<!-- relay-log:start -->"
+RELAY_LOG_END = "<!-- relay-log:end -->"
+
+
+def _candidate(name: str, state: Path, out: Path):
+    """The run's EMA generator from its warm state, as a checkpoint in the run folder."""
+    import torch
+
+    from models.config import architecture
+    from models.io.checkpoint import save_checkpoint
+    from models.nets.generator import Generator
+    from models.training.state import TrainStateError, load_warm_state
+
+    try:
+        modules, info = load_warm_state(state)
+        cfg = info.get("config") or {}
+        G = Generator(architecture(cfg.get("architecture", ""))).eval().requires_grad_(False)
+        G.load_state_dict(modules["G_ema"])
+    except (TrainStateError, KeyError, RuntimeError, ValueError) as exc:
+        raise RelayError(f"{state}: not a usable relay state ({str(exc)[:200]})") from None
+    minutes = round(float(info.get("train_seconds", 0.0)) / 60, 2)
+    save_checkpoint(out, G, {"name": name, "architecture": cfg.get("architecture"),
+                             "trained_on": {"dataset": cfg.get("dataset"), "images": int(info.get("images_seen", 0)),
+                                            "steps": int(info.get("step", 0)), "minutes": minutes, "device": "cpu",
+                                            "training_config": cfg, "relay": True},
+                             "metrics": {}})
+    torch.manual_seed(0)
+    return out, info
+
+
+def measure(checkpoint: Path, log=print, samples: tuple[int, int, int] | None = None) -> dict:
+    """Every metric of a checkpoint, measured here with the relay's fixed settings and seed."""
+    from models.io.checkpoint import load_checkpoint
+    from models.metrics.evaluate import evaluate
+    from models.metrics.probe import DEFAULT_PROBE, load_probe
+
+    G, _ = load_checkpoint(checkpoint)
+    probe, _ = load_probe(DEFAULT_PROBE)
+    n, fd, realism = samples or (EVAL_SAMPLES, EVAL_FD_SAMPLES, EVAL_REALISM_SAMPLES)
+    return evaluate(G, probe, samples=n, fd_samples=fd, realism_samples=realism, log=log)
+
+
+def _row(name: str, info: dict, minutes_run: float, new: dict, verdict: str) -> str:
+    from models.training.gpu_return import LOG_METRICS
+
+    parts = [f"{label} {new[k]:.3g}" for k, label in LOG_METRICS if _finite(new.get(k))]
+    return (f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} | {name} | {minutes_run:.0f} |"
+            f" {int(info.get('images_seen', 0)):,} | {', '.join(parts) or 'not measured'} | {verdict} |")
+
+
+def finish(readme: Path | None = None, log=print, sheets: bool = True,
+           samples: tuple[int, int, int] | None = None) -> dict:
+    """Stop the relay, measure its result against the shipped model, ship it if no worse, keep
+    its state for the next relay, and append a row to the README's relay log."""
+    import shutil
+
+    from models.document.fileio import atomic_write_bytes, file_sha256
+    from models.io.checkpoint import store_metrics
+    from models.training.gpu_return import append_log_row
+
+    rec = stop()
+    done = [p.parent for p in run_dir().glob("*/state.safetensors")]
+    if not done:
+        raise RelayError(f"no relay run to finish in {run_dir()}")
+    entries, measured = read_plan()
+    names = {e.name for e in entries}
+    results = {}
+    for work in done:
+        name = work.name
+        if name not in names:
+            continue
+        state = work / "state.safetensors"
+        if state.stat().st_size > MAX_STATE_BYTES:
+            raise RelayError(f"{state}: {state.stat().st_size / 2**20:.1f} MiB, more than the {MAX_STATE_BYTES >> 20}"
+                             " MiB a relay state may be")
+        cand, info = _candidate(name, state, work / f"{name}.safetensors")
+        shipped = ship_dir() / f"{name}.safetensors"
+        log(f"measuring the run's {name} ({int(info.get('images_seen', 0)):,} images)")
+        new = measure(cand, log, samples)
+        old = measure(shipped, log, samples) if shipped.exists() else {}
+        ok, reasons = gate(new, old)
+        if ok:
+            store_metrics(cand, new)
+            atomic_write_bytes(shipped, cand.read_bytes())
+            if sheets:
+                from models.tools.showcase import main as showcase
+
+                showcase([str(shipped), "--out", str(ship_dir().parent / "assets" / name), "--cell", "128"])
+        previous_state = relay_dir() / f"{name}.safetensors"
+        before = int(_state_images(previous_state))
+        relay_dir().mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(previous_state, state.read_bytes())  # the next relay continues from here
+        measured[name] = new if ok else (old or new)
+        minutes_run = (time.time() - rec["started"]) / 60 if rec else 0.0
+        verdict = "shipped" if ok else "kept the shipped one: " + "; ".join(reasons)
+        row = _row(name, info, minutes_run, new, verdict)
+        append_log_row(readme or ROOT / "README.md", row, RELAY_LOG_START, RELAY_LOG_END)
+        shutil.rmtree(work / "samples", ignore_errors=True)
+        state.unlink()
+        results[name] = {"shipped": ok, "reasons": reasons, "new": new, "old": old, "row": row,
+                         "images_before": before, "images_after": int(info.get("images_seen", 0)),
+                         "state_sha256": file_sha256(previous_state)}
+        log(row)
+    _write_plan(entries, measured)
+    return results
+
+
+def _state_images(path: Path) -> int:
+    from models.training.state import TrainStateError, load_warm_state
+
+    try:
+        return int(load_warm_state(path)[1].get("images_seen", 0)) if path.exists() else 0
+    except (TrainStateError, ValueError, TypeError):
+        return 0
+
+
+def _write_plan(entries: list[PlanEntry], measured: dict[str, dict]) -> None:
+    keep = ("realism_accuracy", "domain_fd", "co_move_tracked", "co_move_tracked_ceiling", "block_locality_levels",
+            "style_swap_locality")
+    atomic_write_json(relay_dir() / PLAN_NAME, {
+        "models": [{"name": e.name, "config": e.config, "targets": e.targets} for e in entries],
+        "measured": {n: {k: m.get(k) for k in keep if _finite(m.get(k))} for n, m in measured.items()}})
+
+
+def status() -> dict:
+    rec = running()
+    entries, measured = read_plan()
+    out: dict[str, Any] = {"running": rec is not None, "next": choose_model(entries, measured).name}
+    if rec:
+        out.update(rec)
+        work = run_dir() / rec["model"] / "log.csv"
+        if work.exists():
+            last = work.read_text().strip().splitlines()[-1].split(",")
+            out["step"], out["images"] = last[0], last[1]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) >= 4 and argv[0] == "_run":
+        from_run = argv[argv.index("--from") + 1] if "--from" in argv else None
+        return _run(argv[1], argv[2], float(argv[3]), from_run)
+    print("usage: steergan relay start|status|finish", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Train the projected discriminator's frozen backbone on the procedural data:
+`python -m models.training.train_backbone [--minutes 8]`.
+
+Segmentation of rooms and figures at 64 px (the probe's classes), class-balanced, seed 1.
+Trained once and shipped; never the metrics probe (see models/nets/projected.py)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from models.io.backbone_file import DEFAULT_BACKBONE, save_backbone
+from models.metrics.probe import label_maps, probe_classes
+from models.nets.projected import BACKBONE_SIZE, FeatureBackbone
+
+
+def train_backbone(minutes: float | None = None, steps: int | None = None, batch: int = 32, seed: int = 1,
+                   log=print) -> tuple[FeatureBackbone, dict]:
+    from models.data import make_dataset
+
+    classes = probe_classes()
+    torch.manual_seed(seed)
+    net = FeatureBackbone(classes)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    rng = torch.Generator().manual_seed(seed)
+    rooms, figures = make_dataset("rooms", BACKBONE_SIZE, "cpu"), make_dataset("figures", BACKBONE_SIZE, "cpu")
+    start, step, loss = time.time(), 0, torch.zeros(())
+    while (minutes is None or time.time() - start < minutes * 60) and (steps is None or step < steps):
+        images, targets = [], []
+        for data, is_fig in ((rooms, False), (figures, True)):
+            b = data.sample(batch // 2, rng)
+            images.append(b.images)
+            targets.append(label_maps(b, is_fig, classes))
+        target = torch.cat(targets)
+        # Class balancing (as OASIS weighs its classes): small objects count as much as the wall.
+        counts = torch.bincount(target.flatten(), minlength=len(classes)).float()
+        weight = (counts.sum() / (counts.clamp_min(1) * len(classes))).clamp(max=10.0)
+        loss = F.cross_entropy(net.segment(torch.cat(images)), target, weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            log(f"backbone step {step}: loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+    info = {"steps": step, "batch": batch, "seed": seed, "seconds": round(time.time() - start, 1),
+            "final_loss": round(loss.item(), 4)}
+    return net.eval().requires_grad_(False), info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--out", default=str(DEFAULT_BACKBONE))
+    args = parser.parse_args()
+    net, info = train_backbone(args.minutes)
+    save_backbone(args.out, net, info)
+    print(f"saved {args.out}: {info}")
+
+
+if __name__ == "__main__":
+    main()

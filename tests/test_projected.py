@@ -1,0 +1,143 @@
+"""Issue 23: the projected discriminator on a frozen in-domain backbone, its recipe, its files."""
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.config import ConfigError
+from models.io.backbone_file import DEFAULT_BACKBONE, BackboneError, load_backbone, save_backbone
+from models.nets.projected import FeatureBackbone, ProjectedDiscriminator, diff_augment
+from models.training.configs import TRAINING_CONFIGS, TrainConfig, training_config
+from models.training.trainer import Trainer
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path, monkeypatch):
+    """An untrained backbone file, named for the trainer by STEERGAN_D_BACKBONE."""
+    torch.manual_seed(5)
+    path = tmp_path / "bb.safetensors"
+    save_backbone(path, FeatureBackbone(["background", "thing"]), {"steps": 0})
+    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
+    return path
+
+
+def test_projected_recipe_trains_and_keeps_the_backbone_frozen(tiny_backbone, tmp_path):
+    trainer = Trainer(TRAINING_CONFIGS["tiny-rooms-projected"], tmp_path / "run", device="cpu")
+    before = {k: v.clone() for k, v in trainer.D.backbone.state_dict().items()}
+    heads_before = [p.detach().clone() for p in trainer.D.heads.parameters()]
+    seen = {}
+    for _ in range(3):
+        seen.update(trainer.train_step())
+    assert "r1" not in seen  # the hinge loss on a projected D needs no R1
+    assert all(torch.isfinite(v) for v in seen.values())
+    for k, v in trainer.D.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k  # bit-identical, BatchNorm statistics included
+    assert all(not p.requires_grad for p in trainer.D.backbone.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(heads_before, trainer.D.heads.parameters()))
+    # the saved state holds the heads and the backbone's digest, never the backbone's weights
+    assert not any(k.startswith("backbone.") for k in trainer.D.state_dict())
+    trainer.save()
+    again = Trainer(TRAINING_CONFIGS["tiny-rooms-projected"], tmp_path / "run2", device="cpu",
+                    resume=tmp_path / "run")
+    for a, b in zip(trainer.D.heads.parameters(), again.D.heads.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_heads_refuse_another_backbone(tiny_backbone):
+    D = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4)
+    torch.manual_seed(9)
+    other = ProjectedDiscriminator(FeatureBackbone(["background", "thing"]), in_channels=4)
+    with pytest.raises(RuntimeError, match="another backbone"):
+        other.load_state_dict(D.state_dict())
+
+
+def test_trained_heads_score_real_images_above_blurred_ones():
+    """The shipped backbone: heads trained for a few steps tell real rooms from blurred ones."""
+    from models.data import make_dataset
+
+    backbone, _ = load_backbone(DEFAULT_BACKBONE)
+    torch.manual_seed(0)
+    D = ProjectedDiscriminator(backbone, in_channels=3, augment=False)
+    opt = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=2e-3, betas=(0.0, 0.99))
+    data, rng = make_dataset("rooms", 64, "cpu"), torch.Generator().manual_seed(1)
+
+    def blur(x):
+        return F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+
+    for _ in range(25):
+        real = data.sample(8, rng).images
+        loss = F.relu(1 - D(real)).mean() + F.relu(1 + D(blur(data.sample(8, rng).images))).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    D.eval()
+    with torch.no_grad():
+        held_out = data.sample(32, torch.Generator().manual_seed(99)).images
+        real_score, blur_score = D(held_out).mean(), D(blur(held_out)).mean()
+    assert real_score > blur_score + 0.5, (real_score, blur_score)
+
+
+def test_augment_shifts_the_layout_channel_with_the_image():
+    x = torch.zeros(4, 4, 16, 16)
+    x[:, :3, 6:10, 6:10] = 1.0  # a bright square in RGB
+    x[:, 3, 6:10, 6:10] = 1.0  # and the same square in the layout channel
+    y = diff_augment(x, torch.Generator().manual_seed(2))
+    gray = y[:, :3].mean(1)  # the square stays each image's brightest region (contrast > 0)
+    bright = gray > gray.amax(dim=(1, 2), keepdim=True) - 1e-5
+    assert torch.equal(bright, y[:, 3] > 0.5)  # the layout moved exactly as the image did
+    assert set(y[:, 3].unique().tolist()) <= {0.0, 1.0}  # colour jitter never touches it
+
+
+def test_unknown_recipe_is_one_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="unknown recipe 'wgan'"):
+        dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], recipe="wgan")
+    bad = tmp_path / "cfg.json"
+    bad.write_text(json.dumps({**TRAINING_CONFIGS["tiny-rooms"].to_dict(), "recipe": "wgan"}))
+    with pytest.raises(ConfigError, match=r"cfg\.json: unknown recipe"):
+        training_config(str(bad))
+    # a config without the field (written before issue 23) is today's StyleGAN2 recipe
+    old = {k: v for k, v in TRAINING_CONFIGS["rooms-cpu"].to_dict().items() if k != "recipe"}
+    assert TrainConfig.from_dict(old).recipe == "stylegan2"
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "missing"), (b"\x80\x04junk", "header"), ("probe", "not a SteerGAN discriminator backbone")])
+def test_missing_or_damaged_backbone_is_one_line(tmp_path, monkeypatch, content, problem):
+    path = tmp_path / "bb.safetensors"
+    if content == "probe":
+        from models.metrics.probe import DEFAULT_PROBE
+        path.write_bytes(DEFAULT_PROBE.read_bytes())  # a real safetensors file, but the probe
+    elif content is not None:
+        path.write_bytes(content)
+    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
+    with pytest.raises(BackboneError) as info:
+        Trainer(TRAINING_CONFIGS["tiny-rooms-projected"], tmp_path / "run", device="cpu")
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    assert problem in message or (problem == "header" and "safetensors" in message.lower()), message
+
+
+def test_cli_names_a_missing_backbone(tmp_path, monkeypatch, capsys):
+    from app.cli import main
+
+    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(tmp_path / "nope.safetensors"))
+    assert main(["train", "tiny-rooms-projected", "--out", str(tmp_path / "r"), "--steps", "1",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.safetensors" in err[0] and "backbone is missing" in err[0]
+
+
+def test_old_warm_state_without_a_recipe_still_loads(tmp_path):
+    """A warm state written before issue 23 (its config names no recipe) continues as stylegan2."""
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import save_warm_state
+
+    cfg = TRAINING_CONFIGS["tiny-rooms-layout"]
+    first = WarmTrainer(cfg, tmp_path / "a", "cpu")
+    info = {"config": {k: v for k, v in cfg.to_dict().items() if k != "recipe"}, "step": 7, "images_seen": 28}
+    save_warm_state(tmp_path / "old.safetensors", {"G": first.G, "G_ema": first.G_ema, "D": first.D}, info)
+    second = WarmTrainer(cfg, tmp_path / "b", "cpu")
+    second.warm_start(tmp_path / "old.safetensors")
+    assert second.images_seen == 28

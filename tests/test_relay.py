@@ -1,0 +1,142 @@
+"""Issue 24: the relay, which trains the bundled models in the background and ships only what
+measures no worse."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from models.training import relay
+
+
+@pytest.fixture
+def relay_env(tmp_path, monkeypatch):
+    """A relay whose plan, states, runs and shipped checkpoints live in tmp_path; the tiny
+    layout config trains, and saves every 0.02 minutes."""
+    folders = {"STEERGAN_RELAY_DIR": tmp_path / "relay", "STEERGAN_RELAY_RUNS": tmp_path / "runs",
+               "STEERGAN_RELAY_SHIP": tmp_path / "ship" / "checkpoints"}
+    for key, folder in folders.items():
+        folder.mkdir(parents=True)
+        monkeypatch.setenv(key, str(folder))
+    monkeypatch.setenv("STEERGAN_RELAY_SAVE_MINUTES", "0.02")
+    (folders["STEERGAN_RELAY_DIR"] / "plan.json").write_text(json.dumps({"models": [
+        {"name": "tiny", "config": "tiny-rooms-layout", "targets": {"realism_accuracy_max": 0.85}}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{relay.RELAY_LOG_START}\n| date |\n|---|\n{relay.RELAY_LOG_END}\n")
+    return folders, readme
+
+
+def _wait_for(predicate, timeout=90.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "not a relay plan"),
+    ("[" * 50_000, "nested too deeply"),
+    ('{"models": []}', "non-empty 'models'"),
+    ('{"models": [{"name": "../x", "config": "rooms-cpu"}]}', "plain 'name'"),
+    ('{"models": [{"name": "a", "config": "c", "targets": {"x_max": "1"}}]}', "numeric 'targets'"),
+])
+def test_bad_plan_is_one_line_naming_the_file(tmp_path, text, problem):
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    with pytest.raises(relay.RelayError) as info:
+        relay.read_plan(path)
+    assert str(path) in str(info.value) and problem in str(info.value) and "\n" not in str(info.value)
+
+
+def test_plan_that_is_a_fifo_does_not_hang(tmp_path):
+    path = tmp_path / "plan.json"
+    os.mkfifo(path)
+    with pytest.raises(relay.RelayError, match="not a file"):
+        relay.read_plan(path)
+
+
+def test_the_default_trains_until_it_meets_its_targets_then_the_furthest():
+    entries = [relay.PlanEntry("rooms-cpu", "rooms-cpu", {"realism_accuracy_max": 0.85}),
+               relay.PlanEntry("figures-cpu", "figures-cpu", {"realism_accuracy_max": 0.8}),
+               relay.PlanEntry("clips", "clips", {"realism_accuracy_max": 0.8})]
+    measured = {"rooms-cpu": {"realism_accuracy": 0.9}, "figures-cpu": {"realism_accuracy": 0.99},
+                "clips": {"realism_accuracy": 0.85}}
+    assert relay.choose_model(entries, measured).name == "rooms-cpu"  # not met: the default trains
+    measured["rooms-cpu"]["realism_accuracy"] = 0.8
+    assert relay.choose_model(entries, measured).name == "figures-cpu"  # furthest from its target
+    measured["figures-cpu"]["realism_accuracy"] = 0.81
+    assert relay.choose_model(entries, measured).name == "clips"
+
+
+def test_gate_ships_only_what_is_no_worse():
+    old = {"realism_accuracy": 0.95, "domain_fd": 0.04, "co_move_tracked": 0.3}
+    assert relay.gate({"realism_accuracy": 0.9, "domain_fd": 0.041, "co_move_tracked": 0.29}, old) == (True, [])
+    ok, reasons = relay.gate({"realism_accuracy": 0.99, "domain_fd": 0.04, "co_move_tracked": 0.1}, old)
+    assert not ok and any("realism" in r for r in reasons) and any("co_move" in r for r in reasons)
+    assert not relay.gate({"realism_accuracy": None, "domain_fd": 0.01, "co_move_tracked": 0.5}, old)[0]
+
+
+def test_relay_trains_saves_finishes_ships_and_continues(relay_env):
+    folders, readme = relay_env
+    rec = relay.start(time.time() + 120, threads=1)
+    assert rec["model"] == "tiny" and relay.running() is not None
+    state = folders["STEERGAN_RELAY_RUNS"] / "tiny" / "state.safetensors"
+    assert _wait_for(state.exists), (folders["STEERGAN_RELAY_RUNS"] / "relay.log").read_text()[-2000:]
+    with pytest.raises(relay.RelayError, match="already running"):
+        relay.start(time.time() + 120)
+    results = relay.finish(readme=readme, sheets=False, samples=(8, 16, 16), log=lambda m: None)
+    assert relay.running() is None
+    first = results["tiny"]
+    assert first["shipped"]  # nothing was shipped before: nothing to be worse than
+    shipped = folders["STEERGAN_RELAY_SHIP"] / "tiny.safetensors"
+    from models.io.checkpoint import read_info
+
+    info = read_info(shipped)
+    assert info.meta["trained_on"]["images"] == first["images_after"] > 0
+    assert isinstance(info.meta["metrics"].get("realism_accuracy"), float)  # measured here, stored
+    kept = folders["STEERGAN_RELAY_DIR"] / "tiny.safetensors"
+    assert kept.exists() and kept.stat().st_size <= relay.MAX_STATE_BYTES
+    assert "| tiny |" in readme.read_text()
+    plan = json.loads((folders["STEERGAN_RELAY_DIR"] / "plan.json").read_text())
+    assert "realism_accuracy" in plan["measured"]["tiny"]
+    # the next relay continues where this one stopped
+    relay.start(time.time() + 120, threads=1)
+    assert _wait_for(lambda: "continu" in (folders["STEERGAN_RELAY_RUNS"] / "relay.log").read_text()
+                     or state.exists())
+    assert _wait_for(state.exists)
+    second = relay.finish(readme=readme, sheets=False, samples=(8, 16, 16), log=lambda m: None)["tiny"]
+    assert second["images_after"] > first["images_after"]
+    assert second["images_before"] == first["images_after"]
+    assert readme.read_text().count("| tiny |") == 2
+
+
+def test_killed_relay_keeps_its_last_save_and_shipped_files(relay_env):
+    """kill -9 loses at most the minutes since the last save; what was shipped is untouched."""
+    folders, readme = relay_env
+    shipped = folders["STEERGAN_RELAY_SHIP"] / "tiny.safetensors"
+    shipped.write_bytes(b"what the user had")
+    rec = relay.start(time.time() + 120, threads=1)
+    state = folders["STEERGAN_RELAY_RUNS"] / "tiny" / "state.safetensors"
+    assert _wait_for(state.exists)
+    os.kill(rec["pid"], signal.SIGKILL)
+    assert _wait_for(lambda: relay.running() is None, 10)
+    from models.training.state import load_warm_state
+
+    _, info = load_warm_state(state)  # the last save is whole
+    assert info["images_seen"] > 0
+    assert shipped.read_bytes() == b"what the user had"
+
+
+def test_cli_relay_errors_are_one_line(relay_env, capsys):
+    from app.cli import main
+
+    assert main(["relay", "start", "--until", "25:00"]) == 2
+    assert "HH:MM" in capsys.readouterr().err
+    assert main(["relay", "start", "--minutes", "5", "--model", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'nope' is not in the relay plan" in err[0]
+    assert main(["relay", "finish"]) == 2
+    assert "no relay run to finish" in capsys.readouterr().err
