@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -43,7 +44,17 @@ def main(argv: list[str] | None = None) -> int:
             where = f"{exc.filename}: " if exc.filename else ""
             print(f"steergan {argv[0]}: error: {where}{exc.strerror or exc}", file=sys.stderr)
             return 2
+    if argv and looks_like_subcommand(argv[0]):
+        print(f"steergan: error: unknown subcommand {argv[0][:40]!r}; known: {', '.join(SUBCOMMANDS)}"
+              " (to open a file, give its path)", file=sys.stderr)
+        return 2
     return run_studio(argv)
+
+
+def looks_like_subcommand(word: str) -> bool:
+    """A bare word that names no file ('bogus'): a mistyped subcommand, not a checkpoint."""
+    return (not word.startswith("-") and "." not in word and "/" not in word and os.sep not in word
+            and not Path(word).exists())
 
 
 class UserError(Exception):

@@ -154,14 +154,20 @@ class FileController(QObject):
         self.open_checkpoint(checkpoint, arch=None if checkpoint else ref.architecture, state=state,
                              session=None if recovered else str(path), recovered=recovered, fallback=fallback)
 
+    def user_open(self, path: str | Path) -> None:
+        """A file the user chose (a drop, a recent file, a bundled model): unsaved edits are
+        saved or discarded first, as the user answers; Cancel leaves everything as it was."""
+        if self.window.confirm_replace(Path(path).name):
+            self.open_path(path)
+
     def ask_open_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open checkpoint", self._folder(), CHECKPOINT_FILTER)
-        if path:
+        if path and self.window.confirm_replace(Path(path).name):
             self.open_checkpoint(path)
 
     def ask_open_session(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open session", self._folder(), SESSION_FILTER)
-        if path:
+        if path and self.window.confirm_replace(Path(path).name):
             self.open_session(path)
 
     def _folder(self) -> str:

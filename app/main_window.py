@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
             action = self.recent_menu.addAction(Path(path).name)
             action.setToolTip(path)
             action.setStatusTip(path)
-            action.triggered.connect(lambda _=False, p=path: self.files.open_path(p))
+            action.triggered.connect(lambda _=False, p=path: self.files.user_open(p))
         self.recent_menu.setEnabled(bool(paths))
 
     def _fill_bundled(self) -> None:
@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
             action = self.bundled_menu.addAction(label)
             action.setToolTip(str(path))
             action.setStatusTip(str(path))
-            action.triggered.connect(lambda _=False, p=str(path): self.files.open_path(p))
+            action.triggered.connect(lambda _=False, p=str(path): self.files.user_open(p))
         self.bundled_menu.setEnabled(not self.bundled_menu.isEmpty())
 
     def _make_status_bar(self) -> None:
@@ -519,7 +519,7 @@ class MainWindow(QMainWindow):
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.files.open_path(paths[0])
+            self.files.user_open(paths[0])
 
     def _restore_layout(self) -> None:
         geometry, state = settings.get("window/geometry"), settings.get("window/state")
@@ -537,10 +537,20 @@ class MainWindow(QMainWindow):
 
     def confirm_close(self) -> bool:
         """Unsaved edits: ask Save / Discard / Cancel. True when the window may close."""
+        return self.confirm_discard("closing")
+
+    def confirm_replace(self, what: str) -> bool:
+        """Before anything replaces the scene (open checkpoint, bundled model, session, a drop,
+        a recent file): True at once without unsaved edits, else as quit asks."""
+        return not self.isWindowModified() or self.confirm_discard(f"opening {what}")
+
+    def confirm_discard(self, before: str) -> bool:
+        """Unsaved edits: ask Save / Discard / Cancel before `before` ("closing", "opening
+        x"). True when the edits are saved or may be discarded."""
         buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                    | QMessageBox.StandardButton.Cancel)
         box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved changes",
-                          f"Save the changes to {self.document_name()} before closing?", buttons, self)
+                          f"Save the changes to {self.document_name()} before {before}?", buttons, self)
         box.setInformativeText("Your edits are lost if you don't save them.")
         box.setDefaultButton(QMessageBox.StandardButton.Save)
         box.setEscapeButton(QMessageBox.StandardButton.Cancel)

@@ -107,6 +107,18 @@ def report(plugin: Path, missing: list[str]) -> str:
     ])
 
 
+NO_DISPLAY = ("steergan: error: no display (DISPLAY/WAYLAND_DISPLAY unset): use `steergan render` or set"
+              " QT_QPA_PLATFORM=offscreen")
+
+
+def check_display(environ=os.environ, platform: str = sys.platform) -> str | None:
+    """Over SSH or in CI there is no display, and Qt's xcb plugin aborts (rc 134) with a hint
+    about libxcb-cursor0 that has nothing to do with it: say what is wrong instead."""
+    if not wants_xcb(environ, platform):
+        return None
+    return None if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY") else NO_DISPLAY
+
+
 def check_xcb(environ=os.environ, platform: str = sys.platform) -> str | None:
     """The message to print when the studio's window cannot open for missing libraries;
     None when all is well (or it is not for xcb, or it cannot be told)."""

@@ -119,9 +119,10 @@ def launch(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # must precede the QApplication
-    from .platform_check import check_xcb
+    from .platform_check import check_display, check_xcb
 
-    problem = check_xcb()  # before Qt is loaded: Qt would abort, naming the wrong library
+    # Before Qt is loaded: Qt would abort, naming the wrong library.
+    problem = check_display() or check_xcb()
     if problem:
         print(problem, file=sys.stderr)
         return 2

@@ -2,9 +2,11 @@
 menu before any model has loaded (app.main_window imports no torch)."""
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
+
+from models.document.fileio import FileProblem, JSONProblem, loads_checked, open_regular
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # Files in checkpoints/ that are not generators: the metrics' segmentation probe.
@@ -32,20 +34,41 @@ def bundled_generators(folder: Path | None = None) -> list[Path]:
                   key=lambda p: p.stem)
 
 
+_META_CACHE: dict[tuple[str, int, int], dict[str, Any] | None] = {}
+
+
 def stored_meta(path: Path) -> dict[str, Any] | None:
     """A checkpoint's description from its header, read without torch and without the weights
-    (JSON only); None for a file that is not a readable checkpoint: the loader says why when
-    the file is opened."""
+    (JSON only, through the checked parser); None for a file that is not a readable checkpoint
+    (a FIFO, deep JSON, a damaged header): the loader says why when the file is opened. Read
+    once per file version (path, size, mtime), not on every menu fill."""
     try:
-        with open(path, "rb") as f:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _META_CACHE:
+        _META_CACHE[key] = _read_meta(path)
+    return _META_CACHE[key]
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        with open_regular(path) as f:
             size = int.from_bytes(f.read(8), "little")
             if not 2 <= size <= MAX_HEADER_BYTES:
                 return None
-            header = json.loads(f.read(size))
-        meta = json.loads(header["__metadata__"][META_KEY])
-    except (OSError, ValueError, KeyError, TypeError):
+            header = loads_checked(f.read(size), "its header")
+        meta = loads_checked(header["__metadata__"][META_KEY], "its description")
+    except (FileProblem, JSONProblem, OSError, KeyError, TypeError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _count(value: Any, limit: float) -> bool:
+    """A number a menu can print: finite, not negative, below `limit` (a 400-digit number
+    overflows float formatting)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < limit
 
 
 def describe(meta: dict[str, Any] | None) -> str:
@@ -56,14 +79,14 @@ def describe(meta: dict[str, Any] | None) -> str:
     config, trained = meta.get("config"), meta.get("trained_on")
     size = config.get("resolution") if isinstance(config, dict) else None
     trained = trained if isinstance(trained, dict) else {}
-    parts = [f"{size} px"] if isinstance(size, int) else []
+    parts = [f"{size} px"] if isinstance(size, int) and 0 < size <= 4096 else []
     images, minutes, device = trained.get("images"), trained.get("minutes"), trained.get("device")
-    if isinstance(images, int):
+    if isinstance(images, int) and _count(images, 1e15):
         line = f"{images:,} images"
-        if isinstance(minutes, (int, float)):
+        if _count(minutes, 1e9):
             line += f" in {minutes:.0f} min"
         if isinstance(device, str):
-            line += " on the CPU" if device == "cpu" else f" on {device}"
+            line += " on the CPU" if device == "cpu" else f" on {device[:60]}"
         parts.append(line)
     elif not trained:
         parts.append("untrained")

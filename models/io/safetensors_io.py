@@ -12,7 +12,6 @@ their own error type, which adds the path.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import torch
+
+from models.document.fileio import JSONProblem, loads_checked
 
 MAX_HEADER = 16 << 20  # bytes of JSON header: ours are a few KiB
 MAX_TENSORS = 10_000
@@ -52,14 +53,11 @@ class SafetensorsHeader:
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """json.loads whose every failure is a SafetensorsProblem: bad JSON, bad UTF-8, numbers
-    of thousands of digits (ValueError since Python 3.11) and deep nesting (RecursionError)."""
+    """fileio.loads_checked, whose failures become SafetensorsProblem here."""
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise SafetensorsProblem(f"{what} is nested too deeply to be ours") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
-        raise SafetensorsProblem(f"{what} is not valid JSON ({_short(exc)})") from None
+        return loads_checked(text, what)
+    except JSONProblem as exc:
+        raise SafetensorsProblem(str(exc)) from None
 
 
 def _short(value: Exception | str, limit: int = 120) -> str:
