@@ -91,12 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_video)
 
     b = sub.add_parser("bench", help="time one render per architecture; prints JSON")
-    b.add_argument("--repeats", type=int, default=20)
+    b.add_argument("--repeats", type=int, default=20,
+                   help="renders timed per architecture, after 3 warm-up renders; the median is printed (default 20)")
     b.add_argument("--arch", action="append", help="architectures to time (default: all shipped ones)")
     b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="print a checkpoint's description as JSON")
-    i.add_argument("checkpoint")
+    i.add_argument("checkpoint", help="a .safetensors checkpoint")
     i.set_defaults(func=cmd_info)
 
     t = sub.add_parser("train", help="train a generator on procedural data (torchrun for several GPUs)")
@@ -109,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="measure a checkpoint's steering metrics; prints JSON")
-    e.add_argument("checkpoint")
-    e.add_argument("--samples", type=int, default=256)
+    e.add_argument("checkpoint", help="a .safetensors checkpoint")
+    e.add_argument("--samples", type=int, default=256,
+                   help="scenes drawn for each steering metric (default 256)")
     e.add_argument("--fd-samples", type=int, help="images per set for the domain FD (default max(samples, 512))")
     e.add_argument("--realism-samples", type=int,
                    help="images a side for the realism classifier (default max(samples, 16); 256 or more to report)")

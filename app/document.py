@@ -97,11 +97,13 @@ class Document(QObject):
     # ---- edits -----------------------------------------------------------------------
     def move_handle(self, level: int, index: int, center: tuple[float, float], merge_id: Hashable) -> bool:
         name = f"object {index + 1}" if self._state.hierarchy is None else _level_name(level, index)
-        return self.apply(self._state.move_center(level, index, center), f"Move {name}", merge_id)
+        # Named by where it is now: the drag's merged step then says where the drag ended.
+        text = f"Move {name} to ({center[0]:.2f}, {center[1]:.2f})"
+        return self.apply(self._state.move_center(level, index, center), text, merge_id)
 
     def set_sigma(self, index: int, sigma: float, merge_id: Hashable | None = None) -> bool:
         sigma = min(max(float(sigma), 0.0), MAX_SIGMA)
-        text = f"Remove object {index + 1}" if sigma == 0 else f"Size of object {index + 1}"
+        text = f"Remove object {index + 1}" if sigma == 0 else f"Size of object {index + 1} to {sigma:.2f}"
         return self.apply(self._state.with_object(index, sigma=sigma), text, merge_id)
 
     def set_visible(self, index: int, visible: bool) -> bool:

@@ -566,7 +566,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def shutdown(self) -> None:
-        """Stop the worker, write the last autosave and mark the exit as clean."""
+        """Stop the worker and end the autosave (a clean exit leaves no autosave to offer)."""
         if self._closed:
             return
         self._closed = True

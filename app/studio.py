@@ -64,6 +64,7 @@ SUBCOMMAND_HELP = (  # `steergan --help` lists them all (app/cli.py defines them
     ("info", "print a checkpoint's description as JSON"),
     ("train", "train a generator on procedural data (torchrun for several GPUs)"),
     ("eval", "measure a checkpoint's steering metrics; prints JSON"),
+    ("relay", "train the bundled CPU models in the background while you work (start/status/finish)"),
 )
 
 

@@ -46,7 +46,8 @@ class VideoExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export video")
         self.path = QLineEdit(default_export_path(stem, ".mp4"))
-        self.start = self._seconds(start_s, 0.0, "Time of the first frame")
+        self.start = self._seconds(start_s, 0.0, "Time of the first frame (the playhead's)")
+        self._playhead_s = start_s  # exact: the box shows it to 2 decimals (1/24 s is 0.04)
         self.length = self._seconds(length_s, 0.1, "Length of the video")
         self.fps = QComboBox()
         for choice in FPS_CHOICES:
@@ -102,7 +103,13 @@ class VideoExportDialog(QDialog):
 
     def job(self, state) -> VideoJob:
         return VideoJob(path=self.path.text().strip(), state=state, seconds=self.length.value(),
-                        fps=float(self.fps.currentData()), size=self.size.currentData(), start=self.start.value())
+                        fps=float(self.fps.currentData()), size=self.size.currentData(), start=self.start_time())
+
+    def start_time(self) -> float:
+        """The start the box shows; the playhead's exact time while the box still shows it,
+        so that the first frame is the very frame on the canvas."""
+        shown = self.start.value()
+        return self._playhead_s if shown == round(self._playhead_s, self.start.decimals()) else shown
 
     def problem(self) -> str | None:
         """What is wrong with the choices, or None (the same checks write_video makes)."""
@@ -212,7 +219,9 @@ class VideoExporter(QObject):
             return
         stem = Path(window.files.session_path).stem if window.files.session_path else "steergan"
         pb = window.playback
-        dialog = VideoExportDialog(document.config.resolution, stem, pb.fps, pb.length_s, 0.0, window)
+        # The video starts at the playhead: the frame on the canvas is its first.
+        playhead = document.state.time
+        dialog = VideoExportDialog(document.config.resolution, stem, pb.fps, pb.length_s, playhead, window)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.start(dialog.job(document.state), window.files.generation))
         self.dialog = dialog

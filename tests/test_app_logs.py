@@ -71,7 +71,7 @@ def test_verbose_adds_a_stderr_handler(tmp_path, capsys):
     configure_logging(folder=tmp_path)
     assert not any(type(h) is logging.StreamHandler for h in our_handlers())
     configure_logging(verbose=True, folder=tmp_path)  # configuring again replaces, never duplicates
-    assert sorted(type(h).__name__ for h in our_handlers()) == ["RotatingFileHandler", "StreamHandler"]
+    assert sorted(type(h).__name__ for h in our_handlers()) == ["LogFile", "StreamHandler"]  # LogFile: rotating
     try:
         raise ValueError("seen on stderr")
     except ValueError:

@@ -89,10 +89,11 @@ def test_quit_with_unsaved_edits_and_discard_closes(qtbot, make_window, tiny_che
     w = make_window(path)
     w.autosaver.start()
     qtbot.keyClick(w, Qt.Key.Key_N)
+    assert w.autosaver.save_now() and w.autosaver.path.exists()
     answered = answer_modal_dialog(qtbot, lambda box: press(box, QMessageBox.StandardButton.Discard))
     qtbot.keyClick(w, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     assert answered() and not w.isVisible() and w._closed
-    assert not (studio_env / "autosave" / "running.json").exists()  # a clean exit
+    assert not w.autosaver.path.exists()  # a clean exit: nothing to offer back
 
 
 def test_quit_with_save_writes_the_session_first(qtbot, make_window, tiny_checkpoints, tmp_path):
@@ -127,7 +128,8 @@ def test_save_after_recovery_asks_where(qtbot, make_window, tiny_checkpoints, st
     for _ in range(5):  # autosaved
         qtbot.keyClick(w, Qt.Key.Key_N)
     edited = w.document.state
-    # This run "crashes" (its marker stays); the next one restores the scene.
+    # This run "crashes" (stops without its clean exit); the next one restores the scene.
+    w.autosaver.active = False
     w2 = make_window(path)
     recovered = w2.autosaver.start()
     assert recovered is not None
