@@ -32,6 +32,7 @@ import functools
 import json
 import math
 import os
+import stat
 import warnings
 
 import torch
@@ -415,13 +416,51 @@ TUNED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned_til
 TILES_ENV = "STEERGAN_MTM_TILES"
 
 
+MAX_TUNED_BYTES = 1 << 20  # a few hundred bytes per GPU model
+MAX_TILE_VALUE = 1024  # every candidate's sizes, warps and stages are far below this
+
+
+class TunedFileProblem(ValueError):
+    """A tuned-tiles file that cannot be used; the message says why."""
+
+
+def read_json_file(path: str, max_bytes: int = MAX_TUNED_BYTES) -> object:
+    """The JSON in `path`: FileNotFoundError if there is none, TunedFileProblem (a ValueError)
+    if it is not a regular file of at most `max_bytes` bytes of JSON. A FIFO or a device is
+    refused before it is opened (os.stat does not block; O_NONBLOCK covers a swap in
+    between), and deep nesting (RecursionError) or a number of thousands of digits is a
+    problem, not a crash. kernels/ may not import models/'s checked readers: the same idea,
+    in a few lines."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TunedFileProblem("not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise TunedFileProblem("not a regular file")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TunedFileProblem(f"more than {max_bytes} bytes")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise TunedFileProblem("nested too deeply") from None
+    except ValueError as exc:  # bad JSON, bad UTF-8, too many digits
+        raise TunedFileProblem(f"not valid JSON ({str(exc)[:120]})") from None
+
+
+def _tile_fields_ok(fields: object) -> bool:
+    """Plain small positive integers: True == 1 and 64.0 == 64 in Python, so without this a
+    boolean or a float would pass for a candidate's value."""
+    return isinstance(fields, dict) and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_TILE_VALUE for v in fields.values())
+
+
 def read_tuned(path: str) -> dict[str, dict[str, TileConfig]]:
     """A tuned-tiles file as {gpu name: {kernel: TileConfig}}. Only exact members of
     CANDIDATES are taken (a file cannot make the kernels run an unchecked tile); anything
     else, or a file that cannot be read, is skipped with a warning."""
     try:
-        with open(path) as f:
-            raw = json.load(f)
+        raw = read_json_file(path)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
@@ -431,13 +470,13 @@ def read_tuned(path: str) -> dict[str, dict[str, TileConfig]]:
     tuned: dict[str, dict[str, TileConfig]] = {}
     for gpu, kernels in (raw.items() if isinstance(raw, dict) else ()):
         for kernel, fields in (kernels.items() if isinstance(kernels, dict) else ()):
-            match = [c for c in CANDIDATES.get(kernel, ()) if isinstance(fields, dict) and
+            match = [c for c in CANDIDATES.get(kernel, ()) if _tile_fields_ok(fields) and
                      dataclasses.asdict(c) == {"kernel": kernel, **fields}]
             if match:
                 tuned.setdefault(gpu, {})[kernel] = match[0]
             else:
-                warnings.warn(f"steergan: {path}: {gpu!r} {kernel!r}: {fields!r} is not a candidate tile; "
-                              "the default is used", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"steergan: {path}: {gpu[:80]!r} {kernel[:40]!r}: {str(fields)[:200]} is not a candidate"
+                              " tile; the default is used", RuntimeWarning, stacklevel=2)
     return tuned
 
 

@@ -16,11 +16,14 @@ there, but every path runs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import stat
 import sys
+import tempfile
 import time
 
 import torch
@@ -121,15 +124,19 @@ def tune_kernel(kernel: str, shape: tuple[int, int, int], dtype: torch.dtype, de
 
 def write_tuned(path: str, gpu: str, kernel: str, config: dict) -> None:
     """Set `gpu`'s tile for `kernel` in the tuned-tiles file, atomically (a file that is not
-    a JSON object is started afresh: the kernels ignored it anyway, with a warning)."""
-    data: dict = {}
+    a JSON object, or cannot be read at all -- a FIFO, deep nesting -- is started afresh:
+    the kernels ignored it anyway, with a warning)."""
+    data: object = {}
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        data = T.read_json_file(path)
+    except FileNotFoundError:
         pass
-    if not isinstance(data, dict) or not isinstance(data.get(gpu, {}), dict):
-        data = {} if not isinstance(data, dict) else {**data, gpu: {}}
+    except (OSError, ValueError) as exc:
+        print(f"kernels.tune: {path}: cannot be read ({exc}); starting it afresh", file=sys.stderr)
+    if not isinstance(data, dict):
+        data = {}
+    if not isinstance(data.get(gpu, {}), dict):
+        data[gpu] = {}
     data.setdefault(gpu, {})[kernel] = {k: v for k, v in config.items() if k != "kernel"}
     _write_json(path, data)
 
@@ -178,12 +185,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_json(path: str, data: dict) -> None:
-    """Atomically (kernels/ may not use models/'s writer)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Atomically (kernels/ may not use models/'s writer): into a temporary file of a fresh
+    random name beside `path` (mkstemp: O_CREAT | O_EXCL | O_NOFOLLOW, so never through a
+    link someone left at a predictable name), flushed, then renamed over `path` (which
+    replaces a link at `path` itself rather than writing through it). The file keeps the
+    mode of the one it replaces (mkstemp's is 0600)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _mode_to_keep(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _mode_to_keep(path: str) -> int:
+    """The permission bits of the regular file at `path`, else those of a new file under
+    the usual umask 022."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0o644
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0o644
 
 
 if __name__ == "__main__":

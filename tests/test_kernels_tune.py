@@ -80,3 +80,91 @@ def test_options_tiles_override_the_kernel_configs():
     assert configs["bwd_weight"] == tile
     assert configs["fwd"] == (T.INTERPRETER_CONFIGS if T.INTERPRETED else T.CONFIGS)["fwd"]
     assert all(T.CONFIGS[k] == c[0] for k, c in T.CANDIDATES.items())  # the default is a candidate, first
+
+
+# ---- the tuned-tiles file as untrusted input (issue 25, item 10) --------------------------
+
+def _returns_within(fn, seconds: float = 60, fifo=None):
+    """fn(), failing the test instead of hanging (a FIFO opened for reading waits for a writer)."""
+    import os
+    import threading
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(value=fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        if fifo is not None:  # give the blocked open a writer, so the thread can end
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        pytest.fail(f"did not return within {seconds} s")
+    return result.get("value")
+
+
+def _fields(tile: T.TileConfig) -> dict:
+    return {k: v for k, v in T.dataclasses.asdict(tile).items() if k != "kernel"}
+
+
+def test_a_deep_or_fifo_tuned_file_gives_the_defaults_with_a_warning(tmp_path):
+    import os
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    with pytest.warns(RuntimeWarning, match="nested too deeply"):
+        assert T.read_tuned(str(deep)) == {}
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.warns(RuntimeWarning, match="not a regular file"):
+        assert _returns_within(lambda: T.read_tuned(str(fifo)), fifo=fifo) == {}
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"GPU A": {}, "pad": "' + "x" * T.MAX_TUNED_BYTES + '"}')
+    with pytest.warns(RuntimeWarning, match="more than"):
+        assert T.read_tuned(str(huge)) == {}
+
+
+@pytest.mark.parametrize("value", ["true", "1" + "0" * 300, "64.0", "6.4e1"])
+def test_tile_values_must_be_plain_integers(tmp_path, value):
+    """A candidate's 64 must not be matched by 64.0 (64.0 == 64 in Python), true or 10**300."""
+    good = _fields(T.CANDIDATES["fwd"][1])
+    path = tmp_path / "tiles.json"
+    text = json.dumps({"GPU A": {"fwd": {**good, "block_m": -1}}}).replace('"block_m": -1', f'"block_m": {value}')
+    path.write_text(text)
+    with pytest.warns(RuntimeWarning, match="not a candidate tile"):
+        assert T.read_tuned(str(path)) == {}
+    path.write_text(json.dumps({"GPU A": {"fwd": {**good, "num_stages": 2.0}}}))
+    with pytest.warns(RuntimeWarning, match="not a candidate tile"):
+        assert T.read_tuned(str(path)) == {}
+
+
+def test_the_sweep_never_writes_through_a_link_at_a_predictable_name(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "tuned_tiles.json"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "tuned_tiles.json.tmp").symlink_to(victim)  # the old fixed temporary name
+    fwd = T.dataclasses.asdict(T.CANDIDATES["fwd"][1])
+    tune.write_tuned(str(path), "GPU A", "fwd", fwd)
+    assert victim.read_text() == "keep me"
+    assert not path.is_symlink() and json.loads(path.read_text()) == {"GPU A": {"fwd": _fields(T.CANDIDATES["fwd"][1])}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tuned_tiles.json", "tuned_tiles.json.tmp", "victim.txt"]
+    os.chmod(path, 0o640)  # a rewrite keeps the file's mode
+    tune.write_tuned(str(path), "GPU B", "fwd", fwd)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and set(json.loads(path.read_text())) == {"GPU A", "GPU B"}
+
+
+def test_the_sweep_starts_afresh_over_a_deep_or_fifo_file_without_hanging(tmp_path):
+    import os
+
+    fwd = T.dataclasses.asdict(T.CANDIDATES["fwd"][1])
+    deep = tmp_path / "deep.json"
+    deep.write_text("{" * 100_000)
+    tune.write_tuned(str(deep), "GPU A", "fwd", fwd)
+    assert set(T.read_tuned(str(deep))["GPU A"]) == {"fwd"}
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    _returns_within(lambda: tune.write_tuned(str(fifo), "GPU A", "fwd", fwd), fifo=fifo)
+    assert fifo.is_file() and set(T.read_tuned(str(fifo))["GPU A"]) == {"fwd"}
