@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -72,11 +70,16 @@ def log(msg: str) -> None:
     print(f"[gpu_run {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path, max_bytes: int = 1 << 20) -> dict | None:
+    """A small JSON file of ours (plan.json, the tuned tiles), or None: through the checked
+    readers, so a FIFO, a huge file or deep nesting cannot hang or crash the run."""
+    from models.document.fileio import FileProblem, JSONProblem, loads_checked, read_regular
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = loads_checked(read_regular(path, max_bytes), str(path))
+    except (FileProblem, JSONProblem):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _cmd(args: list[str], timeout: float) -> str | None:
@@ -219,9 +222,11 @@ def tune_tiles(root: Path, out_dir: Path, until: float, env: dict, extra: tuple[
     import torch
 
     tiles = out_dir / "tuned_tiles.json"
-    if (root / TUNED_TILES).exists():
-        shutil.copyfile(root / TUNED_TILES, tiles)
-        data = read_json(tiles)
+    data = read_json(root / TUNED_TILES)  # checked: only a regular, bounded, valid file is copied
+    if data is not None:
+        from models.document.fileio import atomic_write_json
+
+        atomic_write_json(tiles, data)
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
         known = data.get(gpu) if isinstance(data, dict) and gpu else None
         if isinstance(known, dict) and {"fwd", "bwd_data", "bwd_weight"} <= set(known):
