@@ -141,3 +141,22 @@ def test_old_warm_state_without_a_recipe_still_loads(tmp_path):
     second = WarmTrainer(cfg, tmp_path / "b", "cpu")
     second.warm_start(tmp_path / "old.safetensors")
     assert second.images_seen == 28
+
+
+def test_translation_only_augment_keeps_colours():
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    y = diff_augment(x, torch.Generator().manual_seed(4), colour=False)
+    values = set(x.flatten().tolist()) | {0.0}  # shifted pixels, and the zero border
+    assert set(y.flatten().tolist()) <= values
+
+
+def test_ema_rampup_follows_g_while_few_images_are_seen(tmp_path):
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-layout"], ema_kimg=10.0, ema_rampup=0.05)
+    trainer = Trainer(cfg, tmp_path, device="cpu")
+    trainer.train_step()  # images seen were 0: a half-life of 0 images, so G_ema is G
+    for a, b in zip(trainer.G_ema.parameters(), trainer.G.parameters()):
+        assert torch.allclose(a, b)
+    with pytest.raises(ConfigError, match="ema_rampup"):
+        dataclasses.replace(cfg, ema_rampup=2.0)
+    with pytest.raises(ConfigError, match="d_augment"):
+        dataclasses.replace(cfg, d_augment="cutout")

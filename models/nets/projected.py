@@ -113,7 +113,7 @@ class _Head(nn.Module):
         return self.net(x).flatten(1)
 
 
-def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None, colour: bool = True) -> torch.Tensor:
     """DiffAugment's colour and translation (Zhao et al. 2020), differentiable, per image:
     what keeps a strong frozen-feature D from winning outright (Projected GAN uses it).
     Colour touches the RGB channels only; the shift moves a layout channel with its image."""
@@ -123,13 +123,14 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     def rand(*shape):
         return torch.rand(*shape, generator=generator).to(dev)
 
-    rgb, rest = x[:, :3], x[:, 3:]
-    rgb = rgb + (rand(B, 1, 1, 1) - 0.5)  # brightness
-    mean = rgb.mean(dim=1, keepdim=True)
-    rgb = (rgb - mean) * (rand(B, 1, 1, 1) * 2) + mean  # saturation
-    mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
-    rgb = (rgb - mean) * (rand(B, 1, 1, 1) + 0.5) + mean  # contrast
-    x = torch.cat([rgb, rest], dim=1)
+    if colour:
+        rgb, rest = x[:, :3], x[:, 3:]
+        rgb = rgb + (rand(B, 1, 1, 1) - 0.5)  # brightness
+        mean = rgb.mean(dim=1, keepdim=True)
+        rgb = (rgb - mean) * (rand(B, 1, 1, 1) * 2) + mean  # saturation
+        mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
+        rgb = (rgb - mean) * (rand(B, 1, 1, 1) + 0.5) + mean  # contrast
+        x = torch.cat([rgb, rest], dim=1)
     shift = max(1, H // 8)
     sx = (rand(B) * (2 * shift + 1)).long() - shift
     sy = (rand(B) * (2 * shift + 1)).long() - shift
@@ -148,11 +149,12 @@ class ProjectedDiscriminator(nn.Module):
     Returns patch logits [B, N] (all heads' maps, flattened and joined): the hinge loss
     averages them."""
 
-    def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool = True, seed: int = 0):
+    def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
-        self.augment = augment
+        # True or "color,translation": both; "translation": shifts only; False or "none": none.
+        self.augment = "color,translation" if augment is True else ("none" if augment is False else augment)
         g = torch.Generator().manual_seed(seed)
         c, m = BACKBONE_CHANNELS, MIXED_CHANNELS
         # Fixed random mixing: buffers, so that they travel with .to() and are saved, never trained.
@@ -207,8 +209,8 @@ class ProjectedDiscriminator(nn.Module):
         return mixed
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        if self.augment and self.training:
-            img = diff_augment(img, self.aug_rng)
+        if self.augment != "none" and self.training:
+            img = diff_augment(img, self.aug_rng, colour=self.augment.startswith("color"))
         if img.shape[-1] != BACKBONE_SIZE:
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)

@@ -59,12 +59,23 @@ class TrainConfig:
     # 1 = a render every step (the CPU, where rendering costs per image, not per call).
     real_chunk: int = 1
     recipe: str = "stylegan2"  # a name in RECIPES
+    # The projected D's DiffAugment: "color,translation" (Projected GAN's choice) or
+    # "translation". Colour jitter on both sides left the D blind to saturation and
+    # contrast: G's colours washed out (README, "Recipes").
+    d_augment: str = "color,translation"
+    # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
+    ema_rampup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
         if self.recipe not in RECIPES:
             raise ConfigError(f"unknown recipe {str(self.recipe)[:40]!r}; known: {list(RECIPES)}")
+        if self.d_augment not in ("color,translation", "translation", "none"):
+            raise ConfigError(f"d_augment must be 'color,translation', 'translation' or 'none', got"
+                              f" {str(self.d_augment)[:40]!r}")
+        if not 0 <= self.ema_rampup <= 1:
+            raise ConfigError(f"ema_rampup must be in [0, 1], got {self.ema_rampup}")
         if self.recipe == "projected":
             if ARCHITECTURES[self.architecture].time is not None:
                 raise ConfigError("the projected recipe has no video discriminator yet; clips train with"
@@ -124,6 +135,10 @@ class _MoveConsistency(TypedDict):
 # "The comparison that decided it"). On in the GPU configs and in figures-cpu.
 MOVE_CONSISTENCY = _MoveConsistency(move_weight=10.0, move_every=2)
 
+_ROOMS_CPU_PROJECTED = TrainConfig("rooms-cpu-projected", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
+                                   distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
+                                   log_every=10, save_every_minutes=3.0, recipe="projected")
+
 TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms": TrainConfig("rooms", "rooms", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
@@ -132,10 +147,17 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                              distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                              log_every=10, save_every_minutes=3.0),
     # Issue 23's candidate: rooms-cpu with the projected recipe, everything else the same.
-    "rooms-cpu-projected": TrainConfig("rooms-cpu-projected", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
-                                       distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
-                                       sample_every=100, log_every=10, save_every_minutes=3.0,
-                                       recipe="projected"),
+    "rooms-cpu-projected": _ROOMS_CPU_PROJECTED,
+    # The second pair (README, "Recipes"): the projected D without colour jitter, and today's
+    # recipe with StyleGAN2-ADA's small-resolution settings (gamma = 0.0002 res^2 / batch,
+    # EMA batch x 10/32 kimg with ramp-up 0.05, lazy R1 every 16; mapping depth stays 4:
+    # the architecture is the shipped one's).
+    "rooms-cpu-proj-shift": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-shift",
+                                                d_augment="translation"),
+    "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
+                                    distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
+                                    ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
+                                    sample_every=100, log_every=10, save_every_minutes=3.0),
     "figures": TrainConfig("figures", "figures", "figures", **MOVE_CONSISTENCY),
     # The CPU-trained figures model (issue 12's fallback while no GPU run has happened): 64 px,
     # set up like rooms-cpu, with the hierarchy read off the figures' skeletons as its layout.

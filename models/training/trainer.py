@@ -112,7 +112,8 @@ class Trainer:
             from models.nets.projected import ProjectedDiscriminator
 
             backbone, _ = load_backbone(backbone_path())  # BackboneError names the file
-            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed)
+            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed,
+                                          augment=self.cfg.d_augment)
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
@@ -291,7 +292,10 @@ class Trainer:
                 dist.all_reduce(w_mean)
                 w_mean /= self.world
             G.mapping.w_avg.lerp_(w_mean, 0.005)
-            beta = 0.5 ** (B * self.world / max(cfg.ema_kimg * 1000, 1e-8))
+            half_life = cfg.ema_kimg * 1000
+            if cfg.ema_rampup > 0:  # StyleGAN2-ADA: a short half-life while few images are seen
+                half_life = min(half_life, self.images_seen * cfg.ema_rampup)
+            beta = 0.5 ** (B * self.world / max(half_life, 1e-8))
             for p_ema, p in zip(self.G_ema.parameters(), G.parameters()):
                 p_ema.lerp_(p, 1 - beta)
             for b_ema, b in zip(self.G_ema.buffers(), G.buffers()):
