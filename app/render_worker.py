@@ -33,6 +33,7 @@ from models.document.fileio import ExportError
 from models.document.scene import SceneState, initial_state
 from models.document.session import CheckpointRef
 
+from .cpu_threads import ThreadAdapter, load_average
 from .render_queue import RenderQueue
 
 if TYPE_CHECKING:  # torch and the networks load on the worker, after the window shows (start-up)
@@ -141,6 +142,7 @@ class RenderWorker(QObject):
         self.trace_previews: tuple[int, ...] = ()
         self.trace_when_idle = os.environ.get("STEERGAN_TRACE", "1") != "0"
         self._wake.connect(self._drain)
+        self._threads = ThreadAdapter()  # fewer CPU threads while the machine is busy (issue 25)
 
     # ---- GUI thread side: queue and wake, never wait ---------------------------------
     def request(self, state, request_id: int, generation: int, preview: int | None = None) -> None:
@@ -244,6 +246,10 @@ class RenderWorker(QObject):
         if warm is not None and preview is None and warm[0] == state:  # rendered while opening
             self.frameReady.emit(request_id, warm[1], warm[2])
             return
+        if self.device is not None and self.device.type == "cpu":
+            changed = self._threads.adapt()
+            if changed is not None:
+                logger.info("render threads: %d (load average %.1f)", changed, load_average() or 0.0)
         t0 = time.perf_counter()
         fn = self.render_fn if preview is None else (lambda g, s: preview_render(g, s, preview))
         try:

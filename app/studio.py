@@ -23,8 +23,11 @@ def configure_render_threads() -> None:
       instead of two took a drag step from 42 to 32 ms (p50) and a 60 Hz drag from 79 to
       58 ms (`python -m app.bench_latency`). The thread count can change a rare pixel by
       one level (float sums in another order), so the CLI's renders use the same count."""
+    from .cpu_threads import available_cpus, load_average, threads_for_load
+
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cpus() - 1)))
+    # Fewer threads on a busy machine (app/cpu_threads.py); the render worker re-checks.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_for_load(available_cpus(), load_average())))
     keep_freed_memory()
 
 
@@ -48,13 +51,6 @@ def keep_freed_memory() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
     except (OSError, AttributeError):  # musl and others: no mallopt
         pass
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 SUBCOMMAND_HELP = (  # `steergan --help` lists them all (app/cli.py defines them)

@@ -10,6 +10,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # 0.2-0.5 s even for the tiny models and would delay the frames the GUI tests wait for.
 # Tracing gives the same pixels (tests/test_synthesis.py) and is tested on its own there.
 os.environ.setdefault("STEERGAN_TRACE", "0")
+# The render worker adapts its thread count to the load (app/cpu_threads.py); the suite keeps
+# one count, so that renders on the worker match the references tests compute themselves.
+os.environ.setdefault("STEERGAN_ADAPT_THREADS", "0")
 # Without a GPU, the Triton MTM kernels run in Triton's interpreter on CPU tensors
 # (tests/test_kernels_triton.py). triton reads this switch when it is first imported, so it is
 # set here, before any test can import it; nothing else in the suite uses triton.
