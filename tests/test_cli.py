@@ -95,12 +95,18 @@ def test_console_script_renders(tmp_path):
 
 
 def test_render_threads_leave_a_core_for_the_gui_unless_told(monkeypatch):
-    from app.studio import available_cpus, configure_render_threads
+    from app import cpu_threads
+    from app.studio import configure_render_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(cpu_threads, "load_average", lambda: 0.0)  # an idle machine
     configure_render_threads()
-    assert os.environ["OMP_NUM_THREADS"] == str(max(1, available_cpus() - 1))
+    assert os.environ["OMP_NUM_THREADS"] == str(max(1, cpu_threads.available_cpus() - 1))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(cpu_threads, "load_average", lambda: 99.0)  # busier than its cores
+    configure_render_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "1"
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     configure_render_threads()
