@@ -382,14 +382,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (TrainStateError, BackboneError) as exc:
         raise UserError(str(exc)) from None
     print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
+    finished = False
     try:
         ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+        finished = True
     except (TrainStateError, CheckpointError) as exc:  # a save failed (a full disk): the last good files stay
         raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
     except TrainingDiverged as exc:
         raise UserError(str(exc)) from None
     finally:
-        trainer.close()
+        trainer.close(clean=finished)
     if trainer.rank == 0:  # the other processes of a torchrun save nothing themselves
         print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0

@@ -13,28 +13,11 @@ from __future__ import annotations
 import os
 import time
 
+from models.tools.cpu_threads import available_cpus, load_average, threads_for_load
+
+__all__ = ["RECHECK_SECONDS", "ThreadAdapter", "available_cpus", "load_average", "threads_for_load"]
+
 RECHECK_SECONDS = 5.0
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows has none
-        return None
-
-
-def threads_for_load(cpus: int, load: float | None) -> int:
-    """One core fewer than the machine's; one thread while the machine is busier than its
-    cores (the 1-minute load average above the core count)."""
-    base = max(1, cpus - 1)
-    return 1 if load is not None and load > cpus else base
 
 
 class ThreadAdapter:
@@ -57,7 +40,9 @@ class ThreadAdapter:
         self._next = now + RECHECK_SECONDS
         import torch
 
-        want = threads_for_load(available_cpus(), load_average())
+        from app import cpu_threads  # looked up at call time: tests replace them here
+
+        want = cpu_threads.threads_for_load(cpu_threads.available_cpus(), cpu_threads.load_average())
         if torch.get_num_threads() == want:
             return None
         torch.set_num_threads(want)

@@ -97,6 +97,10 @@ elif mode == "equiv":
         trainer.train_step()
     dump(trainer, f"equiv{world}")
     trainer.close()
+# Everything is written: leave without the interpreter's teardown, whose static destructors
+# are where a gloo thread still joinable would abort the process (CI, under load).
+sys.stdout.flush()
+os._exit(0)
 '''
 
 

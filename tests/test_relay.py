@@ -140,3 +140,27 @@ def test_cli_relay_errors_are_one_line(relay_env, capsys):
     assert len(err) == 1 and "'nope' is not in the relay plan" in err[0]
     assert main(["relay", "finish"]) == 2
     assert "no relay run to finish" in capsys.readouterr().err
+
+
+def test_relay_drops_to_one_thread_while_the_machine_is_busy(monkeypatch):
+    import torch
+
+    from models.tools import cpu_threads
+
+    class Trainer:
+        def train_step(self):
+            return torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(cpu_threads, "available_cpus", lambda: 2)
+        monkeypatch.setattr(cpu_threads, "load_average", lambda: 9.0)  # a test run beside it
+        trainer = Trainer()
+        relay._follow_load(trainer, threads=2)
+        assert trainer.train_step() == 1
+        monkeypatch.setattr(relay, "LOAD_RECHECK_SECONDS", 0.0)
+        monkeypatch.setattr(cpu_threads, "load_average", lambda: 0.5)
+        relay._follow_load(trainer2 := Trainer(), threads=2)
+        assert trainer2.train_step() == 2  # idle again: the threads it was started with
+    finally:
+        torch.set_num_threads(before)

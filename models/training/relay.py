@@ -220,7 +220,8 @@ def start(until: float, model: str | None = None, from_run: Path | None = None, 
     args = [sys.executable, "-m", "models.training.relay", "_run", entry.name, entry.config, str(until)]
     if from_run is not None:
         args += ["--from", str(from_run)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # PASSIVE: idle OpenMP threads sleep rather than spin while other work holds the cores.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, preexec_fn=lambda: os.nice(nice))
@@ -239,7 +240,8 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
     from models.training.gpu_worker import WarmTrainer
     from models.training.state import TrainStateError
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
 
     def interrupt(signum, frame):
@@ -251,6 +253,7 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
     work = run_dir() / name
     state_out = work / "state.safetensors"
     trainer = WarmTrainer(cfg, work, "cpu", state_out=state_out)
+    _follow_load(trainer, threads)
     if state_out.exists():  # an earlier relay of this session that was not finished yet
         trainer.warm_start(state_out)
         print(f"continuing the unfinished run in {state_out}", flush=True)
@@ -272,6 +275,32 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
         trainer.close()
     print(f"relay stopped at step {trainer.step}, {trainer.images_seen} images", flush=True)
     return 0
+
+
+LOAD_RECHECK_SECONDS = 30.0
+
+
+def _follow_load(trainer, threads: int) -> None:
+    """Before each step, now and then: one torch thread while the machine is busier than its
+    cores (a test run, a build), `threads` again when it is not (models/tools/cpu_threads.py)."""
+    import torch
+
+    from models.tools.cpu_threads import available_cpus, load_average, threads_for_load
+
+    step = trainer.train_step
+    next_check = [0.0]
+
+    def train_step():
+        now = time.monotonic()
+        if now >= next_check[0]:
+            next_check[0] = now + LOAD_RECHECK_SECONDS
+            want = threads_for_load(available_cpus(), load_average(), idle_threads=threads)
+            if want != torch.get_num_threads():
+                torch.set_num_threads(want)
+                print(f"relay: {want} torch thread(s) (load average {load_average() or 0:.1f})", flush=True)
+        return step()
+
+    trainer.train_step = train_step
 
 
 def stop(timeout: float = 120.0) -> dict | None:

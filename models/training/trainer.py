@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import datetime
 import math
 import os
 import sys
@@ -117,13 +118,23 @@ class Trainer:
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         """Leave the process group this trainer joined. A process that exits with gloo's
         group still alive can abort at interpreter shutdown ("terminate called without an
-        active exception", seen in CI), so every multi-process caller ends with this. No
-        barrier first: every collective of run() is matched on all ranks by the time it
-        returns, and a rank leaving on an error must not wait for the others."""
+        active exception", seen in CI), so every multi-process caller ends with this.
+        `clean` (training ended normally): first a barrier, bounded by a minute, so that no
+        rank tears its connections down while another still uses them (the abort came
+        back once in CI without it, under load). A rank leaving on an error passes False
+        and does not wait for the others."""
         if getattr(self, "_owns_group", False) and dist.is_initialized():
+            if clean:
+                try:
+                    if dist.get_backend() == "gloo":
+                        dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+                    else:
+                        dist.barrier()
+                except RuntimeError as exc:  # a rank that left early: say so, leave anyway
+                    self.log(f"rank {self.rank}: the others did not reach the end ({str(exc)[:200]})")
             dist.destroy_process_group()
         self._owns_group = False
 
