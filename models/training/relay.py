@@ -383,7 +383,7 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
     from models.io.checkpoint import store_metrics
     from models.training.gpu_return import append_log_row
 
-    rec = stop()
+    rec = stop() or _last_record()  # a relay that stopped at its deadline left its record
     done = [p.parent for p in run_dir().glob("*/state.safetensors")]
     if not done:
         raise RelayError(f"no relay run to finish in {run_dir()}")
@@ -428,6 +428,15 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         log(row)
     _write_plan(entries, measured)
     return results
+
+
+def _last_record() -> dict | None:
+    """The record of the last relay started, alive or not (for its start time)."""
+    try:
+        rec = parse_json(read_regular(_pid_file(), MAX_PLAN_BYTES), "relay record")
+    except (FileProblem, SafetensorsProblem):
+        return None
+    return rec if isinstance(rec, dict) and _finite(rec.get("started")) else None
 
 
 def _state_images(path: Path) -> int:
