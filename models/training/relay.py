@@ -182,12 +182,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def running() -> dict | None:
-    """The running relay's record, or None (a stale record of a dead process counts as none)."""
+def _record() -> dict | None:
+    """The record of the last relay started (pid, model, start, deadline), alive or not."""
     try:
         rec = parse_json(read_regular(_pid_file(), MAX_PLAN_BYTES), "relay record")
     except (FileProblem, SafetensorsProblem):
         return None
+    return rec if isinstance(rec, dict) else None
+
+
+def running() -> dict | None:
+    """The running relay's record, or None (a stale record of a dead process counts as none)."""
+    rec = _record()
     # A pid of 0 or below would mean a process group (kill(-1, 0) reaches every process).
     if not isinstance(rec, dict) or isinstance(rec.get("pid"), bool) or not isinstance(rec.get("pid"), int) \
             or not 1 < rec["pid"] < 2**31:
@@ -383,7 +389,7 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
     from models.io.checkpoint import store_metrics
     from models.training.gpu_return import append_log_row
 
-    rec = stop() or _last_record()  # a relay that stopped at its deadline left its record
+    rec = stop() or _record()  # a relay that stopped at its deadline left its record
     done = [p.parent for p in run_dir().glob("*/state.safetensors")]
     if not done:
         raise RelayError(f"no relay run to finish in {run_dir()}")
@@ -416,7 +422,7 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         relay_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(previous_state, state.read_bytes())  # the next relay continues from here
         measured[name] = new if ok else (old or new)
-        minutes_run = (time.time() - rec["started"]) / 60 if rec else 0.0
+        minutes_run = (time.time() - rec["started"]) / 60 if rec and _finite(rec.get("started")) else 0.0
         verdict = "shipped" if ok else "kept the shipped one: " + "; ".join(reasons)
         row = _row(name, info, minutes_run, new, verdict)
         append_log_row(readme or ROOT / "README.md", row, RELAY_LOG_START, RELAY_LOG_END)
@@ -428,15 +434,6 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         log(row)
     _write_plan(entries, measured)
     return results
-
-
-def _last_record() -> dict | None:
-    """The record of the last relay started, alive or not (for its start time)."""
-    try:
-        rec = parse_json(read_regular(_pid_file(), MAX_PLAN_BYTES), "relay record")
-    except (FileProblem, SafetensorsProblem):
-        return None
-    return rec if isinstance(rec, dict) and _finite(rec.get("started")) else None
 
 
 def _state_images(path: Path) -> int:
