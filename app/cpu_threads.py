@@ -1,13 +1,6 @@
-"""How many CPU threads the model's renders use, chosen by how busy the machine is.
-
-OpenMP threads of one render wait on each other at every parallel region: when other work
-holds the cores, a render's second thread waits for a time slice and the whole render
-waits for it. On this project's 2-core machine with a training run beside it (load average
-6-7), `steergan bench` took 2,417 ms for a 128 px frame with 2 threads and 261 ms with 1
-(issue 25). So: one core fewer than the machine has (the GUI thread paints while the worker
-renders), and a single thread while the load average exceeds the cores, re-checked every
-few seconds by the render worker. An explicit OMP_NUM_THREADS is the user's and wins.
-"""
+"""The render worker's CPU threads follow the machine's load: the rule and why are in
+models/tools/cpu_threads.py (shared with the relay); here it is re-checked every few seconds.
+An explicit OMP_NUM_THREADS is the user's and wins."""
 from __future__ import annotations
 
 import os
@@ -40,9 +33,7 @@ class ThreadAdapter:
         self._next = now + RECHECK_SECONDS
         import torch
 
-        from app import cpu_threads  # looked up at call time: tests replace them here
-
-        want = cpu_threads.threads_for_load(cpu_threads.available_cpus(), cpu_threads.load_average())
+        want = threads_for_load(available_cpus(), load_average())
         if torch.get_num_threads() == want:
             return None
         torch.set_num_threads(want)
