@@ -21,7 +21,7 @@ from models.document.scene import SceneError, initial_state
 from models.document.session import SessionError, load_session, resolve_checkpoint_path
 from models.document.video_timing import MAX_FRAMES, MAX_GIF_FPS, frame_count
 
-SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval", "relay")
+SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval", "relay", "fit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     rf = rl_sub.add_parser("finish", help="stop it, measure, ship if no worse, log a README row")
     rf.add_argument("--no-sheets", action="store_true", help="do not redraw the README's sample sheets")
     rl.set_defaults(func=cmd_relay)
+
+    f = sub.add_parser("fit", help="fit a generator to a picture: a scene whose objects you can then drag")
+    f.add_argument("image", help="the picture: PNG, JPEG, WebP, BMP, TIFF or GIF (cropped to its centred square)")
+    f.add_argument("--checkpoint", help="a .safetensors checkpoint (default: the bundled one)")
+    f.add_argument("-o", "--output", required=True, help="the session .json to write (its fit file goes beside it)")
+    f.add_argument("--tune", action="store_true", help="also tune the generator's weights (pivotal tuning)")
+    f.add_argument("--seconds", type=float, default=25.0, help="time for fitting the latents (default 25)")
+    f.add_argument("--tune-seconds", type=float, default=30.0, help="time for pivotal tuning (default 30)")
+    f.add_argument("--seed", type=int, default=0, help="the fit's seed: the same seed gives the same fit")
+    f.add_argument("--preview", help="also write the reconstruction to this image")
+    f.set_defaults(func=cmd_fit)
     return parser
 
 
@@ -254,9 +265,78 @@ def _open_scene(args: argparse.Namespace):
     return loaded, state
 
 
+def _fitted(loaded, state, near: str | None):
+    """(the generator to render `state` with, its fit file or None): a scene fitted to a
+    picture names a fit file (models/io/fit_file.py)."""
+    from models.io.fit_file import FitFileError, open_fit_for
+
+    try:
+        return open_fit_for(state, near, loaded.generator, loaded.ref.sha256)
+    except FitFileError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _check_size(size: int | None) -> None:
     if size is not None and not 8 <= size <= 8192:
         raise UserError(f"--size must be between 8 and 8192 pixels, got {size}")
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from models.document.fileio import FileError
+    from models.document.session import CheckpointRef, session_to_json
+    from models.fit.optimize import FitCancelled, FitSettings, fit_picture
+    from models.io.backbone_file import BackboneError, backbone_path, load_backbone
+    from models.io.fit_file import save_fit
+    from models.io.picture import PictureError, picture_tensor, read_picture
+
+    for name in ("seconds", "tune_seconds"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and 0 < value <= 3600):
+            raise UserError(f"--{name.replace('_', '-')} must be between 0 and 3600, got {value}")
+    if not 0 <= args.seed < 2**31:
+        raise UserError(f"--seed must be in [0, 2^31), got {args.seed}")
+    out = Path(args.output)
+    if out.suffix.lower() != ".json":
+        raise UserError(f"{out}: the scene is written as a session .json")
+    loaded = _open(args.checkpoint, None, "cpu")
+    if loaded.ref.sha256 is None or loaded.ref.path is None:
+        raise UserError("fitting needs a trained checkpoint file")
+    try:
+        picture = read_picture(args.image, loaded.generator.config.resolution)
+        backbone, _ = load_backbone(backbone_path())
+    except (PictureError, BackboneError) as exc:
+        raise UserError(str(exc)) from None
+    live = sys.stderr.isatty()
+
+    def progress(stage: str, step: int, total: int, value: float, _image) -> None:
+        if live:
+            print(f"\r{stage} {step}/{total}  {value:.1f} dB   ", end="", file=sys.stderr, flush=True)
+
+    settings = FitSettings(seconds=args.seconds, tune_steps=2000 if args.tune else 0,
+                           tune_seconds=args.tune_seconds, seed=args.seed)
+    try:
+        with _terminate_cancels():
+            result = fit_picture(loaded.generator, picture_tensor(picture), loaded.ref.sha256, backbone, settings,
+                                 progress=progress)
+    except (KeyboardInterrupt, FitCancelled):
+        print(f"\ncancelled: {out} was not written", file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        raise UserError(f"{loaded.name}: {exc}") from None
+    result.fit.info["picture"] = Path(args.image).name[:200]
+    try:
+        save_fit(result.fit, out.parent if str(out.parent) else Path("."))
+        state = replace(result.state, fit=result.fit.sha256)
+        checkpoint_path = os.path.relpath(loaded.ref.path, out.resolve().parent) if loaded.ref.path else None
+        atomic_write_bytes(out, session_to_json(state, CheckpointRef(checkpoint_path, loaded.ref.sha256)).encode())
+        if args.preview:
+            write_image(args.preview, result.image)
+    except FileError as exc:
+        raise UserError(str(exc)) from None
+    print(("\n" if live else "") + f"wrote {out} and its fit file {result.fit.sha256[:12]}…"
+          f" ({loaded.name}; PSNR {result.psnr:.2f} dB, latents alone {result.psnr_latents:.2f} dB;"
+          f" {result.steps} + {result.tune_steps} steps in {result.seconds:.1f} s)")
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -264,8 +344,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     _check_size(args.size)
     loaded, state = _open_scene(args)
+    generator, fit = _fitted(loaded, state, args.session)
     try:
-        frame = render(loaded.generator, state)
+        frame = render(generator, state, fit=fit)
     except SceneError as exc:
         raise UserError(f"the scene does not fit {loaded.name}: {exc}") from None
     image = frame.image
@@ -282,6 +363,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
 
     from models.io.video import CLIPS_CHECKPOINT, frames, write_video
+    from models.render import render
 
     _check_size(args.size)
     if not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -304,7 +386,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         if live:
             print(f"\rframe {done}/{of}", end="", file=sys.stderr, flush=True)
 
-    source = frames(loaded.generator, state, args.seconds, args.fps, size=args.size, start=args.start)
+    generator, fit = _fitted(loaded, state, args.session)
+    source = frames(generator, state, args.seconds, args.fps, size=args.size, start=args.start,
+                    render_fn=lambda g, s: render(g, s, fit=fit))
     try:
         with _terminate_cancels():
             write_video(args.output, source, args.fps, total, progress=progress)

@@ -8,6 +8,7 @@ time and motion seed become its motion input (models/nets/motion.py); without it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,12 +29,23 @@ class Frame:
     preview: bool = False  # a coarser synthesis upsampled (drawn while dragging), not the final image
 
 
+class FittedStyles(Protocol):
+    """What rendering reads of a fit file (models/io/fit_file.FitData, a layer above)."""
+
+    sha256: str
+    styles: dict[str, torch.Tensor]
+    seeds: dict[str, torch.Tensor]
+
+
 def seeded_normal(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def latents_for(generator: Generator, state: SceneState, device: torch.device | str = "cpu") -> Latents:
-    """The tensors a state stands for, batch 1."""
+def latents_for(generator: Generator, state: SceneState, device: torch.device | str = "cpu",
+                fit: FittedStyles | None = None) -> Latents:
+    """The tensors a state stands for, batch 1. `fit`: the fit file the state names
+    (state.fit), whose styles replace the drawn ones of the elements that still have the
+    seed the fit gave them. (Tuned weights are the caller's: fit_file.tuned_copy.)"""
     cfg = generator.config
     state.check_fits(cfg)
     z = cfg.z_dim
@@ -56,7 +68,26 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
         codes, alpha = seeded_motion(cfg, state.motion_seed, state.time)
         lat.motion_codes = codes[None]
         lat.motion_alpha = torch.tensor([alpha], dtype=torch.float32)
+    if fit is not None and state.fit is not None and fit.sha256 == state.fit:
+        _apply_fit(lat, state, fit)
     return lat.to(device)
+
+
+def _apply_fit(lat: Latents, state: SceneState, fit: FittedStyles) -> None:
+    hier = state.hierarchy is not None
+    seeds = {"seed_global": [state.objects[0].style_seed if hier else state.background_seed],
+             "seed_objects": [o.style_seed for o in state.objects],
+             "seed_blocks": list(state.block_seeds)}
+    for style, seed_key in (("w_global", "seed_global"), ("w_objects", "seed_objects"), ("w_blocks", "seed_blocks")):
+        if style not in fit.styles or (style == "w_objects" and lat.z_objects is None) or (
+                style == "w_blocks" and lat.z_blocks is None):
+            continue
+        have = torch.tensor(seeds[seed_key], dtype=torch.int64)
+        fitted = fit.seeds[seed_key].reshape(-1)
+        if have.shape != fitted.shape:
+            continue  # a scene of another shape: check_fits_generator says so where the file is opened
+        setattr(lat, style, fit.styles[style][None].float())  # [1, w] or [1, n, w]
+        setattr(lat, style + "_on", (have == fitted)[None] if style != "w_global" else (have == fitted))
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -66,7 +97,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()  # not inference_mode: cached inputs (motion codes) must stay usable by autograd
 def render(generator: Generator, state: SceneState, *, precision: str = "float32",
-           extras: bool = False, preview: int | None = None) -> Frame:
+           extras: bool = False, preview: int | None = None, fit: FittedStyles | None = None) -> Frame:
     """Render one state. `extras` also returns the heatmaps and MTM offset fields.
     `preview`: synthesise only up to this resolution (the skip architecture's RGB image
     there) and upsample it to the full size: the studio draws it while a drag is in
@@ -74,7 +105,7 @@ def render(generator: Generator, state: SceneState, *, precision: str = "float32
     float32 runs the traced synthesis where one was built (models/synthesis.py: the same
     pixels, and no waiting for Python's GIL while the studio's GUI thread is busy)."""
     device = generator.const.device
-    lat = latents_for(generator, state, device)
+    lat = latents_for(generator, state, device, fit)
     if precision == "bfloat16":
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
             image, offsets, maps = frame_tensors(generator, lat, state.truncation, state.offset_scale, preview)

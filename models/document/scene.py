@@ -105,9 +105,16 @@ class SceneState:
     # seconds, and the seed of the motion codes, so a scene's video is reproducible and unbounded.
     time: float = 0.0
     motion_seed: int = 0
+    # A picture the user brought (models/fit): the SHA-256 of the fit file that holds its
+    # fitted styles (and tuned weights, if any). Each fitted style stands for the seed the
+    # fit gave its object or block; restyling or resampling one replaces just that one.
+    fit: str | None = None
 
     def __post_init__(self) -> None:
         _seed(self.seed, "seed")
+        if self.fit is not None and not (isinstance(self.fit, str) and len(self.fit) == 64
+                                         and all(ch in "0123456789abcdef" for ch in self.fit)):
+            raise SceneError(f"fit must be null or the 64 hex digits of a fit file's SHA-256, got {self.fit!r:.80}")
         _seed(self.background_seed, "background_seed")
         _seed(self.motion_seed, "motion_seed")
         _number(self.truncation, "truncation", -1.0, 2.0)
@@ -196,7 +203,8 @@ class SceneState:
         (`layout_prior`: the generator's, GeneratorConfig.layout_prior)."""
         fresh = initial_state_like(self, seed, layout_prior)
         objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
-        return replace(fresh, objects=objs, truncation=self.truncation,
+        # The fit stays: a locked object keeps its seed, so it keeps its fitted style too.
+        return replace(fresh, objects=objs, truncation=self.truncation, fit=self.fit,
                        offsets_on=self.offsets_on, offset_strength=self.offset_strength, time=self.time)
 
     def _check_index(self, index: int) -> None:
@@ -219,6 +227,7 @@ class SceneState:
             "offset_strength": self.offset_strength,
             "time": self.time,
             "motion_seed": self.motion_seed,
+            **({"fit": self.fit} if self.fit is not None else {}),  # older readers open unfitted scenes
         }
 
     @classmethod

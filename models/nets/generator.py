@@ -42,6 +42,14 @@ class Latents:
     root_sigma: torch.Tensor | None = None  # [B]
     motion_codes: torch.Tensor | None = None  # [B, K + 1, m] grid codes around each frame's time
     motion_alpha: torch.Tensor | None = None  # [B] where the time lies between its grid points
+    # Fitted styles (models/fit: a picture the user brought): w vectors used instead of the
+    # mapped z where the mask is true (an element the user restyled since has its mask off).
+    w_global: torch.Tensor | None = None  # [B, w]
+    w_global_on: torch.Tensor | None = None  # [B] bool
+    w_objects: torch.Tensor | None = None  # [B, n, w]
+    w_objects_on: torch.Tensor | None = None  # [B, n] bool
+    w_blocks: torch.Tensor | None = None  # [B, g*g, w]
+    w_blocks_on: torch.Tensor | None = None  # [B, g*g] bool
 
     @property
     def batch(self) -> int:
@@ -161,17 +169,24 @@ class Generator(nn.Module):
         """The style field per synthesis resolution, computed at most at style_res."""
         cfg = self.config
         mapping = self.mapping
-        w_global = mapping.truncate(mapping(lat.z_global), psi)
+
+        def styles(z: torch.Tensor, fitted: torch.Tensor | None, on: torch.Tensor | None) -> torch.Tensor:
+            w = mapping(z)
+            if fitted is not None and on is not None:  # truncation treats fitted and drawn styles alike
+                w = torch.where(on[..., None], fitted.to(w.dtype), w)
+            return mapping.truncate(w, psi)
+
+        w_global = styles(lat.z_global, lat.w_global, lat.w_global_on)
         sizes = sorted({min(r, cfg.style_res) for r in cfg.resolutions()})
         if not cfg.objects and not cfg.grid:
             return {s: w_global for s in sizes}  # a global style: the plain StyleGAN2 case
         B = lat.batch
         if cfg.grid:
             g = cfg.grid
-            w_blocks = mapping.truncate(mapping(lat.z_blocks), psi)  # [B, g*g, w]
+            w_blocks = styles(lat.z_blocks, lat.w_blocks, lat.w_blocks_on)  # [B, g*g, w]
             w_grid = w_blocks.transpose(1, 2).reshape(B, cfg.w_dim, g, g)
         if cfg.objects:
-            w_obj = mapping.truncate(mapping(lat.z_objects), psi)  # [B, n, w]
+            w_obj = styles(lat.z_objects, lat.w_objects, lat.w_objects_on)  # [B, n, w]
         fields_ = {}
         for s in sizes:
             if cfg.grid:

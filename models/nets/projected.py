@@ -144,12 +144,14 @@ def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None, colo
 class ProjectedDiscriminator(nn.Module):
     """Frozen backbone -> fixed random cross-channel (CCM) and cross-scale (CSM) mixing ->
     one trainable head per scale. With `in_channels=4` the 4th channel (the layout heatmap of
-    a layout-conditional D) goes, resized, beside the features into every head.
+    a layout-conditional D) goes, resized, beside the features into every head; with
+    `rgb_heads` the RGB image does too (the segmenting backbone barely sees colour).
 
     Returns patch logits [B, N] (all heads' maps, flattened and joined): the hinge loss
     averages them."""
 
-    def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0):
+    def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
+                 rgb_heads: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -162,7 +164,8 @@ class ProjectedDiscriminator(nn.Module):
             self.register_buffer(f"ccm{i}", _fixed_conv(c[i], m[i], g))
         for i in range(3):  # the coarser scale, projected to the finer one's channels, added to it
             self.register_buffer(f"csm{i}", _fixed_conv(m[i + 1], m[i], g))
-        cond = in_channels - 3
+        self.rgb_heads = rgb_heads
+        cond = in_channels - 3 + (3 if rgb_heads else 0)
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
         self.heads = nn.ModuleList([_Head(m[i] + cond, sizes[i]) for i in range(4)])
         self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
@@ -215,7 +218,7 @@ class ProjectedDiscriminator(nn.Module):
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)
         mixed = self.project(img)
-        cond = img[:, 3:]
+        cond = img if self.rgb_heads else img[:, 3:]
         logits = []
         for head, f in zip(self.heads, mixed):
             if cond.shape[1]:

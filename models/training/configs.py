@@ -63,6 +63,10 @@ class TrainConfig:
     # "translation". Colour jitter on both sides left the D blind to saturation and
     # contrast: G's colours washed out (README, "Recipes").
     d_augment: str = "color,translation"
+    # The projected D's heads also see the RGB image, area-downsampled to each head's scale:
+    # the backbone, trained to segment, is nearly blind to saturation and contrast, and
+    # without this G's colours washed out (README, "Recipes").
+    d_rgb_heads: bool = False
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -157,6 +161,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # the architecture is the shipped one's).
     "rooms-cpu-proj-shift": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-shift",
                                                 d_augment="translation"),
+    # The third pair: the heads see the pixels beside the features (d_rgb_heads).
+    "rooms-cpu-proj-rgb": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-rgb",
+                                              d_augment="translation", d_rgb_heads=True),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
