@@ -160,3 +160,21 @@ def test_ema_rampup_follows_g_while_few_images_are_seen(tmp_path):
         dataclasses.replace(cfg, ema_rampup=2.0)
     with pytest.raises(ConfigError, match="d_augment"):
         dataclasses.replace(cfg, d_augment="cutout")
+
+
+def test_rgb_heads_see_the_pixels_the_features_barely_do(tiny_backbone):
+    """d_rgb_heads: each head also gets the image at its scale, so a change of colour that
+    the features hardly register reaches every head directly."""
+    torch.manual_seed(3)
+    plain = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none")
+    torch.manual_seed(3)
+    rgb = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True)
+    first = lambda D: D.heads[0].net[0].weight  # noqa: E731  the 1x1 input conv's weight
+    assert first(rgb).shape[1] == first(plain).shape[1] + 3
+    x = torch.rand(2, 4, 64, 64) * 2 - 1
+    x.requires_grad_(True)
+    rgb.eval()(x).sum().backward()
+    assert x.grad is not None and x.grad[:, :3].abs().sum() > 0
+    cfg = training_config("rooms-cpu-proj-rgb")
+    assert cfg.d_rgb_heads and not training_config("rooms-cpu-proj-shift").d_rgb_heads
+    assert not TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "d_rgb_heads"}).d_rgb_heads
