@@ -1,7 +1,7 @@
 """Fixtures and helpers shared by the studio's tests (tests/test_app_*.py import them).
 
-Every test gets its own QSettings folder and organisation, its own autosave and log
-folders and the CPU, so nothing touches the user's settings or files. Windows run tiny
+Every test gets its own QSettings folder and organisation, its own autosave, log and fit
+store folders and the CPU, so nothing touches the user's settings or files. Windows run tiny
 untrained generators (from checkpoints written to tmp_path), never the 128 px default.
 """
 import numpy as np
@@ -24,6 +24,7 @@ def studio_env(qapp, tmp_path, monkeypatch):
 
     monkeypatch.setenv("STEERGAN_AUTOSAVE_DIR", str(tmp_path / "autosave"))
     monkeypatch.setenv("STEERGAN_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("STEERGAN_FITS", str(tmp_path / "fits"))  # the fit store (app/fitting.py)
     monkeypatch.setenv("STEERGAN_DEVICE", "cpu")
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))

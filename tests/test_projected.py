@@ -169,7 +169,7 @@ def test_rgb_heads_see_the_pixels_the_features_barely_do(tiny_backbone):
     plain = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none")
     torch.manual_seed(3)
     rgb = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True)
-    first = lambda D: D.heads[0].net[0].weight  # noqa: E731  the 1x1 input conv's weight
+    first = lambda D: D.heads[0].net[0].weight  # the 1x1 input conv's weight
     assert first(rgb).shape[1] == first(plain).shape[1] + 3
     x = torch.rand(2, 4, 64, 64) * 2 - 1
     x.requires_grad_(True)

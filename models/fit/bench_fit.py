@@ -109,25 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     probe.eval()
     cfg = generator.config
     settings = FitSettings(seconds=args.seconds, steps=100_000, tune_steps=100_000, tune_seconds=args.tune_seconds)
-    own = [(initial_state(cfg, 5000 + i), None) for i in range(args.pictures)]
-    own = [(render(generator, s).image, s) for s, _ in own]
+    scenes = [initial_state(cfg, 5000 + i) for i in range(args.pictures)]
+    own: list[np.ndarray] = [render(generator, s).image for s in scenes]
     from models.data import make_dataset
 
     data = make_dataset("rooms" if cfg.objects else "figures", cfg.resolution, "cpu")
     held = data.sample(args.pictures, torch.Generator().manual_seed(HELD_OUT_SEED)).images
-    renderer = [(((held[i].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy(), None)
-                for i in range(args.pictures)]
+    renderer: list[np.ndarray] = [((held[i].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+                                  for i in range(args.pictures)]
     report: dict = {"checkpoint": str(args.checkpoint), "threads": torch.get_num_threads(),
                     "load_average": __import__("os").getloadavg()[0], "settings": vars(args)}
     sampled_edits = [edit_scores(generator, s, None, random.Random(k * 7919 + e))
-                     for k, (_, s) in enumerate(own) for e in range(args.edits)]
+                     for k, s in enumerate(scenes) for e in range(args.edits)]
     for kind, pictures in (("own", own), ("renderer", renderer)):
         rows = []
-        for k, (picture, _) in enumerate(pictures):
+        for k, picture in enumerate(pictures):
             started = time.perf_counter()
             result = fit_picture(generator, picture_tensor(picture), sha, backbone, replace(settings, seed=k))
             agree_all, agree_obj = class_agreement(probe, picture, result.image)
-            row = {"psnr_latents": result.psnr_latents, "psnr_tuned": result.psnr,
+            row: dict = {"psnr_latents": result.psnr_latents, "psnr_tuned": result.psnr,
                    "seconds_latents": result.seconds_latents, "seconds": time.perf_counter() - started,
                    "steps": result.steps, "tune_steps": result.tune_steps,
                    "class_agreement": agree_all, "object_agreement": agree_obj}
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for kind in ("own", "renderer"):
         r = report[kind]
-        print(f"| {kind} ({args.pictures}) | {r['psnr_latents']:.2f} | {r['psnr_tuned']:.2f} | {r['seconds_latents']:.1f}"
-              f" | {r['seconds']:.1f} | {r['class_agreement']:.3f} / {r['object_agreement']:.3f} |"
+        print(f"| {kind} ({args.pictures}) | {r['psnr_latents']:.2f} | {r['psnr_tuned']:.2f}"
+              f" | {r['seconds_latents']:.1f} | {r['seconds']:.1f} | {r['class_agreement']:.3f} / {r['object_agreement']:.3f} |"
               f" {r['tracked']:.2f} | {r['block_locality']:.2f} |")
     s = report["sampled"]
     print(f"| sampled scenes (the same edits) | | | | | | {s['tracked']:.2f} | {s['block_locality']:.2f} |")

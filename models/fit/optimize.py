@@ -9,8 +9,9 @@
    synthesis weights are tuned around the fitted latents; the mapping stays, so a style the
    user draws anew afterwards looks as it would have.
 
-Bounded: a step budget and a time budget per stage; a cancel callback checked every
-step; the generator passed in is never modified (fitting works on a copy, so the studio's
+Bounded: a step budget and a time budget per stage (the schedule follows the steps, so a
+fit that ends by its steps is deterministic; the time budget is a cap); a cancel callback
+checked every step; the generator passed in is never modified (fitting works on a copy, so the studio's
 render thread can go on using it). Deterministic for a given seed on a given machine.
 The judges of a fit (PSNR, the metrics probe's class agreement) are not part of its loss.
 """
@@ -46,7 +47,7 @@ class FitSettings:
     tune_seconds: float = 30.0
     lr: float = 0.05  # the styles' Adam step (StyleGAN2's projector uses 0.1 on one w)
     lr_layout: float = 0.004  # centres and sizes, in image units
-    tune_lr: float = 1e-3
+    tune_lr: float = 3e-3
     feature_weight: float = 0.5  # backbone features against pixels
     seed: int = 0  # the scene's seeds (and so the fit) follow from it
     preview_every: int = 10  # steps between live images for the progress callback
@@ -86,7 +87,10 @@ class _Perceptual:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         feats = self.backbone.features(image)
-        return sum((self._norm(f) - t).pow(2).sum(dim=1).mean() for f, t in zip(feats, self.target)) / len(feats)
+        total = torch.zeros(())
+        for f, t in zip(feats, self.target):
+            total = total + (self._norm(f) - t).pow(2).sum(dim=1).mean()
+        return total / len(feats)
 
 
 def fit_picture(generator: Generator, picture: torch.Tensor, checkpoint_sha256: str, backbone,

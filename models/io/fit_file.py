@@ -147,7 +147,8 @@ def load_fit(path: str | os.PathLike, expect_sha256: str | None = None) -> FitDa
     for name, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value.float()).all():
             raise FitFileError(path, f"tensor {name!r} holds NaN or infinite values")
-    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    raw_info = meta.get("info")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
     weights = {k[len(WEIGHT_PREFIX):]: v for k, v in tensors.items() if k.startswith(WEIGHT_PREFIX)}
     return FitData(ck, styles, seeds, weights, info, sha)
 

@@ -53,8 +53,7 @@ def read_picture(path: str | os.PathLike, size: int) -> np.ndarray:
             if img.format == "JPEG":
                 img.draft("RGB", (max(size, 1) * 2, max(size, 1) * 2))  # decode at 1/2..1/8 scale
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = _to_rgb(img)
+            rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
     except PictureError:
         raise
     except UnidentifiedImageError:

@@ -183,10 +183,10 @@ class Generator(nn.Module):
         B = lat.batch
         if cfg.grid:
             g = cfg.grid
-            w_blocks = styles(lat.z_blocks, lat.w_blocks, lat.w_blocks_on)  # [B, g*g, w]
+            w_blocks = styles(lat.need("z_blocks"), lat.w_blocks, lat.w_blocks_on)  # [B, g*g, w]
             w_grid = w_blocks.transpose(1, 2).reshape(B, cfg.w_dim, g, g)
         if cfg.objects:
-            w_obj = styles(lat.z_objects, lat.w_objects, lat.w_objects_on)  # [B, n, w]
+            w_obj = styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on)  # [B, n, w]
         fields_ = {}
         for s in sizes:
             if cfg.grid:
