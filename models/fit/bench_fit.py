@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("own", "renderer"):
         r = report[kind]
         print(f"| {kind} ({args.pictures}) | {r['psnr_latents']:.2f} | {r['psnr_tuned']:.2f}"
-              f" | {r['seconds_latents']:.1f} | {r['seconds']:.1f} | {r['class_agreement']:.3f} / {r['object_agreement']:.3f} |"
+              f" | {r['seconds_latents']:.1f} | {r['seconds']:.1f}"
+              f" | {r['class_agreement']:.3f} / {r['object_agreement']:.3f} |"
               f" {r['tracked']:.2f} | {r['block_locality']:.2f} |")
     s = report["sampled"]
     print(f"| sampled scenes (the same edits) | | | | | | {s['tracked']:.2f} | {s['block_locality']:.2f} |")
