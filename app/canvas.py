@@ -29,6 +29,7 @@ WHEEL_STEP = 1.12  # sigma factor per wheel notch
 CLICK_SLOP_PX = 4  # a press and release this close is a click, not a drag
 CENTER_LIMIT = (-0.25, 1.25)  # keep handles reachable: a little past the image edge at most
 UNIT_RECT = QRectF(0, 0, 1, 1)  # the image spans normalised scene coordinates
+PICTURE_OPACITY = 0.5  # the fitted picture over the image: both show through (View ▸ Show Fitted Picture)
 
 
 class Canvas(pg.GraphicsView):
@@ -42,6 +43,13 @@ class Canvas(pg.GraphicsView):
         self.setCentralItem(self.view)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view.addItem(self.image_item)
+        # The picture a scene was fitted to (app/fitting.py), over the image and under the
+        # markers, to compare; hidden until View ▸ Show Fitted Picture.
+        self.picture = pg.ImageItem(axisOrder="row-major")
+        self.picture.setOpacity(PICTURE_OPACITY)
+        self.picture.setVisible(False)
+        self.view.addItem(self.picture)
+        self._picture_rgb = None
         self.diff = DiffOverlay()
         self.grid = GridOverlay()
         self.offsets = OffsetOverlay()
@@ -89,6 +97,16 @@ class Canvas(pg.GraphicsView):
 
     def overlay_visible(self, name: str) -> bool:
         return getattr(self, name).isVisible()
+
+    def set_picture(self, rgb: np.ndarray | None) -> None:
+        """The fitted picture the overlay draws ([S, S, 3] uint8), or None: nothing to draw."""
+        if rgb is self._picture_rgb:
+            return  # called on every state change (each mouse move of a drag)
+        self._picture_rgb = rgb
+        if rgb is None:
+            self.picture.clear()
+        else:
+            self.picture.setImage(np.ascontiguousarray(rgb), autoLevels=False, levels=None, rect=UNIT_RECT)
 
     def set_offset_field(self, offsets: np.ndarray | None, gain: float) -> None:
         self.offsets.set_field(offsets, gain)

@@ -1,8 +1,12 @@
-"""Opening checkpoints and sessions, saving sessions, exporting images, recent files.
+"""Opening checkpoints, sessions and pictures, saving sessions, exporting images, recent files.
 
 Loading a checkpoint runs on the render worker's thread (it owns the model); the window
 shows a busy indicator meanwhile and stays usable. A file that cannot be used leaves
 everything as it was and says which file and what is wrong.
+
+A scene fitted to a picture names a fit file (app/fitting.py): the worker looks for it
+beside the open session first (worker.fit_near, set before the scene is shown), and
+saving a session puts the fit file beside it.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from models.document.session import SessionError, load_session, resolve_checkpoi
 
 from . import settings
 from .export import ExportDialog, ExportOptions, export_image
+from .fitting import copy_fit_beside, is_picture
 
 CHECKPOINT_FILTER = "SteerGAN checkpoints (*.safetensors);;All files (*)"
 SESSION_FILTER = "SteerGAN sessions (*.json)"
@@ -35,6 +40,7 @@ class FileController(QObject):
         self._token = 0
         self._loads: dict[int, dict] = {}  # token -> what to do when it is loaded
         self._pending_export: ExportOptions | None = None
+        self._fit_warned: set[tuple[str, str]] = set()  # (fit, session) saved without its fit file
         worker.loaded.connect(self._on_loaded)
         worker.loadFailed.connect(self._on_load_failed)
 
@@ -44,11 +50,17 @@ class FileController(QObject):
 
     # ---- opening -----------------------------------------------------------------------
     def open_path(self, path: str | Path, fallback: bool = False) -> None:
-        """A file from the command line, a drop, or the recent list: sessions are .json.
-        `fallback` (the file given at start-up): if it cannot be opened, say why and open
-        the default checkpoint, so the window is never left empty."""
-        if str(path).lower().endswith(".json"):
+        """A file from the command line, a drop, or the recent list: sessions are .json,
+        pictures (PNG, JPEG, ...) are fitted, anything else is a checkpoint. `fallback` (the
+        file given at start-up): if it cannot be opened, say why and open the default
+        checkpoint, so the window is never left empty."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
             self.open_session(path, fallback=fallback)
+        elif suffix != ".safetensors" and is_picture(path):  # (checked last: it imports torch)
+            if fallback and self.document.info is None:
+                self.open_checkpoint(None)  # a picture given at start-up: fitted once this is open
+            self.window.fitter.start(path)
         else:
             self.open_checkpoint(path, fallback=fallback)
 
@@ -80,7 +92,7 @@ class FileController(QObject):
                                        f"{source}: {exc}. Opened {info.name} with a new scene.")
                 state = None
         self.generation = token  # before reset: the reset's render request carries it
-        self.session_path = job.get("session")
+        self.session_path = self.worker.fit_near = job.get("session")
         self.document.reset(info, state if state is not None else initial_state(info.config, 0))
         if job.get("recovered"):
             self.document.undo_stack.resetClean()  # unsaved until the user saves it somewhere
@@ -133,6 +145,7 @@ class FileController(QObject):
         info = self.document.info
         if info is not None and _same_checkpoint(ref, info.ref, path):
             text = "Restore the autosaved scene" if recovered else f"Open session {Path(path).name}"
+            self.worker.fit_near = str(path)  # before the render the new scene asks for
             try:
                 self.document.replace_state(state, text)
             except SceneError as exc:
@@ -156,8 +169,12 @@ class FileController(QObject):
 
     def user_open(self, path: str | Path) -> None:
         """A file the user chose (a drop, a recent file, a bundled model): unsaved edits are
-        saved or discarded first, as the user answers; Cancel leaves everything as it was."""
-        if self.window.confirm_replace(Path(path).name):
+        saved or discarded first, as the user answers; Cancel leaves everything as it was.
+        A picture replaces nothing (its fit is an undoable edit): no question."""
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".json", ".safetensors") and is_picture(path):
+            self.window.fitter.start(path)
+        elif self.window.confirm_replace(Path(path).name):
             self.open_path(path)
 
     def ask_open_checkpoint(self) -> None:
@@ -180,14 +197,25 @@ class FileController(QObject):
         path = path or self.session_path
         if path is None:
             return self.ask_save_session()
-        if self.document.state is None:
+        state = self.document.state
+        if state is None:
             return False
+        # The fit file first: a session beside it never names a file that is not there.
+        missing = None if state.fit is None else copy_fit_beside(state.fit, path, self.session_path)
         try:
-            save_session(path, self.document.state, self.document.info.ref)
+            save_session(path, state, self.document.info.ref)
         except OSError as exc:
             self.window.show_error("Cannot save session", f"{path}: cannot write here ({exc.strerror or exc})")
             return False
-        self.session_path = str(path)
+        if missing is not None:  # saved all the same; asked once, then said in the status bar
+            message = (f"Saved {path}, but the picture's fit could not go beside it: {missing}. Opened"
+                       " elsewhere, the scene renders without the fitted picture.")
+            if (state.fit, str(path)) in self._fit_warned:
+                self.window.show_message(message)
+            else:
+                self._fit_warned.add((state.fit, str(path)))
+                self.window.show_error("Session saved without its fit file", message)
+        self.session_path = self.worker.fit_near = str(path)
         self.document.undo_stack.setClean()
         self.window.update_title()
         self.recentChanged.emit(settings.add_recent(path))

@@ -34,6 +34,7 @@ from .autosave import Autosaver
 from .canvas import Canvas
 from .document import Document
 from .files import FileController
+from .fitting import PictureFitter
 from .panels import MtmPanel, ObjectsPanel, SamplePanel
 from .playback import Playback
 from .render_worker import RenderWorker, start_worker, stop_worker
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self.autosaver = Autosaver(self.document, autosave_dir, parent=self)
         self.playback = Playback(self.document, self.worker, lambda: self.files.generation, self)
         self.video_exporter = VideoExporter(self, self.worker)
+        self.fitter = PictureFitter(self, self.worker)
         self.last_error: tuple[str, str] | None = None
         self._next_id = 0
         self._requested: dict[int, object] = {}  # request id -> the state it renders
@@ -137,6 +139,10 @@ class MainWindow(QMainWindow):
         a = self._action
         self.act_open = a("&Open Checkpoint…", files.ask_open_checkpoint, QKeySequence.StandardKey.Open)
         self.act_open_session = a("Open &Session…", files.ask_open_session, "Ctrl+Shift+O")
+        self.act_open_image = a("Open &Image…", self.fitter.ask, "Ctrl+I",
+                                tip="Fit the generator to a picture you bring: a scene you can then edit")
+        self.act_tune = a("&Tune Weights When Fitting", self.fitter.set_tune, checkable=True,
+                          checked=self.fitter.tune(), tip="Tune the generator's weights (slower, closer)")
         self.act_save = a("&Save Session", lambda: files.save_session(), QKeySequence.StandardKey.Save)
         self.act_save_as = a("Save Session &As…", files.ask_save_session, "Ctrl+Shift+S")
         self.act_export = a("&Export Image…", files.ask_export, "Ctrl+E")
@@ -164,6 +170,10 @@ class MainWindow(QMainWindow):
         self.act_diff = a("&Difference Highlight", lambda on: setattr(canvas, "flash_differences", on), "D",
                           checkable=True, checked=True,
                           tip="Briefly tint what a block resample changed")
+        self.act_picture = a("Show Fitted &Picture", lambda on: canvas.set_overlay_visible("picture", on), "P",
+                             checkable=True, checked=False,
+                             tip="Draw the picture the scene was fitted to over it, half transparent")
+        self.act_picture.setEnabled(False)  # until the scene is one fitted in this studio session
         canvas.set_overlay_visible("offsets", False)
         pb = self.playback
         self.act_play = a("&Play", pb.toggle, "K", tip="Play or pause")
@@ -231,7 +241,7 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
-        file.addActions([self.act_open, self.act_open_session])
+        file.addActions([self.act_open, self.act_open_session, self.act_open_image, self.act_tune])
         self.recent_menu = file.addMenu("Open &Recent")
         self._fill_recent(settings.recent_files())
         self.bundled_menu = file.addMenu("Open &Bundled Model")
@@ -251,7 +261,7 @@ class MainWindow(QMainWindow):
         playback.addSeparator()
         playback.addAction(self.act_new_motion)
         view = bar.addMenu("&View")
-        view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff])
+        view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff, self.act_picture])
         view.addSeparator()
         for dock in (self.dock_sample, self.dock_objects, self.dock_mtm, self.dock_heatmaps, self.dock_history):
             view.addAction(dock.toggleViewAction())
@@ -315,6 +325,7 @@ class MainWindow(QMainWindow):
         worker.frameReady.connect(self._on_frame)
         worker.failed.connect(self._on_render_failed)
         worker.deviceChanged.connect(self._on_device)
+        worker.fitUnavailable.connect(self.show_message)
         self.files.recentChanged.connect(self._fill_recent)
         self.mtm_panel.fieldChanged.connect(self._update_offset_field)
         self.canvas.frameShown.connect(self.frameShown)
@@ -474,6 +485,11 @@ class MainWindow(QMainWindow):
         self.act_offsets.blockSignals(True)
         self.act_offsets.setChecked(state.offsets_on)
         self.act_offsets.blockSignals(False)
+        # The fitted picture, while the scene is one fitted in this studio session (edits
+        # keep its fit; undo before the fit leaves nothing to compare with).
+        picture = None if state.fit is None else self.fitter.pictures.get(state.fit)
+        self.canvas.set_picture(picture)
+        self.act_picture.setEnabled(picture is not None)
 
     def update_title(self, *_) -> None:
         """"scene.json[*] — rooms — SteerGAN Studio": Qt shows the [*] as "*" while the

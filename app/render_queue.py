@@ -4,7 +4,7 @@ tests drive them without a thread or an event loop (app/render_worker.py is the 
 Producers (the GUI thread) call submit(), set_clip() and cancel_clip(); one consumer (the
 worker thread) calls take() until it returns None, running each job and then done(job).
 
-- One slot per kind ("render", "load", "export"): a newer job replaces the one waiting
+- One slot per kind ("render", "load", "export", "fit"): a newer job replaces the one waiting
   there, so a burst of 1,000 drag events costs 1,000 slot overwrites and at most a couple
   of renders, and the newest state is always rendered.
 - Between slots, submission order: a render asked for before a load runs before it.
@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 
 from models.document.scene import SceneState
 
-SLOT_KINDS = ("render", "load", "export")
+SLOT_KINDS = ("render", "load", "export", "fit")
 
 
 @dataclass
 class Job:
     seq: int  # submission order between the slots; 0 for clip frames and traces
-    kind: str  # "render", "load", "export", "clip" or "trace"
+    kind: str  # "render", "load", "export", "fit", "clip" or "trace"
     args: tuple
     cancel: threading.Event | None = field(default=None, compare=False)  # stop() sets it while the job runs
 
@@ -93,7 +93,7 @@ class RenderQueue:
             self._trace_todo = list(todo)
 
     def stop(self) -> None:
-        """Drop every pending job and cancel the running one (if it can be: exports)."""
+        """Drop every pending job and cancel the running one (if it can be: exports, fits)."""
         with self._lock:
             self._stopping = True
             self._slots = dict.fromkeys(SLOT_KINDS)

@@ -1,14 +1,16 @@
 """The render worker: the only code that touches the model, on its own QThread.
 
-The GUI thread never waits for it: `request()`, `load()`, `request_clip()` and
-`export_video()` only put the job in the RenderQueue (app/render_queue.py: which job runs
-next, coalescing to the newest, clips and traces when nothing else waits) and wake the
-worker if it sleeps. Results go back by queued signals.
+The GUI thread never waits for it: `request()`, `load()`, `request_clip()`,
+`export_video()` and `fit_picture()` only put the job in the RenderQueue
+(app/render_queue.py: which job runs next, coalescing to the newest, clips and traces
+when nothing else waits) and wake the worker if it sleeps. Results go back by queued signals.
 
 Requests carry the GUI's increasing id and the generation (load token) they were made
 for; a render for another generation than the one loaded is dropped here, so a frame of
 the old scene is never drawn with a newly loaded model. A video export runs to the end
-(or until its cancel event is set), streaming frames to the encoder.
+(or until its cancel event is set), streaming frames to the encoder; so does fitting a
+picture (app/fit_worker.py). A scene fitted to a picture is rendered, wherever this
+worker renders it, with the fit file it names (loaded once: fit_worker.FitCache).
 
 torch and the model modules are imported inside the methods that run on the worker thread:
 `steergan` shows its window before torch is loaded (start-up, README).
@@ -34,6 +36,7 @@ from models.document.scene import SceneState, initial_state
 from models.document.session import CheckpointRef
 
 from .cpu_threads import ThreadAdapter, load_average
+from .fit_worker import FitCache, run_fit
 from .render_queue import RenderQueue
 
 if TYPE_CHECKING:  # torch and the networks load on the worker, after the window shows (start-up)
@@ -100,18 +103,18 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def default_render(generator, state):
+def default_render(generator, state, fit=None):
     from models.render import render
 
-    return render(generator, state, extras=True)
+    return render(generator, state, extras=True, fit=fit)
 
 
-def preview_render(generator, state, resolution: int):
+def preview_render(generator, state, resolution: int, fit=None):
     """The drag preview: the synthesis stops at `resolution` (the skip architecture's RGB
     image there), upsampled to the full size; Frame.preview says so."""
     from models.render import render
 
-    return render(generator, state, extras=True, preview=resolution)
+    return render(generator, state, extras=True, preview=resolution, fit=fit)
 
 
 class RenderWorker(QObject):
@@ -124,6 +127,10 @@ class RenderWorker(QObject):
     clipFailed = Signal(int, float, str)  # clip id, time of the frame, message: rendering ahead stopped
     exportProgress = Signal(int, int, int)  # export id, frames done, frames in all
     exportFinished = Signal(int, str, str)  # export id, "written" / "cancelled" / "failed", message
+    fitPicture = Signal(int, object)  # fit id, the picture as it is fitted ([S, S, 3] uint8)
+    fitProgress = Signal(int, str, int, int, float, object)  # fit id, stage, step, steps, PSNR dB, image or None
+    fitFinished = Signal(int, str, object, str)  # fit id, "fitted" / "cancelled" / "failed", FitOutcome, message
+    fitUnavailable = Signal(str)  # a fitted scene renders without its fit file: why (once per file)
     _wake = Signal()  # GUI thread -> worker thread: "there is a job in a slot"
 
     def __init__(self, device: str | None = None,
@@ -135,6 +142,11 @@ class RenderWorker(QObject):
         self.device: torch.device | None = None  # the model's, set on the first load
         self._generator = None
         self._generation = -1
+        self._checkpoint_sha256: str | None = None  # the loaded checkpoint's (fit files name it)
+        # The open session file: a fitted scene's fit file is looked for beside it first.
+        # Set by the GUI before it asks for a render of that session's scene.
+        self.fit_near: str | None = None
+        self.fits = FitCache(self.fitUnavailable.emit)
         self._warm = None  # (state, frame, ms) of the warm-up render, until the first render request
         self._planned_structure: tuple | None = None  # what _plan_traces last planned for
         # Traced synthesis (models/synthesis.py) for the newest state's structure: the full frame
@@ -167,6 +179,13 @@ class RenderWorker(QObject):
         self._wake_if(self.queue.submit("export", (export_id, job, generation, cancel), cancel=cancel))
         return cancel
 
+    def fit_picture(self, fit_id: int, path: str, options: dict, generation: int) -> threading.Event:
+        """Fit the generator to the picture at `path` (options: FitSettings fields); returns
+        the event that cancels it (set it from any thread: the fit stops within a step)."""
+        cancel = threading.Event()
+        self._wake_if(self.queue.submit("fit", (fit_id, path, options, generation, cancel), cancel=cancel))
+        return cancel
+
     def stop(self) -> None:
         """Drop pending jobs; an export in progress is cancelled (and leaves no file)."""
         self.queue.stop()
@@ -179,7 +198,7 @@ class RenderWorker(QObject):
     @Slot()
     def _drain(self) -> None:
         run = {"load": self._do_load, "render": self._do_render, "clip": self._do_clip_frame,
-               "trace": self._do_trace, "export": self._do_export}
+               "trace": self._do_trace, "export": self._do_export, "fit": self._do_fit}
         while (job := self.queue.take()) is not None:
             try:
                 run[job.kind](*job.args)
@@ -203,6 +222,8 @@ class RenderWorker(QObject):
             return
         self._warm = self._warm_up(generator)
         self._generator, self._generation = generator, token
+        self._checkpoint_sha256 = loaded.ref.sha256
+        self.fits.clear()
         if self._warm is not None:
             self._plan_traces(self._warm[0])
         self.device = generator.const.device
@@ -251,15 +272,26 @@ class RenderWorker(QObject):
             if changed is not None:
                 logger.info("render threads: %d (load average %.1f)", changed, load_average() or 0.0)
         t0 = time.perf_counter()
-        fn = self.render_fn if preview is None else (lambda g, s: preview_render(g, s, preview))
         try:
-            frame = self._with_fallback(lambda g: fn(g, state))
+            frame = self._with_fallback(lambda g: self._render(g, state, preview))
         except Exception as exc:
             logger.exception("render %d failed", request_id)
             self.failed.emit(request_id, f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
             return
         self.frameReady.emit(request_id, frame, (time.perf_counter() - t0) * 1000)
         self._plan_traces(state)
+
+    def _render(self, generator, state, preview: int | None = None):
+        """The frame of `state`; a scene fitted to a picture with its fit file (and the
+        tuned copy of the generator, if the fit tuned the weights)."""
+        use, fit = self._fitted(generator, state)
+        if fit is None:  # every other scene: exactly as before fits existed
+            return self.render_fn(generator, state) if preview is None else preview_render(generator, state, preview)
+        return default_render(use, state, fit) if preview is None else preview_render(use, state, preview, fit)
+
+    def _fitted(self, generator, state):
+        """(the generator to render `state` with, its fit file or None)."""
+        return self.fits.resolve(state, generator, self.fit_near, self._checkpoint_sha256)
 
     def _plan_traces(self, state) -> None:
         """Queue the traces this state's renders would use and that do not exist yet."""
@@ -272,11 +304,12 @@ class RenderWorker(QObject):
         # A trace fits every state of one model, device and truncation class (1 or not): this
         # runs after every render (each mouse move of a drag), so only a new structure is
         # looked at, not the latents of each state.
-        structure = (self._generation, str(generator.const.device), state.truncation == 1.0)
+        structure = (self._generation, str(generator.const.device), state.truncation == 1.0, state.fit)
         if structure == self._planned_structure:
             return
         self._planned_structure = structure
-        lat = latents_for(generator, state, generator.const.device)
+        generator, fit = self._fitted(generator, state)  # a fitted scene: its styles are inputs too
+        lat = latents_for(generator, state, generator.const.device, fit)
         stops = [None, *(p for p in self.trace_previews if p < generator.config.resolution)]
         # The newest state's structure replaces an older plan.
         self.queue.plan_traces([(state, stop) for stop in stops
@@ -286,11 +319,12 @@ class RenderWorker(QObject):
         from models.render import latents_for
         from models.synthesis import build_trace
 
-        generator = self._generator
-        if generator is None:
+        if self._generator is None:
             return
+        generator, fit = self._fitted(self._generator, state)
         try:
-            build_trace(generator, latents_for(generator, state, generator.const.device), state.truncation, stop_at)
+            build_trace(generator, latents_for(generator, state, generator.const.device, fit), state.truncation,
+                        stop_at)
         except Exception:  # the state does not fit (a stale plan): its render says what is wrong
             logger.exception("tracing the synthesis failed (stop at %s)", stop_at)
 
@@ -302,7 +336,7 @@ class RenderWorker(QObject):
         state = replace(scene, time=t)
         t0 = time.perf_counter()
         try:
-            frame = self._with_fallback(lambda g: self.render_fn(g, state))
+            frame = self._with_fallback(lambda g: self._render(g, state))
         except Exception as exc:
             logger.exception("clip %d: the frame at %.3f s failed", clip_id, t)
             self.cancel_clip(clip_id)  # the rest of it would most likely fail the same way
@@ -318,8 +352,13 @@ class RenderWorker(QObject):
             self.exportFinished.emit(export_id, "failed", f"{job.path}: the checkpoint changed before the export began")
             return
         total = frame_count(job.seconds, job.fps)
+
+        def render_one(generator, state):
+            use, fit = self._fitted(generator, state)
+            return render(use, state, fit=fit)
+
         source = frames(None, job.state, job.seconds, job.fps, size=job.size, start=job.start,
-                        render_fn=lambda _g, s: self._with_fallback(lambda g: render(g, s)))
+                        render_fn=lambda _g, s: self._with_fallback(lambda g: render_one(g, s)))
         try:
             write_video(job.path, source, job.fps, total, cancel=cancel.is_set,
                         progress=lambda done, n: self.exportProgress.emit(export_id, done, n))
@@ -332,6 +371,30 @@ class RenderWorker(QObject):
             self.exportFinished.emit(export_id, "failed", f"{job.path}: {type(exc).__name__}: {exc}")
         else:
             self.exportFinished.emit(export_id, "written", f"{job.path}: {total} frames at {job.fps:g} fps")
+
+    def _do_fit(self, fit_id: int, path: str, options: dict, generation: int, cancel: threading.Event) -> None:
+        from models.document.fileio import FileError
+        from models.fit.optimize import FitCancelled
+
+        if self._generator is None or generation != self._generation:
+            self.fitFinished.emit(fit_id, "failed", None, f"{path}: the checkpoint changed before the fit began")
+            return
+        try:
+            outcome = run_fit(self._generator, self._checkpoint_sha256, path, options, cancel.is_set,
+                              lambda picture: self.fitPicture.emit(fit_id, picture),
+                              lambda *step: self.fitProgress.emit(fit_id, *step))
+            self.fits.add(outcome.fit, self._generator)  # its first frame needs no file read
+        except FitCancelled:
+            self.fitFinished.emit(fit_id, "cancelled", None, f"{path}: the fit was cancelled")
+        except FileError as exc:  # the picture, the backbone or the fit file: each names its file
+            self.fitFinished.emit(fit_id, "failed", None, str(exc))
+        except ValueError as exc:  # a generator that cannot be fitted (video)
+            self.fitFinished.emit(fit_id, "failed", None, f"{path}: {exc}")
+        except Exception as exc:  # a bug must not kill the worker, nor touch the open scene
+            logger.exception("fitting %s failed", path)
+            self.fitFinished.emit(fit_id, "failed", None, f"{path}: {type(exc).__name__}: {exc}")
+        else:
+            self.fitFinished.emit(fit_id, "fitted", outcome, f"{path}: fitted")
 
     def _with_fallback(self, fn: Callable[[Generator], T]) -> T:
         """fn(generator); out of GPU memory, the model moves to the CPU and fn runs again."""
@@ -346,6 +409,7 @@ class RenderWorker(QObject):
 
         self._generator = self._generator.to("cpu")
         self.device = torch.device("cpu")
+        self.fits.clear()  # tuned copies of fitted scenes were made on the GPU
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.deviceChanged.emit("CPU (GPU out of memory)")

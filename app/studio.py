@@ -61,6 +61,7 @@ SUBCOMMAND_HELP = (  # `steergan --help` lists them all (app/cli.py defines them
     ("train", "train a generator on procedural data (torchrun for several GPUs)"),
     ("eval", "measure a checkpoint's steering metrics; prints JSON"),
     ("relay", "train the bundled CPU models in the background while you work (start/status/finish)"),
+    ("fit", "fit a generator to a picture: a scene whose objects you can then drag"),
 )
 
 
@@ -82,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                     " subcommand, opens the studio window.",
         epilog=f"subcommands (`steergan COMMAND --help` for their options):\n{commands}")
     parser.add_argument("--version", action="version", version=f"steergan {version()}")
-    parser.add_argument("path", nargs="?", help="a checkpoint (.safetensors) or a session (.json) to open;"
-                                                " default: the bundled checkpoint")
+    parser.add_argument("path", nargs="?", help="a checkpoint (.safetensors) or a session (.json) to open, or a"
+                                                " picture (PNG, JPEG, ...) to fit; default: the bundled checkpoint")
     parser.add_argument("--arch", help="open an untrained model of a built-in architecture instead")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="open offscreen, wait for the first frame, save a grab of the window, exit")

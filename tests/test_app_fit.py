@@ -139,8 +139,8 @@ def test_cancel_stops_the_fit_and_changes_nothing(qtbot, window, picture, studio
     assert dialog.isVisible() and dialog.windowModality() == Qt.WindowModality.WindowModal
     # The picture and the live reconstruction, the stage, step and PSNR.
     qtbot.waitUntil(lambda: not dialog.picture.pixmap().isNull() and not dialog.reconstruction.pixmap().isNull()
-                    and dialog.value() >= 10, timeout=FIT_MS)
-    assert dialog.picture.pixmap().width() == 256 and "step" in dialog.label.text()
+                    and dialog.step >= 10, timeout=FIT_MS)
+    assert dialog.picture.pixmap().width() == 256 and "step" in dialog.label.text() and "s left" in dialog.label.text()
     assert "dB" in dialog.psnr.text()
     cancel = next(b for b in dialog.findChildren(QPushButton) if b.text() == "Cancel")
     with qtbot.waitSignal(w.fitter.finished, timeout=WAIT_MS) as done:
