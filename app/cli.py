@@ -284,7 +284,7 @@ def _check_size(size: int | None) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     from models.document.fileio import FileError
     from models.document.session import CheckpointRef, session_to_json
-    from models.fit.optimize import FitCancelled, FitSettings, fit_picture
+    from models.fit.optimize import TUNE_STEPS, FitCancelled, FitSettings, fit_picture
     from models.io.backbone_file import BackboneError, backbone_path, load_backbone
     from models.io.fit_file import save_fit
     from models.io.picture import PictureError, picture_tensor, read_picture
@@ -312,7 +312,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if live:
             print(f"\r{stage} {step}/{total}  {value:.1f} dB   ", end="", file=sys.stderr, flush=True)
 
-    settings = FitSettings(seconds=args.seconds, tune_steps=2000 if args.tune else 0,
+    settings = FitSettings(seconds=args.seconds, tune_steps=TUNE_STEPS if args.tune else 0,
                            tune_seconds=args.tune_seconds, seed=args.seed)
     try:
         with _terminate_cancels():

@@ -24,7 +24,6 @@ from . import settings
 from .fit_dialog import FitProgress
 
 TUNE_KEY = "fit/tune"
-TUNE_STEPS = 2000  # as `steergan fit --tune`: the time budget (FitSettings.tune_seconds) ends it first
 PICTURE_FOLDER_KEY = "fit/folder"
 
 
@@ -138,7 +137,7 @@ class PictureFitter(QObject):
             window.show_error(f"Cannot fit {Path(path).name}", f"{path}: {problem}")
             self.finished.emit(path, "failed")
             return False
-        from models.fit.optimize import FitSettings  # (torch is loaded: a generator is open)
+        from models.fit.optimize import TUNE_STEPS, FitSettings  # (torch is loaded: a generator is open)
 
         window.playback.pause()
         self._id += 1

@@ -39,6 +39,11 @@ class FitCancelled(Exception):
     """The user cancelled: nothing was produced."""
 
 
+# Pivotal tuning's steps when asked for (`steergan fit --tune`, the studio's setting); the
+# time budget (FitSettings.tune_seconds) caps them on a slow or busy machine.
+TUNE_STEPS = 2000
+
+
 @dataclass(frozen=True)
 class FitSettings:
     steps: int = 600  # latents: at most this many steps ...

@@ -14,11 +14,14 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from models.document.fileio import FileError, FileProblem, read_regular
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_FILE_BYTES = 128 << 20
 MAX_PIXELS = 40_000_000  # 40 megapixels: any camera's picture; 50,000 x 50,000 is refused
@@ -103,4 +106,6 @@ def _square(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def picture_tensor(rgb: np.ndarray) -> torch.Tensor:
     """[H, W, 3] uint8 -> [1, 3, H, W] float in [-1, 1] (the generator's range)."""
+    import torch  # here: the studio reads SUFFIXES before torch is loaded
+
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1.0
