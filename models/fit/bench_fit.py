@@ -29,7 +29,7 @@ import torch
 
 from models.document.fileio import file_sha256
 from models.document.scene import SceneState, initial_state
-from models.fit.optimize import FitSettings, fit_picture
+from models.fit.optimize import TUNE_STEPS, FitSettings, fit_picture
 from models.io.backbone_file import backbone_path, load_backbone
 from models.io.checkpoint import load_checkpoint
 from models.io.fit_file import FitData, tuned_copy
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="checkpoints/rooms-cpu.safetensors")
     parser.add_argument("--pictures", type=int, default=6, help="pictures of each kind (default 6)")
-    parser.add_argument("--seconds", type=float, default=25.0, help="latents budget per picture (default 25)")
-    parser.add_argument("--tune-seconds", type=float, default=30.0, help="pivotal tuning budget (default 30)")
+    parser.add_argument("--steps", type=int, default=FitSettings.steps, help="latents steps (default: the fit's)")
+    parser.add_argument("--tune-steps", type=int, default=TUNE_STEPS, help="tuning steps (default: the fit's)")
     parser.add_argument("--edits", type=int, default=4, help="edits per scene for the editing scores (default 4)")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args(argv)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     probe, _ = load_probe(DEFAULT_PROBE)
     probe.eval()
     cfg = generator.config
-    settings = FitSettings(seconds=args.seconds, steps=100_000, tune_steps=100_000, tune_seconds=args.tune_seconds)
+    settings = FitSettings(steps=args.steps, tune_steps=args.tune_steps)  # the time caps as the studio has them
     scenes = [initial_state(cfg, 5000 + i) for i in range(args.pictures)]
     own: list[np.ndarray] = [render(generator, s).image for s in scenes]
     from models.data import make_dataset

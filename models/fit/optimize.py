@@ -41,13 +41,15 @@ class FitCancelled(Exception):
 
 # Pivotal tuning's steps when asked for (`steergan fit --tune`, the studio's setting); the
 # time budget (FitSettings.tune_seconds) caps them on a slow or busy machine.
-TUNE_STEPS = 2000
+TUNE_STEPS = 400  # ~27 s on the idle 2-core machine (15 steps/s at 64 px)
 
 
 @dataclass(frozen=True)
 class FitSettings:
-    steps: int = 600  # latents: at most this many steps ...
-    seconds: float = 25.0  # ... and at most this long
+    # Latents: this many steps (~22 s on the idle 2-core machine: 18.6 steps/s at 64 px,
+    # rooms-cpu) unless the time cap ends them first (a busy machine).
+    steps: int = 400
+    seconds: float = 30.0
     tune_steps: int = 0  # pivotal tuning: 0 = none
     tune_seconds: float = 30.0
     lr: float = 0.05  # the styles' Adam step (StyleGAN2's projector uses 0.1 on one w)
