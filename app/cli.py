@@ -27,7 +27,7 @@ SUBCOMMANDS = ("render", "video", "bench", "info", "train", "eval", "relay", "fi
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        if argv[0] in ("render", "video", "bench"):
+        if argv[0] in ("render", "video", "bench", "fit"):
             from app.studio import configure_render_threads
 
             configure_render_threads()  # the studio's thread count: the same pixels as its exports

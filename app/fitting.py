@@ -28,8 +28,7 @@ PICTURE_FOLDER_KEY = "fit/folder"
 
 
 def is_picture(path: str | Path) -> bool:
-    """A file Open Image reads, by its suffix (models/io/picture.SUFFIXES). Imports torch:
-    callers ask only about files that are not sessions or checkpoints."""
+    """A file Open Image reads, by its suffix (models/io/picture.SUFFIXES; torch-free)."""
     from models.io.picture import SUFFIXES
 
     return Path(path).suffix.lower() in SUFFIXES

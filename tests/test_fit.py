@@ -203,3 +203,32 @@ def test_cli_fit_of_a_bad_file_is_one_line(tmp_path):
     out = steergan("fit", "notes.png", "-o", "s.json", cwd=tmp_path)
     assert out.returncode == 2 and "notes.png" in out.stderr and "not an image" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.json").exists()
+
+
+def test_a_figure_is_fitted_pose_first(backbone):
+    """The hierarchical path: the pose search, then the descent; the scene keeps its hierarchy
+    and the search's choice is no worse than the segmenter's guess (candidate 0)."""
+    from models.fit import optimize
+
+    generator, sha = load_checkpoint(ROOT / "checkpoints" / "figures-cpu.safetensors")[0], "f" * 64
+    picture = picture_tensor(render(generator, initial_state(generator.config, 6)).image)
+    chosen = {}
+    original = optimize._search_pose
+
+    def spy(G, lat, params, target, perceptual, settings):
+        guess = optimize._with(lat, params)
+        before = float(torch.nn.functional.mse_loss(G(guess, noise_mode="const"), target)
+                       + settings.feature_weight * perceptual(G(guess, noise_mode="const")))
+        original(G, lat, params, target, perceptual, settings)
+        after_image = G(optimize._with(lat, params), noise_mode="const")
+        chosen["scores"] = before, float(torch.nn.functional.mse_loss(after_image, target)
+                                         + settings.feature_weight * perceptual(after_image))
+
+    optimize._search_pose = spy
+    try:
+        with torch.no_grad():
+            outcome = fit_picture(generator, picture, sha, backbone, FitSettings(steps=5, seconds=120.0))
+    finally:
+        optimize._search_pose = original
+    assert outcome.state.hierarchy is not None and outcome.state.fit == outcome.fit.sha256
+    assert chosen["scores"][1] <= chosen["scores"][0] + 1e-6
