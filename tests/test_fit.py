@@ -29,7 +29,8 @@ from models.render import render
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOMS = ROOT / "checkpoints" / "rooms-cpu.safetensors"
-QUICK = FitSettings(steps=30, seconds=120.0)
+# Ended by their step counts, never by the time caps (a loaded machine must not change a result).
+QUICK = FitSettings(steps=30, seconds=600.0, tune_seconds=600.0)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def own_fit(rooms, backbone):
     generator, sha = rooms
     picture = render(generator, initial_state(generator.config, 3)).image
     outcome = fit_picture(generator, picture_tensor(picture), sha, backbone,
-                          dataclasses.replace(QUICK, tune_steps=20))
+                          dataclasses.replace(QUICK, tune_steps=40))
     return picture, outcome
 
 
@@ -78,8 +79,8 @@ def test_fitting_recovers_an_own_sample_and_tuning_gets_closer(own_fit, rooms):
     generator, _ = rooms
     start = render(generator, initial_state(generator.config, 99)).image  # another sample: the unfitted distance
     assert outcome.psnr_latents > psnr(start, picture) + 8
-    assert outcome.psnr > outcome.psnr_latents
-    assert outcome.steps == 30 and outcome.tune_steps == 20
+    assert outcome.psnr > outcome.psnr_latents + 1  # 23.9 -> 29.2 dB when measured
+    assert outcome.steps == 30 and outcome.tune_steps == 40
     assert outcome.state.fit == outcome.fit.sha256 and outcome.fit.tuned
 
 
@@ -112,7 +113,7 @@ def test_restyling_one_object_replaces_only_its_fitted_style(own_fit, rooms, tmp
 def test_the_same_seed_gives_the_same_fit_file(rooms, backbone):
     generator, sha = rooms
     picture = picture_tensor(render(generator, initial_state(generator.config, 8)).image)
-    settings = FitSettings(steps=6, seconds=120.0, seed=5)
+    settings = FitSettings(steps=6, seconds=600.0, seed=5)
     a = fit_picture(generator, picture, sha, backbone, settings)
     b = fit_picture(generator, picture, sha, backbone, settings)
     assert a.fit.sha256 == b.fit.sha256 and a.state == b.state
@@ -134,7 +135,7 @@ def test_progress_reports_live_images(rooms, backbone):
     generator, sha = rooms
     seen = []
     picture = picture_tensor(render(generator, initial_state(generator.config, 2)).image)
-    fit_picture(generator, picture, sha, backbone, FitSettings(steps=12, seconds=120.0, preview_every=5),
+    fit_picture(generator, picture, sha, backbone, FitSettings(steps=12, seconds=600.0, preview_every=5),
                 progress=lambda stage, step, total, db, image: seen.append((step, image is not None)))
     assert [s for s, shown in seen if shown] == [1, 5, 10, 12] and seen[-1][0] == 12
 
@@ -227,7 +228,7 @@ def test_a_figure_is_fitted_pose_first(backbone):
     optimize._search_pose = spy
     try:
         with torch.no_grad():
-            outcome = fit_picture(generator, picture, sha, backbone, FitSettings(steps=5, seconds=120.0))
+            outcome = fit_picture(generator, picture, sha, backbone, FitSettings(steps=5, seconds=600.0))
     finally:
         optimize._search_pose = original
     assert outcome.state.hierarchy is not None and outcome.state.fit == outcome.fit.sha256

@@ -170,24 +170,37 @@ def fit_picture(generator: Generator, picture: torch.Tensor, checkpoint_sha256: 
     tune_step = 0
     weights: dict[str, torch.Tensor] = {}
     if settings.tune_steps > 0:
-        tuned = [p for name, p in G.named_parameters() if not name.startswith("mapping.")]
-        for p in tuned:
+        tuned = {name: p for name, p in G.named_parameters() if not name.startswith("mapping.")}
+        for p in tuned.values():
             p.requires_grad_(True)
-        opt = torch.optim.Adam(tuned, lr=settings.tune_lr, betas=(0.9, 0.99))
+        opt = torch.optim.Adam(list(tuned.values()), lr=settings.tune_lr, betas=(0.9, 0.99))
         frozen = Latents(**{k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in vars(fitted).items()})
         deadline = time.perf_counter() + settings.tune_seconds
+        # As in stage 2, the best step is kept (the pivot itself is step 0), so tuning never
+        # ends further from the picture than the latents alone; the step ramps up over the
+        # first tenth of the steps, as Adam's first steps from a good pivot overshoot.
+        tune_best = (float("inf"), {k: p.detach().clone() for k, p in tuned.items()})
+        warmup = max(1, settings.tune_steps // 10)
         with torch.enable_grad():
             while tune_step < settings.tune_steps and time.perf_counter() < deadline:
                 check_cancel()
+                opt.param_groups[0]["lr"] = settings.tune_lr * min(1.0, (tune_step + 1) / warmup)
                 image = G(frozen, noise_mode="const")
                 loss = loss_of(image)
+                mse = F.mse_loss(image.detach(), target).item()
+                if mse < tune_best[0]:
+                    tune_best = (mse, {k: p.detach().clone() for k, p in tuned.items()})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 tune_step += 1
-                _report(progress, "tuning", tune_step, settings.tune_steps,
-                        F.mse_loss(image.detach(), target).item(), image, settings.preview_every)
+                _report(progress, "tuning", tune_step, settings.tune_steps, mse, image, settings.preview_every)
         G.requires_grad_(False)
+        with torch.no_grad():
+            final = F.mse_loss(G(frozen, noise_mode="const"), target).item()
+            if final > tune_best[0]:  # the last step was not the best
+                for k, p in tuned.items():
+                    p.copy_(tune_best[1][k])
         # Stored in fp16 (fit_file): round now, so that what was measured is what reopens.
         weights = {name: p.detach().half() for name, p in G.named_parameters() if not name.startswith("mapping.")}
         with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 
 from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular
 from models.io.bundled import CHECKPOINT_DIR
-from models.io.safetensors_io import SafetensorsProblem, parse_json, read_header, read_tensor
+from models.io.safetensors_io import SafetensorsProblem, read_header, read_tensor, tagged_metadata
 from models.nets.projected import FeatureBackbone
 
 BACKBONE_FORMAT = "steergan-d-backbone"
@@ -43,15 +43,7 @@ def load_backbone(path: str | os.PathLike = DEFAULT_BACKBONE) -> tuple[FeatureBa
     try:
         with f:
             header = read_header(f)
-            raw = header.metadata.get(META_KEY)
-            if raw is None:
-                raise BackboneError(path, "is not a SteerGAN discriminator backbone (no backbone metadata)")
-            meta = parse_json(raw, "its backbone metadata")
-            if not isinstance(meta, dict) or meta.get("format") != BACKBONE_FORMAT:
-                raise BackboneError(path, "has metadata that is not a discriminator backbone description")
-            if meta.get("version") != BACKBONE_VERSION:
-                raise BackboneError(path, f"is backbone format v{str(meta.get('version'))[:20]}; this SteerGAN"
-                                          f" reads v{BACKBONE_VERSION}")
+            meta = tagged_metadata(header, META_KEY, BACKBONE_FORMAT, BACKBONE_VERSION, "discriminator backbone")
             classes = meta.get("classes")
             if not (isinstance(classes, list) and 2 <= len(classes) <= 64 and all(isinstance(c, str) for c in classes)):
                 raise BackboneError(path, "has no valid class list")

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular, stream_sha256
-from models.io.safetensors_io import SafetensorsProblem, parse_json, read_header, read_tensor
+from models.io.safetensors_io import SafetensorsProblem, read_header, read_tensor, tagged_metadata
 
 FIT_FORMAT = "steergan-fit"
 FIT_VERSION = 1
@@ -112,15 +112,7 @@ def load_fit(path: str | os.PathLike, expect_sha256: str | None = None) -> FitDa
                 raise FitFileError(path, "is not the fit file the scene names (its SHA-256 differs: changed or"
                                          " damaged)")
             header = read_header(f)
-            raw = header.metadata.get(META_KEY)
-            if raw is None:
-                raise FitFileError(path, "is not a SteerGAN fit file (no fit metadata)")
-            meta = parse_json(raw, "its fit metadata")
-            if not isinstance(meta, dict) or meta.get("format") != FIT_FORMAT:
-                raise FitFileError(path, "is not a SteerGAN fit file")
-            if meta.get("version") != FIT_VERSION:
-                raise FitFileError(path, f"is fit format v{str(meta.get('version'))[:20]}; this SteerGAN reads"
-                                         f" v{FIT_VERSION}")
+            meta = tagged_metadata(header, META_KEY, FIT_FORMAT, FIT_VERSION, "fit file")
             ck = meta.get("checkpoint_sha256")
             if not (isinstance(ck, str) and len(ck) == 64):
                 raise FitFileError(path, "does not name the checkpoint it was fitted with")

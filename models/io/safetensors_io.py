@@ -137,6 +137,22 @@ def _entry(name: str, value: Any, data_len: int) -> TensorEntry:
     return TensorEntry(name, dtype, tuple(shape), start, end)
 
 
+def tagged_metadata(header: SafetensorsHeader, key: str, fmt: str, newest: int, kind: str) -> dict[str, Any]:
+    """The JSON description a SteerGAN file keeps under metadata `key`, checked to be a
+    `fmt` file of a version this SteerGAN reads (1..newest); SafetensorsProblem saying
+    which of these it is not (`kind`: "fit file", "discriminator backbone")."""
+    raw = header.metadata.get(key)
+    if raw is None:
+        raise SafetensorsProblem(f"is not a SteerGAN {kind} (no {kind} metadata)")
+    meta = parse_json(raw, f"its {kind} metadata")
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise SafetensorsProblem(f"is not a SteerGAN {kind} (its metadata describes something else)")
+    version = meta.get("version")
+    if not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= newest):
+        raise SafetensorsProblem(f"is {kind} format v{str(version)[:20]}; this SteerGAN reads up to v{newest}")
+    return meta
+
+
 def read_tensor(f: BinaryIO, header: SafetensorsHeader, name: str) -> torch.Tensor:
     """One tensor of a validated header, read from `f`."""
     entry = header.tensors[name]
