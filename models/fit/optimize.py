@@ -187,18 +187,18 @@ def fit_picture(generator: Generator, picture: torch.Tensor, checkpoint_sha256: 
                 opt.param_groups[0]["lr"] = settings.tune_lr * min(1.0, (tune_step + 1) / warmup)
                 image = G(frozen, noise_mode="const")
                 loss = loss_of(image)
-                mse = F.mse_loss(image.detach(), target).item()
-                if mse < tune_best[0]:
-                    tune_best = (mse, {k: p.detach().clone() for k, p in tuned.items()})
+                tune_mse = F.mse_loss(image.detach(), target).item()
+                if tune_mse < tune_best[0]:
+                    tune_best = (tune_mse, {k: p.detach().clone() for k, p in tuned.items()})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 tune_step += 1
-                _report(progress, "tuning", tune_step, settings.tune_steps, mse, image, settings.preview_every)
+                _report(progress, "tuning", tune_step, settings.tune_steps, tune_mse, image, settings.preview_every)
         G.requires_grad_(False)
         with torch.no_grad():
-            final = F.mse_loss(G(frozen, noise_mode="const"), target).item()
-            if final > tune_best[0]:  # the last step was not the best
+            last_mse = F.mse_loss(G(frozen, noise_mode="const"), target).item()
+            if last_mse > tune_best[0]:  # the last step was not the best
                 for k, p in tuned.items():
                     p.copy_(tune_best[1][k])
         # Stored in fp16 (fit_file): round now, so that what was measured is what reopens.
