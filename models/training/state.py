@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular
-from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor
+from models.io.safetensors_io import SafetensorsHeader, SafetensorsProblem, parse_json, read_tensor, tagged_metadata
 from models.io.safetensors_io import read_header as read_safetensors_header
 
 STATE_FORMAT = "steergan-train-state"
@@ -295,15 +295,9 @@ def load_warm_state(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.
     try:
         with f:
             header = read_safetensors_header(f)
-            raw = header.metadata.get("steergan_warm")
-            if raw is None:
-                raise TrainStateError(path, "not a SteerGAN warm-start state (no 'steergan_warm' metadata)")
-            meta = parse_json(raw, "its warm-start metadata")
-            if (not isinstance(meta, dict) or meta.get("format") != WARM_FORMAT
-                    or isinstance(meta.get("version"), bool) or not isinstance(meta.get("version"), int)
-                    or meta["version"] > WARM_VERSION or not isinstance(meta.get("info"), dict)):
-                version = meta.get("version") if isinstance(meta, dict) else None
-                raise TrainStateError(path, f"unsupported warm-start format (version {str(version)[:20]})")
+            meta = tagged_metadata(header, "steergan_warm", WARM_FORMAT, WARM_VERSION, "warm-start state")
+            if not isinstance(meta.get("info"), dict):
+                raise TrainStateError(path, "has warm-start metadata without its info")
             tensors = {name: read_tensor(f, header, name) for name in header.tensors}
     except SafetensorsProblem as exc:
         raise TrainStateError(path, str(exc)) from None
