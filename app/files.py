@@ -57,7 +57,7 @@ class FileController(QObject):
         suffix = Path(path).suffix.lower()
         if suffix == ".json":
             self.open_session(path, fallback=fallback)
-        elif suffix != ".safetensors" and is_picture(path):  # (checked last: it imports torch)
+        elif is_picture(path):
             if fallback and self.document.info is None:
                 self.open_checkpoint(None)  # a picture given at start-up: fitted once this is open
             self.window.fitter.start(path)
