@@ -178,3 +178,39 @@ def test_rgb_heads_see_the_pixels_the_features_barely_do(tiny_backbone):
     cfg = training_config("rooms-cpu-proj-rgb")
     assert cfg.d_rgb_heads and not training_config("rooms-cpu-proj-shift").d_rgb_heads
     assert not TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "d_rgb_heads"}).d_rgb_heads
+
+
+def test_mbstd_heads_see_a_batch_without_variety(tiny_backbone):
+    """d_mbstd: a head's logits depend on the other images of the batch, so a batch of one
+    image repeated (no variety: the colour collapse) scores differently from a varied batch
+    holding that image; without it, each image is judged alone."""
+    torch.manual_seed(4)
+    x = torch.rand(8, 4, 64, 64) * 2 - 1
+    same = x[:1].expand(8, -1, -1, -1).contiguous()
+    for mbstd in (False, True):
+        torch.manual_seed(3)
+        D = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True,
+                                   mbstd=mbstd).eval()
+        with torch.no_grad():
+            alone, varied = D(same)[0], D(x)[0]
+        if mbstd:
+            assert (alone - varied).abs().max() > 1e-4
+        else:
+            assert torch.allclose(alone, varied, atol=1e-5)
+    cfg = training_config("rooms-cpu-proj-mbstd")
+    assert cfg.d_mbstd and cfg.d_rgb_heads and not training_config("rooms-cpu-proj-rgb").d_mbstd
+    assert not TrainConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "d_mbstd"}).d_mbstd
+
+
+def test_mbstd_recipe_trains_saves_and_resumes(tiny_backbone, tmp_path):
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], d_rgb_heads=True, d_mbstd=True)
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    for _ in range(2):
+        assert all(torch.isfinite(v) for v in trainer.train_step().values())
+    trainer.save()
+    again = Trainer(cfg, tmp_path / "run2", device="cpu", resume=tmp_path / "run")
+    for a, b in zip(trainer.D.heads.parameters(), again.D.heads.parameters()):
+        assert torch.equal(a, b)
+    # heads without the channel do not take this state: a clear error, not a silent mix
+    with pytest.raises(Exception, match="not a usable training state: D does not match"):
+        Trainer(dataclasses.replace(cfg, d_mbstd=False), tmp_path / "run3", device="cpu", resume=tmp_path / "run")

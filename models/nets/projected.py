@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from models.nets.discriminator import minibatch_std
+
 BACKBONE_SIZE = 64  # the backbone sees every image at this size
 BACKBONE_CHANNELS = (32, 64, 96, 128)  # features at 32, 16, 8 and 4 px
 MIXED_CHANNELS = (32, 64, 96, 128)  # after the random cross-channel mixing
@@ -94,18 +96,30 @@ def _fixed_conv(cin: int, cout: int, generator: torch.Generator) -> torch.Tensor
     return torch.randn(cout, cin, 1, 1, generator=generator) * (2.0 / cin) ** 0.5
 
 
+class _MinibatchStd(nn.Module):
+    """StyleGAN's minibatch-std channel (groups of 4): how much the samples of a group differ."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return minibatch_std(x, 4)
+
+
 class _Head(nn.Module):
     """A small patch discriminator on one scale: a 1x1 convolution to 64 channels, stride-2
     convolutions down to 4 px (spectral norm, as Projected GAN's heads), then 1-channel patch
-    logits. 64 channels keep D's training state small (issue 24: at most 6 MiB a state)."""
+    logits. 64 channels keep D's training state small (issue 24: at most 6 MiB a state).
+    With `mbstd` the last convolution also sees the minibatch-std channel: a patch logit can
+    then tell a batch whose walls all share one grey from real rooms' varied ones, which no
+    per-image judgement can (the colour collapse of the relay's second run, README)."""
 
-    def __init__(self, cin: int, size: int, width: int = 64):
+    def __init__(self, cin: int, size: int, width: int = 64, mbstd: bool = False):
         super().__init__()
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(cin, width, 1)), nn.LeakyReLU(0.2)]
         while size > HEAD_LOGITS_SIZE:
             layers += [spectral_norm(nn.Conv2d(width, width, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             size //= 2
-        layers += [spectral_norm(nn.Conv2d(width, width, 3, padding=1)), nn.LeakyReLU(0.2),
+        if mbstd:  # a module without weights: the other layers' state keys only shift by one
+            layers.append(_MinibatchStd())
+        layers += [spectral_norm(nn.Conv2d(width + int(mbstd), width, 3, padding=1)), nn.LeakyReLU(0.2),
                    spectral_norm(nn.Conv2d(width, 1, 1))]
         self.net = nn.Sequential(*layers)
 
@@ -145,13 +159,15 @@ class ProjectedDiscriminator(nn.Module):
     """Frozen backbone -> fixed random cross-channel (CCM) and cross-scale (CSM) mixing ->
     one trainable head per scale. With `in_channels=4` the 4th channel (the layout heatmap of
     a layout-conditional D) goes, resized, beside the features into every head; with
-    `rgb_heads` the RGB image does too (the segmenting backbone barely sees colour).
+    `rgb_heads` the RGB image does too (the segmenting backbone barely sees colour); with
+    `mbstd` every head ends with a minibatch-std channel (a batch's variety). Real and fake
+    batches must go through separate calls, as the trainer's do, or the groups mix them.
 
     Returns patch logits [B, N] (all heads' maps, flattened and joined): the hinge loss
     averages them."""
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
-                 rgb_heads: bool = False):
+                 rgb_heads: bool = False, mbstd: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -167,7 +183,7 @@ class ProjectedDiscriminator(nn.Module):
         self.rgb_heads = rgb_heads
         cond = in_channels - 3 + (3 if rgb_heads else 0)
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
-        self.heads = nn.ModuleList([_Head(m[i] + cond, sizes[i]) for i in range(4)])
+        self.heads = nn.ModuleList([_Head(m[i] + cond, sizes[i], mbstd=mbstd) for i in range(4)])
         self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
         # Which backbone the heads were trained on: saved states hold this, not the backbone's
         # weights (shipped once in checkpoints/), and refuse to load onto another backbone.

@@ -67,6 +67,10 @@ class TrainConfig:
     # the backbone, trained to segment, is nearly blind to saturation and contrast, and
     # without this G's colours washed out (README, "Recipes").
     d_rgb_heads: bool = False
+    # The projected D's heads end with a minibatch-std channel (the StyleGAN2 D always has
+    # one): without it every wall of a batch drifted to one grey while each image on its own
+    # looked plausible (README, "Recipes"). Both d_* head settings mean nothing to stylegan2.
+    d_mbstd: bool = False
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -166,6 +170,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The third pair: the heads see the pixels beside the features (d_rgb_heads).
     "rooms-cpu-proj-rgb": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-rgb",
                                               d_augment="translation", d_rgb_heads=True),
+    # The fourth pair (session 10): the heads also see the batch's variety (d_mbstd).
+    "rooms-cpu-proj-mbstd": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-mbstd",
+                                                d_augment="translation", d_rgb_heads=True, d_mbstd=True),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
