@@ -214,3 +214,23 @@ def test_mbstd_recipe_trains_saves_and_resumes(tiny_backbone, tmp_path):
     # heads without the channel do not take this state: a clear error, not a silent mix
     with pytest.raises(Exception, match="not a usable training state: D does not match"):
         Trainer(dataclasses.replace(cfg, d_mbstd=False), tmp_path / "run3", device="cpu", resume=tmp_path / "run")
+
+
+def test_rgb_detail_head_sees_stripes_that_average_away(tiny_backbone):
+    """d_rgb_detail: 2-px colour stripes and the flat colour they average to reach the finest
+    head as different inputs; with area-averaged pixels (and the features held fixed) they
+    are the same picture to every head."""
+    flat = torch.zeros(2, 4, 64, 64)
+    stripes = flat.clone()
+    stripes[:, 0, :, 0::2], stripes[:, 0, :, 1::2] = 0.8, -0.8  # red flickers, averages to 0
+    for detail in (False, True):
+        torch.manual_seed(3)
+        D = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True,
+                                   rgb_detail=detail).eval()
+        fixed = [f.detach() for f in D.project(flat)]
+        D.project = lambda x, fixed=fixed: fixed  # type: ignore[method-assign]  # the features stay blind
+        with torch.no_grad():
+            same = torch.allclose(D(flat), D(stripes), atol=1e-6)
+        assert same != detail
+    with pytest.raises(ConfigError, match="d_rgb_detail needs d_rgb_heads"):
+        dataclasses.replace(training_config("rooms-cpu-proj-shift"), d_rgb_detail=True)

@@ -167,7 +167,7 @@ class ProjectedDiscriminator(nn.Module):
     averages them."""
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
-                 rgb_heads: bool = False, mbstd: bool = False):
+                 rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -181,9 +181,16 @@ class ProjectedDiscriminator(nn.Module):
         for i in range(3):  # the coarser scale, projected to the finer one's channels, added to it
             self.register_buffer(f"csm{i}", _fixed_conv(m[i + 1], m[i], g))
         self.rgb_heads = rgb_heads
+        # rgb_detail: the finest head gets the pixels themselves, 2x2 blocks stacked as channels
+        # (space-to-depth), not their averages: a 2-px rainbow stripe averages to a plausible
+        # colour, and the segmenting backbone ignores it (the relay's iridescent objects).
+        if rgb_detail and not rgb_heads:
+            raise ValueError("rgb_detail needs rgb_heads")
+        self.rgb_detail = rgb_detail
         cond = in_channels - 3 + (3 if rgb_heads else 0)
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
-        self.heads = nn.ModuleList([_Head(m[i] + cond, sizes[i], mbstd=mbstd) for i in range(4)])
+        extra = [9 if rgb_detail and i == 0 else 0 for i in range(4)]  # 12 RGB channels instead of 3
+        self.heads = nn.ModuleList([_Head(m[i] + cond + extra[i], sizes[i], mbstd=mbstd) for i in range(4)])
         self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
         # Which backbone the heads were trained on: saved states hold this, not the backbone's
         # weights (shipped once in checkpoints/), and refuse to load onto another backbone.
@@ -236,8 +243,11 @@ class ProjectedDiscriminator(nn.Module):
         mixed = self.project(img)
         cond = img if self.rgb_heads else img[:, 3:]
         logits = []
-        for head, f in zip(self.heads, mixed):
-            if cond.shape[1]:
+        for i, (head, f) in enumerate(zip(self.heads, mixed)):
+            if self.rgb_detail and i == 0:
+                f = torch.cat([f, F.pixel_unshuffle(img[:, :3], img.shape[-1] // f.shape[-1]),
+                               F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area")], dim=1)
+            elif cond.shape[1]:
                 f = torch.cat([f, F.interpolate(cond, size=f.shape[-2:], mode="area")], dim=1)
             logits.append(head(f))
         return torch.cat(logits, dim=1)

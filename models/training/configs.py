@@ -71,6 +71,9 @@ class TrainConfig:
     # one): without it every wall of a batch drifted to one grey while each image on its own
     # looked plausible (README, "Recipes"). Both d_* head settings mean nothing to stylegan2.
     d_mbstd: bool = False
+    # The finest projected head sees the 64 px pixels themselves (space-to-depth), not their
+    # 2x2 averages: what the relay's iridescent 2-px stripes hide behind. Needs d_rgb_heads.
+    d_rgb_detail: bool = False
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -84,6 +87,8 @@ class TrainConfig:
                               f" {str(self.d_augment)[:40]!r}")
         if not 0 <= self.ema_rampup <= 1:
             raise ConfigError(f"ema_rampup must be in [0, 1], got {self.ema_rampup}")
+        if self.d_rgb_detail and not self.d_rgb_heads:
+            raise ConfigError("d_rgb_detail needs d_rgb_heads true (the detail replaces the finest head's pixels)")
         if self.recipe == "projected":
             if ARCHITECTURES[self.architecture].time is not None:
                 raise ConfigError("the projected recipe has no video discriminator yet; clips train with"
@@ -173,6 +178,10 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The fourth pair (session 10): the heads also see the batch's variety (d_mbstd).
     "rooms-cpu-proj-mbstd": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-mbstd",
                                                 d_augment="translation", d_rgb_heads=True, d_mbstd=True),
+    # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
+    "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
+                                                 d_augment="translation", d_rgb_heads=True, d_mbstd=True,
+                                                 d_rgb_detail=True),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
@@ -183,6 +192,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison).
+    "figures-cpu-proj": TrainConfig("figures-cpu-proj", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                    condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                    save_every_minutes=3.0, recipe="projected", d_augment="translation",
+                                    d_rgb_heads=True, d_mbstd=True, **MOVE_CONSISTENCY),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;

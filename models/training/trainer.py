@@ -115,7 +115,7 @@ class Trainer:
             backbone, _ = load_backbone(backbone_path())  # BackboneError names the file
             return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed,
                                           augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
-                                          mbstd=self.cfg.d_mbstd)
+                                          mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail)
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
