@@ -15,6 +15,8 @@ BatchNorm/LeakyReLU residual encoder, trained from another seed on another loss 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,6 +129,35 @@ class _Head(nn.Module):
         return self.net(x).flatten(1)
 
 
+class _SegmentHead(nn.Module):
+    """OASIS's idea on the projected features (Sushko et al. 2022, boschresearch/OASIS): per-
+    pixel logits over the data's classes plus one "fake" class, at the finest mixed scale
+    (which carries every coarser one through the cross-scale mixing). It sees the image (the
+    pixels beside the features, as the heads do), never the layout: which class is where must
+    come from the picture, or G could not be judged by it."""
+
+    def __init__(self, cin: int, classes: int, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(spectral_norm(nn.Conv2d(cin, width, 3, padding=1)), nn.LeakyReLU(0.2),
+                                 spectral_norm(nn.Conv2d(width, width, 3, padding=1)), nn.LeakyReLU(0.2),
+                                 spectral_norm(nn.Conv2d(width, classes + 1, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Judgement(NamedTuple):
+    """What `ProjectedDiscriminator.judge` returns: the heads' patch logits [B, N]; with a
+    segmenting head, its class logits [B, C+1, 32, 32] (the last is "fake"), the labels given
+    [B, 32, 32], moved with the image by the augmentation (-1 where the shift brought in
+    padding), and the layout heatmap at the same scale in [0, 1] (a layout-conditional D)."""
+
+    logits: torch.Tensor
+    classes: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    heat: torch.Tensor | None = None
+
+
 def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None, colour: bool = True) -> torch.Tensor:
     """DiffAugment's colour and translation (Zhao et al. 2020), differentiable, per image:
     what keeps a strong frozen-feature D from winning outright (Projected GAN uses it).
@@ -167,7 +198,7 @@ class ProjectedDiscriminator(nn.Module):
     averages them."""
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
-                 rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False):
+                 rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False, segment_classes: int = 0):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -191,6 +222,9 @@ class ProjectedDiscriminator(nn.Module):
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
         extra = [9 if rgb_detail and i == 0 else 0 for i in range(4)]  # 12 RGB channels instead of 3
         self.heads = nn.ModuleList([_Head(m[i] + cond + extra[i], sizes[i], mbstd=mbstd) for i in range(4)])
+        # segment_classes > 0: OASIS's per-pixel head beside them (TrainConfig.d_segment)
+        pixels = (12 if rgb_detail else 3) if rgb_heads else 0
+        self.segment_head = _SegmentHead(m[0] + pixels, segment_classes) if segment_classes else None
         self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
         # Which backbone the heads were trained on: saved states hold this, not the backbone's
         # weights (shipped once in checkpoints/), and refuse to load onto another backbone.
@@ -222,6 +256,8 @@ class ProjectedDiscriminator(nn.Module):
     def requires_grad_(self, requires_grad: bool = True):
         """The trainer freezes D for G's step and thaws it after: only the heads ever thaw."""
         self.heads.requires_grad_(requires_grad)
+        if self.segment_head is not None:
+            self.segment_head.requires_grad_(requires_grad)
         return self
 
     def project(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -235,8 +271,18 @@ class ProjectedDiscriminator(nn.Module):
         return mixed
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.judge(img).logits
+
+    def judge(self, img: torch.Tensor, labels: torch.Tensor | None = None) -> Judgement:
+        """The heads' patch logits and, with a segmenting head, its per-pixel class logits.
+        `labels` [B, H, W] (class indices, or anything for fake images) are shifted with
+        the image by the augmentation, so that each pixel keeps its label."""
+        if labels is not None:  # stored +1 so that the shift's zero padding reads as -1: ignored
+            img = torch.cat([img, labels[:, None].to(img.dtype) + 1], dim=1)
         if self.augment != "none" and self.training:
             img = diff_augment(img, self.aug_rng, colour=self.augment.startswith("color"))
+        if labels is not None:
+            img, labels = img[:, :-1], img[:, -1:]
         if img.shape[-1] != BACKBONE_SIZE:
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)
@@ -245,9 +291,26 @@ class ProjectedDiscriminator(nn.Module):
         logits = []
         for i, (head, f) in enumerate(zip(self.heads, mixed)):
             if self.rgb_detail and i == 0:
-                f = torch.cat([f, F.pixel_unshuffle(img[:, :3], img.shape[-1] // f.shape[-1]),
-                               F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area")], dim=1)
+                f = torch.cat([f, self._pixels(img, f), F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area")],
+                              dim=1)
             elif cond.shape[1]:
                 f = torch.cat([f, F.interpolate(cond, size=f.shape[-2:], mode="area")], dim=1)
             logits.append(head(f))
-        return torch.cat(logits, dim=1)
+        out = Judgement(torch.cat(logits, dim=1))
+        if self.segment_head is None:
+            return out
+        f = mixed[0]
+        size = f.shape[-2:]
+        if self.rgb_heads:
+            f = torch.cat([f, self._pixels(img, f)], dim=1)
+        lab = None
+        if labels is not None:  # nearest: a label is never an average of two classes
+            lab = (F.interpolate(labels, size=size, mode="nearest")[:, 0].round().long() - 1).clamp_min(-1)
+        heat = (F.interpolate(img[:, 3:4], size=size, mode="area") + 1) / 2 if self.in_channels > 3 else None
+        return out._replace(classes=self.segment_head(f), labels=lab, heat=heat)
+
+    def _pixels(self, img: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """The RGB image at f's scale: 2x2 blocks as channels (rgb_detail) or their averages."""
+        if self.rgb_detail:
+            return F.pixel_unshuffle(img[:, :3], img.shape[-1] // f.shape[-1])
+        return F.interpolate(img[:, :3], size=f.shape[-2:], mode="area")

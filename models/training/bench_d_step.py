@@ -1,12 +1,11 @@
 """Time one D step and one G step of each recipe on this machine (issue 23: a step of the new D
-costs at most 1.5x today's): `python -m models.training.bench_d_step [--config rooms-cpu]`.
+costs at most 1.5x today's): `python -m models.training.bench_d_step [--configs rooms-cpu-stylegan2,rooms-cpu]`.
 
 Prints milliseconds per phase (median of --repeats after --warmup), with the machine's load.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import time
@@ -19,7 +18,7 @@ from models.training.trainer import Trainer
 
 def _phases(trainer: Trainer) -> dict[str, float]:
     """One step of D (its losses, R1 when due, the update) and one of G, timed apart."""
-    from models.training.losses import d_hinge, d_logistic, g_hinge, g_nonsaturating
+    from models.training.losses import d_hinge, d_logistic, g_hinge, g_nonsaturating, g_segment_loss
 
     G, D, B = trainer.G, trainer.D, trainer.batch
     lat = trainer._latents(B)
@@ -29,15 +28,22 @@ def _phases(trainer: Trainer) -> dict[str, float]:
     with torch.no_grad():
         fake = trainer._with_layout(G(lat), lat)
     t0 = time.perf_counter()
-    loss_d = (d_hinge if trainer.projected else d_logistic)(D(real), D(fake))
     stats: dict = {}
+    if trainer.cfg.d_segment:
+        loss_d = trainer._segment_d_loss(real, real_batch, fake, stats)
+    else:
+        loss_d = (d_hinge if trainer.projected else d_logistic)(D(real), D(fake))
     from models.training.losses import r1_penalty
     trainer.update_d(loss_d, lambda: r1_penalty(D, real), stats)
     t1 = time.perf_counter()
     D.requires_grad_(False)
     lat = trainer._latents(B)
-    fake = G(lat)
-    loss_g = (g_hinge if trainer.projected else g_nonsaturating)(D(trainer._with_layout(fake, lat)))
+    seen = trainer._with_layout(G(lat), lat)
+    if trainer.cfg.d_segment:
+        logits, classes, labels, heat = trainer._judge(seen, seen.new_zeros(B, *seen.shape[-2:]))
+        loss_g = g_hinge(logits) + trainer.cfg.d_segment * g_segment_loss(classes, labels >= 0, heat)
+    else:
+        loss_g = (g_hinge if trainer.projected else g_nonsaturating)(D(seen))
     trainer.opt_G.zero_grad(set_to_none=True)
     loss_g.backward()
     trainer.opt_G.step()
@@ -49,21 +55,20 @@ def _phases(trainer: Trainer) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="rooms-cpu")
-    p.add_argument("--recipes", default="stylegan2,projected")
+    p.add_argument("--configs", default="rooms-cpu-stylegan2,rooms-cpu", help="training configs, comma-separated")
     p.add_argument("--repeats", type=int, default=32)
     p.add_argument("--warmup", type=int, default=4)
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    base = training_config(args.config)
-    print(f"load average {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} torch threads, batch {base.batch}")
-    for recipe in args.recipes.split(","):
-        cfg = dataclasses.replace(base, recipe=recipe)
+    print(f"load average {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} torch threads")
+    for name in args.configs.split(","):
+        cfg = training_config(name)
         trainer = Trainer(cfg, "/tmp/steergan-bench-d", log=lambda m: None)
         rows = [_phases(trainer) for _ in range(args.warmup + args.repeats)][args.warmup:]
         # R1 runs every r1_every steps: the mean D step includes its share, the median does not
         d_mean = statistics.mean(r["d_ms"] for r in rows)
-        print(f"{recipe:10s} D step median {statistics.median(r['d_ms'] for r in rows):6.1f} ms, mean (with lazy R1)"
+        d_median = statistics.median(r["d_ms"] for r in rows)
+        print(f"{name:24s} (batch {cfg.batch}) D step median {d_median:6.1f} ms, mean (with lazy R1)"
               f" {d_mean:6.1f} ms; G step median {statistics.median(r['g_ms'] for r in rows):6.1f} ms")
 
 

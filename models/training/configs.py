@@ -74,6 +74,11 @@ class TrainConfig:
     # The finest projected head sees the 64 px pixels themselves (space-to-depth), not their
     # 2x2 averages: what the relay's iridescent 2-px stripes hide behind. Needs d_rgb_heads.
     d_rgb_detail: bool = False
+    # OASIS on the projected features (Sushko et al.): a per-pixel head names every pixel's
+    # class or "fake"; real pixels are labelled by the renderer, and G is rewarded where D
+    # sees an object at its layout's objects and background elsewhere. The weight of that
+    # loss beside the hinge, in D's and G's step; 0 = off.
+    d_segment: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -89,6 +94,10 @@ class TrainConfig:
             raise ConfigError(f"ema_rampup must be in [0, 1], got {self.ema_rampup}")
         if self.d_rgb_detail and not self.d_rgb_heads:
             raise ConfigError("d_rgb_detail needs d_rgb_heads true (the detail replaces the finest head's pixels)")
+        if not 0 <= self.d_segment <= 100:
+            raise ConfigError(f"d_segment must be 0 (off) or a weight up to 100, got {self.d_segment}")
+        if self.d_segment and self.recipe != "projected":
+            raise ConfigError(f"d_segment is a head of the projected D; recipe {self.recipe!r} has none")
         if self.recipe == "projected":
             if ARCHITECTURES[self.architecture].time is not None:
                 raise ConfigError("the projected recipe has no video discriminator yet; clips train with"
@@ -178,6 +187,10 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The fourth pair (session 10): the heads also see the batch's variety (d_mbstd).
     "rooms-cpu-proj-mbstd": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-mbstd",
                                                 d_augment="translation", d_rgb_heads=True, d_mbstd=True),
+    # OASIS's per-pixel classes on the projected features, beside the mbstd heads.
+    "rooms-cpu-proj-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment",
+                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
+                                                  d_segment=1.0),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

@@ -27,6 +27,47 @@ def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+# ---- OASIS on the projected features: every pixel's class, or "fake" (TrainConfig.d_segment) ----
+
+def d_segment_loss(real_classes: torch.Tensor, real_labels: torch.Tensor, fake_classes: torch.Tensor,
+                   fake_valid: torch.Tensor) -> torch.Tensor:
+    """Real pixels must get their rendered class, fake pixels the last ("fake") class.
+    Real classes are balanced over the batch as OASIS balances them (a lamp's few pixels
+    count as much as the wall's many); -1 labels (the augmentation's padding) are ignored."""
+    n = real_classes.shape[1] - 1
+    known = real_labels[real_labels >= 0]
+    counts = torch.bincount(known, minlength=n).to(real_classes.dtype)
+    present = (counts > 0).sum().clamp_min(1)
+    weight = (counts.sum() / (counts.clamp_min(1) * present)).clamp(max=10.0)
+    weight = torch.cat([weight, weight.new_ones(1)])
+    fake_target = torch.where(fake_valid, torch.full_like(real_labels, n), torch.full_like(real_labels, -1))
+    return (F.cross_entropy(real_classes, real_labels, weight=weight, ignore_index=-1)
+            + F.cross_entropy(fake_classes, fake_target, ignore_index=-1))
+
+
+def intended_classes(heat: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where G's layout asks for an object (heatmap above 0.5) and for background (below
+    0.1), as boolean masks [B, H, W]; the rim between is left to G. The layout names no kind,
+    so "an object" is any object class."""
+    h = heat[:, 0]
+    return (h > 0.5) & valid, (h < 0.1) & valid
+
+
+def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.Tensor | None) -> torch.Tensor:
+    """G's side: with a layout, D must see some object class where the layout puts an object
+    and background (class 0) elsewhere, the two halves weighed equally; without one, any
+    real class anywhere (not "fake")."""
+    logp = fake_classes.float().log_softmax(dim=1)
+    if heat is None:
+        real = torch.logsumexp(logp[:, :-1], dim=1)
+        return -(real[valid]).mean() if valid.any() else logp.new_zeros(())
+    obj, bg = intended_classes(heat, valid)
+    any_object = torch.logsumexp(logp[:, 1:-1], dim=1)
+    parts = [-any_object[obj].mean()] if obj.any() else []
+    parts += [-logp[:, 0][bg].mean()] if bg.any() else []
+    return torch.stack(parts).mean() if parts else logp.new_zeros(())
+
+
 def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
     """||grad_x D(x)||^2 on real images (the caller scales by gamma/2 and the lazy interval)."""
     real = real.detach().requires_grad_(True)

@@ -36,9 +36,11 @@ from models.training.losses import (
     alignment_loss,
     d_hinge,
     d_logistic,
+    d_segment_loss,
     distortion_loss,
     g_hinge,
     g_nonsaturating,
+    g_segment_loss,
     move_consistency_loss,
     r1_penalty,
 )
@@ -113,9 +115,13 @@ class Trainer:
             from models.nets.projected import ProjectedDiscriminator
 
             backbone, _ = load_backbone(backbone_path())  # BackboneError names the file
+            from models.metrics.probe import probe_classes  # the class list only, not the probe
+
+            self.classes = probe_classes()
             return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed,
                                           augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
-                                          mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail)
+                                          mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
+                                          segment_classes=len(self.classes) if self.cfg.d_segment else 0)
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
@@ -237,8 +243,11 @@ class Trainer:
         with torch.no_grad(), self.amp:
             fake = self._with_layout(G(lat), lat)
         with self.amp:
-            d_loss = d_hinge if self.projected else d_logistic
-            loss_d = d_loss(D(real).float(), D(fake).float())
+            if cfg.d_segment:  # OASIS's per-pixel classes beside the patch logits
+                loss_d = self._segment_d_loss(real, real_batch, fake, stats)
+            else:
+                d_loss = d_hinge if self.projected else d_logistic
+                loss_d = d_loss(D(real).float(), D(fake).float())
         self.update_d(loss_d, lambda: r1_penalty(D, real), stats)
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
@@ -251,7 +260,13 @@ class Trainer:
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
             seen = self._with_layout(fake, lat)
-            loss_g = (g_hinge if self.projected else g_nonsaturating)(D(seen).float())
+            if cfg.d_segment:
+                logits, classes, labels, heat = self._judge(seen, seen.new_zeros(B, *seen.shape[-2:]))
+                segment = g_segment_loss(classes, labels >= 0, heat)
+                stats["segment_g"] = segment.detach()
+                loss_g = g_hinge(logits.float()) + cfg.d_segment * segment
+            else:
+                loss_g = (g_hinge if self.projected else g_nonsaturating)(D(seen).float())
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
                 stats["move"] = move.detach()
@@ -259,6 +274,29 @@ class Trainer:
         self.update_g(loss_g, lat, fake, D, do_align, do_dist, stats)
         self.end_step(lat, B)
         return stats
+
+    def _segment_d_loss(self, real: torch.Tensor, real_batch: SceneBatch, fake: torch.Tensor,
+                        stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hinge on the patch logits plus d_segment x the per-pixel class loss: real
+        pixels labelled with their rendered class (the procedural ground truth), fake ones "fake"."""
+        from models.metrics.probe import label_maps
+
+        labels = label_maps(real_batch, self.data.world == "figures", self.classes)
+        real_logits, real_classes, real_labels, _ = self._judge(real, labels)
+        fake_logits, fake_classes, fake_labels, _ = self._judge(fake, torch.zeros_like(labels))
+        segment = d_segment_loss(real_classes.float(), real_labels, fake_classes.float(), fake_labels >= 0)
+        stats["segment_d"] = segment.detach()
+        return d_hinge(real_logits.float(), fake_logits.float()) + self.cfg.d_segment * segment
+
+    def _judge(self, images: torch.Tensor, labels: torch.Tensor):
+        """The projected D's patch logits, per-pixel class logits, the labels as moved by its
+        augmentation, and the layout heatmap at the classes' scale (d_segment)."""
+        from models.nets.projected import ProjectedDiscriminator
+
+        assert isinstance(self.D, ProjectedDiscriminator)  # TrainConfig allows d_segment with it only
+        judged = self.D.judge(images, labels)
+        assert judged.classes is not None and judged.labels is not None  # built with a segmenting head
+        return judged.logits, judged.classes, judged.labels, judged.heat
 
     def update_d(self, loss_d: torch.Tensor, r1_fn, stats: dict[str, torch.Tensor]) -> None:
         """Add lazy R1 (every r1_every steps, scaled by it), step D. Shared by the image and
