@@ -347,3 +347,26 @@ def test_segment_recipe_trains_saves_and_resumes(tiny_backbone, tmp_path):
         dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], d_segment=1.0)
     with pytest.raises(ConfigError, match="d_segment must be"):
         dataclasses.replace(cfg, d_segment=-1.0)
+
+
+def test_colour_variety_reads_a_batch_of_one_grey_as_none(tiny_backbone):
+    """d_rgb_variety: per place and channel, the spread of colours across a group of four;
+    four copies of one picture read ~0 everywhere, four walls of different colours read their
+    spread on the wall and ~0 where the pictures agree; every head gets it."""
+    from models.nets.projected import colour_variety
+
+    walls = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.5, 0.5, 0.5]])
+    rgb = walls[:, :, None, None].repeat(1, 1, 8, 8)
+    rgb[:, :, 6:] = -0.5  # one floor for all
+    spread = colour_variety(rgb)
+    assert spread.shape == rgb.shape
+    assert spread[:, :, :6].min() > 0.2 and spread[:, :, 6:].max() < 1e-3
+    assert colour_variety(rgb[:1].repeat(4, 1, 1, 1)).max() < 1e-3
+    assert torch.equal(colour_variety(rgb.repeat(2, 1, 1, 1))[:4], colour_variety(rgb.repeat(2, 1, 1, 1))[4:])
+    torch.manual_seed(3)
+    D = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True,
+                               rgb_variety=True).eval()
+    assert all(h.net[0].weight.shape[1] == m + 1 + 3 + 3 for h, m in zip(D.heads, (32, 64, 96, 128)))
+    x = torch.rand(8, 4, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert (D(x[:1].expand(8, -1, -1, -1))[0] - D(x)[0]).abs().max() > 1e-4

@@ -98,6 +98,19 @@ def _fixed_conv(cin: int, cout: int, generator: torch.Generator) -> torch.Tensor
     return torch.randn(cout, cin, 1, 1, generator=generator) * (2.0 / cin) ** 0.5
 
 
+def colour_variety(rgb: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """[B, 3, h, w] -> [B, 3, h, w]: at every place, how much each colour channel differs
+    across the images of a group (StyleGAN's minibatch std, kept per place and channel, on the
+    pixels rather than on features): a batch whose walls all share one grey reads near 0
+    where real rooms' walls read high. Groups as minibatch_std's: image i with i + B/g..."""
+    B = rgb.shape[0]
+    g = min(group, B)
+    while B % g:
+        g -= 1
+    y = rgb.reshape(g, -1, *rgb.shape[1:])
+    return (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().repeat(g, 1, 1, 1)
+
+
 class _MinibatchStd(nn.Module):
     """StyleGAN's minibatch-std channel (groups of 4): how much the samples of a group differ."""
 
@@ -191,14 +204,16 @@ class ProjectedDiscriminator(nn.Module):
     one trainable head per scale. With `in_channels=4` the 4th channel (the layout heatmap of
     a layout-conditional D) goes, resized, beside the features into every head; with
     `rgb_heads` the RGB image does too (the segmenting backbone barely sees colour); with
-    `mbstd` every head ends with a minibatch-std channel (a batch's variety). Real and fake
+    `mbstd` every head ends with a minibatch-std channel (a batch's variety); with
+    `rgb_variety` every head also gets `colour_variety` of the pixels at its scale. Real and fake
     batches must go through separate calls, as the trainer's do, or the groups mix them.
 
     Returns patch logits [B, N] (all heads' maps, flattened and joined): the hinge loss
     averages them."""
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
-                 rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False, segment_classes: int = 0):
+                 rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False, segment_classes: int = 0,
+                 rgb_variety: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -221,6 +236,9 @@ class ProjectedDiscriminator(nn.Module):
         cond = in_channels - 3 + (3 if rgb_heads else 0)
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
         extra = [9 if rgb_detail and i == 0 else 0 for i in range(4)]  # 12 RGB channels instead of 3
+        self.rgb_variety = rgb_variety
+        if rgb_variety:  # mbstd (one number for all features) did not keep the walls' colours varied
+            extra = [e + 3 for e in extra]
         self.heads = nn.ModuleList([_Head(m[i] + cond + extra[i], sizes[i], mbstd=mbstd) for i in range(4)])
         # segment_classes > 0: OASIS's per-pixel head beside them (TrainConfig.d_segment)
         pixels = (12 if rgb_detail else 3) if rgb_heads else 0
@@ -295,6 +313,8 @@ class ProjectedDiscriminator(nn.Module):
                               dim=1)
             elif cond.shape[1]:
                 f = torch.cat([f, F.interpolate(cond, size=f.shape[-2:], mode="area")], dim=1)
+            if self.rgb_variety:
+                f = torch.cat([f, colour_variety(F.interpolate(img[:, :3], size=f.shape[-2:], mode="area"))], dim=1)
             logits.append(head(f))
         out = Judgement(torch.cat(logits, dim=1))
         if self.segment_head is None:

@@ -74,6 +74,10 @@ class TrainConfig:
     # The finest projected head sees the 64 px pixels themselves (space-to-depth), not their
     # 2x2 averages: what the relay's iridescent 2-px stripes hide behind. Needs d_rgb_heads.
     d_rgb_detail: bool = False
+    # Every projected head also sees, per place and colour channel, how much the batch's
+    # images differ there (nets/projected.colour_variety): d_mbstd's one number did not stop
+    # the walls' colours collapsing to one grey (README, "Recipes", the fourth pair).
+    d_rgb_variety: bool = False
     # OASIS on the projected features (Sushko et al.): a per-pixel head names every pixel's
     # class or "fake"; real pixels are labelled by the renderer, and G is rewarded where D
     # sees an object at its layout's objects and background elsewhere. The weight of that
@@ -187,10 +191,14 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The fourth pair (session 10): the heads also see the batch's variety (d_mbstd).
     "rooms-cpu-proj-mbstd": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-mbstd",
                                                 d_augment="translation", d_rgb_heads=True, d_mbstd=True),
-    # OASIS's per-pixel classes on the projected features, beside the mbstd heads.
+    # The fifth pair: the heads see the colour variety of the batch, with and without OASIS's
+    # per-pixel classes on the projected features.
+    "rooms-cpu-proj-variety": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-variety",
+                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
+                                                  d_rgb_variety=True),
     "rooms-cpu-proj-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment",
                                                   d_augment="translation", d_rgb_heads=True, d_mbstd=True,
-                                                  d_segment=1.0),
+                                                  d_rgb_variety=True, d_segment=1.0),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
