@@ -17,16 +17,22 @@ from models.nets.layers import EqualConv2d, EqualLinear
 GRADCAM_LEVELS = (16, 8, 4)
 
 
+def group_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """[B, ...] -> [B / g, ...]: the standard deviation across each group of g samples (g the
+    largest divisor of B up to `group`; image i goes with i + B/g, i + 2B/g...)."""
+    g = min(group, x.shape[0])
+    while x.shape[0] % g:
+        g -= 1
+    y = x.reshape(g, -1, *x.shape[1:])
+    return (y - y.mean(0)).square().mean(0).add(1e-8).sqrt()
+
+
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     """Append the standard deviation across groups of samples as one more channel, so D can
     see a lack of variety (StyleGAN's minibatch-std layer)."""
     B, C, H, W = x.shape
-    g = min(group, B)
-    while B % g:
-        g -= 1
-    y = x.view(g, -1, C, H, W)
-    y = (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))
-    return torch.cat([x, y.view(-1, 1, 1, 1).repeat(g, 1, H, W)], dim=1)
+    y = group_std(x, group).mean(dim=(1, 2, 3))
+    return torch.cat([x, y.view(-1, 1, 1, 1).repeat(B // y.shape[0], 1, H, W)], dim=1)
 
 
 def build_trunk(resolution: int, c: dict[int, int], in_channels: int) -> tuple[nn.Module, nn.ModuleDict]:

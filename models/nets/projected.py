@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from models.nets.discriminator import minibatch_std
+from models.nets.discriminator import group_std, minibatch_std
 
 BACKBONE_SIZE = 64  # the backbone sees every image at this size
 BACKBONE_CHANNELS = (32, 64, 96, 128)  # features at 32, 16, 8 and 4 px
@@ -103,12 +103,8 @@ def colour_variety(rgb: torch.Tensor, group: int = 4) -> torch.Tensor:
     across the images of a group (StyleGAN's minibatch std, kept per place and channel, on the
     pixels rather than on features): a batch whose walls all share one grey reads near 0
     where real rooms' walls read high. Groups as minibatch_std's: image i with i + B/g..."""
-    B = rgb.shape[0]
-    g = min(group, B)
-    while B % g:
-        g -= 1
-    y = rgb.reshape(g, -1, *rgb.shape[1:])
-    return (y - y.mean(0)).square().mean(0).add(1e-8).sqrt().repeat(g, 1, 1, 1)
+    spread = group_std(rgb, group)
+    return spread.repeat(rgb.shape[0] // spread.shape[0], 1, 1, 1)
 
 
 class _MinibatchStd(nn.Module):
