@@ -164,3 +164,22 @@ def test_relay_drops_to_one_thread_while_the_machine_is_busy(monkeypatch):
         assert trainer2.train_step() == 2  # idle again: the threads it was started with
     finally:
         torch.set_num_threads(before)
+
+
+def test_relay_state_of_another_recipe_is_one_error_and_kept(relay_env):
+    """A kept state that does not fit the plan's config (here: damaged) ends the background
+    worker with one error line, exit 3, and leaves the file as it was."""
+    import subprocess
+    import sys
+
+    folders, _ = relay_env
+    kept = folders["STEERGAN_RELAY_DIR"] / "tiny.safetensors"
+    kept.write_bytes(b"not a training state")
+    done = subprocess.run([sys.executable, "-m", "models.training.relay", "_run", "tiny", "tiny-rooms-layout",
+                           str(time.time() + 30)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 3, done.stdout + done.stderr
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tiny.safetensors" in errors[0] and "nothing was changed" in errors[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert kept.read_bytes() == b"not a training state"

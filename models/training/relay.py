@@ -262,16 +262,22 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
     state_out = work / "state.safetensors"
     trainer = WarmTrainer(cfg, work, "cpu", state_out=state_out)
     _follow_load(trainer, threads)
-    if state_out.exists():  # an earlier relay of this session that was not finished yet
-        trainer.warm_start(state_out)
-        print(f"continuing the unfinished run in {state_out}", flush=True)
-    elif (relay_dir() / f"{name}.safetensors").exists():
-        trainer.warm_start(relay_dir() / f"{name}.safetensors")
-    elif from_run:
-        trainer.load(from_run)  # a comparison run's full state (issue 23): the winner continues
-        trainer.images_at_start = trainer.images_seen
-    else:
-        print("no relay state: training from scratch", flush=True)
+    try:
+        if state_out.exists():  # an earlier relay of this session that was not finished yet
+            trainer.warm_start(state_out)
+            print(f"continuing the unfinished run in {state_out}", flush=True)
+        elif (relay_dir() / f"{name}.safetensors").exists():
+            trainer.warm_start(relay_dir() / f"{name}.safetensors")
+        elif from_run:
+            trainer.load(from_run)  # a comparison run's full state (issue 23): the winner continues
+            trainer.images_at_start = trainer.images_seen
+        else:
+            print("no relay state: training from scratch", flush=True)
+    except TrainStateError as exc:  # e.g. the config's recipe changed since the state was saved
+        print(f"error: {exc} (nothing was changed; a state of another recipe cannot continue: move it"
+              " away to start from scratch or from a comparison run with --from)", flush=True)
+        trainer.close()
+        return 3
     print(f"relay: {name} ({config}) from step {trainer.step}, {trainer.images_seen} images, until"
           f" {time.strftime('%H:%M', time.localtime(until))}", flush=True)
     try:
