@@ -343,7 +343,7 @@ def test_segment_recipe_trains_saves_and_resumes(tiny_backbone, tmp_path):
     assert again.D.segment_head is not None
     for a, b in zip(trainer.D.segment_head.parameters(), again.D.segment_head.parameters()):
         assert torch.equal(a, b)
-    with pytest.raises(ConfigError, match="d_segment is a head of the projected D"):
+    with pytest.raises(ConfigError, match="d_segment is a part of the projected D"):
         dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], d_segment=1.0)
     with pytest.raises(ConfigError, match="d_segment must be"):
         dataclasses.replace(cfg, d_segment=-1.0)
@@ -370,3 +370,27 @@ def test_colour_variety_reads_a_batch_of_one_grey_as_none(tiny_backbone):
     x = torch.rand(8, 4, 64, 64) * 2 - 1
     with torch.no_grad():
         assert (D(x[:1].expand(8, -1, -1, -1))[0] - D(x)[0]).abs().max() > 1e-4
+
+
+def test_pixel_d_beside_trains_gets_r1_and_warm_starts_from_heads_without_it(tiny_backbone, tmp_path):
+    """d_pixel: a StyleGAN2 D on the pixels beside the heads; its loss and R1 enter D's step,
+    its non-saturating loss G's; a state saved without it loads with a fresh pixel D."""
+    plain = dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], d_rgb_heads=True)
+    cfg = dataclasses.replace(plain, d_pixel=1.0)
+    trainer = Trainer(cfg, tmp_path / "run", device="cpu")
+    assert trainer.D.pixel is not None and trainer._r1_target() is trainer.D.pixel
+    pixel_before = [p.detach().clone() for p in trainer.D.pixel.parameters()]
+    seen = {}
+    for _ in range(2):  # r1_every 2: R1 on the first step
+        seen.update(trainer.train_step())
+    assert {"pixel_d", "pixel_g", "r1"} <= set(seen) and all(torch.isfinite(v) for v in seen.values())
+    assert any(not torch.equal(a, b) for a, b in zip(pixel_before, trainer.D.pixel.parameters()))
+    old = Trainer(plain, tmp_path / "old", device="cpu")
+    assert "r1" not in old.train_step()  # the projected D alone needs no R1
+    fresh = [p.detach().clone() for p in trainer.D.pixel.state_dict().values()]
+    trainer.D.load_state_dict(old.D.state_dict())  # as a warm start (the relay's) loads D
+    for a, b in zip(old.D.heads.parameters(), trainer.D.heads.parameters()):
+        assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, trainer.D.pixel.state_dict().values()))
+    with pytest.raises(ConfigError, match="d_pixel is a part of the projected D"):
+        dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], d_pixel=1.0)

@@ -159,12 +159,14 @@ class Judgement(NamedTuple):
     """What `ProjectedDiscriminator.judge` returns: the heads' patch logits [B, N]; with a
     segmenting head, its class logits [B, C+1, 32, 32] (the last is "fake"), the labels given
     [B, 32, 32], moved with the image by the augmentation (-1 where the shift brought in
-    padding), and the layout heatmap at the same scale in [0, 1] (a layout-conditional D)."""
+    padding), and the layout heatmap at the same scale in [0, 1] (a layout-conditional D); with
+    a pixel D beside, its logits."""
 
     logits: torch.Tensor
     classes: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     heat: torch.Tensor | None = None
+    pixel: torch.Tensor | None = None  # the pixel D's logits [B, 1] (with one: TrainConfig.d_pixel)
 
 
 def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None, colour: bool = True) -> torch.Tensor:
@@ -209,7 +211,7 @@ class ProjectedDiscriminator(nn.Module):
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
                  rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False, segment_classes: int = 0,
-                 rgb_variety: bool = False):
+                 rgb_variety: bool = False, pixel: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -239,6 +241,10 @@ class ProjectedDiscriminator(nn.Module):
         # segment_classes > 0: OASIS's per-pixel head beside them (TrainConfig.d_segment)
         pixels = (12 if rgb_detail else 3) if rgb_heads else 0
         self.segment_head = _SegmentHead(m[0] + pixels, segment_classes) if segment_classes else None
+        # A D on the pixels beside the frozen features (TrainConfig.d_pixel): it sees the whole
+        # image and the batch's variety (StyleGAN2's D keeps wall colours varied where every
+        # projected variant let them collapse to one grey). Trained, saved, as the heads are.
+        self.pixel = pixel
         self.aug_rng: torch.Generator | None = None  # the trainer's stream, so that a seed fixes a run
         # Which backbone the heads were trained on: saved states hold this, not the backbone's
         # weights (shipped once in checkpoints/), and refuse to load onto another backbone.
@@ -260,6 +266,9 @@ class ProjectedDiscriminator(nn.Module):
                                " (backbone_digest differs)")
         full = dict(state_dict)
         full.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+        if self.pixel is not None and not any(k.startswith("pixel.") for k in state_dict):
+            # heads trained before the pixel D was added continue with a fresh one
+            full.update({f"pixel.{k}": v for k, v in self.pixel.state_dict().items()})
         return super().load_state_dict(full, strict=strict, assign=assign)
 
     def train(self, mode: bool = True):
@@ -270,8 +279,9 @@ class ProjectedDiscriminator(nn.Module):
     def requires_grad_(self, requires_grad: bool = True):
         """The trainer freezes D for G's step and thaws it after: only the heads ever thaw."""
         self.heads.requires_grad_(requires_grad)
-        if self.segment_head is not None:
-            self.segment_head.requires_grad_(requires_grad)
+        for part in (self.segment_head, self.pixel):
+            if part is not None:
+                part.requires_grad_(requires_grad)
         return self
 
     def project(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -297,6 +307,7 @@ class ProjectedDiscriminator(nn.Module):
             img = diff_augment(img, self.aug_rng, colour=self.augment.startswith("color"))
         if labels is not None:
             img, labels = img[:, :-1], img[:, -1:]
+        pixel = self.pixel(img) if self.pixel is not None else None  # at the image's own size
         if img.shape[-1] != BACKBONE_SIZE:
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)
@@ -312,7 +323,7 @@ class ProjectedDiscriminator(nn.Module):
             if self.rgb_variety:
                 f = torch.cat([f, colour_variety(F.interpolate(img[:, :3], size=f.shape[-2:], mode="area"))], dim=1)
             logits.append(head(f))
-        out = Judgement(torch.cat(logits, dim=1))
+        out = Judgement(torch.cat(logits, dim=1), pixel=pixel)
         if self.segment_head is None:
             return out
         f = mixed[0]

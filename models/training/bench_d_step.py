@@ -18,7 +18,7 @@ from models.training.trainer import Trainer
 
 def _phases(trainer: Trainer) -> dict[str, float]:
     """One step of D (its losses, R1 when due, the update) and one of G, timed apart."""
-    from models.training.losses import d_hinge, d_logistic, g_hinge, g_nonsaturating, g_segment_loss
+    from models.training.losses import d_logistic, g_nonsaturating
 
     G, D, B = trainer.G, trainer.D, trainer.batch
     lat = trainer._latents(B)
@@ -29,21 +29,17 @@ def _phases(trainer: Trainer) -> dict[str, float]:
         fake = trainer._with_layout(G(lat), lat)
     t0 = time.perf_counter()
     stats: dict = {}
-    if trainer.cfg.d_segment:
-        loss_d = trainer._segment_d_loss(real, real_batch, fake, stats)
+    if trainer.projected:
+        loss_d = trainer._projected_d_loss(real, real_batch, fake, stats)
     else:
-        loss_d = (d_hinge if trainer.projected else d_logistic)(D(real), D(fake))
+        loss_d = d_logistic(D(real), D(fake))
     from models.training.losses import r1_penalty
-    trainer.update_d(loss_d, lambda: r1_penalty(D, real), stats)
+    trainer.update_d(loss_d, lambda: r1_penalty(trainer._r1_target(), real), stats)
     t1 = time.perf_counter()
     D.requires_grad_(False)
     lat = trainer._latents(B)
     seen = trainer._with_layout(G(lat), lat)
-    if trainer.cfg.d_segment:
-        logits, classes, labels, heat = trainer._judge(seen, seen.new_zeros(B, *seen.shape[-2:]))
-        loss_g = g_hinge(logits) + trainer.cfg.d_segment * g_segment_loss(classes, labels >= 0, heat)
-    else:
-        loss_g = (g_hinge if trainer.projected else g_nonsaturating)(D(seen))
+    loss_g = trainer._projected_g_loss(seen, stats) if trainer.projected else g_nonsaturating(D(seen))
     trainer.opt_G.zero_grad(set_to_none=True)
     loss_g.backward()
     trainer.opt_G.step()

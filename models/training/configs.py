@@ -83,6 +83,10 @@ class TrainConfig:
     # sees an object at its layout's objects and background elsewhere. The weight of that
     # loss beside the hinge, in D's and G's step; 0 = off.
     d_segment: float = 0.0
+    # A StyleGAN2 D on the pixels beside the projected one (logistic loss, lazy R1; weight of
+    # its loss, 0 = off): every projected variant let the walls' colours collapse to one grey
+    # where the StyleGAN2 D kept them varied (README, "Recipes", the fifth pair).
+    d_pixel: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -98,10 +102,12 @@ class TrainConfig:
             raise ConfigError(f"ema_rampup must be in [0, 1], got {self.ema_rampup}")
         if self.d_rgb_detail and not self.d_rgb_heads:
             raise ConfigError("d_rgb_detail needs d_rgb_heads true (the detail replaces the finest head's pixels)")
-        if not 0 <= self.d_segment <= 100:
-            raise ConfigError(f"d_segment must be 0 (off) or a weight up to 100, got {self.d_segment}")
-        if self.d_segment and self.recipe != "projected":
-            raise ConfigError(f"d_segment is a head of the projected D; recipe {self.recipe!r} has none")
+        for name in ("d_segment", "d_pixel"):
+            value = getattr(self, name)
+            if not 0 <= value <= 100:
+                raise ConfigError(f"{name} must be 0 (off) or a weight up to 100, got {value}")
+            if value and self.recipe != "projected":
+                raise ConfigError(f"{name} is a part of the projected D; recipe {self.recipe!r} has none")
         if self.recipe == "projected":
             if ARCHITECTURES[self.architecture].time is not None:
                 raise ConfigError("the projected recipe has no video discriminator yet; clips train with"
@@ -199,6 +205,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-proj-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment",
                                                   d_augment="translation", d_rgb_heads=True, d_mbstd=True,
                                                   d_rgb_variety=True, d_segment=1.0),
+    # The sixth: a StyleGAN2 D on the pixels beside the projected heads.
+    "rooms-cpu-proj-pixel": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel",
+                                                d_augment="translation", d_rgb_heads=True, d_pixel=1.0),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ from models.training.losses import (
 )
 from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
+
+if TYPE_CHECKING:
+    from models.nets.projected import Judgement
 
 STATE_FILE = "train_state.safetensors"
 LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion", "move"]
@@ -118,7 +122,9 @@ class Trainer:
             from models.metrics.probe import probe_classes  # the class list only, not the probe
 
             self.classes = probe_classes()
-            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed,
+            pixel = Discriminator(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels) \
+                if self.cfg.d_pixel else None
+            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed, pixel=pixel,
                                           augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
                                           mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
                                           segment_classes=len(self.classes) if self.cfg.d_segment else 0,
@@ -244,12 +250,11 @@ class Trainer:
         with torch.no_grad(), self.amp:
             fake = self._with_layout(G(lat), lat)
         with self.amp:
-            if cfg.d_segment:  # OASIS's per-pixel classes beside the patch logits
-                loss_d = self._segment_d_loss(real, real_batch, fake, stats)
+            if self.projected:
+                loss_d = self._projected_d_loss(real, real_batch, fake, stats)
             else:
-                d_loss = d_hinge if self.projected else d_logistic
-                loss_d = d_loss(D(real).float(), D(fake).float())
-        self.update_d(loss_d, lambda: r1_penalty(D, real), stats)
+                loss_d = d_logistic(D(real).float(), D(fake).float())
+        self.update_d(loss_d, lambda: r1_penalty(self._r1_target(), real), stats)
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
@@ -261,13 +266,10 @@ class Trainer:
         with self.amp:
             fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
             seen = self._with_layout(fake, lat)
-            if cfg.d_segment:
-                logits, classes, labels, heat = self._judge(seen, seen.new_zeros(B, *seen.shape[-2:]))
-                segment = g_segment_loss(classes, labels >= 0, heat)
-                stats["segment_g"] = segment.detach()
-                loss_g = g_hinge(logits.float()) + cfg.d_segment * segment
+            if self.projected:
+                loss_g = self._projected_g_loss(seen, stats)
             else:
-                loss_g = (g_hinge if self.projected else g_nonsaturating)(D(seen).float())
+                loss_g = g_nonsaturating(D(seen).float())
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
                 stats["move"] = move.detach()
@@ -276,37 +278,72 @@ class Trainer:
         self.end_step(lat, B)
         return stats
 
-    def _segment_d_loss(self, real: torch.Tensor, real_batch: SceneBatch, fake: torch.Tensor,
-                        stats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The hinge on the patch logits plus d_segment x the per-pixel class loss: real
-        pixels labelled with their rendered class (the procedural ground truth), fake ones "fake"."""
-        from models.metrics.probe import label_maps
+    def _projected_d_loss(self, real: torch.Tensor, real_batch: SceneBatch, fake: torch.Tensor,
+                          stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hinge on the heads' patch logits, plus d_segment x the per-pixel class loss (real
+        pixels labelled with their rendered class, the procedural ground truth; fake ones
+        "fake") and d_pixel x the pixel D's logistic loss."""
+        cfg = self.cfg
+        labels = None
+        if cfg.d_segment:
+            from models.metrics.probe import label_maps
 
-        labels = label_maps(real_batch, self.data.world == "figures", self.classes)
-        real_logits, real_classes, real_labels, _ = self._judge(real, labels)
-        fake_logits, fake_classes, fake_labels, _ = self._judge(fake, torch.zeros_like(labels))
-        segment = d_segment_loss(real_classes.float(), real_labels, fake_classes.float(), fake_labels >= 0)
-        stats["segment_d"] = segment.detach()
-        return d_hinge(real_logits.float(), fake_logits.float()) + self.cfg.d_segment * segment
+            labels = label_maps(real_batch, self.data.world == "figures", self.classes)
+        on_real = self._judge(real, labels)
+        on_fake = self._judge(fake, None if labels is None else torch.zeros_like(labels))
+        loss = d_hinge(on_real.logits.float(), on_fake.logits.float())
+        if cfg.d_segment:
+            assert on_real.classes is not None and on_real.labels is not None  # built with a segmenting head
+            assert on_fake.classes is not None and on_fake.labels is not None
+            segment = d_segment_loss(on_real.classes.float(), on_real.labels, on_fake.classes.float(),
+                                     on_fake.labels >= 0)
+            stats["segment_d"] = segment.detach()
+            loss = loss + cfg.d_segment * segment
+        if cfg.d_pixel:
+            assert on_real.pixel is not None and on_fake.pixel is not None  # built with a pixel D
+            pixel = d_logistic(on_real.pixel.float(), on_fake.pixel.float())
+            stats["pixel_d"] = pixel.detach()
+            loss = loss + cfg.d_pixel * pixel
+        return loss
 
-    def _judge(self, images: torch.Tensor, labels: torch.Tensor):
-        """The projected D's patch logits, per-pixel class logits, the labels as moved by its
-        augmentation, and the layout heatmap at the classes' scale (d_segment)."""
+    def _projected_g_loss(self, seen: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """G's side of `_projected_d_loss`."""
+        cfg = self.cfg
+        judged = self._judge(seen, seen.new_zeros(seen.shape[0], *seen.shape[-2:]) if cfg.d_segment else None)
+        loss = g_hinge(judged.logits.float())
+        if cfg.d_segment:
+            assert judged.classes is not None and judged.labels is not None
+            segment = g_segment_loss(judged.classes, judged.labels >= 0, judged.heat)
+            stats["segment_g"] = segment.detach()
+            loss = loss + cfg.d_segment * segment
+        if cfg.d_pixel:
+            assert judged.pixel is not None
+            pixel = g_nonsaturating(judged.pixel.float())
+            stats["pixel_g"] = pixel.detach()
+            loss = loss + cfg.d_pixel * pixel
+        return loss
+
+    def _judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> Judgement:
         from models.nets.projected import ProjectedDiscriminator
 
-        assert isinstance(self.D, ProjectedDiscriminator)  # TrainConfig allows d_segment with it only
-        judged = self.D.judge(images, labels)
-        assert judged.classes is not None and judged.labels is not None  # built with a segmenting head
-        return judged.logits, judged.classes, judged.labels, judged.heat
+        assert isinstance(self.D, ProjectedDiscriminator)  # self.projected
+        return self.D.judge(images, labels)
+
+    def _r1_target(self) -> torch.nn.Module:
+        """What R1 regularises: the StyleGAN2 D, or the projected recipe's pixel D."""
+        pixel = getattr(self.D, "pixel", None)
+        return pixel if pixel is not None else self.D
 
     def update_d(self, loss_d: torch.Tensor, r1_fn, stats: dict[str, torch.Tensor]) -> None:
         """Add lazy R1 (every r1_every steps, scaled by it), step D. Shared by the image and
         the video step; `r1_fn` computes the penalty on this step's real batch."""
         cfg = self.cfg
-        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0 and not self.projected:
+        # the projected D needs no R1; a pixel D beside it gets it, weighed as its loss is
+        r1_weight = cfg.d_pixel if self.projected else 1.0
+        if self.step % cfg.r1_every == 0 and cfg.r1_gamma > 0 and r1_weight > 0:
             r1 = r1_fn()
             stats["r1"] = r1.detach()
-            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every
+            loss_d = loss_d + r1 * (cfg.r1_gamma / 2) * cfg.r1_every * r1_weight
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self._allreduce(self.D)
