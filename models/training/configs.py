@@ -208,6 +208,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The sixth: a StyleGAN2 D on the pixels beside the projected heads.
     "rooms-cpu-proj-pixel": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel",
                                                 d_augment="translation", d_rgb_heads=True, d_pixel=1.0),
+    "rooms-cpu-proj-pixel-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel-segment",
+                                                        d_augment="translation", d_rgb_heads=True, d_pixel=1.0,
+                                                        d_segment=1.0),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
