@@ -98,7 +98,7 @@ def test_unknown_recipe_is_one_error_naming_it(tmp_path):
     with pytest.raises(ConfigError, match=r"cfg\.json: unknown recipe"):
         training_config(str(bad))
     # a config without the field (written before issue 23) is today's StyleGAN2 recipe
-    old = {k: v for k, v in TRAINING_CONFIGS["rooms-cpu"].to_dict().items() if k != "recipe"}
+    old = {k: v for k, v in TRAINING_CONFIGS["rooms-cpu-stylegan2"].to_dict().items() if k != "recipe"}
     assert TrainConfig.from_dict(old).recipe == "stylegan2"
 
 
