@@ -312,32 +312,29 @@ class ProjectedDiscriminator(nn.Module):
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)
         mixed = self.project(img)
-        cond = img if self.rgb_heads else img[:, 3:]
+        # The pixels and the layout at each head's scale, once: the heads, the variety channels
+        # and the segmenting head all read them. A head's input: features, its pixels (the
+        # finest: space-to-depth with rgb_detail), the layout, the colour spread (saved heads
+        # depend on this order).
+        area = [F.interpolate(img[:, :3], size=f.shape[-2:], mode="area") for f in mixed]
+        layout = [F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area") for f in mixed]
+        rgb = list(area)
+        if self.rgb_detail:
+            rgb[0] = F.pixel_unshuffle(img[:, :3], img.shape[-1] // mixed[0].shape[-1])
         logits = []
         for i, (head, f) in enumerate(zip(self.heads, mixed)):
-            if self.rgb_detail and i == 0:
-                f = torch.cat([f, self._pixels(img, f), F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area")],
-                              dim=1)
-            elif cond.shape[1]:
-                f = torch.cat([f, F.interpolate(cond, size=f.shape[-2:], mode="area")], dim=1)
+            parts = [f, rgb[i]] if self.rgb_heads else [f]
+            parts.append(layout[i])  # 0 channels without a layout
             if self.rgb_variety:
-                f = torch.cat([f, colour_variety(F.interpolate(img[:, :3], size=f.shape[-2:], mode="area"))], dim=1)
-            logits.append(head(f))
+                parts.append(colour_variety(area[i]))
+            logits.append(head(torch.cat(parts, dim=1)))
         out = Judgement(torch.cat(logits, dim=1), pixel=pixel)
         if self.segment_head is None:
             return out
-        f = mixed[0]
+        f = torch.cat([mixed[0], rgb[0]], dim=1) if self.rgb_heads else mixed[0]
         size = f.shape[-2:]
-        if self.rgb_heads:
-            f = torch.cat([f, self._pixels(img, f)], dim=1)
         lab = None
         if labels is not None:  # nearest: a label is never an average of two classes
             lab = (F.interpolate(labels, size=size, mode="nearest")[:, 0].round().long() - 1).clamp_min(-1)
-        heat = (F.interpolate(img[:, 3:4], size=size, mode="area") + 1) / 2 if self.in_channels > 3 else None
+        heat = (layout[0][:, :1] + 1) / 2 if self.in_channels > 3 else None
         return out._replace(classes=self.segment_head(f), labels=lab, heat=heat)
-
-    def _pixels(self, img: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """The RGB image at f's scale: 2x2 blocks as channels (rgb_detail) or their averages."""
-        if self.rgb_detail:
-            return F.pixel_unshuffle(img[:, :3], img.shape[-1] // f.shape[-1])
-        return F.interpolate(img[:, :3], size=f.shape[-2:], mode="area")

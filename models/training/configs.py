@@ -171,6 +171,11 @@ _ROOMS_CPU_PROJECTED = TrainConfig("rooms-cpu-projected", "rooms-cpu", "rooms", 
                                    distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                                    log_every=10, save_every_minutes=3.0, recipe="projected")
 
+# The fifth pair's winner (README, "Recipes"), rooms-cpu's recipe since session 10.
+_ROOMS_CPU_SEGMENT = dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment",
+                                         d_augment="translation", d_rgb_heads=True, d_mbstd=True,
+                                         d_rgb_variety=True, d_segment=1.0)
+
 TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms": TrainConfig("rooms", "rooms", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
@@ -178,8 +183,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # D without colour jitter, its heads seeing the pixels and the batch's colour spread, with
     # OASIS's per-pixel classes (the fifth pair of the comparison, README "Recipes");
     # rooms-cpu-stylegan2 is the recipe before it, kept so that the comparison can be re-run.
-    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu", d_augment="translation",
-                                     d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0),
+    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu"),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),
@@ -202,14 +206,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-proj-variety": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-variety",
                                                   d_augment="translation", d_rgb_heads=True, d_mbstd=True,
                                                   d_rgb_variety=True),
-    "rooms-cpu-proj-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment",
-                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
-                                                  d_rgb_variety=True, d_segment=1.0),
+    "rooms-cpu-proj-segment": _ROOMS_CPU_SEGMENT,
     # The next to try (not run yet): every projected variant so far drifts to one wall colour,
     # the pixel D included; Projected GAN trains G and D at lr 0.0002, a tenth of ours.
-    "rooms-cpu-proj-segment-lr": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-segment-lr",
-                                                     d_augment="translation", d_rgb_heads=True, d_mbstd=True,
-                                                     d_rgb_variety=True, d_segment=1.0, lr=0.0002),
+    "rooms-cpu-proj-segment-lr": dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-segment-lr",
+                                                     lr=0.0002),
     # The sixth: a StyleGAN2 D on the pixels beside the projected heads.
     "rooms-cpu-proj-pixel": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel",
                                                 d_augment="translation", d_rgb_heads=True, d_pixel=1.0),

@@ -29,16 +29,22 @@ def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
 
 # ---- OASIS on the projected features: every pixel's class, or "fake" (TrainConfig.d_segment) ----
 
+def class_balance(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Cross-entropy weights [n] that make each class present in `labels` count as much as
+    any other (OASIS's balancing: a lamp's few pixels as much as the wall's many), at most
+    10x; labels below 0 (ignored pixels) are not counted."""
+    counts = torch.bincount(labels[labels >= 0], minlength=n).float()
+    present = (counts > 0).sum().clamp_min(1)
+    return (counts.sum() / (counts.clamp_min(1) * present)).clamp(max=10.0)
+
+
 def d_segment_loss(real_classes: torch.Tensor, real_labels: torch.Tensor, fake_classes: torch.Tensor,
                    fake_valid: torch.Tensor) -> torch.Tensor:
     """Real pixels must get their rendered class, fake pixels the last ("fake") class.
     Real classes are balanced over the batch as OASIS balances them (a lamp's few pixels
     count as much as the wall's many); -1 labels (the augmentation's padding) are ignored."""
     n = real_classes.shape[1] - 1
-    known = real_labels[real_labels >= 0]
-    counts = torch.bincount(known, minlength=n).to(real_classes.dtype)
-    present = (counts > 0).sum().clamp_min(1)
-    weight = (counts.sum() / (counts.clamp_min(1) * present)).clamp(max=10.0)
+    weight = class_balance(real_labels, n).to(real_classes.dtype)
     weight = torch.cat([weight, weight.new_ones(1)])
     fake_target = torch.where(fake_valid, torch.full_like(real_labels, n), torch.full_like(real_labels, -1))
     return (F.cross_entropy(real_classes, real_labels, weight=weight, ignore_index=-1)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from models.io.backbone_file import DEFAULT_BACKBONE, save_backbone
 from models.metrics.probe import label_maps, probe_classes
 from models.nets.projected import BACKBONE_SIZE, FeatureBackbone
+from models.training.losses import class_balance
 
 
 def train_backbone(minutes: float | None = None, steps: int | None = None, batch: int = 32, seed: int = 1,
@@ -35,9 +36,7 @@ def train_backbone(minutes: float | None = None, steps: int | None = None, batch
             targets.append(label_maps(b, is_fig, classes))
         target = torch.cat(targets)
         # Class balancing (as OASIS weighs its classes): small objects count as much as the wall.
-        counts = torch.bincount(target.flatten(), minlength=len(classes)).float()
-        weight = (counts.sum() / (counts.clamp_min(1) * len(classes))).clamp(max=10.0)
-        loss = F.cross_entropy(net.segment(torch.cat(images)), target, weight=weight)
+        loss = F.cross_entropy(net.segment(torch.cat(images)), target, weight=class_balance(target, len(classes)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
