@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests)")
     t.add_argument("--resume", help="a run folder or its train_state.safetensors")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (default): bf16 autocast on a GPU and on a CPU with bf16 in hardware, else fp32")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="measure a checkpoint's steering metrics; prints JSON")
@@ -463,10 +465,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be a positive number, got {value}")
     out = args.out or str(Path("runs") / cfg.name)
     try:
-        trainer = Trainer(cfg, out, device=device, resume=args.resume)
+        trainer = Trainer(cfg, out, device=device, resume=args.resume, precision=args.precision)
     except (TrainStateError, BackboneError) as exc:
         raise UserError(str(exc)) from None
-    print(f"training {cfg.name} on {device} into {out} (step {trainer.step})", file=sys.stderr)
+    print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} (step {trainer.step})", file=sys.stderr)
     finished = False
     try:
         ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
