@@ -278,10 +278,27 @@ def test_eval_reports_the_new_metrics_and_their_references(tiny_generators):
 
     metrics = evaluate(tiny_generators["tiny-rooms"], FlatProbe(), samples=4, fd_samples=8, realism_samples=8)
     for key in ("co_move_tracked", "co_move_outside_levels", "block_locality_levels", "block_outside_levels",
-                "realism_accuracy", "co_move_tracked_ceiling", "realism_accuracy_real_floor"):
+                "realism_accuracy", "co_move_tracked_ceiling", "realism_accuracy_real_floor", "colour_spread",
+                "colour_spread_real"):
         assert metrics[key] is not None, key
     assert set(KEYS) | set(REFERENCE_KEYS) <= set(metrics)
     assert 0 <= metrics["realism_accuracy"] <= 1 and metrics["realism_samples"] == 8
+
+
+def test_colour_spread_tells_one_wall_colour_from_many(real_rooms):
+    """Real rooms vary in colour; the same rooms with every pixel's colour replaced by the
+    batch's mean colour at that place (what a generator whose walls all drift to one grey
+    draws) keep their layout but lose the spread."""
+    from models.metrics.colour import colour_spread
+
+    a, _ = real_rooms
+    real = colour_spread(a)
+    assert 0.1 < real < 0.5
+    one_colour = a.mean(dim=0, keepdim=True).expand_as(a) + 0.05 * (a - a.mean(dim=0, keepdim=True))
+    assert colour_spread(one_colour) < 0.1 * real
+    assert colour_spread(a * 0.5) == pytest.approx(0.5 * real, rel=1e-4)  # linear in contrast
+    with pytest.raises(ValueError, match="N >= 2"):
+        colour_spread(a[:1])
 
 
 # ---- training for it: the move-consistency term ---------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from models.metrics.colour import colour_spread
 from models.metrics.fd import frechet_distance
 from models.metrics.realism import classifier_accuracy
 from models.metrics.steering import block_report, co_move_ratio, style_swap_locality
@@ -12,10 +13,10 @@ from models.nets.generator import Generator
 # Measured with the MTM offsets on and (where MTM exists) again off, as KEY_offsets_off.
 KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_outside_levels",
         "block_distortion_out", "block_locality", "block_inside_levels", "block_outside_levels",
-        "block_locality_levels", "style_swap_locality", "domain_fd", "realism_accuracy")
+        "block_locality_levels", "style_swap_locality", "domain_fd", "realism_accuracy", "colour_spread")
 # Measured once: the procedural renderer's values of the same tests (the ceilings) and floors.
 REFERENCE_KEYS = ("co_move_tracked_ceiling", "co_move_tracked_found_ceiling", "co_move_outside_levels_ceiling",
-                  "domain_fd_real_floor", "realism_accuracy_real_floor")
+                  "domain_fd_real_floor", "realism_accuracy_real_floor", "colour_spread_real")
 
 
 @torch.no_grad()
@@ -65,6 +66,7 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
     real_c = real_images(data, realism_samples, real_rng)
     results["realism_accuracy_real_floor"] = classifier_accuracy(real_c, real_images(data, realism_samples, real_rng),
                                                                  seed=seed)
+    results["colour_spread_real"] = colour_spread(real_c)
     if cfg.objects or cfg.hierarchical:
         log("tracked co-move on the procedural renderer (the ceiling)")
         ceiling = tracked_co_move_ceiling(cfg.resolution, samples, seed, n_objects=max(1, cfg.objects),
@@ -97,8 +99,9 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
             G.sample_latents(b, gen_rng, G.const.device), offset_scale=scale, noise_mode="const"), fd_samples)
         results["domain_fd" + suffix] = frechet_distance(fake, real_a)
         log(f"realism classifier with offset scale {scale}")
-        results["realism_accuracy" + suffix] = classifier_accuracy(
-            real_c, generated_images(G, realism_samples, rng(5), scale), seed=seed)
+        fake_images = generated_images(G, realism_samples, rng(5), scale)
+        results["realism_accuracy" + suffix] = classifier_accuracy(real_c, fake_images, seed=seed)
+        results["colour_spread" + suffix] = colour_spread(fake_images)
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
         from models.metrics.temporal import temporal_metrics
 
@@ -106,6 +109,6 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         results.update(temporal_metrics(G, videos=min(samples, 64), seed=seed))
     for key in KEYS + REFERENCE_KEYS:
         results.setdefault(key, None)
-    for key in KEYS if cfg.mtm else ("domain_fd", "realism_accuracy"):
+    for key in KEYS if cfg.mtm else ("domain_fd", "realism_accuracy", "colour_spread"):
         results.setdefault(key + "_offsets_off", None)
     return results

@@ -87,6 +87,11 @@ class TrainConfig:
     # its loss, 0 = off): every projected variant let the walls' colours collapse to one grey
     # where the StyleGAN2 D kept them varied (README, "Recipes", the fifth pair).
     d_pixel: float = 0.0
+    # G's batch must match a bank of real images in the distribution of its 4x4 cell colours
+    # (losses.sliced_colour_loss): every projected D let the walls drift to one grey-lavender
+    # (README, "Recipes"). The weight beside G's adversarial loss; 0 = off. Real batches of 8
+    # score about 0.0034 against the bank, the collapsed projected runs 0.0055-0.0063.
+    colour_match: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
 
@@ -127,6 +132,10 @@ class TrainConfig:
             if arch.hierarchical and (self.dataset != "figures" or arch.time is not None):
                 raise ConfigError("condition_d_on_layout with hierarchical heatmaps needs still images of the"
                                   " figures dataset (its skeletons give the hierarchy)")
+        if not 0 <= self.colour_match <= 1000:
+            raise ConfigError(f"colour_match must be 0 (off) or a weight up to 1000, got {self.colour_match}")
+        if self.colour_match and ARCHITECTURES[self.architecture].time is not None:
+            raise ConfigError(f"colour_match is not implemented for generators with time ({self.architecture!r})")
         if self.move_weight < 0:
             raise ConfigError(f"move_weight must be 0 (off) or positive, got {self.move_weight}")
         if self.move_weight > 0:
@@ -217,6 +226,10 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-proj-pixel-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel-segment",
                                                         d_augment="translation", d_rgb_heads=True, d_pixel=1.0,
                                                         d_segment=1.0),
+    # The seventh pair (session 11): the segment recipe with G matching the real rooms' cell
+    # colours as a distribution (colour_match, weight 100: about 0.3 against a hinge of 1-2).
+    "rooms-cpu-proj-colour": dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-colour",
+                                                 colour_match=100.0),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

@@ -74,6 +74,24 @@ def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.
     return torch.stack(parts).mean() if parts else logp.new_zeros(())
 
 
+def sliced_colour_loss(fake_cells: torch.Tensor, real_cells: torch.Tensor, generator: torch.Generator,
+                       projections: int = 32) -> torch.Tensor:
+    """How far the batch's cell colours (metrics.colour.colour_cells, [B, D]) are, as a
+    distribution, from a bank of real ones ([M, D], M >= B): the sliced Wasserstein-2
+    distance squared. Along random unit directions, the batch's sorted projections are
+    compared with the bank's at the same quantiles. A D judging one image at a time lets
+    every wall drift to one grey (issue 23); this term cannot be met by one colour when the
+    real walls have many. Gradients reach the fake cells only."""
+    dims = fake_cells.shape[1]
+    theta = torch.randn(dims, projections, generator=generator).to(fake_cells.device)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    fake = (fake_cells.float() @ theta).sort(dim=0).values  # [B, P]
+    bank = (real_cells.float() @ theta).sort(dim=0).values  # [M, P]
+    count = fake.shape[0]
+    ranks = ((torch.arange(count, device=bank.device) + 0.5) / count * bank.shape[0]).long()
+    return (fake - bank[ranks]).pow(2).mean()
+
+
 def r1_penalty(discriminator, real: torch.Tensor) -> torch.Tensor:
     """||grad_x D(x)||^2 on real images (the caller scales by gamma/2 and the lazy interval)."""
     real = real.detach().requires_grad_(True)

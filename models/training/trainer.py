@@ -27,6 +27,7 @@ from models.data.batch import SceneBatch, SceneLayout
 from models.data.figures import skeleton_hierarchy
 from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.io.checkpoint import save_checkpoint
+from models.metrics.colour import colour_cells
 from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator, Latents
 from models.nets.video_discriminator import VideoDiscriminator
@@ -43,6 +44,7 @@ from models.training.losses import (
     g_segment_loss,
     move_consistency_loss,
     r1_penalty,
+    sliced_colour_loss,
 )
 from models.training.precision import autocast, resolve_precision
 from models.training.state import load_train_state, save_train_state
@@ -105,6 +107,7 @@ class Trainer:
         if self.projected:
             self.D.aug_rng = self.rng  # type: ignore[assignment]  # D's augmentation draws from the saved stream: resumes exactly
         self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
+        self._colour_bank = self._real_colour_bank() if cfg.colour_match else None
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
@@ -119,6 +122,16 @@ class Trainer:
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if resume is not None:
             self.load(resume)
+
+    COLOUR_BANK = 2048  # real images whose cell colours G's batches are matched against
+
+    def _real_colour_bank(self) -> torch.Tensor:
+        """The cell colours of COLOUR_BANK real images, drawn once from their own seed (the
+        data stream is untouched, so a resumed run draws what it would have): 2048 images at
+        64 px take about 3 s to render on the CPU."""
+        rng = torch.Generator().manual_seed(self.cfg.seed * 7919 + 104729)
+        return torch.cat([colour_cells(self.data.sample(256, rng).images)
+                          for _ in range(self.COLOUR_BANK // 256)]).to(self.device)
 
     def _build_d(self) -> torch.nn.Module:
         """The discriminator the recipe asks for (TrainConfig.recipe)."""
@@ -279,6 +292,10 @@ class Trainer:
                 loss_g = self._projected_g_loss(seen, stats)
             else:
                 loss_g = g_nonsaturating(D(seen).float())
+            if self._colour_bank is not None:  # the batch's colours against the real bank's
+                colour = sliced_colour_loss(colour_cells(fake), self._colour_bank, self.rng)
+                stats["colour"] = colour.detach()
+                loss_g = loss_g + cfg.colour_match * colour
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
                 stats["move"] = move.detach()
