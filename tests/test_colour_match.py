@@ -72,3 +72,23 @@ def test_colour_match_settings_are_checked():
     with pytest.raises(ConfigError, match="colour_match is not implemented for generators with time"):
         dataclasses.replace(TRAINING_CONFIGS["tiny-clips"], colour_match=1.0)
     assert TRAINING_CONFIGS["rooms-cpu-proj-colour"].colour_match > 0
+
+
+def test_colour_cli_measures_checkpoints_and_names_a_bad_one(tmp_path, capsys):
+    from models.config import architecture
+    from models.io.checkpoint import save_checkpoint
+    from models.metrics.colour import main
+    from models.nets.generator import Generator
+
+    torch.manual_seed(0)
+    good = tmp_path / "tiny.safetensors"
+    save_checkpoint(good, Generator(architecture("tiny-rooms")), {"name": "tiny"})
+    assert main([str(good), "--samples", "8"]) == 0
+    out = capsys.readouterr().out
+    spread = float(out.split("colour spread ")[1].split()[0])
+    real = float(out.split(" px: ")[1].rstrip(")\n"))
+    assert 0 <= spread < 1 and 0.05 < real < 0.5
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main([str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().out

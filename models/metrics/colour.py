@@ -30,3 +30,40 @@ def colour_spread(images: torch.Tensor) -> float:
     if images.dim() != 4 or images.shape[0] < 2:
         raise ValueError(f"colour_spread needs [N >= 2, C, H, W] images, got {list(images.shape)}")
     return float(colour_cells(images).std(dim=0).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m models.metrics.colour CKPT [CKPT ...]`: each checkpoint's colour spread and
+    the real images', drawn with `steergan eval`'s seeds (its `colour_spread` and
+    `colour_spread_real` at --realism-samples N), without the rest of eval."""
+    import argparse
+
+    from models.data import make_dataset
+    from models.io.checkpoint import CheckpointError, load_checkpoint
+    from models.metrics.evaluate import generated_images, real_dataset_name, real_images
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--samples", type=int, default=256, help="images a side (eval's --realism-samples)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    reals: dict[tuple[str, int], float] = {}
+    for path in args.checkpoints:
+        try:
+            G, _ = load_checkpoint(path)
+        except CheckpointError as exc:
+            print(f"{path}: {exc}")
+            return 2
+        G.eval()
+        key = (real_dataset_name(G), G.config.resolution)
+        if key not in reals:
+            data = make_dataset(key[0], key[1], "cpu", n_objects=max(1, G.config.objects))
+            reals[key] = colour_spread(real_images(data, args.samples, torch.Generator().manual_seed(args.seed + 2)))
+        fake = generated_images(G, args.samples, torch.Generator().manual_seed(args.seed * 1000 + 5))
+        print(f"{path}: colour spread {colour_spread(fake):.4f} (real {key[0]} at {key[1]} px: {reals[key]:.4f})",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
