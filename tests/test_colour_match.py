@@ -92,3 +92,12 @@ def test_colour_cli_measures_checkpoints_and_names_a_bad_one(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     assert main([str(bad)]) == 2
     assert str(bad) in capsys.readouterr().out
+
+
+def test_the_term_is_float32_under_autocast(rooms):
+    bank, batch = rooms
+    cells = colour_cells(batch)
+    plain = sliced_colour_loss(cells, bank, torch.Generator().manual_seed(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = sliced_colour_loss(cells, bank, torch.Generator().manual_seed(4))
+    assert under.dtype == torch.float32 and torch.equal(under, plain)

@@ -115,7 +115,7 @@ class Trainer:
         self.precision = resolve_precision(precision, self.device)
         self.amp = autocast(self.precision, self.device)
         if self.precision == "bf16" and self.device.type == "cpu":
-            # oneDNN's bf16 convolutions want channels-last: 1.10x on top of bf16 (precision.py).
+            # oneDNN's bf16 convolutions want channels-last: 1.13x on top of bf16 (precision.py).
             # G_ema stays as it is (it is copied above): it renders, saves and is measured.
             for module in (self.G, self.D):
                 # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
