@@ -185,14 +185,19 @@ _ROOMS_CPU_SEGMENT = dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-p
                                          d_augment="translation", d_rgb_heads=True, d_mbstd=True,
                                          d_rgb_variety=True, d_segment=1.0)
 
+# The seventh pair's winner (session 11): the segment recipe with G matching the real rooms'
+# cell colours as a distribution (colour_match, weight 100: about 0.3 beside a hinge of 1-2).
+_ROOMS_CPU_COLOUR = dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-colour", colour_match=100.0)
+
 TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms": TrainConfig("rooms", "rooms", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
     # The CPU-trained default: small, 64 px, layout-conditional D. Since issue 23 the projected
     # D without colour jitter, its heads seeing the pixels and the batch's colour spread, with
-    # OASIS's per-pixel classes (the fifth pair of the comparison, README "Recipes");
+    # OASIS's per-pixel classes (the fifth pair of the comparison, README "Recipes"), and G
+    # matching the real rooms' colours as a distribution (the seventh pair, session 11);
     # rooms-cpu-stylegan2 is the recipe before it, kept so that the comparison can be re-run.
-    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu"),
+    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu"),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),
@@ -226,10 +231,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-proj-pixel-segment": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-pixel-segment",
                                                         d_augment="translation", d_rgb_heads=True, d_pixel=1.0,
                                                         d_segment=1.0),
-    # The seventh pair (session 11): the segment recipe with G matching the real rooms' cell
-    # colours as a distribution (colour_match, weight 100: about 0.3 against a hinge of 1-2).
-    "rooms-cpu-proj-colour": dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-colour",
-                                                 colour_match=100.0),
+    "rooms-cpu-proj-colour": _ROOMS_CPU_COLOUR,
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
@@ -249,7 +251,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
                                     d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
-                                    **MOVE_CONSISTENCY),
+                                    colour_match=100.0, **MOVE_CONSISTENCY),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
