@@ -78,8 +78,11 @@ def test_fitting_recovers_an_own_sample_and_tuning_gets_closer(own_fit, rooms):
     picture, outcome = own_fit
     generator, _ = rooms
     start = render(generator, initial_state(generator.config, 99)).image  # another sample: the unfitted distance
-    assert outcome.psnr_latents > psnr(start, picture) + 8
-    assert outcome.psnr > outcome.psnr_latents + 1  # 23.9 -> 29.2 dB when measured
+    # The default shipped in session 11 (sharper than the one before, harder to match by the
+    # latents alone), measured: another sample 13.2 dB, latents 18.8 (30 steps), tuned 23.3.
+    assert outcome.psnr_latents > psnr(start, picture) + 4
+    assert outcome.psnr > outcome.psnr_latents + 1
+    assert outcome.psnr > psnr(start, picture) + 8
     assert outcome.steps == 30 and outcome.tune_steps == 40
     assert outcome.state.fit == outcome.fit.sha256 and outcome.fit.tuned
 
