@@ -1,15 +1,16 @@
 """In which number format a training step runs (issue 24's faster CPU step).
 
 "bf16": the forward passes under bfloat16 autocast (weights, optimiser moments, losses and
-the EMA stay float32; autocast runs only convolutions and matrix products in bf16 and keeps
-grid sampling, reductions and the like in float32). "fp32": everything float32. "auto": bf16
+the EMA stay float32; autocast runs convolutions and matrix products in bf16, and the MTM
+reference's grid sampling runs in float32 under it, checked). "fp32": everything float32. "auto": bf16
 on a CUDA GPU (what the GPU run always did) and on a CPU with bfloat16 arithmetic in
 hardware (AMX or AVX512-BF16, where oneDNN's bf16 convolutions are fast); fp32 on any other
 CPU, where bf16 would be emulated and slower.
 
 On the CPU, bf16 also puts G and D in channels-last memory (oneDNN's bf16 kernels want it):
-rooms-cpu, batch 8, 2 threads, idle machine, `python -m models.training.bench_step`:
-fp32 16.2 img/s, bf16 21.3, bf16 + channels-last 23.4 (README, "A faster CPU step").
+rooms-cpu, batch 8, 2 threads, the relay paused, `python -m models.training.bench_step
+--variants fp32,fp32-cl,bf16,bf16-cl`: fp32 15.9 img/s, bf16 20.9, bf16 + channels-last 23.7
+(README, "A faster CPU step").
 """
 from __future__ import annotations
 
