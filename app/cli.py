@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=float, help="stop cleanly after this much training time and save")
     t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests)")
     t.add_argument("--resume", help="a run folder or its train_state.safetensors")
+    t.add_argument("--warm-start", metavar="STATE",
+                   help="start from a relay or GPU-run warm state (weights and images seen; fresh optimiser"
+                        " moments): a comparison from the relay's model; saves RUN/state.safetensors and"
+                        " RUN/CONFIG.safetensors")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto (default): bf16 autocast on a GPU and on a CPU with bf16 in hardware, else fp32")
@@ -464,6 +468,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None and not (value > 0 and value == value and value != float("inf")):
             raise UserError(f"--{name} must be a positive number, got {value}")
     out = args.out or str(Path("runs") / cfg.name)
+    if args.warm_start:
+        if args.resume:
+            raise UserError("--warm-start and --resume exclude each other: a warm state starts a new run,"
+                            " --resume continues one")
+        return _train_from_warm_state(cfg, out, device, args)
     try:
         trainer = Trainer(cfg, out, device=device, resume=args.resume, precision=args.precision)
     except (TrainStateError, BackboneError) as exc:
@@ -481,6 +490,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.close(clean=finished)
     if trainer.rank == 0:  # the other processes of a torchrun save nothing themselves
         print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
+    return 0
+
+
+def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace) -> int:
+    """Continue a warm state's weights under `cfg` (whose loss settings may differ from the
+    state's: that is the point of a comparison from the relay's model), saving the small warm
+    state as it goes and, at the end, its EMA generator as a checkpoint to evaluate."""
+    from models.io.backbone_file import BackboneError
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.relay import RelayError, checkpoint_from_warm_state
+    from models.training.state import TrainStateError
+    from models.training.trainer import TrainingDiverged
+
+    _check_readable(args.warm_start)
+    state_out = Path(out) / "state.safetensors"
+    try:
+        trainer = WarmTrainer(cfg, Path(out), device, state_out=state_out, precision=args.precision)
+        trainer.warm_start(Path(args.warm_start))
+    except (TrainStateError, BackboneError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} from {args.warm_start}"
+          f" (step {trainer.step}, {trainer.images_seen} images)", file=sys.stderr)
+    try:
+        trainer.run(minutes=args.minutes, max_steps=None if args.steps is None else trainer.step + args.steps)
+    except (TrainStateError, TrainingDiverged) as exc:
+        raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
+    finally:
+        trainer.close()
+    try:
+        ckpt, _ = checkpoint_from_warm_state(cfg.name, state_out, Path(out) / f"{cfg.name}.safetensors")
+    except RelayError as exc:
+        raise UserError(str(exc)) from None
+    print(f"\nsaved {ckpt} at step {trainer.step} ({trainer.images_seen} images)", file=sys.stderr)
     return 0
 
 

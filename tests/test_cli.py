@@ -1,4 +1,5 @@
 """`steergan render` and friends, end to end."""
+import csv
 import json
 import os
 import shutil
@@ -126,6 +127,46 @@ def test_train_through_the_cli_then_resume(tmp_path, capsys):
     assert "(step 1)" in capsys.readouterr().err  # it went on from the saved step
     assert load_checkpoint(run / "tiny-figures.safetensors")[1].meta["trained_on"]["steps"] == 2
     assert not list(run.glob(".*.part"))
+
+
+def test_train_from_a_warm_state_under_other_loss_settings(tmp_path, capsys):
+    """`steergan train --warm-start`: a comparison from the relay's model. The weights and the
+    images seen carry over, the loss settings are the new config's, and the result is a warm
+    state and a checkpoint; a state of another architecture or both starts at once are refused."""
+    import dataclasses
+
+    from models.io.checkpoint import load_checkpoint
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import load_warm_state
+
+    start = tmp_path / "start" / "state.safetensors"
+    WarmTrainer(training_config("tiny-rooms-layout"), start.parent, "cpu", state_out=start).run(max_steps=1)
+    g_start = load_warm_state(start)[0]["G"]
+    moved = dataclasses.replace(training_config("tiny-rooms-layout"), name="tiny-moved", move_weight=10.0,
+                                move_every=1)
+    config = tmp_path / "moved.json"
+    config.write_text(json.dumps(moved.to_dict()))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--warm-start", str(start), "--steps", "1", "--out", str(run),
+                 "--device", "cpu"]) == 0
+    assert "(step 1, 4 images)" in capsys.readouterr().err
+    g, info = load_checkpoint(run / "tiny-moved.safetensors")
+    assert info.meta["trained_on"]["images"] == 8 and info.meta["trained_on"]["steps"] == 2
+    assert info.meta["trained_on"]["training_config"]["move_weight"] == 10.0
+    modules, state_info = load_warm_state(run / "state.safetensors")
+    assert state_info["images_seen"] == 8
+    changed = [k for k in g_start if not torch.equal(g_start[k], modules["G"][k])]
+    assert changed  # it trained from the start's weights (same names, shapes), and moved them
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["step"] == "2" and float(rows[-1]["move"]) > 0  # the new config's term ran
+    for argv, needle in ((["tiny-figures-layout", "--warm-start", str(start)], "architecture='tiny-rooms'"),
+                         (["tiny-rooms-layout", "--warm-start", str(start), "--resume", str(run)], "exclude"),
+                         (["tiny-rooms-layout", "--warm-start", str(tmp_path / "nope")], "no such file")):
+        assert main(["train", *argv, "--steps", "1", "--out", str(tmp_path / "x"), "--device", "cpu"]) != 0
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def _tensor_bytes(path):

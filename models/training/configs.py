@@ -232,6 +232,14 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                                         d_augment="translation", d_rgb_heads=True, d_pixel=1.0,
                                                         d_segment=1.0),
     "rooms-cpu-proj-colour": _ROOMS_CPU_COLOUR,
+    # The ninth comparison (session 12), from the relay's 108k-image state: the colour recipe
+    # moved one object and redrew the whole room (14 levels of change outside the two
+    # footprints; the renderer: 1.8) and resampled blocks leaked (locality 3 levels). With move
+    # consistency (it raised figures-cpu's tracked co-move 0.46 -> 0.73), and with it and the
+    # block-distortion term ten times stronger (at 10 it adds ~0.001 beside a hinge of 1-2).
+    "rooms-cpu-move": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move", **MOVE_CONSISTENCY),
+    "rooms-cpu-move-local": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move-local",
+                                                distortion_weight=100.0, **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

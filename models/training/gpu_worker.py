@@ -84,8 +84,10 @@ class WarmTrainer(Trainer):
     continuing a previous run's weights, images seen and history."""
 
     def __init__(self, cfg: TrainConfig, work: Path, device: str, state_out: Path | None = None,
-                 lock: Path | None = None, channels_last: bool = False, run_entry: dict | None = None):
-        super().__init__(cfg, work, device=device, log=lambda m: print(m, file=sys.stderr, flush=True))
+                 lock: Path | None = None, channels_last: bool = False, run_entry: dict | None = None,
+                 precision: str = "auto"):
+        super().__init__(cfg, work, device=device, log=lambda m: print(m, file=sys.stderr, flush=True),
+                         precision=precision)
         self.state_out, self.lock = state_out, lock
         self.warm_step = 0
         self.history: dict[str, Any] = {"runs": [], "curve": []}

@@ -339,8 +339,9 @@ RELAY_LOG_START = "<!-- relay-log:start -->"
 RELAY_LOG_END = "<!-- relay-log:end -->"
 
 
-def _candidate(name: str, state: Path, out: Path):
-    """The run's EMA generator from its warm state, as a checkpoint in the run folder."""
+def checkpoint_from_warm_state(name: str, state: Path, out: Path):
+    """The run's EMA generator from its warm state, as a checkpoint (a relay's candidate, or a
+    comparison run that started from a relay state: `steergan train --warm-start`)."""
     import torch
 
     from models.config import architecture
@@ -410,7 +411,7 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         if state.stat().st_size > MAX_STATE_BYTES:
             raise RelayError(f"{state}: {state.stat().st_size / 2**20:.1f} MiB, more than the {MAX_STATE_BYTES >> 20}"
                              " MiB a relay state may be")
-        cand, info = _candidate(name, state, work / f"{name}.safetensors")
+        cand, info = checkpoint_from_warm_state(name, state, work / f"{name}.safetensors")
         shipped = ship_dir() / f"{name}.safetensors"
         log(f"measuring the run's {name} ({int(info.get('images_seen', 0)):,} images)")
         new = measure(cand, log, samples)
