@@ -183,3 +183,32 @@ def test_relay_state_of_another_recipe_is_one_error_and_kept(relay_env):
     assert len(errors) == 1 and "tiny.safetensors" in errors[0] and "nothing was changed" in errors[0]
     assert "Traceback" not in done.stdout + done.stderr
     assert kept.read_bytes() == b"not a training state"
+
+
+def test_relay_continues_a_warm_start_comparison_run_given_with_from(relay_env, tmp_path):
+    """`relay start --from RUN` with a `steergan train --warm-start` run: the relay continues
+    that run's weights and images, even though the relay has a kept state of its own (named on
+    purpose, it wins; the kept state stays until a finish replaces it). With an unfinished
+    relay run it refuses, rather than drop that run's minutes."""
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import load_warm_state
+
+    folders, _ = relay_env
+    own = folders["STEERGAN_RELAY_DIR"] / "tiny.safetensors"
+    WarmTrainer(training_config("tiny-rooms-layout"), tmp_path / "own", "cpu", state_out=own).run(max_steps=1)
+    run = tmp_path / "cmp"
+    WarmTrainer(training_config("tiny-rooms-layout"), run, "cpu", state_out=run / "state.safetensors").run(max_steps=3)
+    relay.start(time.time() + 120, from_run=run, threads=1)
+    log = folders["STEERGAN_RELAY_RUNS"] / "relay.log"
+    state = folders["STEERGAN_RELAY_RUNS"] / "tiny" / "state.safetensors"
+    assert _wait_for(state.exists), log.read_text()[-2000:]
+    relay.stop()
+    assert f"continuing the comparison run {run}" in log.read_text()
+    assert "from step 3, 12 images" in log.read_text()  # the run's, not the relay's own (step 1)
+    assert load_warm_state(state)[1]["images_seen"] > 12
+    assert load_warm_state(own)[1]["images_seen"] == 4  # the relay's own state, untouched
+    with pytest.raises(relay.RelayError, match="unfinished relay run"):
+        relay.start(time.time() + 120, from_run=run, threads=1)
+    with pytest.raises(relay.RelayError, match="no such run"):
+        relay.start(time.time() + 120, from_run=tmp_path / "nope", threads=1)

@@ -221,6 +221,12 @@ def start(until: float, model: str | None = None, from_run: Path | None = None, 
     if until <= time.time() + 60:
         raise RelayError("the deadline must be at least a minute from now")
     work = run_dir() / entry.name
+    if from_run is not None:
+        if not from_run.exists():
+            raise RelayError(f"{from_run}: no such run folder or state file")
+        if (work / "state.safetensors").exists():
+            raise RelayError(f"{work / 'state.safetensors'}: an unfinished relay run; `steergan relay finish` it, or"
+                             " move it away, before continuing another run with --from")
     work.mkdir(parents=True, exist_ok=True)
     log_path = run_dir() / "relay.log"
     args = [sys.executable, "-m", "models.training.relay", "_run", entry.name, entry.config, str(until)]
@@ -263,14 +269,20 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
     trainer = WarmTrainer(cfg, work, "cpu", state_out=state_out)
     _follow_load(trainer, threads)
     try:
-        if state_out.exists():  # an earlier relay of this session that was not finished yet
+        if from_run:  # named on purpose: it wins over the relay's own state, which finish replaces
+            source = Path(from_run)
+            warm = source / "state.safetensors" if source.is_dir() else source
+            if warm.is_file() and _is_warm_state(warm):  # a `steergan train --warm-start` run
+                trainer.warm_start(warm)
+            else:  # a comparison run's full state (issue 23): the winner continues
+                trainer.load(from_run)
+                trainer.images_at_start = trainer.images_seen
+            print(f"continuing the comparison run {from_run}", flush=True)
+        elif state_out.exists():  # an earlier relay of this session that was not finished yet
             trainer.warm_start(state_out)
             print(f"continuing the unfinished run in {state_out}", flush=True)
         elif (relay_dir() / f"{name}.safetensors").exists():
             trainer.warm_start(relay_dir() / f"{name}.safetensors")
-        elif from_run:
-            trainer.load(from_run)  # a comparison run's full state (issue 23): the winner continues
-            trainer.images_at_start = trainer.images_seen
         else:
             print("no relay state: training from scratch", flush=True)
     except TrainStateError as exc:  # e.g. the config's recipe changed since the state was saved
@@ -289,6 +301,18 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
         trainer.close()
     print(f"relay stopped at step {trainer.step}, {trainer.images_seen} images", flush=True)
     return 0
+
+
+def _is_warm_state(path: Path) -> bool:
+    """Whether a file's safetensors header names it a warm-start state (read only the header)."""
+    from models.document.fileio import open_regular
+    from models.io.safetensors_io import read_header
+
+    try:
+        with open_regular(path) as f:
+            return "steergan_warm" in read_header(f).metadata
+    except (FileProblem, SafetensorsProblem, OSError):
+        return False  # the full-state loader says what is wrong with it
 
 
 LOAD_RECHECK_SECONDS = 30.0
