@@ -85,3 +85,19 @@ def test_a_bf16_run_saves_resumes_and_exports_plain_tensors(tmp_path):
         assert torch.equal(a, b), n
     G, _ = load_checkpoint(tmp_path / f"{cfg.name}.safetensors")
     assert all(p.is_contiguous() for p in G.parameters())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_d_step_benchmark_times_each_config_at_the_precision_asked(precision, capsys):
+    """`bench_d_step` prints one line per config with its D and G step times, and says the
+    precision: its README table is fp32, what training uses here is bf16."""
+    from models.training import bench_d_step
+
+    bench_d_step.main(["--configs", "tiny-rooms-projected,tiny-rooms-layout", "--repeats", "1", "--warmup", "0",
+                       "--precision", precision])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(precision)
+    for name, line in zip(("tiny-rooms-projected", "tiny-rooms-layout"), out[1:], strict=True):
+        assert line.startswith(name)
+        d_ms, g_ms = (float(line.split(word)[1].split("ms")[0]) for word in ("D step median", "G step median"))
+        assert d_ms > 0 and g_ms > 0

@@ -25,21 +25,23 @@ def _phases(trainer: Trainer) -> dict[str, float]:
     real_batch = trainer._real_batch(B)
     real = trainer._with_layout(real_batch.images, trainer._real_layout(real_batch)) if trainer.layout \
         else real_batch.images
-    with torch.no_grad():
+    with torch.no_grad(), trainer.amp:
         fake = trainer._with_layout(G(lat), lat)
     t0 = time.perf_counter()
     stats: dict = {}
-    if trainer.projected:
-        loss_d = trainer._projected_d_loss(real, real_batch, fake, stats)
-    else:
-        loss_d = d_logistic(D(real), D(fake))
+    with trainer.amp:  # the forward passes as the trainer runs them (bf16 autocast or none)
+        if trainer.projected:
+            loss_d = trainer._projected_d_loss(real, real_batch, fake, stats)
+        else:
+            loss_d = d_logistic(D(real).float(), D(fake).float())
     from models.training.losses import r1_penalty
     trainer.update_d(loss_d, lambda: r1_penalty(trainer._r1_target(), real), stats)
     t1 = time.perf_counter()
     D.requires_grad_(False)
     lat = trainer._latents(B)
-    seen = trainer._with_layout(G(lat), lat)
-    loss_g = trainer._projected_g_loss(seen, stats) if trainer.projected else g_nonsaturating(D(seen))
+    with trainer.amp:
+        seen = trainer._with_layout(G(lat), lat)
+        loss_g = trainer._projected_g_loss(seen, stats) if trainer.projected else g_nonsaturating(D(seen).float())
     trainer.opt_G.zero_grad(set_to_none=True)
     loss_g.backward()
     trainer.opt_G.step()
@@ -54,12 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--configs", default="rooms-cpu-stylegan2,rooms-cpu", help="training configs, comma-separated")
     p.add_argument("--repeats", type=int, default=32)
     p.add_argument("--warmup", type=int, default=4)
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="fp32 (default: the README's D-step tables), bf16 or auto (what training uses here)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    print(f"load average {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} torch threads")
+    print(f"load average {os.getloadavg()[0]:.2f}, {torch.get_num_threads()} torch threads, {args.precision}")
     for name in args.configs.split(","):
         cfg = training_config(name)
-        trainer = Trainer(cfg, "/tmp/steergan-bench-d", log=lambda m: None)
+        trainer = Trainer(cfg, "/tmp/steergan-bench-d", log=lambda m: None, precision=args.precision)
         rows = [_phases(trainer) for _ in range(args.warmup + args.repeats)][args.warmup:]
         # R1 runs every r1_every steps: the mean D step includes its share, the median does not
         d_mean = statistics.mean(r["d_ms"] for r in rows)
