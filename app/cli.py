@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--until", help="local time HH:MM (today, or tomorrow if it has passed) to stop by itself")
     when.add_argument("--minutes", type=float, help="stop by itself after this many minutes")
     rs.add_argument("--model", help="train this model of the plan (default: the plan chooses)")
-    rs.add_argument("--from", dest="from_run", help="continue a comparison run instead of the relay's own state: its folder"
-                         " (full state, or a --warm-start run's state.safetensors) or state file")
+    rs.add_argument("--from", dest="from_run",
+                    help="continue a comparison run instead of the relay's own state: its folder (full state, or"
+                         " a --warm-start run's state.safetensors) or state file")
     rs.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     rl_sub.add_parser("status", help="is a relay running, on which model, how far")
     rf = rl_sub.add_parser("finish", help="stop it, measure, ship if no worse, log a README row")
