@@ -173,7 +173,8 @@ class _MoveConsistency(TypedDict):
 
 # The move-consistency term (issue 14) at the weight the CPU comparison measured: from the same
 # state, 40 minutes each, it raised figures-cpu's tracked co-move from 0.46 to 0.73 (README,
-# "The comparison that decided it"). On in the GPU configs and in figures-cpu.
+# "The comparison that decided it"). On in the GPU configs, in figures-cpu and (the ninth
+# comparison, session 12) in rooms-cpu.
 MOVE_CONSISTENCY = _MoveConsistency(move_weight=10.0, move_every=2)
 
 _ROOMS_CPU_PROJECTED = TrainConfig("rooms-cpu-projected", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
@@ -195,9 +196,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # The CPU-trained default: small, 64 px, layout-conditional D. Since issue 23 the projected
     # D without colour jitter, its heads seeing the pixels and the batch's colour spread, with
     # OASIS's per-pixel classes (the fifth pair of the comparison, README "Recipes"), and G
-    # matching the real rooms' colours as a distribution (the seventh pair, session 11);
-    # rooms-cpu-stylegan2 is the recipe before it, kept so that the comparison can be re-run.
-    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu"),
+    # matching the real rooms' colours as a distribution (the seventh pair, session 11), and
+    # move consistency (the ninth comparison, session 12; rooms-cpu-proj-colour is the
+    # recipe without it); rooms-cpu-stylegan2 is the recipe before issue 23, kept so that the
+    # comparison can be re-run.
+    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", **MOVE_CONSISTENCY),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),
