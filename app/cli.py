@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a relay or GPU-run warm state (weights and images seen; fresh optimiser"
                         " moments): a comparison from the relay's model; saves RUN/state.safetensors and"
                         " RUN/CONFIG.safetensors")
+    t.add_argument("--fresh-d", action="store_true",
+                   help="with --warm-start: take only G from the state and start D afresh (to try another D"
+                        " design on a trained G)")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto (default): bf16 autocast on a GPU and on a CPU with bf16 in hardware, else fp32")
@@ -470,6 +473,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None and not (value > 0 and value == value and value != float("inf")):
             raise UserError(f"--{name} must be a positive number, got {value}")
     out = args.out or str(Path("runs") / cfg.name)
+    if args.fresh_d and not args.warm_start:
+        raise UserError("--fresh-d goes with --warm-start (it says which parts of the warm state to take)")
     if args.warm_start:
         if args.resume:
             raise UserError("--warm-start and --resume exclude each other: a warm state starts a new run,"
@@ -509,7 +514,7 @@ def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace)
     state_out = Path(out) / "state.safetensors"
     try:
         trainer = WarmTrainer(cfg, Path(out), device, state_out=state_out, precision=args.precision)
-        trainer.warm_start(Path(args.warm_start))
+        trainer.warm_start(Path(args.warm_start), fresh_d=args.fresh_d)
     except (TrainStateError, BackboneError) as exc:
         raise UserError(str(exc)) from None
     print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} from {args.warm_start}"

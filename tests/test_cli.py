@@ -169,6 +169,33 @@ def test_train_from_a_warm_state_under_other_loss_settings(tmp_path, capsys):
         assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_warm_start_with_a_fresh_d_takes_g_only(tmp_path, capsys):
+    """`--warm-start STATE --fresh-d`: another D design on a trained G. G's weights come from
+    the state even when the state's D is of another recipe; D is the config's own, new."""
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import load_warm_state
+
+    start = tmp_path / "start" / "state.safetensors"
+    WarmTrainer(training_config("tiny-rooms-projected"), start.parent, "cpu", state_out=start).run(max_steps=1)
+    assert main(["train", "tiny-rooms-layout", "--warm-start", str(start), "--out", str(tmp_path / "x"),
+                 "--steps", "1", "--device", "cpu"]) != 0  # without --fresh-d the recipes must match
+    assert "recipe='projected'" in capsys.readouterr().err
+    trainer = WarmTrainer(training_config("tiny-rooms-layout"), tmp_path / "y", "cpu")
+    d_before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    trainer.warm_start(start, fresh_d=True)
+    modules = load_warm_state(start)[0]
+    assert all(torch.equal(v, modules["G"][k]) for k, v in trainer.G.state_dict().items())
+    assert all(torch.equal(v, d_before[k]) for k, v in trainer.D.state_dict().items())
+    assert trainer.images_seen == 4
+    run = tmp_path / "run"
+    assert main(["train", "tiny-rooms-layout", "--warm-start", str(start), "--fresh-d", "--out", str(run),
+                 "--steps", "1", "--device", "cpu"]) == 0
+    assert load_warm_state(run / "state.safetensors")[1]["images_seen"] == 8
+    assert main(["train", "tiny-rooms-layout", "--fresh-d", "--steps", "1", "--out", str(run)]) != 0
+    assert "--fresh-d goes with --warm-start" in capsys.readouterr().err
+
+
 def _tensor_bytes(path):
     """Each tensor's raw bytes, by name (the weights, whatever the header says)."""
     from safetensors import safe_open

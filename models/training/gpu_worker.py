@@ -98,18 +98,21 @@ class WarmTrainer(Trainer):
                 # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
                 m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    def warm_start(self, path: Path) -> dict:
+    def warm_start(self, path: Path, fresh_d: bool = False) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
-        is unusable or was trained with another architecture."""
+        is unusable or was trained with another architecture. `fresh_d`: keep this trainer's
+        new D (another D design may then be tried on the trained G: only G must fit)."""
         modules, info = load_warm_state(path)
         old = (info.get("config") or {})
         defaults = {"recipe": "stylegan2"}  # states from before issue 23 name no recipe
-        for key in ("architecture", "dataset", "condition_d_on_layout", "recipe"):
+        keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout", "recipe"))
+        for key in keys:
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")
+        parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
-            for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+            for name, module in parts:
                 module.load_state_dict(modules[name])
         except RuntimeError as exc:
             raise TrainStateError(path, f"weights do not fit the {self.cfg.architecture} networks ({exc})") from None
