@@ -94,6 +94,11 @@ class TrainConfig:
     colour_match: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
+    # G pays this weight x the mean squared size (image units) of its MTM offsets at
+    # resolutions up to offset_penalty_res (losses.offset_size_penalty): the 8 px offsets
+    # carried a resampled block into its neighbours (README, the ninth comparison). 0 = off.
+    offset_penalty: float = 0.0
+    offset_penalty_res: int = 8
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -134,6 +139,15 @@ class TrainConfig:
                                   " figures dataset (its skeletons give the hierarchy)")
         if not 0 <= self.colour_match <= 1000:
             raise ConfigError(f"colour_match must be 0 (off) or a weight up to 1000, got {self.colour_match}")
+        if not 0 <= self.offset_penalty <= 1000:
+            raise ConfigError(f"offset_penalty must be 0 (off) or a weight up to 1000, got {self.offset_penalty}")
+        if self.offset_penalty:
+            arch = ARCHITECTURES[self.architecture]
+            if not any(r <= self.offset_penalty_res for r in arch.mtm):
+                raise ConfigError(f"offset_penalty: {self.architecture!r} has no MTM layer at or below"
+                                  f" {self.offset_penalty_res} px (its MTM resolutions: {list(arch.mtm)})")
+            if arch.time is not None:
+                raise ConfigError(f"offset_penalty is not implemented for generators with time ({self.architecture!r})")
         if self.colour_match and ARCHITECTURES[self.architecture].time is not None:
             raise ConfigError(f"colour_match is not implemented for generators with time ({self.architecture!r})")
         if self.move_weight < 0:
@@ -243,6 +257,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-move": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move", **MOVE_CONSISTENCY),
     "rooms-cpu-move-local": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move-local",
                                                 distortion_weight=100.0, **MOVE_CONSISTENCY),
+    # The next candidate (not run yet): the 8 px offsets double a resampled block's leak
+    # (README, the ninth comparison); the shipped default's 8 px fields score 0.020 on the
+    # penalty, so weight 20 puts about 0.4 beside a hinge of 1-2.
+    "rooms-cpu-offsets": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-offsets", offset_penalty=20.0,
+                                             **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

@@ -6,6 +6,7 @@ take double backward passes, which DDP's hooks do not support.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import datetime
@@ -43,6 +44,8 @@ from models.training.losses import (
     g_nonsaturating,
     g_segment_loss,
     move_consistency_loss,
+    offset_fields,
+    offset_size_penalty,
     r1_penalty,
     sliced_colour_loss,
 )
@@ -285,8 +288,12 @@ class Trainer:
             self.gen_config.objects or self.gen_config.hierarchical)
         do_dist = cfg.distortion_weight > 0 and bool(self.gen_config.grid) and self.step % cfg.distortion_every == 0
         do_move = cfg.move_weight > 0 and self.step % cfg.move_every == 0  # move consistency (issue 14)
+        # The offset fields of the main pass only, not of the regularisers' passes.
+        recorder: contextlib.AbstractContextManager[list[torch.Tensor]] = (
+            offset_fields(G, cfg.offset_penalty_res) if cfg.offset_penalty else contextlib.nullcontext([]))
         with self.amp:
-            fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
+            with recorder as offsets:
+                fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
             seen = self._with_layout(fake, lat)
             if self.projected:
                 loss_g = self._projected_g_loss(seen, stats)
@@ -296,6 +303,10 @@ class Trainer:
                 colour = sliced_colour_loss(colour_cells(fake), self._colour_bank, self.rng)
                 stats["colour"] = colour.detach()
                 loss_g = loss_g + cfg.colour_match * colour
+            if cfg.offset_penalty:
+                size = offset_size_penalty(offsets)
+                stats["offsets"] = size.detach()
+                loss_g = loss_g + cfg.offset_penalty * size
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
                 move = move_consistency_loss(G, lat, fake, generator_rng=self.rng).float()
                 stats["move"] = move.detach()
