@@ -276,7 +276,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                save_every_minutes=3.0, **MOVE_CONSISTENCY),
-    # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison).
+    # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison,
+    # session 12: limbs sooner, but the moved figure found in 4 % of moves against 97 %: not
+    # adopted; README, "Recipes").
     "figures-cpu-proj": TrainConfig("figures-cpu-proj", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
