@@ -79,6 +79,19 @@ def test_gate_ships_only_what_is_no_worse():
     assert not relay.gate({"realism_accuracy": None, "domain_fd": 0.01, "co_move_tracked": 0.5}, old)[0]
 
 
+def test_an_fd_below_the_real_floor_is_not_worse_than_a_smaller_one():
+    """Below what two samples of real rooms score against each other, the FD cannot tell a
+    model from real data: a larger value there is no evidence of a worse model. Above the
+    floor the ratio holds, and a measurement without a floor keeps the plain ratio."""
+    old = {"realism_accuracy": 0.81, "domain_fd": 0.0107, "co_move_tracked": 0.0}
+    new = {"realism_accuracy": 0.75, "domain_fd": 0.0248, "co_move_tracked": 0.016}
+    assert relay.gate({**new, "domain_fd_real_floor": 0.0277}, old) == (True, [])
+    ok, reasons = relay.gate({**new, "domain_fd_real_floor": 0.020}, old)
+    assert not ok and reasons == ["domain_fd 0.0248 > 1.15 x 0.0107 and > the real floor 0.0200"]
+    assert relay.gate(new, old) == (False, ["domain_fd 0.0248 > 1.15 x 0.0107"])
+    assert not relay.gate({**new, "domain_fd_real_floor": float("nan")}, old)[0]
+
+
 def test_relay_trains_saves_finishes_ships_and_continues(relay_env):
     folders, readme = relay_env
     rec = relay.start(time.time() + 120, threads=1)
