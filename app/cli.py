@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="a training config name (rooms, figures, ...) or a .json file")
     t.add_argument("--out", help="run folder (default runs/CONFIG)")
     t.add_argument("--minutes", type=float, help="stop cleanly after this much training time and save")
-    t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests)")
+    t.add_argument("--steps", type=int, help="stop after this many steps in all (for tests; with --warm-start, this"
+                                             " many more)")
     t.add_argument("--resume", help="a run folder or its train_state.safetensors")
     t.add_argument("--warm-start", metavar="STATE",
                    help="start from a relay or GPU-run warm state (weights and images seen; fresh optimiser"
