@@ -7,8 +7,9 @@ import torch
 
 from models.config import ConfigError
 from models.io.library import untrained_generator
+from models.synthesis import capture_offsets
 from models.training.configs import TRAINING_CONFIGS
-from models.training.losses import offset_fields, offset_size_penalty
+from models.training.losses import offset_size_penalty
 from models.training.trainer import Trainer
 
 
@@ -24,24 +25,27 @@ def _with_offsets(arch: str, bias: float):
 
 def test_penalty_is_the_mean_squared_offset_in_image_units():
     at8, at16 = torch.full((2, 18, 8, 8), 2.0), torch.full((2, 18, 16, 16), 2.0)
-    assert float(offset_size_penalty([at8])) == pytest.approx((2 / 8) ** 2)
-    assert float(offset_size_penalty([at8, at16])) == pytest.approx(((2 / 8) ** 2 + (2 / 16) ** 2) / 2)
-    with pytest.raises(ValueError, match="no MTM offset field"):
-        offset_size_penalty([])
+    assert float(offset_size_penalty({"8.0": at8}, 8)) == pytest.approx((2 / 8) ** 2)
+    both = ((2 / 8) ** 2 + (2 / 16) ** 2) / 2
+    assert float(offset_size_penalty({"8.0": at8, "16.0": at16}, 16)) == pytest.approx(both)
+    with pytest.raises(ValueError, match="no MTM offset field at or below 8 px"):
+        offset_size_penalty({"16.0": at16}, 8)
 
 
-def test_fields_are_recorded_only_up_to_the_resolution_and_only_inside_the_block():
+def test_only_the_layers_up_to_the_resolution_count_and_only_in_the_captured_pass():
     G = _with_offsets("rooms-cpu", 1.0)  # MTM at 8 and 16 px, two convolutions each
     lat = G.sample_latents(2, torch.Generator().manual_seed(0), "cpu")
-    with offset_fields(G, 8) as fields:
-        G(lat, noise_mode="const")
-    assert [f.shape[-1] for f in fields] == [8, 8]
-    with offset_fields(G, 16) as all_fields:
-        G(lat, noise_mode="const")
-    assert sorted(f.shape[-1] for f in all_fields) == [8, 8, 16, 16]
+    _, fields = capture_offsets(G, lambda: G(lat, noise_mode="const"))
+    assert sorted(f.shape[-1] for f in fields.values()) == [8, 8, 16, 16]
+    with torch.no_grad():  # the 16 px layers offset by 3: they must not count at 8 px
+        for m in G.modules():
+            if getattr(m, "mtm", False) and m.resolution == 16:
+                m.offset_bias.fill_(3.0)
+    _, fields = capture_offsets(G, lambda: G(lat, noise_mode="const"))
     G(lat, noise_mode="const")  # the hooks are gone: nothing more is recorded
-    assert len(fields) == 2 and len(all_fields) == 4
-    assert float(offset_size_penalty(fields)) == pytest.approx((1 / 8) ** 2, rel=1e-5)  # untrained: bias only
+    assert len(fields) == 4
+    assert float(offset_size_penalty(fields, 8)) == pytest.approx((1 / 8) ** 2, rel=1e-5)  # untrained: bias only
+    assert float(offset_size_penalty(fields, 16)) == pytest.approx(((1 / 8) ** 2 + (3 / 16) ** 2) / 2, rel=1e-5)
 
 
 def test_descending_the_penalty_shrinks_the_offsets():
@@ -50,9 +54,8 @@ def test_descending_the_penalty_shrinks_the_offsets():
     opt = torch.optim.SGD([p for n, p in G.named_parameters() if "offset" in n], lr=20.0)
     first = None
     for _ in range(20):
-        with offset_fields(G, 8) as fields:
-            G(lat, noise_mode="const")
-        loss = offset_size_penalty(fields)
+        _, fields = capture_offsets(G, lambda: G(lat, noise_mode="const"))
+        loss = offset_size_penalty(fields, 8)
         first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()

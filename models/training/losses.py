@@ -2,16 +2,12 @@
 alignment of D's attention with G's input heatmaps, and SSN's block-distortion regulariser."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 
 from models.nets.discriminator import GRADCAM_LEVELS
 from models.nets.generator import Generator, Latents
 from models.nets.heatmaps import block_outside_mask, gaussian_heatmaps, translate
-from models.nets.layers import StyledConv
 
 
 def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -234,27 +230,13 @@ def move_consistency_loss(generator: Generator, lat: Latents, images: torch.Tens
 
 # ---- the size of the coarse MTM offsets (TrainConfig.offset_penalty) ------------------------
 
-@contextlib.contextmanager
-def offset_fields(generator: Generator, max_resolution: int) -> Iterator[list[torch.Tensor]]:
-    """Within the block, every MTM layer at or below `max_resolution` appends its offset field
-    ([B, 18, H, W], in that layer's pixels) to the yielded list, through the forward hook
-    on its `offset_tap` (the studio's overlay reads the fields the same way)."""
-    fields: list[torch.Tensor] = []
-    taps = [m.offset_tap for m in generator.modules()
-            if isinstance(m, StyledConv) and m.mtm and m.resolution <= max_resolution]
-    hooks = [t.register_forward_hook(lambda module, inputs, out: fields.append(out)) for t in taps]
-    try:
-        yield fields
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def offset_size_penalty(fields: list[torch.Tensor]) -> torch.Tensor:
+def offset_size_penalty(fields: dict[str, torch.Tensor], max_resolution: int) -> torch.Tensor:
     """Mean squared offset in image units (a layer's pixels over its side), averaged over the
-    layers: an 8 px layer's offset of one pixel is 1/8 of the picture, half a block of the
-    4x4 grid, and carries a resampled block into its neighbours (README, the ninth
-    comparison: the 8 px offsets double a block's leak)."""
-    if not fields:
-        raise ValueError("no MTM offset field was recorded: the generator has no MTM layer at that resolution")
-    return torch.stack([(f.float() / f.shape[-1]).square().mean() for f in fields]).mean()
+    MTM layers at or below `max_resolution`. `fields`: {layer name: offset field [B, 18, H, W]}
+    as models.synthesis.capture_offsets returns them. An 8 px layer's offset of one pixel is
+    1/8 of the picture, half a block of the 4x4 grid, and carries a resampled block into its
+    neighbours (README, the ninth comparison: the 8 px offsets double a block's leak)."""
+    coarse = [f for f in fields.values() if f.shape[-1] <= max_resolution]
+    if not coarse:
+        raise ValueError(f"no MTM offset field at or below {max_resolution} px was recorded")
+    return torch.stack([(f.float() / f.shape[-1]).square().mean() for f in coarse]).mean()

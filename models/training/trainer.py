@@ -6,7 +6,6 @@ take double backward passes, which DDP's hooks do not support.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import datetime
@@ -33,6 +32,7 @@ from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator, Latents
 from models.nets.video_discriminator import VideoDiscriminator
 from models.render import to_uint8
+from models.synthesis import capture_offsets
 from models.training.configs import TrainConfig
 from models.training.losses import (
     alignment_loss,
@@ -44,7 +44,6 @@ from models.training.losses import (
     g_nonsaturating,
     g_segment_loss,
     move_consistency_loss,
-    offset_fields,
     offset_size_penalty,
     r1_penalty,
     sliced_colour_loss,
@@ -288,12 +287,12 @@ class Trainer:
             self.gen_config.objects or self.gen_config.hierarchical)
         do_dist = cfg.distortion_weight > 0 and bool(self.gen_config.grid) and self.step % cfg.distortion_every == 0
         do_move = cfg.move_weight > 0 and self.step % cfg.move_every == 0  # move consistency (issue 14)
-        # The offset fields of the main pass only, not of the regularisers' passes.
-        recorder: contextlib.AbstractContextManager[list[torch.Tensor]] = (
-            offset_fields(G, cfg.offset_penalty_res) if cfg.offset_penalty else contextlib.nullcontext([]))
         with self.amp:
-            with recorder as offsets:
-                fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
+            def render() -> torch.Tensor:
+                return G(lat, noise_mode="const" if do_dist or do_move else "random")
+
+            # The offset fields of the main pass only, not of the regularisers' passes.
+            fake, offsets = capture_offsets(G, render) if cfg.offset_penalty else (render(), {})
             seen = self._with_layout(fake, lat)
             if self.projected:
                 loss_g = self._projected_g_loss(seen, stats)
@@ -304,7 +303,7 @@ class Trainer:
                 stats["colour"] = colour.detach()
                 loss_g = loss_g + cfg.colour_match * colour
             if cfg.offset_penalty:
-                size = offset_size_penalty(offsets)
+                size = offset_size_penalty(offsets, cfg.offset_penalty_res)
                 stats["offsets"] = size.detach()
                 loss_g = loss_g + cfg.offset_penalty * size
             if do_move:  # issue 14: kept apart from update_g, which the video step shares
