@@ -262,6 +262,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # penalty, so weight 20 puts about 0.4 beside a hinge of 1-2.
     "rooms-cpu-offsets": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-offsets", offset_penalty=20.0,
                                              **MOVE_CONSISTENCY),
+    # The tenth comparison (session 13): the shipped default's tracked co-move is 0.02 against a
+    # ceiling of 0.70; move consistency at 10 raised it 0 -> 0.008 in 40 minutes. Three times
+    # the weight, to see whether the term's strength is what holds it back.
+    "rooms-cpu-move30": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move30", move_weight=30.0,
+                                            move_every=2),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

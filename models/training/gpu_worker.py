@@ -27,6 +27,7 @@ import torch
 from models.document.fileio import atomic_write_json as write_json
 from models.io.checkpoint import save_checkpoint
 from models.training.configs import TrainConfig
+from models.training.precision import to_channels_last
 from models.training.state import TrainStateError, load_warm_state, save_warm_state
 from models.training.trainer import Trainer, TrainingDiverged
 
@@ -94,9 +95,7 @@ class WarmTrainer(Trainer):
         self.run_entry = dict(run_entry or {})
         self.images_at_start = 0
         if channels_last:
-            for m in (self.G, self.G_ema, self.D):
-                # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
-                m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            to_channels_last(self.G, self.G_ema, self.D)
 
     def warm_start(self, path: Path, fresh_d: bool = False) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file

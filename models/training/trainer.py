@@ -48,7 +48,7 @@ from models.training.losses import (
     r1_penalty,
     sliced_colour_loss,
 )
-from models.training.precision import autocast, resolve_precision
+from models.training.precision import autocast, resolve_precision, to_channels_last
 from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
 
@@ -119,9 +119,7 @@ class Trainer:
         if self.precision == "bf16" and self.device.type == "cpu":
             # oneDNN's bf16 convolutions want channels-last: 1.13x on top of bf16 (precision.py).
             # G_ema stays as it is (it is copied above): it renders, saves and is measured.
-            for module in (self.G, self.D):
-                # Module.to takes memory_format at run time; torch's stubs leave it out of every overload
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            to_channels_last(self.G, self.D)
         if resume is not None:
             self.load(resume)
 
