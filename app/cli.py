@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="a run folder or its train_state.safetensors")
     t.add_argument("--warm-start", metavar="STATE",
                    help="start from a relay or GPU-run warm state (weights and images seen; fresh optimiser"
-                        " moments): a comparison from the relay's model; saves RUN/state.safetensors and"
-                        " RUN/CONFIG.safetensors")
+                        " moments): a comparison from the relay's model; or from a shipped checkpoint (its"
+                        " generator, D afresh); saves RUN/state.safetensors and RUN/CONFIG.safetensors")
     t.add_argument("--fresh-d", action="store_true",
                    help="with --warm-start: take only G from the state and start D afresh (to try another D"
                         " design on a trained G)")
@@ -508,7 +508,7 @@ def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace)
     from models.io.backbone_file import BackboneError
     from models.training.gpu_worker import WarmTrainer
     from models.training.relay import RelayError, checkpoint_from_warm_state
-    from models.training.state import TrainStateError
+    from models.training.state import TrainStateError, saved_kind
     from models.training.trainer import TrainingDiverged
 
     _check_readable(args.warm_start)
@@ -518,7 +518,8 @@ def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace)
         trainer.warm_start(Path(args.warm_start), fresh_d=args.fresh_d)
     except (TrainStateError, BackboneError) as exc:
         raise UserError(str(exc)) from None
-    print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} from {args.warm_start}"
+    shipped = " (a checkpoint: its generator, D afresh)" if saved_kind(args.warm_start) == "checkpoint" else ""
+    print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} from {args.warm_start}{shipped}"
           f" (step {trainer.step}, {trainer.images_seen} images)", file=sys.stderr)
     try:
         trainer.run(minutes=args.minutes, max_steps=None if args.steps is None else trainer.step + args.steps)

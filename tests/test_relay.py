@@ -225,3 +225,69 @@ def test_relay_continues_a_warm_start_comparison_run_given_with_from(relay_env, 
         relay.start(time.time() + 120, from_run=run, threads=1)
     with pytest.raises(relay.RelayError, match="no such run"):
         relay.start(time.time() + 120, from_run=tmp_path / "nope", threads=1)
+
+
+def _tiny_checkpoint(out):
+    """A tiny layout model trained 2 steps, as `steergan train` ships it (with `trained_on`)."""
+    from models.training.configs import training_config
+    from models.training.trainer import Trainer
+
+    trainer = Trainer(training_config("tiny-rooms-layout"), out, device="cpu")
+    try:
+        return trainer.run(max_steps=2)
+    finally:
+        trainer.close()
+
+
+def test_warm_start_from_a_shipped_checkpoint_takes_its_generator_and_starts_d_afresh(tmp_path):
+    """figures-cpu was shipped before the relay existed: its checkpoint is the only thing to
+    continue. Its EMA generator becomes G and G_ema, D is the new trainer's own, and the
+    images and steps carry over from `trained_on`; a checkpoint of another architecture is
+    refused naming it."""
+    import torch
+
+    from models.io.checkpoint import load_checkpoint
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer
+    from models.training.state import TrainStateError
+
+    ckpt = _tiny_checkpoint(tmp_path / "shipped")
+    shipped, info = load_checkpoint(ckpt)
+    cfg = training_config("tiny-rooms-layout")
+    warm = WarmTrainer(cfg, tmp_path / "warm", "cpu", state_out=tmp_path / "warm" / "state.safetensors")
+    d_before = {k: v.clone() for k, v in warm.D.state_dict().items()}
+    g_before = {k: v.clone() for k, v in warm.G.state_dict().items()}
+    warm.warm_start(ckpt)
+    assert any(not torch.equal(g_before[k], v) for k, v in shipped.state_dict().items())  # it did change G
+    for module in (warm.G, warm.G_ema):
+        own = module.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in shipped.state_dict().items())
+    assert all(torch.equal(warm.D.state_dict()[k], v) for k, v in d_before.items())
+    images = info.meta["trained_on"]["images"]
+    assert warm.images_seen == images > 0 and warm.step == 2
+    warm.run(max_steps=warm.step + 1)  # and trains on from there
+    assert warm.images_seen == images + cfg.batch
+    other = WarmTrainer(cfg, tmp_path / "other", "cpu")
+    with pytest.raises(TrainStateError, match="architecture='figures-cpu'") as caught:
+        other.warm_start(relay.ROOT / "checkpoints" / "figures-cpu.safetensors")
+    assert "figures-cpu.safetensors" in str(caught.value)
+
+
+def test_relay_without_a_state_continues_the_shipped_checkpoint(relay_env, tmp_path):
+    """No relay state but a shipped checkpoint: the relay continues its generator (a new D),
+    not a model from scratch."""
+    import shutil
+
+    from models.training.state import load_warm_state
+
+    folders, _ = relay_env
+    shipped = folders["STEERGAN_RELAY_SHIP"] / "tiny.safetensors"
+    shutil.copy(_tiny_checkpoint(tmp_path / "shipped"), shipped)
+    relay.start(time.time() + 120, threads=1)
+    log = folders["STEERGAN_RELAY_RUNS"] / "relay.log"
+    state = folders["STEERGAN_RELAY_RUNS"] / "tiny" / "state.safetensors"
+    assert _wait_for(state.exists), log.read_text()[-2000:]
+    relay.stop()
+    assert "no relay state: continuing the shipped tiny (8 images) with a new D" in log.read_text()
+    assert "from scratch" not in log.read_text()
+    assert load_warm_state(state)[1]["images_seen"] > 8

@@ -28,7 +28,13 @@ from models.document.fileio import atomic_write_json as write_json
 from models.io.checkpoint import save_checkpoint
 from models.training.configs import TrainConfig
 from models.training.precision import to_channels_last
-from models.training.state import TrainStateError, load_warm_state, save_warm_state
+from models.training.state import (
+    TrainStateError,
+    load_warm_state,
+    save_warm_state,
+    saved_kind,
+    warm_state_from_checkpoint,
+)
 from models.training.trainer import Trainer, TrainingDiverged
 
 LR_WARMUP_STEPS = 100  # after a warm start Adam's moments are empty: ramp the rate back up
@@ -100,12 +106,19 @@ class WarmTrainer(Trainer):
     def warm_start(self, path: Path, fresh_d: bool = False) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
         is unusable or was trained with another architecture. `fresh_d`: keep this trainer's
-        new D (another D design may then be tried on the trained G: only G must fit)."""
-        modules, info = load_warm_state(path)
+        new D (another D design may then be tried on the trained G: only G must fit). A
+        shipped checkpoint is taken too: its EMA generator becomes G and G_ema, and D starts
+        new (it holds none)."""
+        if saved_kind(path) == "checkpoint":
+            modules, info = warm_state_from_checkpoint(path)
+            fresh_d = True
+        else:
+            modules, info = load_warm_state(path)
         old = (info.get("config") or {})
         defaults = {"recipe": "stylegan2"}  # states from before issue 23 name no recipe
         keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout", "recipe"))
-        for key in keys:
+        # (a checkpoint older than its `trained_on` names no dataset: its architecture must do)
+        for key in (k for k in keys if k == "architecture" or k in old or k in defaults):
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")

@@ -263,7 +263,7 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
 
     from models.training.configs import training_config
     from models.training.gpu_worker import WarmTrainer
-    from models.training.state import TrainStateError
+    from models.training.state import TrainStateError, saved_kind
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
     torch.set_num_threads(threads)
@@ -283,7 +283,7 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
         if from_run:  # named on purpose: it wins over the relay's own state, which finish replaces
             source = Path(from_run)
             warm = source / "state.safetensors" if source.is_dir() else source
-            if warm.is_file() and _is_warm_state(warm):  # a `steergan train --warm-start` run
+            if warm.is_file() and saved_kind(warm) == "warm":  # a `steergan train --warm-start` run
                 trainer.warm_start(warm)
             else:  # a comparison run's full state (issue 23): the winner continues
                 trainer.load(from_run)
@@ -294,6 +294,10 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
             print(f"continuing the unfinished run in {state_out}", flush=True)
         elif (relay_dir() / f"{name}.safetensors").exists():
             trainer.warm_start(relay_dir() / f"{name}.safetensors")
+        elif saved_kind(ship_dir() / f"{name}.safetensors") == "checkpoint":  # shipped before the relay
+            trainer.warm_start(ship_dir() / f"{name}.safetensors")
+            print(f"no relay state: continuing the shipped {name} ({trainer.images_seen} images) with a new D",
+                  flush=True)
         else:
             print("no relay state: training from scratch", flush=True)
     except TrainStateError as exc:  # e.g. the config's recipe changed since the state was saved
@@ -312,18 +316,6 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
         trainer.close()
     print(f"relay stopped at step {trainer.step}, {trainer.images_seen} images", flush=True)
     return 0
-
-
-def _is_warm_state(path: Path) -> bool:
-    """Whether a file's safetensors header names it a warm-start state (read only the header)."""
-    from models.document.fileio import open_regular
-    from models.io.safetensors_io import read_header
-
-    try:
-        with open_regular(path) as f:
-            return "steergan_warm" in read_header(f).metadata
-    except (FileProblem, SafetensorsProblem, OSError):
-        return False  # the full-state loader says what is wrong with it
 
 
 LOAD_RECHECK_SECONDS = 30.0

@@ -317,3 +317,44 @@ def load_warm_state(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.
     if missing:
         raise TrainStateError(path, f"the warm-start state has no weights for {missing}")
     return modules, meta["info"]
+
+
+def saved_kind(path: str | os.PathLike) -> str | None:
+    """"warm" (a warm-start state), "checkpoint" (a shipped generator) or None (anything
+    else, unreadable included: the loader that is then tried says what is wrong), from the
+    safetensors header only."""
+    try:
+        with open_regular(path) as f:
+            metadata = read_safetensors_header(f).metadata
+    except (FileProblem, SafetensorsProblem, OSError):
+        return None
+    if "steergan_warm" in metadata:
+        return "warm"
+    return "checkpoint" if "steergan" in metadata else None
+
+
+def warm_state_from_checkpoint(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """A shipped checkpoint as a warm start: -> (state dicts of G and G_ema, both its EMA
+    generator; info as load_warm_state gives it, from the checkpoint's `trained_on`). It holds
+    no discriminator, so a run from it starts D afresh: the way to continue a shipped model
+    that has no relay state (figures-cpu was trained before the relay existed)."""
+    from models.io.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        generator, info = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise TrainStateError(path, exc.problem) from None
+    trained_on = info.meta.get("trained_on")
+    trained: dict[str, Any] = trained_on if isinstance(trained_on, dict) else {}
+
+    def count(key: str) -> float:
+        value = trained.get(key, 0)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 else 0.0
+
+    weights = {k: v.detach().clone() for k, v in generator.state_dict().items()}
+    run = {"from_checkpoint": str(path), "images_start": int(count("images"))}
+    return ({"G": weights, "G_ema": {k: v.clone() for k, v in weights.items()}},
+            {"config": {"architecture": info.meta.get("architecture"),
+                        **({"dataset": trained["dataset"]} if "dataset" in trained else {})},
+             "step": int(count("steps")), "images_seen": int(count("images")),
+             "train_seconds": round(count("minutes") * 60, 1), "history": {"runs": [run], "curve": []}})
