@@ -65,6 +65,12 @@ class GeneratorConfig:
     style_res: int = 32  # the style field is computed at most at this size, then upsampled
     noise: bool = True
     layout_prior: str = "free"  # hierarchical: where new centers go (LAYOUT_PRIORS)
+    # Objects enter the synthesis (their styles in the style field, their heat bias) from this
+    # resolution up; coarser layers draw the room from the background style alone. At 4 and
+    # 8 px a 3x3 convolution sees most of the picture, so an object that enters there redraws
+    # the room when it moves (README, the eleventh comparison: 12 levels of change outside the
+    # moved object's footprints with objects from 4 px, 2.8 with them from 16 px).
+    objects_from: int = 4
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -116,6 +122,9 @@ class GeneratorConfig:
             raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {short_repr(self.style_res)}")
         if self.time is not None:
             _validate_time(self.time)
+        if self.objects_from not in needed:
+            raise ConfigError(f"objects_from must be a synthesis resolution {needed},"
+                              f" got {short_repr(self.objects_from)}")
         if self.layout_prior not in LAYOUT_PRIORS:
             raise ConfigError(f"layout_prior must be one of {LAYOUT_PRIORS}, got {short_repr(self.layout_prior)}")
         if self.layout_prior != "free" and not self.hierarchical:
@@ -160,7 +169,7 @@ class GeneratorConfig:
 
 
 def _check_type(name: str, value: Any) -> Any:
-    ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res"}
+    ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
@@ -231,6 +240,10 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # The CPU-trainable default: a quarter of rooms-64's FLOPs, so an hour on 2 cores is enough.
     "rooms-cpu": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16),
                                  channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # rooms-cpu with its objects entering from 16 px (objects_from): the same weights, so a
+    # rooms-cpu state warm-starts it (gpu_worker.WarmTrainer.warm_start).
+    "rooms-cpu-fine": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                      channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),

@@ -72,6 +72,26 @@ def test_moving_an_object_moves_its_heatmap(tiny_generators):
     assert torch.equal(h0, h1)
 
 
+def test_objects_from_keeps_the_coarse_layers_blind_to_the_objects():
+    """With objects from 8 px, moving an object leaves the 4 px image exactly as it was (the
+    room's layout cannot follow the object) and still changes the full image; from 4 px the
+    4 px image changes too. Both have the same weights, so one's state loads into the other."""
+    coarse, full = {}, {}
+    for start in (4, 8):
+        g = build(objects=2, objects_from=start)
+        lat = g.sample_latents(1, torch.Generator().manual_seed(3))
+        lat.centers = torch.tensor([[[0.3, 0.3], [0.7, 0.6]]])
+        moved = replace(lat, centers=torch.tensor([[[0.55, 0.4], [0.7, 0.6]]]))
+        coarse[start] = [g(x, noise_mode="const", stop_at=4) for x in (lat, moved)]
+        full[start] = [g(x, noise_mode="const") for x in (lat, moved)]
+    assert torch.equal(coarse[8][0], coarse[8][1])
+    assert (coarse[4][0] - coarse[4][1]).abs().max() > 1e-4
+    assert (full[8][0] - full[8][1]).abs().max() > 1e-4
+    a, b = build(objects=2), build(objects=2, objects_from=8)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    b.load_state_dict(a.state_dict())
+
+
 def test_sigma_zero_or_hidden_removes_the_object(tiny_generators):
     g = tiny_generators["tiny-rooms"]
     s = initial_state(g.config, 0)
@@ -152,6 +172,8 @@ def test_discriminator_exposes_gradcam_features():
     (dict(channels={4: 8}), "channels"),
     (dict(hierarchical=True, layout_prior="crowd"), "layout_prior must be one of"),
     (dict(objects=2, layout_prior="skeleton"), "is for hierarchical generators"),
+    (dict(objects=2, objects_from=12), "objects_from must be a synthesis resolution"),
+    (dict(objects=2, objects_from=32), "objects_from must be a synthesis resolution"),
 ])
 def test_bad_configs_are_rejected(bad, message):
     with pytest.raises(ConfigError, match=message):

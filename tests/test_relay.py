@@ -273,6 +273,37 @@ def test_warm_start_from_a_shipped_checkpoint_takes_its_generator_and_starts_d_a
     assert "figures-cpu.safetensors" in str(caught.value)
 
 
+def test_a_state_starts_an_architecture_with_the_same_weights_and_no_other(tmp_path, monkeypatch):
+    """rooms-cpu-fine is rooms-cpu with its objects entering from 16 px: the same weights, so
+    the relay's rooms-cpu state starts it (the eleventh comparison). An architecture whose
+    weights differ is still refused naming it."""
+    import dataclasses
+
+    import torch
+
+    from models.config import ARCHITECTURES
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer, same_weights
+    from models.training.state import TrainStateError
+
+    assert same_weights("rooms-cpu", "rooms-cpu-fine") and not same_weights("rooms-cpu", "figures-cpu")
+    assert not same_weights(None, "rooms-cpu") and not same_weights("no-such", "rooms-cpu")
+    monkeypatch.setitem(ARCHITECTURES, "tiny-rooms-fine", dataclasses.replace(ARCHITECTURES["tiny-rooms"],
+                                                                             objects_from=16))
+    base = training_config("tiny-rooms-layout")
+    state = tmp_path / "base" / "state.safetensors"
+    WarmTrainer(base, tmp_path / "base", "cpu", state_out=state).run(max_steps=2)
+    fine = WarmTrainer(dataclasses.replace(base, architecture="tiny-rooms-fine"), tmp_path / "fine", "cpu")
+    fine.warm_start(state)
+    assert fine.G.config.objects_from == 16 and fine.images_seen == 2 * base.batch
+    from models.training.state import load_warm_state
+    own = fine.G_ema.state_dict()
+    assert all(torch.equal(own[k], v.to(own[k].dtype)) for k, v in load_warm_state(state)[0]["G_ema"].items())
+    other = WarmTrainer(training_config("tiny-figures-layout"), tmp_path / "other", "cpu")
+    with pytest.raises(TrainStateError, match="architecture='tiny-rooms'"):
+        other.warm_start(state)
+
+
 def test_relay_without_a_state_continues_the_shipped_checkpoint(relay_env, tmp_path):
     """No relay state but a shipped checkpoint: the relay continues its generator (a new D),
     not a model from scratch."""

@@ -129,6 +129,8 @@ class Generator(nn.Module):
         if config.objects:
             # Where the objects are, as a learned per-channel bias times the summed heatmap:
             # the style field says what an object looks like, this says that one is there.
+            # (One per resolution even below objects_from, unused there: the weights stay
+            # those of the same config with objects from 4 px, so either warm-starts the other.)
             self.heat_bias = nn.ParameterDict({str(r): nn.Parameter(torch.zeros(c[r]))
                                                for r in config.resolutions()})
         if config.hierarchical:
@@ -193,7 +195,7 @@ class Generator(nn.Module):
                 bg = bilinear_resize(w_grid, s)
             else:
                 bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)
-            if cfg.objects:
+            if cfg.objects and s >= cfg.objects_from:
                 heat = self.object_heatmaps(lat, s)  # [B, n, s, s]
                 bg = bg + torch.einsum("bnw,bnhv->bwhv", w_obj, heat)
             fields_[s] = bg
@@ -222,7 +224,7 @@ class Generator(nn.Module):
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)].children():
                 x = conv(x, w_field, offset_scale, noise_mode, smooth_demod=preview)
-            if cfg.objects:
+            if cfg.objects and r >= cfg.objects_from:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
                 x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat
             if levels is not None and r in HIERARCHY_LEVELS:

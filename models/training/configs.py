@@ -267,6 +267,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # the weight, to see whether the term's strength is what holds it back.
     "rooms-cpu-move30": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move30", move_weight=30.0,
                                             move_every=2),
+    # The eleventh comparison (session 14): a moved object redraws the room because it enters
+    # at 4 and 8 px, where a 3x3 convolution sees most of the picture (runs: moving it only
+    # in the heatmaps from 16 px up leaves 2.8 levels of change outside its footprints, not
+    # 12). The adopted recipe on the architecture whose objects enter from 16 px.
+    "rooms-cpu-fine": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-fine", architecture="rooms-cpu-fine",
+                                          **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

@@ -24,8 +24,10 @@ from typing import Any
 
 import torch
 
+from models.config import ARCHITECTURES
 from models.document.fileio import atomic_write_json as write_json
 from models.io.checkpoint import save_checkpoint
+from models.io.weight_shapes import generator_shapes
 from models.training.configs import TrainConfig
 from models.training.precision import to_channels_last
 from models.training.state import (
@@ -105,7 +107,8 @@ class WarmTrainer(Trainer):
 
     def warm_start(self, path: Path, fresh_d: bool = False) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
-        is unusable or was trained with another architecture. `fresh_d`: keep this trainer's
+        is unusable or was trained with an architecture whose weights differ (one with the
+        same weights, such as rooms-cpu for rooms-cpu-fine, is taken). `fresh_d`: keep this trainer's
         new D (another D design may then be tried on the trained G: only G must fit). A
         shipped checkpoint is taken too: its EMA generator becomes G and G_ema, and D starts
         new (it holds none)."""
@@ -119,6 +122,8 @@ class WarmTrainer(Trainer):
         keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout", "recipe"))
         # (a checkpoint older than its `trained_on` names no dataset: its architecture must do)
         for key in (k for k in keys if k == "architecture" or k in old or k in defaults):
+            if key == "architecture" and same_weights(old.get(key), self.cfg.architecture):
+                continue  # the same weights, wired differently (e.g. rooms-cpu -> rooms-cpu-fine)
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")
@@ -309,3 +314,11 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def same_weights(old: object, new: str) -> bool:
+    """Whether the architectures named `old` and `new` have the same weights (names and
+    shapes): a state of one then starts the other, which wires them differently."""
+    if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
+        return False
+    return generator_shapes(ARCHITECTURES[old]) == generator_shapes(ARCHITECTURES[new])
