@@ -71,6 +71,11 @@ class GeneratorConfig:
     # the room when it moves (README, the eleventh comparison: 12 levels of change outside the
     # moved object's footprints with objects from 4 px, 2.8 with them from 16 px).
     objects_from: int = 4
+    # The grid's block styles likewise enter from this resolution up; coarser layers take the
+    # global style (z_global) instead. At 4 px a block is one pixel and the 3x3 convolution
+    # carries it into its neighbours: half of a resampled block's change outside it (README,
+    # the eleventh comparison).
+    blocks_from: int = 4
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -122,9 +127,10 @@ class GeneratorConfig:
             raise ConfigError(f"style_res must be one of {POWERS_OF_TWO}, got {short_repr(self.style_res)}")
         if self.time is not None:
             _validate_time(self.time)
-        if self.objects_from not in needed:
-            raise ConfigError(f"objects_from must be a synthesis resolution {needed},"
-                              f" got {short_repr(self.objects_from)}")
+        for name in ("objects_from", "blocks_from"):
+            if getattr(self, name) not in needed:
+                raise ConfigError(f"{name} must be a synthesis resolution {needed},"
+                                  f" got {short_repr(getattr(self, name))}")
         if self.layout_prior not in LAYOUT_PRIORS:
             raise ConfigError(f"layout_prior must be one of {LAYOUT_PRIORS}, got {short_repr(self.layout_prior)}")
         if self.layout_prior != "free" and not self.hierarchical:
@@ -169,7 +175,8 @@ class GeneratorConfig:
 
 
 def _check_type(name: str, value: Any) -> Any:
-    ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from"}
+    ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from",
+            "blocks_from"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
@@ -244,6 +251,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # rooms-cpu state warm-starts it (gpu_worker.WarmTrainer.warm_start).
     "rooms-cpu-fine": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                       channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and its blocks from 8 px (blocks_from), the 4 px layer drawing from the global style.
+    "rooms-cpu-local": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                       blocks_from=8, channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),

@@ -92,6 +92,23 @@ def test_objects_from_keeps_the_coarse_layers_blind_to_the_objects():
     b.load_state_dict(a.state_dict())
 
 
+def test_blocks_from_keeps_the_coarse_layers_blind_to_the_blocks():
+    """With blocks from 8 px, resampling a block leaves the 4 px image as it was (the 4 px
+    layer draws from the global style, which then changes it) and still changes the image."""
+    g = build(grid=2, blocks_from=8)
+    lat = g.sample_latents(1, torch.Generator().manual_seed(4))
+    z = lat.need("z_blocks").clone()
+    z[0, 1] = torch.randn(z.shape[-1], generator=torch.Generator().manual_seed(9))
+    resampled = replace(lat, z_blocks=z)
+    other_global = replace(lat, z_global=torch.randn(lat.z_global.shape, generator=torch.Generator().manual_seed(8)))
+    coarse = [g(x, noise_mode="const", stop_at=4) for x in (lat, resampled, other_global)]
+    assert torch.equal(coarse[0], coarse[1]) and (coarse[0] - coarse[2]).abs().max() > 1e-4
+    assert (g(lat, noise_mode="const") - g(resampled, noise_mode="const")).abs().max() > 1e-4
+    plain = build(grid=2)
+    before, after = (plain(x, noise_mode="const", stop_at=4) for x in (lat, resampled))
+    assert (before - after).abs().max() > 1e-4
+
+
 def test_sigma_zero_or_hidden_removes_the_object(tiny_generators):
     g = tiny_generators["tiny-rooms"]
     s = initial_state(g.config, 0)
@@ -174,6 +191,7 @@ def test_discriminator_exposes_gradcam_features():
     (dict(objects=2, layout_prior="skeleton"), "is for hierarchical generators"),
     (dict(objects=2, objects_from=12), "objects_from must be a synthesis resolution"),
     (dict(objects=2, objects_from=32), "objects_from must be a synthesis resolution"),
+    (dict(grid=2, blocks_from=3), "blocks_from must be a synthesis resolution"),
 ])
 def test_bad_configs_are_rejected(bad, message):
     with pytest.raises(ConfigError, match=message):

@@ -191,7 +191,7 @@ class Generator(nn.Module):
             w_obj = styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on)  # [B, n, w]
         fields_ = {}
         for s in sizes:
-            if cfg.grid:
+            if cfg.grid and s >= cfg.blocks_from:
                 bg = bilinear_resize(w_grid, s)
             else:
                 bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)

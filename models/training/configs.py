@@ -273,6 +273,10 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # 12). The adopted recipe on the architecture whose objects enter from 16 px.
     "rooms-cpu-fine": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-fine", architecture="rooms-cpu-fine",
                                           **MOVE_CONSISTENCY),
+    # ... and with its blocks from 8 px too: half of a resampled block's leak comes from its
+    # 4 px style (runs: 5.5 levels outside it with blocks from 4 px, 3.0 from 8 px).
+    "rooms-cpu-local": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-local", architecture="rooms-cpu-local",
+                                           **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
