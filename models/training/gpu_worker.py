@@ -88,6 +88,14 @@ def thin(points: list, n: int) -> list:
     return [points[min(len(points) - 1, int(round((i + 1) * step)) - 1)] for i in range(n)]
 
 
+def same_weights(old: object, new: str) -> bool:
+    """Whether the architectures named `old` and `new` have the same weights (names and
+    shapes): a state of one then starts the other, which wires them differently."""
+    if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
+        return False
+    return generator_shapes(ARCHITECTURES[old]) == generator_shapes(ARCHITECTURES[new])
+
+
 class WarmTrainer(Trainer):
     """The Trainer, saving the small warm-start state (not the full resumable one) and
     continuing a previous run's weights, images seen and history."""
@@ -314,11 +322,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def same_weights(old: object, new: str) -> bool:
-    """Whether the architectures named `old` and `new` have the same weights (names and
-    shapes): a state of one then starts the other, which wires them differently."""
-    if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
-        return False
-    return generator_shapes(ARCHITECTURES[old]) == generator_shapes(ARCHITECTURES[new])
