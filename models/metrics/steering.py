@@ -141,16 +141,11 @@ def block_change_levels(before: torch.Tensor, after: torch.Tensor, block: torch.
     return mean_in, mean_out
 
 
-@torch.no_grad()
-def block_report(G: Generator, samples: int, rng: torch.Generator, offset_scale: float = 1.0,
-                 batch: int = 16) -> dict[str, float]:
-    """Resample one grid block per image, and measure the change two ways from the same pairs:
-    - distortion_out: mean squared change (pixels in [0, 1]) outside the block (SSN);
-      locality: the same inside over outside;
-    - inside_levels / outside_levels: mean absolute change in uint8 levels inside the block
-      and beyond half a block around it, what a user sees; locality_levels: their ratio."""
+def block_pairs(G: Generator, samples: int, rng: torch.Generator, batch: int = 16):
+    """Yields (latents, the same with one block per picture resampled, the blocks [B]), a
+    batch at a time, the other objects inside the frame: the block report's draws, the one
+    source of them (models/tools/leak_profile.py replays them)."""
     cfg, device = G.config, G.const.device
-    sums = dict.fromkeys(("out", "in", "in_levels", "out_levels"), 0.0)
     for start in range(0, samples, batch):
         B = min(batch, samples - start)
         lat = G.sample_latents(B, rng, device)
@@ -161,8 +156,22 @@ def block_report(G: Generator, samples: int, rng: torch.Generator, offset_scale:
         assert lat.z_blocks is not None  # block metrics are for generators with a grid: it draws z_blocks
         z = lat.z_blocks.clone()
         z[torch.arange(B, device=device), block] = torch.randn(B, cfg.z_dim, generator=rng).to(device)
+        yield lat, replace(lat, z_blocks=z), block
+
+
+@torch.no_grad()
+def block_report(G: Generator, samples: int, rng: torch.Generator, offset_scale: float = 1.0,
+                 batch: int = 16) -> dict[str, float]:
+    """Resample one grid block per image, and measure the change two ways from the same pairs:
+    - distortion_out: mean squared change (pixels in [0, 1]) outside the block (SSN);
+      locality: the same inside over outside;
+    - inside_levels / outside_levels: mean absolute change in uint8 levels inside the block
+      and beyond half a block around it, what a user sees; locality_levels: their ratio."""
+    cfg = G.config
+    sums = dict.fromkeys(("out", "in", "in_levels", "out_levels"), 0.0)
+    for lat, resampled, block in block_pairs(G, samples, rng, batch):
         img0 = G(lat, offset_scale=offset_scale, noise_mode="const")
-        img1 = G(replace(lat, z_blocks=z), offset_scale=offset_scale, noise_mode="const")
+        img1 = G(resampled, offset_scale=offset_scale, noise_mode="const")
         change = ((img1 - img0) / 2).square().mean(dim=1, keepdim=True)  # pixels in [0, 1]
         outside = block_outside_mask(block, cfg.grid, change.shape[-1])
         sums["out"] += float(((change * outside).sum(dim=(1, 2, 3)) / outside.sum(dim=(1, 2, 3))).sum())

@@ -140,38 +140,45 @@ def fixed_moves(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return random_moves(samples, torch.Generator().manual_seed(seed * 1000 + 11))
 
 
+def move_pairs(G: Generator, samples: int, seed: int = 0, batch: int = 16):
+    """The fixed moves as latents, a batch at a time: yields (before, after, centers, deltas).
+    One object's heatmap center moves (the others inside the frame too, as in the co-move
+    ratio); for a hierarchical generator the root moves, carrying the finer centers. The
+    one source of tracked co-move's moves (models/tools/leak_profile.py replays them)."""
+    cfg, device = G.config, G.const.device
+    if not (cfg.objects or cfg.hierarchical):
+        raise ValueError("tracked co-move needs a generator with objects or hierarchical heatmaps (centers to move)")
+    starts, deltas = fixed_moves(samples, seed)
+    rng = torch.Generator().manual_seed(seed * 1000 + 12)
+    for lo in range(0, samples, batch):
+        B = min(batch, samples - lo)
+        centers, delta = starts[lo:lo + B].to(device), deltas[lo:lo + B].to(device)
+        lat = G.sample_latents(B, rng, device)
+        if not cfg.objects:  # the figure: its root moves, its parts (relative to it) follow
+            yield replace(lat, root=centers), replace(lat, root=centers + delta), centers, delta
+            continue
+        assert lat.centers is not None  # a generator with objects (checked above): sample_latents draws centers
+        which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
+        idx = torch.arange(B, device=device)
+        c_before = (0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng)).to(device)
+        c_before[idx, which] = centers
+        c_after = c_before.clone()
+        c_after[idx, which] = centers + delta
+        yield replace(lat, centers=c_before), replace(lat, centers=c_after), centers, delta
+
+
 @torch.no_grad()
 def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: float = 1.0,
                     batch: int = 16) -> dict[str, float]:
     """Move one object's heatmap center of G by the fixed moves (a hierarchical generator's
     root, which carries the finer centers); see the module doc.
     -> {"tracked", "found", "outside_levels"}."""
-    cfg, device = G.config, G.const.device
-    if not (cfg.objects or cfg.hierarchical):
-        raise ValueError("tracked co-move needs a generator with objects or hierarchical heatmaps (centers to move)")
-    starts, deltas = fixed_moves(samples, seed)
-    rng = torch.Generator().manual_seed(seed * 1000 + 12)
+    footprint = FOOTPRINT if G.config.objects else FIGURE_FOOTPRINT
     moves = []
-    for lo in range(0, samples, batch):
-        B = min(batch, samples - lo)
-        centers, delta = starts[lo:lo + B].to(device), deltas[lo:lo + B].to(device)
-        lat = G.sample_latents(B, rng, device)
-        if not cfg.objects:  # the figure: its root moves, its parts (relative to it) follow
-            img0 = G(replace(lat, root=centers), offset_scale=offset_scale, noise_mode="const")
-            img1 = G(replace(lat, root=centers + delta), offset_scale=offset_scale, noise_mode="const")
-            moves.append(track_moves(img0, img1, centers, delta, FIGURE_FOOTPRINT))
-            continue
-        assert lat.centers is not None  # a generator with objects (checked above): sample_latents draws centers
-        which = torch.randint(cfg.objects, (B,), generator=rng).to(device)
-        idx = torch.arange(B, device=device)
-        # the other objects inside the frame too, as in the co-move ratio
-        c_before = (0.15 + 0.7 * torch.rand(lat.centers.shape, generator=rng)).to(device)
-        c_before[idx, which] = centers
-        c_after = c_before.clone()
-        c_after[idx, which] = centers + delta
-        img0 = G(replace(lat, centers=c_before), offset_scale=offset_scale, noise_mode="const")
-        img1 = G(replace(lat, centers=c_after), offset_scale=offset_scale, noise_mode="const")
-        moves.append(track_moves(img0, img1, centers, delta))
+    for before, after, centers, delta in move_pairs(G, samples, seed, batch):
+        img0 = G(before, offset_scale=offset_scale, noise_mode="const")
+        img1 = G(after, offset_scale=offset_scale, noise_mode="const")
+        moves.append(track_moves(img0, img1, centers, delta, footprint))
     return summarise(moves)
 
 

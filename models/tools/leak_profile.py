@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
-from dataclasses import replace
 
 import torch
 
-from models.metrics.steering import block_change_levels
-from models.metrics.tracked import fixed_moves, summarise, track_moves
+from models.metrics.steering import block_change_levels, block_pairs
+from models.metrics.tracked import move_pairs, summarise, track_moves
 from models.nets.generator import Generator, Latents
 from models.nets.heatmaps import gaussian_heatmaps
 
@@ -49,24 +48,12 @@ def edit_only_from(G: Generator, before: Latents, resolution: int):
 
 @torch.no_grad()
 def move_leak(G: Generator, resolution: int, samples: int = 64, offset_scale: float = 1.0) -> dict[str, float]:
-    """Tracked co-move's fixed moves (psi 1), each applied from `resolution` up."""
-    starts, deltas = fixed_moves(samples, 0)
-    rng = torch.Generator().manual_seed(12)
+    """Tracked co-move's fixed moves (its move_pairs, seed 0), each applied from `resolution` up."""
     moves = []
-    for lo in range(0, samples, 16):
-        B = min(16, samples - lo)
-        centers, delta = starts[lo:lo + B], deltas[lo:lo + B]
-        lat = G.sample_latents(B, rng)
-        which = torch.randint(G.config.objects, (B,), generator=rng)
-        idx = torch.arange(B)
-        c_before = 0.15 + 0.7 * torch.rand(lat.need("centers").shape, generator=rng)
-        c_before[idx, which] = centers
-        c_after = c_before.clone()
-        c_after[idx, which] = centers + delta
-        before = replace(lat, centers=c_before)
+    for before, after, centers, delta in move_pairs(G, samples):
         img0 = G(before, offset_scale=offset_scale, noise_mode="const")
         with edit_only_from(G, before, resolution):
-            img1 = G(replace(lat, centers=c_after), offset_scale=offset_scale, noise_mode="const")
+            img1 = G(after, offset_scale=offset_scale, noise_mode="const")
         moves.append(track_moves(img0, img1, centers, delta))
     return summarise(moves)
 
@@ -75,18 +62,11 @@ def move_leak(G: Generator, resolution: int, samples: int = 64, offset_scale: fl
 def block_leak(G: Generator, resolution: int, samples: int = 64, offset_scale: float = 1.0) -> dict[str, float]:
     """One block per picture resampled from `resolution` up: mean change inside the block and
     beyond half a block around it (uint8 levels), and their ratio (block locality)."""
-    rng = torch.Generator().manual_seed(5)
     inside, outside = [], []
-    for lo in range(0, samples, 16):
-        B = min(16, samples - lo)
-        lat = G.sample_latents(B, rng)
-        lat = replace(lat, centers=0.15 + 0.7 * torch.rand(lat.need("centers").shape, generator=rng))
-        block = torch.randint(G.config.grid ** 2, (B,), generator=rng)
-        z = lat.need("z_blocks").clone()
-        z[torch.arange(B), block] = torch.randn(B, G.config.z_dim, generator=rng)
+    for lat, resampled, block in block_pairs(G, samples, torch.Generator().manual_seed(5)):
         img0 = G(lat, offset_scale=offset_scale, noise_mode="const")
         with edit_only_from(G, lat, resolution):
-            img1 = G(replace(lat, z_blocks=z), offset_scale=offset_scale, noise_mode="const")
+            img1 = G(resampled, offset_scale=offset_scale, noise_mode="const")
         i, o = block_change_levels(img0, img1, block, G.config.grid)
         inside.append(i)
         outside.append(o)
