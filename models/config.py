@@ -76,6 +76,11 @@ class GeneratorConfig:
     # carries it into its neighbours: half of a resampled block's change outside it (README,
     # the eleventh comparison).
     blocks_from: int = 4
+    # Each object also draws its own features in its own coordinates, as waves under its
+    # Gaussian with coefficients read off its style (nets/sprites.py): this many basis
+    # functions; 0 = off. A radially symmetric bump took its looks from the features already
+    # at its place, so a moved object arrived looking different (session 15).
+    object_sprites: int = 0
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -131,6 +136,11 @@ class GeneratorConfig:
             if getattr(self, name) not in needed:
                 raise ConfigError(f"{name} must be a synthesis resolution {needed},"
                                   f" got {short_repr(getattr(self, name))}")
+        if not 0 <= self.object_sprites <= 64:
+            raise ConfigError(f"object_sprites must be between 0 (off) and 64 basis functions,"
+                              f" got {short_repr(self.object_sprites)}")
+        if self.object_sprites and not self.objects:
+            raise ConfigError("object_sprites needs objects (they are drawn at the objects' centers)")
         if self.layout_prior not in LAYOUT_PRIORS:
             raise ConfigError(f"layout_prior must be one of {LAYOUT_PRIORS}, got {short_repr(self.layout_prior)}")
         if self.layout_prior != "free" and not self.hierarchical:
@@ -176,7 +186,7 @@ class GeneratorConfig:
 
 def _check_type(name: str, value: Any) -> Any:
     ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from",
-            "blocks_from"}
+            "blocks_from", "object_sprites"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
@@ -257,6 +267,12 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # ... and its blocks from 8 px (blocks_from), the 4 px layer drawing from the global style.
     "rooms-cpu-local": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                        blocks_from=8, channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and its objects drawing their own features in their own coordinates (object_sprites,
+    # session 15): rooms-cpu-local's weights and more, the new ones starting at zero, so a
+    # rooms-cpu-local state warm-starts it and draws what it drew.
+    "rooms-cpu-sprites": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                         blocks_from=8, object_sprites=16,
+                                         channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),
@@ -281,6 +297,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "tiny-rooms-local": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                         channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
                                         style_res=16, objects_from=16, blocks_from=8),
+    "tiny-rooms-sprites": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                          channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
+                                          style_res=16, objects_from=16, blocks_from=8, object_sprites=6),
     "tiny-plain": GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 8, 16: 8}, style_res=16),
 }

@@ -192,6 +192,8 @@ def test_discriminator_exposes_gradcam_features():
     (dict(objects=2, objects_from=12), "objects_from must be a synthesis resolution"),
     (dict(objects=2, objects_from=32), "objects_from must be a synthesis resolution"),
     (dict(grid=2, blocks_from=3), "blocks_from must be a synthesis resolution"),
+    (dict(object_sprites=4), "object_sprites needs objects"),
+    (dict(objects=2, object_sprites=65), "object_sprites must be between 0"),
 ])
 def test_bad_configs_are_rejected(bad, message):
     with pytest.raises(ConfigError, match=message):

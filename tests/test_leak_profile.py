@@ -43,3 +43,18 @@ def test_cli_refuses_a_generator_without_objects_and_grid(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(path)])
     assert "needs a generator with objects and a grid" in capsys.readouterr().err
+
+
+def test_a_move_from_nowhere_moves_no_sprite_either():
+    """The sprites (nets/sprites.py) take their centers from the wrapped generator too."""
+    torch.manual_seed(0)
+    G = Generator(architecture("tiny-rooms-sprites")).eval().requires_grad_(False)
+    with torch.no_grad():
+        for sprites in G.sprites.values():
+            sprites.coeffs.weight.normal_()
+    lat = G.sample_latents(2, torch.Generator().manual_seed(1))
+    moved = G.sample_latents(2, torch.Generator().manual_seed(1))
+    moved.centers = lat.centers + 0.1
+    with edit_only_from(G, lat, NEVER):
+        assert torch.equal(G(moved, noise_mode="const"), G(lat, noise_mode="const"))
+    assert not torch.equal(G(moved, noise_mode="const"), G(lat, noise_mode="const"))

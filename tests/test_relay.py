@@ -304,6 +304,40 @@ def test_a_state_starts_an_architecture_with_the_same_weights_and_no_other(tmp_p
         other.warm_start(state)
 
 
+def test_a_state_starts_an_architecture_that_grows_it_by_sprites(tmp_path):
+    """rooms-cpu-sprites is rooms-cpu-local and object sprites that start at zero: a state of
+    the one starts the other and draws the same pictures; the reverse is refused."""
+    import dataclasses
+
+    import torch
+
+    from models.training.configs import training_config
+    from models.training.gpu_worker import WarmTrainer, grown_weights
+    from models.training.state import TrainStateError
+
+    added = grown_weights("rooms-cpu-local", "rooms-cpu-sprites")
+    assert added and all(name.startswith("sprites.") for name in added)
+    assert grown_weights("rooms-cpu-sprites", "rooms-cpu-local") is None
+    assert grown_weights("rooms-cpu-local", "figures-cpu") is None and grown_weights(None, "rooms-cpu") is None
+    base = dataclasses.replace(training_config("tiny-rooms-layout"), architecture="tiny-rooms-local")
+    state = tmp_path / "base" / "state.safetensors"
+    first = WarmTrainer(base, tmp_path / "base", "cpu", state_out=state)
+    first.run(max_steps=2)
+    again = WarmTrainer(base, tmp_path / "again", "cpu")
+    again.warm_start(state)
+    grown = WarmTrainer(dataclasses.replace(base, architecture="tiny-rooms-sprites"), tmp_path / "grown", "cpu")
+    grown.warm_start(state)
+    lat = again.G_ema.sample_latents(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(again.G_ema.eval()(lat, noise_mode="const"), grown.G_ema.eval()(lat, noise_mode="const"))
+    grown_state = tmp_path / "grown" / "state.safetensors"
+    grown.state_out = grown_state
+    grown.run(max_steps=1)
+    back = WarmTrainer(base, tmp_path / "back", "cpu")
+    with pytest.raises(TrainStateError, match="architecture='tiny-rooms-sprites'"):
+        back.warm_start(grown_state)
+
+
 def test_relay_without_a_state_continues_the_shipped_checkpoint(relay_env, tmp_path):
     """No relay state but a shipped checkpoint: the relay continues its generator (a new D),
     not a model from scratch."""

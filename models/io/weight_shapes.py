@@ -50,6 +50,9 @@ def generator_shapes(config: GeneratorConfig) -> dict[str, Shape]:
                     **_linear(f"torgbs.{r}.affine", config.w_dim, c[r])})
         if config.objects:
             out[f"heat_bias.{r}"] = (c[r],)
+        if config.object_sprites and r >= config.objects_from:
+            out.update({**_linear(f"sprites.{r}.coeffs", config.w_dim, c[r] * config.object_sprites),
+                        f"sprites.{r}.gate": (c[r],)})
     if config.hierarchical:
         hidden = 16
         for i, r in enumerate(HIERARCHY_LEVELS):

@@ -25,6 +25,7 @@ from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
 from models.nets.heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
 from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from models.nets.motion import MotionEncoder, random_motion
+from models.nets.sprites import ObjectSprites
 
 
 @dataclass
@@ -133,6 +134,11 @@ class Generator(nn.Module):
             # those of the same config with objects from 4 px, so either warm-starts the other.)
             self.heat_bias = nn.ParameterDict({str(r): nn.Parameter(torch.zeros(c[r]))
                                                for r in config.resolutions()})
+        if config.object_sprites:
+            # Each object's own features, drawn in its coordinates (nets/sprites.py), at the
+            # resolutions where objects enter.
+            self.sprites = nn.ModuleDict({str(r): ObjectSprites(config.w_dim, c[r], config.object_sprites)
+                                          for r in config.resolutions() if r >= config.objects_from})
         if config.hierarchical:
             self.sel = nn.ModuleDict({str(r): SELNorm(c[r], 16, has_coarser=i > 0)
                                       for i, r in enumerate(HIERARCHY_LEVELS)})
@@ -167,16 +173,24 @@ class Generator(nn.Module):
         """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
         return hierarchy_heatmaps(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"), lat.need("root_sigma"))
 
+    def _styles(self, z: torch.Tensor, fitted: torch.Tensor | None, on: torch.Tensor | None,
+                psi: float | torch.Tensor) -> torch.Tensor:
+        w = self.mapping(z)
+        if fitted is not None and on is not None:  # truncation treats fitted and drawn styles alike
+            w = torch.where(on[..., None], fitted.to(w.dtype), w)
+        return self.mapping.truncate(w, psi)
+
+    def object_places(self, lat: Latents, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objects' centers [B, n, 2] and sigmas [B, n] as the layers of `size` px see them
+        (the same at every size; models/tools/leak_profile.py varies them by size)."""
+        return lat.need("centers"), lat.need("sigmas")
+
     def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor]:
         """The style field per synthesis resolution, computed at most at style_res."""
         cfg = self.config
-        mapping = self.mapping
 
         def styles(z: torch.Tensor, fitted: torch.Tensor | None, on: torch.Tensor | None) -> torch.Tensor:
-            w = mapping(z)
-            if fitted is not None and on is not None:  # truncation treats fitted and drawn styles alike
-                w = torch.where(on[..., None], fitted.to(w.dtype), w)
-            return mapping.truncate(w, psi)
+            return self._styles(z, fitted, on, psi)
 
         w_global = styles(lat.z_global, lat.w_global, lat.w_global_on)
         sizes = sorted({min(r, cfg.style_res) for r in cfg.resolutions()})
@@ -214,6 +228,8 @@ class Generator(nn.Module):
         w_fields = self._w_fields(lat, psi)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
         x = self.const.expand(lat.batch, -1, -1, -1)
+        w_objects = (self._styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on, psi)
+                     if cfg.object_sprites else None)
         if cfg.time is not None:
             x = torch.cat([x, self.time_features(lat)], dim=1)
         rgb, sel_h = None, None
@@ -224,6 +240,8 @@ class Generator(nn.Module):
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)].children():
                 x = conv(x, w_field, offset_scale, noise_mode, smooth_demod=preview)
+            if w_objects is not None and r >= cfg.objects_from:
+                x = self.sprites[str(r)](x, w_objects, *self.object_places(lat, r))
             if cfg.objects and r >= cfg.objects_from:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
                 x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat

@@ -27,7 +27,7 @@ NEVER = 10_000  # "from" a resolution above any: the edit reaches no layer
 @contextmanager
 def edit_only_from(G: Generator, before: Latents, resolution: int):
     """Within the block, G renders its input latents with the object centers and the style
-    fields of `before` at every size below `resolution`: the edit reaches only the layers at
+    fields of `before` at every size below `resolution` (their sprites too): the edit reaches only the layers at
     or above it. (Wraps the instance's two spatial inputs; restored on exit.)"""
     own_fields = G._w_fields
     old_fields = own_fields(before, 1.0)
@@ -39,11 +39,15 @@ def edit_only_from(G: Generator, before: Latents, resolution: int):
         source = lat if size >= resolution else before
         return gaussian_heatmaps(source.need("centers"), source.need("sigmas"), size)
 
-    G._w_fields, G.object_heatmaps = fields, heat  # type: ignore[method-assign]
+    def places(lat: Latents, size: int) -> tuple[torch.Tensor, torch.Tensor]:  # the sprites' (nets/sprites.py)
+        source = lat if size >= resolution else before
+        return source.need("centers"), source.need("sigmas")
+
+    G._w_fields, G.object_heatmaps, G.object_places = fields, heat, places  # type: ignore[method-assign]
     try:
         yield G
     finally:
-        del G._w_fields, G.object_heatmaps  # back to the class's methods
+        del G._w_fields, G.object_heatmaps, G.object_places  # back to the class's methods
 
 
 @torch.no_grad()

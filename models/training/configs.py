@@ -283,6 +283,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # 4 px style (runs: 5.5 levels outside it with blocks from 4 px, 3.0 from 8 px).
     "rooms-cpu-local": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-local", architecture="rooms-cpu-local",
                                            **MOVE_CONSISTENCY),
+    # The twelfth comparison (session 15): on the new wiring a moved object arrives looking
+    # different (its patch matches at the new place with a residual of 1.04 of its variance,
+    # the renderer's 0.26): each object draws its own features in its own coordinates.
+    "rooms-cpu-sprites": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-sprites",
+                                             architecture="rooms-cpu-sprites", **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,

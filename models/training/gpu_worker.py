@@ -96,6 +96,24 @@ def same_weights(old: object, new: str) -> bool:
     return generator_shapes(ARCHITECTURES[old]) == generator_shapes(ARCHITECTURES[new])
 
 
+# Weights an architecture may add to a state's and start at zero, drawing what the state drew
+# (nets/sprites.py: rooms-cpu-local -> rooms-cpu-sprites).
+GROWN_PREFIXES = ("sprites.",)
+
+
+def grown_weights(old: object, new: str) -> set[str] | None:
+    """The names of the weights that architecture `new` adds to `old`'s, if every weight of
+    `old` is in `new` with its shape and each added one is a zero-initialised kind
+    (GROWN_PREFIXES); None otherwise. A state of `old` then starts `new` unchanged."""
+    if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
+        return None
+    before, after = generator_shapes(ARCHITECTURES[old]), generator_shapes(ARCHITECTURES[new])
+    if any(after.get(name) != shape for name, shape in before.items()):
+        return None
+    added = set(after) - set(before)
+    return added if added and all(name.startswith(GROWN_PREFIXES) for name in added) else None
+
+
 class WarmTrainer(Trainer):
     """The Trainer, saving the small warm-start state (not the full resumable one) and
     continuing a previous run's weights, images seen and history."""
@@ -116,7 +134,8 @@ class WarmTrainer(Trainer):
     def warm_start(self, path: Path, fresh_d: bool = False) -> dict:
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
         is unusable or was trained with an architecture whose weights differ (one with the
-        same weights, such as rooms-cpu for rooms-cpu-fine, is taken). `fresh_d`: keep this trainer's
+        same weights, such as rooms-cpu for rooms-cpu-fine, is taken; so is one that the run's
+        architecture grows by zero-initialised weights, `grown_weights`). `fresh_d`: keep this trainer's
         new D (another D design may then be tried on the trained G: only G must fit). A
         shipped checkpoint is taken too: its EMA generator becomes G and G_ema, and D starts
         new (it holds none)."""
@@ -129,16 +148,23 @@ class WarmTrainer(Trainer):
         defaults = {"recipe": "stylegan2"}  # states from before issue 23 name no recipe
         keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout", "recipe"))
         # (a checkpoint older than its `trained_on` names no dataset: its architecture must do)
+        grown = grown_weights(old.get("architecture"), self.cfg.architecture) or set()
         for key in (k for k in keys if k == "architecture" or k in old or k in defaults):
-            if key == "architecture" and same_weights(old.get(key), self.cfg.architecture):
-                continue  # the same weights, wired differently (e.g. rooms-cpu -> rooms-cpu-fine)
+            if key == "architecture" and (same_weights(old.get(key), self.cfg.architecture) or grown):
+                continue  # the same weights wired differently (rooms-cpu -> rooms-cpu-fine), or more
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")
         parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
             for name, module in parts:
-                module.load_state_dict(modules[name])
+                if name == "D" or not grown:
+                    module.load_state_dict(modules[name])
+                    continue
+                # the added weights keep their zero initialisation (strict about the rest)
+                missing, unexpected = module.load_state_dict(modules[name], strict=False)
+                if unexpected or set(missing) != grown:
+                    raise RuntimeError(f"missing {sorted(set(missing) - grown)[:5]}, unexpected {unexpected[:5]}")
         except RuntimeError as exc:
             raise TrainStateError(path, f"weights do not fit the {self.cfg.architecture} networks ({exc})") from None
         self.step = self.warm_step = int(info.get("step", 0))
