@@ -254,6 +254,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # rooms with its objects from 16 px and its blocks from 8 px (the eleventh comparison,
     # adopted: an edit no longer redraws the room); the same weights as rooms.
     "rooms-local": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=8),
+    # ... and with object sprites (nets/sprites.py; rooms-local's weights and more).
+    "rooms-sprites": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=8,
+                                     object_sprites=16),
     "figures": GeneratorConfig(resolution=128, hierarchical=True, mtm=(8, 16, 32)),
     "figures-no-mtm": GeneratorConfig(resolution=128, hierarchical=True, mtm=()),
     "rooms-64": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16)),
@@ -289,6 +292,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
                              channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     "clips-local": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={}, objects_from=16,
                                    blocks_from=8, channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    "clips-sprites": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={}, objects_from=16,
+                                     blocks_from=8, object_sprites=16,
+                                     channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     "tiny-clips": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16,
                                   time={"motion_every": 8, "motion_dim": 8, "kernel": 3, "hidden": 16, "waves": 8,
