@@ -81,6 +81,10 @@ class GeneratorConfig:
     # functions; 0 = off. A radially symmetric bump took its looks from the features already
     # at its place, so a moved object arrived looking different (session 15).
     object_sprites: int = 0
+    # Inside an object its style replaces the background's (the blocks') instead of adding to
+    # it, so that what it looks like does not depend on the block it stands on: a moved
+    # object arrived in another block and looked different (session 15). Same weights.
+    objects_own_style: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -139,6 +143,8 @@ class GeneratorConfig:
         if not 0 <= self.object_sprites <= 64:
             raise ConfigError(f"object_sprites must be between 0 (off) and 64 basis functions,"
                               f" got {short_repr(self.object_sprites)}")
+        if self.objects_own_style and not self.objects:
+            raise ConfigError("objects_own_style needs objects")
         if self.object_sprites and not self.objects:
             raise ConfigError("object_sprites needs objects (they are drawn at the objects' centers)")
         if self.layout_prior not in LAYOUT_PRIORS:
@@ -190,7 +196,7 @@ def _check_type(name: str, value: Any) -> Any:
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
-    elif name in ("hierarchical", "noise"):
+    elif name in ("hierarchical", "noise", "objects_own_style"):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {short_repr(value)}")
     elif name == "channels":
@@ -276,6 +282,15 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "rooms-cpu-sprites": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                          blocks_from=8, object_sprites=16,
                                          channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and its blocks from 16 px too: a block's style then misses the 8 px MTM layer, whose
+    # offsets carry it into its neighbours (block locality 3.7 levels, 9.9 with offsets off).
+    "rooms-cpu-blocks16": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                          blocks_from=16, object_sprites=16,
+                                          channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and inside an object its style replaces the blocks' (objects_own_style).
+    "rooms-cpu-own": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                     blocks_from=16, object_sprites=16, objects_own_style=True,
+                                     channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),

@@ -93,3 +93,26 @@ def test_object_sprites_must_be_an_integer(value):
     data = {**ARCHITECTURES["tiny-rooms-sprites"].to_dict(), "object_sprites": value}
     with pytest.raises(ConfigError, match="object_sprites must be an integer"):
         GeneratorConfig.from_dict(data)
+
+
+def test_an_object_with_its_own_style_hides_the_blocks_beneath_it():
+    """objects_own_style: a block resampled under an object changes the style field there by
+    (1 - the object's cover) of what it changes with the additive wiring."""
+    from dataclasses import replace
+
+    add = replace(ARCHITECTURES["tiny-rooms-sprites"], blocks_from=16)
+    own = replace(add, objects_own_style=True)
+    torch.manual_seed(0)
+    g_add = Generator(add).eval()
+    g_own = Generator(own).eval()
+    g_own.load_state_dict(g_add.state_dict())
+    lat = g_add.sample_latents(1, torch.Generator().manual_seed(3))
+    other = replace(lat, z_blocks=torch.randn_like(lat.z_blocks))
+    with torch.no_grad():
+        d_add = g_add._w_fields(other, 1.0)[16] - g_add._w_fields(lat, 1.0)[16]
+        d_own = g_own._w_fields(other, 1.0)[16] - g_own._w_fields(lat, 1.0)[16]
+        cover = g_own.object_heatmaps(lat, 16).sum(dim=1, keepdim=True).clamp(max=1.0)
+    assert d_add.abs().amax() > 0.1
+    assert torch.allclose(d_own, d_add * (1 - cover), atol=1e-5)
+    with pytest.raises(Exception, match="objects_own_style needs objects"):
+        GeneratorConfig(resolution=16, channels={4: 8, 8: 8, 16: 4}, objects_own_style=True)

@@ -211,6 +211,8 @@ class Generator(nn.Module):
                 bg = w_global[:, :, None, None].expand(B, cfg.w_dim, s, s)
             if cfg.objects and s >= cfg.objects_from:
                 heat = self.object_heatmaps(lat, s)  # [B, n, s, s]
+                if cfg.objects_own_style:  # the object's style in place of the blocks' (config.py)
+                    bg = bg * (1 - heat.sum(dim=1, keepdim=True).clamp(max=1.0))
                 bg = bg + torch.einsum("bnw,bnhv->bwhv", w_obj, heat)
             fields_[s] = bg
         return fields_

@@ -288,6 +288,14 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # the renderer's 0.26): each object draws its own features in its own coordinates.
     "rooms-cpu-sprites": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-sprites",
                                              architecture="rooms-cpu-sprites", **MOVE_CONSISTENCY),
+    # ... and the blocks from 16 px (the leak profile: a block resampled from 16 px up changes
+    # 0.2 levels outside it, from 8 px 3.0).
+    "rooms-cpu-blocks16": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-blocks16",
+                                              architecture="rooms-cpu-blocks16", **MOVE_CONSISTENCY),
+    # ... and inside an object its style replaces the blocks' (a moved object's patch still
+    # matched its old look with a residual of 0.99 of its variance with sprites, 0.26 real).
+    "rooms-cpu-own": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-own", architecture="rooms-cpu-own",
+                                         **MOVE_CONSISTENCY),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
