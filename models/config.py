@@ -263,6 +263,10 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # ... and with object sprites (nets/sprites.py; rooms-local's weights and more).
     "rooms-sprites": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=8,
                                      object_sprites=16),
+    # ... with blocks from 16 px and each object's own style in place of the blocks' (the
+    # thirteenth comparison, adopted; rooms-sprites' weights).
+    "rooms-own": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=16,
+                                 object_sprites=16, objects_own_style=True),
     "figures": GeneratorConfig(resolution=128, hierarchical=True, mtm=(8, 16, 32)),
     "figures-no-mtm": GeneratorConfig(resolution=128, hierarchical=True, mtm=()),
     "rooms-64": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16)),
@@ -310,6 +314,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "clips-sprites": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={}, objects_from=16,
                                      blocks_from=8, object_sprites=16,
                                      channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    "clips-own": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), time={}, objects_from=16,
+                                 blocks_from=16, object_sprites=16, objects_own_style=True,
+                                 channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     "tiny-clips": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16,
                                   time={"motion_every": 8, "motion_dim": 8, "kernel": 3, "hidden": 16, "waves": 8,
@@ -321,6 +328,10 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "tiny-rooms-sprites": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                           channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
                                           style_res=16, objects_from=16, blocks_from=8, object_sprites=6),
+    "tiny-rooms-own": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                      channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
+                                      style_res=16, objects_from=16, blocks_from=16, object_sprites=6,
+                                      objects_own_style=True),
     "tiny-plain": GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 8, 16: 8}, style_res=16),
 }

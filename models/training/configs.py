@@ -208,9 +208,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # Since session 14 the rooms models' objects enter from 16 px and their blocks from 8 px
     # (the eleventh comparison: 12 levels of change outside a moved object became 3.6), and
     # since session 15 each object draws its own sprite (the twelfth: tracked co-move 0.05 ->
-    # 0.20); the configs whose architecture is "rooms", "rooms-cpu" or "clips" keep the old
-    # wiring, "rooms-cpu-local" the session-14 one.
-    "rooms": TrainConfig("rooms", "rooms-sprites", "rooms", **MOVE_CONSISTENCY),
+    # 0.20), with its own style in place of the blocks', the blocks from 16 px (the
+    # thirteenth: tracked 0.21 -> 0.34, block locality 4.5 -> 37 levels); the configs whose
+    # architecture is "rooms", "rooms-cpu" or "clips" keep the old wiring, "rooms-cpu-local"
+    # the session-14 one, "rooms-cpu-sprites" the twelfth's.
+    "rooms": TrainConfig("rooms", "rooms-own", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
     # The CPU-trained default: small, 64 px, layout-conditional D. Since issue 23 the projected
     # D without colour jitter, its heads seeing the pixels and the batch's colour spread, with
@@ -219,10 +221,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # move consistency (the ninth comparison, session 12; rooms-cpu-proj-colour is the
     # recipe without it), on the architecture whose objects enter from 16 px and blocks from
     # 8 px (the eleventh, session 14; rooms-cpu-move is the same recipe on the old wiring) and
-    # whose objects draw their own sprites (the twelfth, session 15; rooms-cpu-local without);
+    # whose objects draw their own sprites (the twelfth, session 15; rooms-cpu-local without),
+    # with their own style in place of the blocks' and the blocks from 16 px (the thirteenth,
+    # session 15; rooms-cpu-sprites without);
     # rooms-cpu-stylegan2 is the recipe before issue 23, kept so that the comparison can be
     # re-run.
-    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", architecture="rooms-cpu-sprites",
+    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", architecture="rooms-cpu-own",
                                      **MOVE_CONSISTENCY),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
@@ -325,7 +329,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
     # 4 clips = 12 frames a step, about twice the cost of a rooms-cpu step.
-    "clips": TrainConfig("clips", "clips-sprites", "clips-rooms", batch=4, align_weight=0.0, distortion_every=4,
+    "clips": TrainConfig("clips", "clips-own", "clips-rooms", batch=4, align_weight=0.0, distortion_every=4,
                          condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                          save_every_minutes=3.0),
     # Tiny ones for tests: every loss term on, every step.
@@ -411,10 +415,10 @@ GPU_CONFIGS: dict[str, TrainConfig] = {
 # path (processes, warm start, packing, the way back) runs in about a minute on 2 cores.
 _SMOKE = _SmokeSettings(batch=2, sample_every=1000, log_every=2, save_every_minutes=0.1)
 SMOKE_CONFIGS: dict[str, TrainConfig] = {
-    "rooms": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms", architecture="tiny-rooms-sprites",
+    "rooms": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms", architecture="tiny-rooms-own",
                                  **MOVE_CONSISTENCY, real_chunk=2, **_SMOKE),
     "rooms-no-move": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms-no-move",
-                                         architecture="tiny-rooms-sprites",
+                                         architecture="tiny-rooms-own",
                                          move_every=MOVE_CONSISTENCY["move_every"], real_chunk=2, **_SMOKE),
     "figures": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures", **MOVE_CONSISTENCY,
                                    real_chunk=2, **_SMOKE),
