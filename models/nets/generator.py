@@ -185,24 +185,26 @@ class Generator(nn.Module):
         (the same at every size; models/tools/leak_profile.py varies them by size)."""
         return lat.need("centers"), lat.need("sigmas")
 
-    def _w_fields(self, lat: Latents, psi: float | torch.Tensor) -> dict[int, torch.Tensor]:
-        """The style field per synthesis resolution, computed at most at style_res."""
+    def object_styles(self, lat: Latents, psi: float | torch.Tensor) -> torch.Tensor:
+        """[B, n, w]: each object's style (drawn or fitted, truncated)."""
+        return self._styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on, psi)
+
+    def _w_fields(self, lat: Latents, psi: float | torch.Tensor,
+                  w_obj: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+        """The style field per synthesis resolution, computed at most at style_res. `w_obj`:
+        the objects' styles if the caller has them already (forward, for the sprites)."""
         cfg = self.config
-
-        def styles(z: torch.Tensor, fitted: torch.Tensor | None, on: torch.Tensor | None) -> torch.Tensor:
-            return self._styles(z, fitted, on, psi)
-
-        w_global = styles(lat.z_global, lat.w_global, lat.w_global_on)
+        w_global = self._styles(lat.z_global, lat.w_global, lat.w_global_on, psi)
         sizes = sorted({min(r, cfg.style_res) for r in cfg.resolutions()})
         if not cfg.objects and not cfg.grid:
             return {s: w_global for s in sizes}  # a global style: the plain StyleGAN2 case
         B = lat.batch
         if cfg.grid:
             g = cfg.grid
-            w_blocks = styles(lat.need("z_blocks"), lat.w_blocks, lat.w_blocks_on)  # [B, g*g, w]
+            w_blocks = self._styles(lat.need("z_blocks"), lat.w_blocks, lat.w_blocks_on, psi)  # [B, g*g, w]
             w_grid = w_blocks.transpose(1, 2).reshape(B, cfg.w_dim, g, g)
-        if cfg.objects:
-            w_obj = styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on)  # [B, n, w]
+        if cfg.objects and w_obj is None:
+            w_obj = self.object_styles(lat, psi)  # [B, n, w]
         fields_ = {}
         for s in sizes:
             if cfg.grid and s >= cfg.blocks_from:
@@ -227,11 +229,11 @@ class Generator(nn.Module):
         fields can be read with forward hooks on the layers' `offset_tap` (models/render.py)."""
         check_noise_mode(noise_mode)
         cfg = self.config
-        w_fields = self._w_fields(lat, psi)
+        # the objects' styles once: the style field and the sprites both read them
+        w_objects = self.object_styles(lat, psi) if cfg.object_sprites else None
+        w_fields = self._w_fields(lat, psi, w_objects)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
         x = self.const.expand(lat.batch, -1, -1, -1)
-        w_objects = (self._styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on, psi)
-                     if cfg.object_sprites else None)
         if cfg.time is not None:
             x = torch.cat([x, self.time_features(lat)], dim=1)
         rgb, sel_h = None, None

@@ -32,8 +32,8 @@ def edit_only_from(G: Generator, before: Latents, resolution: int):
     own_fields = G._w_fields
     old_fields = own_fields(before, 1.0)
 
-    def fields(lat: Latents, psi):
-        return {s: (v if s >= resolution else old_fields[s]) for s, v in own_fields(lat, psi).items()}
+    def fields(lat: Latents, psi, w_obj=None):
+        return {s: (v if s >= resolution else old_fields[s]) for s, v in own_fields(lat, psi, w_obj).items()}
 
     def heat(lat: Latents, size: int) -> torch.Tensor:
         source = lat if size >= resolution else before
