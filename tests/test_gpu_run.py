@@ -5,6 +5,7 @@ touches the real checkpoints/, assets/ or README: the way back goes into a tempo
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,11 @@ def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
 
     with pytest.raises(ReturnError, match="smoke run"):
         bring_back(out1, repo)
+    bare = tmp_path / "bare"  # --no-warm: the shipped checkpoints, no warm states
+    shutil.copytree(repo, bare)
+    done = bring_back(out1, bare, allow_smoke=True, say=lambda m: None, keep_warm=False)
+    assert done["rooms"]["warm"] == "not kept (--no-warm)" and (bare / "checkpoints" / "rooms.safetensors").exists()
+    assert not (bare / "checkpoints" / "warm" / "rooms.safetensors").exists()
     done = bring_back(out1, repo, allow_smoke=True, say=lambda m: None)
     assert set(done) == {"rooms", "clips"}
     G, info = load_checkpoint(repo / "checkpoints" / "rooms.safetensors")
@@ -76,13 +82,16 @@ def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
     assert "cpu (smoke)" in table and f"rooms {first['models']['rooms']['images_after']:,}" in table
 
     # The next run follows the plan the way back stored: here, one model after the other.
+    # clips has no warm state (as after `gpu_return --no-warm`): it continues the shipped
+    # generator with a fresh D.
     (warm / "plan.json").write_text(json.dumps({"mode": "sequential", "channels_last": True}))
+    (warm / "clips.safetensors").unlink()
     rc, second, text = smoke(tmp_path / "out2", warm, tmp_path / "work2")
     assert rc in (0, 1), text[-3000:]
     assert second["plan"]["mode"] == "sequential" and check_out_limits(tmp_path / "out2") == []
-    for name in ("rooms", "clips"):
+    for name, source in (("rooms", warm / "rooms.safetensors"), ("clips", repo / "checkpoints" / "clips.safetensors")):
         m = second["models"][name]
-        assert m["warm_from"] == str(warm / f"{name}.safetensors"), m
+        assert m["warm_from"] == str(source), m
         assert m["images_before"] == first["models"][name]["images_after"] < m["images_after"], m
     _, state = load_warm_state(tmp_path / "out2" / "rooms.safetensors")
     assert [r["images_start"] for r in state["history"]["runs"]] == [0, first["models"]["rooms"]["images_after"]]

@@ -464,15 +464,17 @@ class Checked:
 
 
 def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, staging: Path,
-                sheets: dict[str, bytes], ship: list[str] | None) -> Checked | None:
+                sheets: dict[str, bytes], ship: list[str] | None, keep_warm: bool = True) -> Checked | None:
     """Everything about one model, checked, its files built in `staging`; nothing written to
-    `repo`. None where no state came back."""
+    `repo`. None where no state came back. `keep_warm` False: the state only gives the shipped
+    checkpoint (the next run starts from that generator with a fresh D, gpu_run)."""
     state = src / f"{name}.safetensors"
     if not os.path.lexists(state):
         return None
     cfg = (SMOKE_CONFIGS if summary.get("smoke") else GPU_CONFIGS)[name]
-    data = _read(state, MAX_WARM_BYTES, f"a warm state may be at most {MAX_WARM_BYTES // MiB} MiB: the next run"
-                                        " must travel")
+    data = (_read(state, MAX_WARM_BYTES, f"a warm state kept may be at most {MAX_WARM_BYTES // MiB} MiB: the next"
+                                         " run must travel (--no-warm keeps only the shipped checkpoints)")
+            if keep_warm else _read(state, MAX_SHIPPED, f"a returned state may be at most {MAX_SHIPPED // MiB} MiB"))
     staged = staging / f"{name}.warm.safetensors"
     staged.write_bytes(data)  # checked as the bytes that will be put in place, not the path
     try:
@@ -482,8 +484,9 @@ def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, s
     except TrainStateError as exc:
         raise ReturnError(f"{state}: {exc.problem}") from None
     warm_dir, ckpt_dir = repo / "checkpoints" / "warm", repo / "checkpoints"
-    checked = Checked({"warm": str(warm_dir / state.name), "images": info["images_seen"]},
-                      [(warm_dir / state.name, data)])
+    checked = (Checked({"warm": str(warm_dir / state.name), "images": info["images_seen"]},
+                       [(warm_dir / state.name, data)]) if keep_warm else
+               Checked({"warm": "not kept (--no-warm)", "images": info["images_seen"]}))
     target = ckpt_dir / f"{name}.safetensors"
     old = existing_images(target) if target.exists() else None
     if not ((ship and name in ship) or old is None or info["images_seen"] >= old):
@@ -589,7 +592,7 @@ def put_in_place(files: list[tuple[Path, bytes]]) -> None:
 
 
 def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: list[str] | None = None,
-               readme: bool = True, say=print) -> dict:
+               readme: bool = True, say=print, keep_warm: bool = True) -> dict:
     """Check everything `src` holds, then put its files in place under `repo` together.
     -> what was done, per model. ReturnError (nothing written) if anything is refused."""
     summary, summary_bytes = read_summary(src)
@@ -610,7 +613,7 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
     notes: list[str] = []  # said once everything is in place: a refusal is the only line
     with tempfile.TemporaryDirectory(prefix="steergan-return-") as staging:
         for name, result in results.items():
-            checked = check_model(name, result, summary, src, repo, Path(staging), sheets[name], ship)
+            checked = check_model(name, result, summary, src, repo, Path(staging), sheets[name], ship, keep_warm)
             if checked is None:
                 notes.append(f"{name}: no state came back ({result.get('phase')}): nothing to do")
                 continue
@@ -653,9 +656,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-smoke", action="store_true", help="accept a CPU smoke run (for tests)")
     p.add_argument("--ship", nargs="+", help="ship these models even if a checkpoint with more images exists")
     p.add_argument("--no-readme", action="store_true", help="do not append to the README's training log")
+    p.add_argument("--no-warm", action="store_true",
+                   help="keep no warm states (the tree that travels has no room): the next run continues each"
+                        " model from its shipped generator with a fresh D")
     args = p.parse_args(argv)
     try:
-        bring_back(args.dir, args.repo, args.allow_smoke, args.ship, not args.no_readme)
+        bring_back(args.dir, args.repo, args.allow_smoke, args.ship, not args.no_readme, keep_warm=not args.no_warm)
     except ReturnError as exc:
         print(f"gpu_return: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -343,8 +343,11 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
         else:
             start = train_start + i * window / len(names)
             until = start + window / len(names)
-        spec = {"name": name, "config": configs[name].to_dict(), "device": device,
-                "warm_in": str(args.warm / f"{name}.safetensors"), "state_out": str(out / f"{name}.safetensors"),
+        # No warm state (a run brought back with --no-warm): the shipped generator, D afresh
+        warm = args.warm / f"{name}.safetensors"
+        warm = warm if warm.exists() else args.warm.parent / f"{name}.safetensors"
+        spec = {"name": name, "config": configs[name].to_dict(), "device": device, "warm_in": str(warm),
+                "state_out": str(out / f"{name}.safetensors"),
                 "work": str(work / name), "lock": str(work / "out.lock"), "train_from": start, "train_until": until,
                 "eval_samples": samples, "fd_samples": fd_samples, "sheet_cell": 32 if args.smoke else 128,
                 "channels_last": bool(plan.get("channels_last", True)),

@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
            images_per_s=round((trainer.images_seen - trainer.images_at_start) / max(run_seconds, 1e-6), 1),
            images_per_s_steady=steady_rate(work / "log.csv", trainer.warm_step))
 
-    if stopping:  # told to stop while training: the state is saved, nothing more is wanted
+    if stopping or spec.get("train_only"):  # the state is saved, nothing more is wanted (gpu_relay)
         return 0
     # What ships: the EMA generator, as a checkpoint (eval and the sheets open it like a user).
     G = trainer.G_ema
