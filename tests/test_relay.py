@@ -92,7 +92,7 @@ def test_an_fd_below_the_real_floor_is_not_worse_than_a_smaller_one():
     assert not relay.gate({**new, "domain_fd_real_floor": float("nan")}, old)[0]
 
 
-def test_relay_trains_saves_finishes_ships_and_continues(relay_env):
+def test_relay_trains_saves_finishes_ships_and_continues(relay_env, monkeypatch):
     folders, readme = relay_env
     rec = relay.start(time.time() + 120, threads=1)
     assert rec["model"] == "tiny" and relay.running() is not None
@@ -120,10 +120,17 @@ def test_relay_trains_saves_finishes_ships_and_continues(relay_env):
     assert _wait_for(lambda: "continu" in (folders["STEERGAN_RELAY_RUNS"] / "relay.log").read_text()
                      or state.exists())
     assert _wait_for(state.exists)
-    second = relay.finish(readme=readme, sheets=False, samples=(8, 16, 16), log=lambda m: None)["tiny"]
+    # The gate refuses it (made to here) and the finish overrides it by hand: shipped, and the
+    # row says over which reasons.
+    monkeypatch.setattr(relay, "gate", lambda new, old: (False, ["domain_fd 0.0500 > 1.15 x 0.0200"]))
+    second = relay.finish(readme=readme, sheets=False, samples=(8, 16, 16), log=lambda m: None,
+                          override_gate=True)["tiny"]
     assert second["images_after"] > first["images_after"]
     assert second["images_before"] == first["images_after"]
+    assert second["shipped"] and second["overridden"]
+    assert read_info(shipped).meta["trained_on"]["images"] == second["images_after"]
     assert readme.read_text().count("| tiny |") == 2
+    assert "shipped by hand over the gate: domain_fd 0.0500 > 1.15 x 0.0200" in readme.read_text()
 
 
 def test_killed_relay_keeps_its_last_save_and_shipped_files(relay_env):

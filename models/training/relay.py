@@ -414,9 +414,12 @@ def _row(name: str, info: dict, minutes_run: float, new: dict, verdict: str) -> 
 
 
 def finish(readme: Path | None = None, log=print, sheets: bool = True,
-           samples: tuple[int, int, int] | None = None) -> dict:
+           samples: tuple[int, int, int] | None = None, override_gate: bool = False) -> dict:
     """Stop the relay, measure its result against the shipped model, ship it if no worse, keep
-    its state for the next relay, and append a row to the README's relay log."""
+    its state for the next relay, and append a row to the README's relay log.
+    `override_gate`: ship it even where the gate refuses -- a decision taken by hand on other
+    evidence (e.g. a new architecture that trades one metric for the controls), recorded in
+    the row with the gate's reasons; the shipped model's metrics become the next gate's bar."""
     import shutil
 
     from models.document.fileio import atomic_write_bytes, file_sha256
@@ -444,7 +447,8 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         new = measure(cand, log, samples)
         old = measure(shipped, log, samples) if shipped.exists() else {}
         ok, reasons = gate(new, old)
-        if ok:
+        overridden = override_gate and not ok
+        if ok or overridden:
             store_metrics(cand, new)
             atomic_write_bytes(shipped, cand.read_bytes())
             if sheets:
@@ -455,14 +459,15 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         before = int(_state_images(previous_state))
         relay_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(previous_state, state.read_bytes())  # the next relay continues from here
-        measured[name] = new if ok else (old or new)
+        measured[name] = new if ok or overridden else (old or new)
         minutes_run = (time.time() - rec["started"]) / 60 if rec and _finite(rec.get("started")) else 0.0
-        verdict = "shipped" if ok else "kept the shipped one: " + "; ".join(reasons)
+        verdict = ("shipped" if ok else "shipped by hand over the gate: " + "; ".join(reasons) if overridden
+                   else "kept the shipped one: " + "; ".join(reasons))
         row = _row(name, info, minutes_run, new, verdict)
         append_log_row(readme or ROOT / "README.md", row, RELAY_LOG_START, RELAY_LOG_END)
         shutil.rmtree(work / "samples", ignore_errors=True)
         state.unlink()
-        results[name] = {"shipped": ok, "reasons": reasons, "new": new, "old": old, "row": row,
+        results[name] = {"shipped": ok or overridden, "overridden": overridden, "reasons": reasons, "new": new, "old": old, "row": row,
                          "images_before": before, "images_after": int(info.get("images_seen", 0)),
                          "state_sha256": file_sha256(previous_state)}
         log(row)
