@@ -200,8 +200,9 @@ def cmd_relay(args: argparse.Namespace) -> int:
             results = relay.finish(log=lambda m: print(m, file=sys.stderr), sheets=not args.no_sheets,
                                    override_gate=args.override_gate)
             for name, r in results.items():
-                verdict = ("shipped" if not r["reasons"] else
-                           ("shipped over the gate (" if r["shipped"] else "not shipped (") + "; ".join(r["reasons"]) + ")")
+                why = "; ".join(r["reasons"])
+                verdict = ("shipped" if not why else
+                           f"shipped over the gate ({why})" if r["shipped"] else f"not shipped ({why})")
                 print(f"{name}: {r['images_after']:,} images, {verdict}")
     except relay.RelayError as exc:
         raise UserError(str(exc)) from None

@@ -467,7 +467,8 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         append_log_row(readme or ROOT / "README.md", row, RELAY_LOG_START, RELAY_LOG_END)
         shutil.rmtree(work / "samples", ignore_errors=True)
         state.unlink()
-        results[name] = {"shipped": ok or overridden, "overridden": overridden, "reasons": reasons, "new": new, "old": old, "row": row,
+        results[name] = {"shipped": ok or overridden, "overridden": overridden, "reasons": reasons,
+                         "new": new, "old": old, "row": row,
                          "images_before": before, "images_after": int(info.get("images_seen", 0)),
                          "state_sha256": file_sha256(previous_state)}
         log(row)
