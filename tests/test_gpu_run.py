@@ -223,6 +223,7 @@ def test_gpu_machine_modules_import_without_qt():
             "sys.meta_path.insert(0, NoQt())\n"
             "import models, models.training.gpu_run, models.training.gpu_worker, models.training.gpu_bench\n"
             "import models.training.gpu_return, models.metrics.evaluate, models.tools.showcase, models.metrics.probe\n"
+            "import models.training.gpu_relay, models.training.relay\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                        capture_output=True, text=True, timeout=120)

@@ -56,6 +56,7 @@ MiB = 1 << 20
 MAX_SHIPPED = 16 * MiB
 # A warm state travels to the next GPU machine inside the working tree (64 MiB in all, five
 # models): about 7.5 MiB each at 128 px, so anything above 8 MiB would stop the next run.
+# With the objects' sprites rooms' is 9.1 MiB (session 16): such a run comes back --no-warm.
 MAX_WARM_BYTES = 8 * MiB
 MAX_SUMMARY_BYTES = 1 * MiB  # the real one is ~20 KB; it is copied into assets/
 MAX_BUNDLE_BYTES = 16 * MiB  # compressed: gpu_run's limit for any returned file
