@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE_BUDGET = int(os.environ.get("STEERGAN_SMOKE_BUDGET", "40"))
 
 
-def smoke(out: Path, warm: Path, work: Path, budget: int = SMOKE_BUDGET) -> tuple[int, dict, str]:
+def smoke(out: Path, warm: Path, work: Path, budget: int = SMOKE_BUDGET,
+          models: tuple[str, ...] = ("rooms", "clips")) -> tuple[int, dict, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", "models.training.gpu_run", "--smoke", "--budget", str(budget),
-                        "--models", "rooms", "clips", "--out", str(out), "--warm", str(warm), "--work", str(work)],
+                        "--models", *models, "--out", str(out), "--warm", str(warm), "--work", str(work)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=budget + 60)
     summary = json.loads((out / "summary.json").read_text())
     return r.returncode, summary, r.stdout + r.stderr
@@ -96,6 +97,33 @@ def test_smoke_run_twice_continues_through_the_way_back(tmp_path):
     _, state = load_warm_state(tmp_path / "out2" / "rooms.safetensors")
     assert [r["images_start"] for r in state["history"]["runs"]] == [0, first["models"]["rooms"]["images_after"]]
     assert len(state["history"]["curve"]) > len(load_warm_state(warm / "rooms.safetensors")[1]["history"]["curve"])
+
+
+def test_the_relay_model_trains_in_the_gpu_run_and_comes_back_as_the_relay_state(tmp_path):
+    """rooms-cpu in the GPU run: only its state comes back, as the relay's own (its finish
+    measures and ships it); never over an unfinished relay run, never as a shipped checkpoint."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text((ROOT / "README.md").read_text())
+    warm = repo / "checkpoints" / "warm"
+    rc, first, text = smoke(tmp_path / "out", warm, tmp_path / "work", models=("rooms-cpu",))
+    assert rc in (0, 1), text[-3000:]
+    m = first["models"]["rooms-cpu"]
+    assert m["warm_from"] is None and m["images_after"] > 0 and m["phase"] == "trained", m  # no eval
+    relay_state = repo / "checkpoints" / "relay" / "rooms-cpu.safetensors"
+    unfinished = repo / "runs" / "relay" / "rooms-cpu" / "state.safetensors"
+    unfinished.parent.mkdir(parents=True)
+    unfinished.write_bytes(b"an unfinished relay run")
+    done = bring_back(tmp_path / "out", repo, allow_smoke=True, say=lambda m: None)
+    assert "unfinished relay run" in done["rooms-cpu"]["kept"] and not relay_state.exists()
+    unfinished.unlink()
+    done = bring_back(tmp_path / "out", repo, allow_smoke=True, say=lambda m: None)
+    assert done["rooms-cpu"]["relay_state"] == str(relay_state) and "kept" not in done["rooms-cpu"]
+    assert load_warm_state(relay_state)[1]["images_seen"] == m["images_after"]
+    assert not (repo / "checkpoints" / "rooms-cpu.safetensors").exists()  # the relay's gate ships it
+    assert not (warm / "rooms-cpu.safetensors").exists()
+    done = bring_back(tmp_path / "out", repo, allow_smoke=True, say=lambda m: None)  # no more images: kept
+    assert "not replaced" in done["rooms-cpu"]["kept"]
 
 
 def test_warm_state_is_small_exact_enough_and_checked(tmp_path):
@@ -275,10 +303,15 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
     clock = Clock(540, "gpu", kernels_present=False, start=__import__("time").time())
     specs = worker_specs(list(GPU_CONFIGS), GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
                          {"mode": "concurrent", "channels_last": True}, "cuda", {})
-    assert [s["name"] for _, s, _ in specs] == ["rooms", "rooms-no-move", "figures", "figures-no-mtm", "clips"]
+    assert [s["name"] for _, s, _ in specs] == ["rooms", "rooms-no-move", "figures", "figures-no-mtm", "clips",
+                                                "rooms-cpu"]
     for _, spec, _ in specs:
         assert spec["train_until"] == clock.eval and spec["device"] == "cuda" and spec["channels_last"]
         assert (spec["eval_samples"], spec["fd_samples"], spec["sheet_cell"]) == (128, 512, 128)
+        # the relay's model continues the relay's state and only trains (its finish measures it)
+        relay_model = spec["name"] == "rooms-cpu"
+        assert spec["train_only"] == relay_model
+        assert spec["warm_in"] == str(tmp_path / ("relay" if relay_model else "") / f"{spec['name']}.safetensors")
     configs = {spec["name"]: spec["config"] for _, spec, _ in specs}
 
     def differences(a: str, b: str) -> set[str]:

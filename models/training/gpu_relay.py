@@ -23,18 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAY_STATES = ROOT / "checkpoints" / "relay"
-# A GPU step at the CPU's batch of 8 is all overhead; 32 keeps the step's images close to the
-# CPU recipe's while using the GPU. The EMA's half-life in images grows with the rate.
-GPU_BATCH, GPU_EMA_KIMG = 32, 2.5
 
 
-def gpu_relay_config(config: str, batch: int = GPU_BATCH):
-    """The relay model's training config at a GPU's batch (everything else the relay's)."""
+def gpu_relay_config(config: str, batch: int = 32):
+    """The relay model's training config at a GPU's batch (configs.gpu_relay_config)."""
+    from models.training.configs import gpu_relay_config as on_gpu
     from models.training.configs import training_config
 
-    cfg = training_config(config)
-    return dataclasses.replace(cfg, batch=batch, ema_kimg=max(cfg.ema_kimg, GPU_EMA_KIMG), sample_every=2000,
-                               log_every=50, save_every_minutes=1.0)
+    return on_gpu(training_config(config), batch)
 
 
 def spec_for(name: str, config: str, minutes: float, out: Path, work: Path, device: str, batch: int) -> dict:
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the folder the state is written into")
     p.add_argument("--model", default="rooms-cpu", help="the relay model (default rooms-cpu)")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--batch", type=int, default=GPU_BATCH)
+    p.add_argument("--batch", type=int, default=32)
     args = p.parse_args(argv)
     from models.training.gpu_worker import main as worker
     from models.training.relay import RelayError, read_plan

@@ -46,8 +46,9 @@ from models.document.fileio import (
 )
 from models.io.bundled import DEFAULT_CHECKPOINTS, DEFAULT_GATE
 from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
-from models.training.configs import GPU_CONFIGS, GPU_RUN_MODELS, SMOKE_CONFIGS, TrainConfig
+from models.training.configs import GPU_CONFIGS, GPU_RUN_MODELS, RELAY_ON_GPU, SMOKE_CONFIGS, TrainConfig
 from models.training.gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
+from models.training.relay import MAX_STATE_BYTES
 from models.training.state import TrainStateError, load_warm_state
 
 LOG_START = "<!-- training-log:start -->"
@@ -473,9 +474,13 @@ def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, s
     if not os.path.lexists(state):
         return None
     cfg = (SMOKE_CONFIGS if summary.get("smoke") else GPU_CONFIGS)[name]
-    data = (_read(state, MAX_WARM_BYTES, f"a warm state kept may be at most {MAX_WARM_BYTES // MiB} MiB: the next"
-                                         " run must travel (--no-warm keeps only the shipped checkpoints)")
-            if keep_warm else _read(state, MAX_SHIPPED, f"a returned state may be at most {MAX_SHIPPED // MiB} MiB"))
+    if name in RELAY_ON_GPU:
+        data = _read(state, MAX_STATE_BYTES, f"a relay state may be at most {MAX_STATE_BYTES // MiB} MiB")
+    elif keep_warm:
+        data = _read(state, MAX_WARM_BYTES, f"a warm state kept may be at most {MAX_WARM_BYTES // MiB} MiB: the next"
+                                            " run must travel (--no-warm keeps only the shipped checkpoints)")
+    else:
+        data = _read(state, MAX_SHIPPED, f"a returned state may be at most {MAX_SHIPPED // MiB} MiB")
     staged = staging / f"{name}.warm.safetensors"
     staged.write_bytes(data)  # checked as the bytes that will be put in place, not the path
     try:
@@ -484,6 +489,8 @@ def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, s
         fits_the_run(staged, cfg)
     except TrainStateError as exc:
         raise ReturnError(f"{state}: {exc.problem}") from None
+    if name in RELAY_ON_GPU:
+        return relay_state(name, info, data, repo, state)
     warm_dir, ckpt_dir = repo / "checkpoints" / "warm", repo / "checkpoints"
     checked = (Checked({"warm": str(warm_dir / state.name), "images": info["images_seen"]},
                        [(warm_dir / state.name, data)]) if keep_warm else
@@ -509,6 +516,30 @@ def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, s
     checked.entry.update(shipped_bytes=size, shipped=str(target))
     checked.shipped = True
     return checked
+
+
+def relay_state(name: str, info: dict, data: bytes, repo: Path, returned: Path) -> Checked:
+    """The relay model's returned state becomes the relay's own (checkpoints/relay/NAME), where
+    it has seen more images than that and no relay run is unfinished (that run would
+    otherwise continue its own state and its finish overwrite this one). Nothing is shipped:
+    the relay's finish measures the model here and ships it through its gate."""
+    target = repo / "checkpoints" / "relay" / f"{name}.safetensors"
+    unfinished = repo / "runs" / "relay" / name / "state.safetensors"
+    entry: dict[str, Any] = {"relay_state": str(target), "images": info["images_seen"]}
+    if unfinished.exists():
+        entry["kept"] = (f"{unfinished} is an unfinished relay run: finish it, then continue this state with"
+                         f" `steergan relay start --from {returned}`")
+        return Checked(entry)
+    before = 0
+    if target.exists():
+        try:
+            before = int(load_warm_state(target)[1].get("images_seen", 0))
+        except (TrainStateError, ValueError, TypeError):
+            before = 0  # a damaged relay state is replaced by a good one
+    if before >= info["images_seen"]:
+        entry["kept"] = f"{target} has {before} images seen, this run {info['images_seen']}: not replaced"
+        return Checked(entry)
+    return Checked(entry, [(target, data)])
 
 
 # ---- the README's training log ------------------------------------------------------------

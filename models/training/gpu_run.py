@@ -327,6 +327,8 @@ def last_logged(work: Path) -> str:
 def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path, work: Path, plan: dict,
                  device: str, run_entry: dict) -> list[tuple[str, dict, float]]:
     """(name, spec, launch time) for each model: all at once, or one after another."""
+    from models.training.configs import RELAY_ON_GPU
+
     mode = "smoke" if args.smoke else "gpu"
     samples, fd_samples = EVAL_COUNTS[mode]
     cores = os.cpu_count() or 2
@@ -343,9 +345,13 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
         else:
             start = train_start + i * window / len(names)
             until = start + window / len(names)
-        # No warm state (a run brought back with --no-warm): the shipped generator, D afresh
+        # No warm state (a run brought back with --no-warm): the shipped generator, D afresh.
+        # The relay's model continues the relay's state (checkpoints/relay/), training only:
+        # the relay's finish measures it at home.
         warm = args.warm / f"{name}.safetensors"
         warm = warm if warm.exists() else args.warm.parent / f"{name}.safetensors"
+        if name in RELAY_ON_GPU:
+            warm = args.warm.parent / "relay" / f"{name}.safetensors"
         spec = {"name": name, "config": configs[name].to_dict(), "device": device, "warm_in": str(warm),
                 "state_out": str(out / f"{name}.safetensors"),
                 "work": str(work / name), "lock": str(work / "out.lock"), "train_from": start, "train_until": until,
@@ -354,7 +360,7 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
                 "threads": max(1, cores // (len(names) if concurrent else 1)), "run_entry": run_entry,
                 # a slow start on a busy CPU must still train a little: the smoke test checks that
                 # images seen grow from run to run. Two steps are milliseconds on a GPU.
-                "min_steps": 2}
+                "min_steps": 2, "train_only": name in RELAY_ON_GPU}
         out_specs.append((name, spec, launch))
     return out_specs
 
