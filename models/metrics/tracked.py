@@ -168,26 +168,20 @@ def move_pairs(G: Generator, samples: int, seed: int = 0, batch: int = 16):
 
 
 @torch.no_grad()
-def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: float = 1.0,
-                    batch: int = 16) -> dict[str, float]:
-    """Move one object's heatmap center of G by the fixed moves (a hierarchical generator's
-    root, which carries the finer centers); see the module doc.
-    -> {"tracked", "found", "outside_levels"}."""
-    footprint = FOOTPRINT if G.config.objects else FIGURE_FOOTPRINT
-    moves = []
+def generator_move_images(G: Generator, samples: int, seed: int = 0, offset_scale: float = 1.0, batch: int = 16):
+    """G's pictures before and after each fixed move: yields (before, after, centers, deltas)."""
     for before, after, centers, delta in move_pairs(G, samples, seed, batch):
-        img0 = G(before, offset_scale=offset_scale, noise_mode="const")
-        img1 = G(after, offset_scale=offset_scale, noise_mode="const")
-        moves.append(track_moves(img0, img1, centers, delta, footprint))
-    return summarise(moves)
+        yield (G(before, offset_scale=offset_scale, noise_mode="const"),
+               G(after, offset_scale=offset_scale, noise_mode="const"), centers, delta)
 
 
 @torch.no_grad()
-def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: int = 3,
-                            batch: int = 64, figures: bool = False) -> dict[str, float]:
+def renderer_move_images(size: int, samples: int, seed: int = 0, n_objects: int = 3, batch: int = 64,
+                         figures: bool = False):
     """The same fixed moves on the procedural rooms renderer: one present object is placed at
     the start center and moved (RoomParams.moved), nothing else changes. `figures`: on the
-    figures renderer, the figure's torso centre placed and moved."""
+    figures renderer, the figure's torso centre placed and moved. Yields as
+    `generator_move_images`."""
     from models.data.figures import render_figures, sample_figures
     from models.data.rooms import render_rooms, sample_rooms
 
@@ -205,13 +199,29 @@ def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: i
         return render_figures(params, size).images, render_figures(replace(params, root=centers + delta), size).images
 
     # (rng salts 13 and 14: each renderer keeps its own draws)
-    render_pair, salt, footprint = (figure, 14, FIGURE_FOOTPRINT) if figures else (rooms, 13, FOOTPRINT)
+    render_pair, salt = (figure, 14) if figures else (rooms, 13)
     starts, deltas = fixed_moves(samples, seed)
     rng = torch.Generator().manual_seed(seed * 1000 + salt)
-    moves = []
     for lo in range(0, samples, batch):
         B = min(batch, samples - lo)
         centers, delta = starts[lo:lo + B], deltas[lo:lo + B]
         img0, img1 = render_pair(B, centers, delta, rng)
-        moves.append(track_moves(img0, img1, centers, delta, footprint))
-    return summarise(moves)
+        yield img0, img1, centers, delta
+
+
+def tracked_co_move(G: Generator, samples: int, seed: int = 0, offset_scale: float = 1.0,
+                    batch: int = 16) -> dict[str, float]:
+    """Move one object's heatmap center of G by the fixed moves (a hierarchical generator's
+    root, which carries the finer centers); see the module doc.
+    -> {"tracked", "found", "outside_levels"}."""
+    footprint = FOOTPRINT if G.config.objects else FIGURE_FOOTPRINT
+    return summarise([track_moves(img0, img1, c, d, footprint)
+                      for img0, img1, c, d in generator_move_images(G, samples, seed, offset_scale, batch)])
+
+
+def tracked_co_move_ceiling(size: int, samples: int, seed: int = 0, n_objects: int = 3,
+                            batch: int = 64, figures: bool = False) -> dict[str, float]:
+    """`tracked_co_move` of the procedural renderer (`renderer_move_images`): the ceiling."""
+    footprint = FIGURE_FOOTPRINT if figures else FOOTPRINT
+    return summarise([track_moves(img0, img1, c, d, footprint)
+                      for img0, img1, c, d in renderer_move_images(size, samples, seed, n_objects, batch, figures)])
