@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     results["renderer"] = renderer or {}
     width = max(len(k) for k in results)
     print("".ljust(width), *[k[:12].rjust(12) for k in KEYS])
-    for name, r in results.items():
-        print(name.ljust(width), *[f"{r.get(k, float('nan')):12.3f}" for k in KEYS])
+    for name, row in results.items():
+        print(name.ljust(width), *[f"{row.get(k, float('nan')):12.3f}" for k in KEYS])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
