@@ -237,7 +237,7 @@ def test_an_absolute_model_name_is_refused(src, repo, tmp_path, capsys):
     assert snapshot(elsewhere) == before
 
 
-@pytest.mark.parametrize("name", ["../evil", "", "bogus", "rooms/../clips", "rooms-cpu"])
+@pytest.mark.parametrize("name", ["../evil", "", "bogus", "rooms/../clips", "figures-cpu"])
 def test_a_model_name_the_run_was_not_asked_to_train_is_refused(src, repo, tmp_path, capsys, name):
     state = src / f"{name}.safetensors"
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +245,20 @@ def test_a_model_name_the_run_was_not_asked_to_train_is_refused(src, repo, tmp_p
     before = snapshot(tmp_path / "out")
     assert_refused(src, repo, capsys, "not one a GPU run trains")
     assert snapshot(tmp_path / "out") == before
+
+
+def test_another_models_state_under_the_relay_models_name_is_refused(src, repo, tmp_path):
+    """rooms-cpu is one the run trains (its state becomes the relay's): a rooms state posing
+    as it must not become the relay's state."""
+    from models.training.gpu_return import ReturnError, check_model
+
+    shutil.copy(src / "rooms.safetensors", src / "rooms-cpu.safetensors")
+    summary = json.loads((src / "summary.json").read_text())
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(ReturnError, match="rooms-cpu.safetensors: .*architecture"):
+        check_model("rooms-cpu", summary["models"]["rooms"], summary, src, repo, staging, {}, None)
+    assert not (repo / "checkpoints" / "relay").exists()
 
 
 def test_links_and_subfolders_in_the_returned_folder_are_refused(src, repo, tmp_path, capsys):
