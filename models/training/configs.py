@@ -305,10 +305,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                          **MOVE_CONSISTENCY),
     # The fourteenth comparison (session 16): a moved object went to its new place in 58 % of
     # tracked co-move's moves but looked the same in 44 % (models/tools/move_report.py): the
-    # move-consistency term's "the same object arrived" weighed three times as much. Not run
-    # yet: its arm starved beside the relay and the test suite on 2 cores (session 16).
-    "rooms-cpu-move30": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-move30", architecture="rooms-cpu-own",
-                                            move_weight=30.0, move_every=MOVE_CONSISTENCY["move_every"]),
+    # move-consistency term's "the same object arrived" weighed three times as much (the tenth
+    # comparison's rooms-cpu-move30 on the own-style architecture). Not run yet: its arm
+    # starved beside the relay and the test suite on 2 cores (session 16).
+    "rooms-cpu-own-move30": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-own-move30",
+                                                architecture="rooms-cpu-own", move_weight=30.0,
+                                                move_every=MOVE_CONSISTENCY["move_every"]),
     # A candidate for the iridescent objects: the finest head sees the pixels, not 2x2 averages.
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
