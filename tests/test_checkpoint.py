@@ -189,7 +189,12 @@ def test_every_shipped_checkpoint_loads_renders_and_keeps_its_stored_figures(pat
     assert stored, f"{path.name} has no stored metrics"
     if g.config.grid:
         _, locality = block_metrics(g, 8, torch.Generator().manual_seed(2), 1.0, batch=8)
-        assert 0.5 < locality / stored["block_locality"] < 2.0, (locality, stored["block_locality"])
+        # A block that leaves the rest nearly untouched (rooms-cpu since session 16: stored 31
+        # on 256 scenes) divides by a tiny outside change that a few scenes dominate: 8 scenes
+        # measure 86, 64 measure 34. There both must simply say "local" (a model or code that
+        # no longer matches would not be: the old wiring measured 2-5).
+        very_local = stored["block_locality"] > 20 and locality > 20
+        assert very_local or 0.5 < locality / stored["block_locality"] < 2.0, (locality, stored["block_locality"])
 
 
 def test_the_shipped_probe_loads():

@@ -78,11 +78,12 @@ def test_fitting_recovers_an_own_sample_and_tuning_gets_closer(own_fit, rooms):
     picture, outcome = own_fit
     generator, _ = rooms
     start = render(generator, initial_state(generator.config, 99)).image  # another sample: the unfitted distance
-    # The default shipped in session 11 (sharper than the one before, harder to match by the
-    # latents alone), measured: another sample 13.2 dB, latents 18.8 (30 steps), tuned 23.3.
-    assert outcome.psnr_latents > psnr(start, picture) + 4
+    # The default shipped in session 11 measured: another sample 13.2 dB, latents 18.8 (30
+    # steps), tuned 23.3. The one shipped in session 16 (blocks and objects from 16 px: the
+    # coarse layout answers to the global style alone) is harder to match: 13.9, 16.9, 20.1.
+    assert outcome.psnr_latents > psnr(start, picture) + 2.5
     assert outcome.psnr > outcome.psnr_latents + 1
-    assert outcome.psnr > psnr(start, picture) + 8
+    assert outcome.psnr > psnr(start, picture) + 5.5
     assert outcome.steps == 30 and outcome.tune_steps == 40
     assert outcome.state.fit == outcome.fit.sha256 and outcome.fit.tuned
 
