@@ -27,19 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RELAY_STATES = ROOT / "checkpoints" / "relay"
 
 
-def gpu_relay_config(config: str, batch: int = 32):
-    """The relay model's training config at a GPU's batch (configs.gpu_relay_config)."""
-    from models.training.configs import gpu_relay_config as on_gpu
-    from models.training.configs import training_config
-
-    return on_gpu(training_config(config), batch)
-
-
 def spec_for(name: str, config: str, minutes: float, out: Path, work: Path, device: str, batch: int) -> dict:
     warm = RELAY_STATES / f"{name}.safetensors"
     if not warm.is_file():
         raise SystemExit(f"gpu_relay: {warm}: no relay state to continue")
-    cfg = dataclasses.replace(gpu_relay_config(config, batch), name=name)
+    from models.training.configs import gpu_relay_config, training_config
+
+    cfg = dataclasses.replace(gpu_relay_config(training_config(config), batch), name=name)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     gpu = None
     if device.startswith("cuda"):

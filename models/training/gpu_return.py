@@ -48,7 +48,7 @@ from models.io.bundled import DEFAULT_CHECKPOINTS, DEFAULT_GATE
 from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
 from models.training.configs import GPU_CONFIGS, GPU_RUN_MODELS, RELAY_ON_GPU, SMOKE_CONFIGS, TrainConfig
 from models.training.gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
-from models.training.relay import MAX_STATE_BYTES
+from models.training.relay import MAX_STATE_BYTES, state_images
 from models.training.state import TrainStateError, load_warm_state
 
 LOG_START = "<!-- training-log:start -->"
@@ -530,12 +530,7 @@ def relay_state(name: str, info: dict, data: bytes, repo: Path, returned: Path) 
         entry["kept"] = (f"{unfinished} is an unfinished relay run: finish it, then continue this state with"
                          f" `steergan relay start --from {returned}`")
         return Checked(entry)
-    before = 0
-    if target.exists():
-        try:
-            before = int(load_warm_state(target)[1].get("images_seen", 0))
-        except (TrainStateError, ValueError, TypeError):
-            before = 0  # a damaged relay state is replaced by a good one
+    before = state_images(target)  # 0 for a damaged one: a good state replaces it
     if before >= info["images_seen"]:
         entry["kept"] = f"{target} has {before} images seen, this run {info['images_seen']}: not replaced"
         return Checked(entry)

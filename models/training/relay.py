@@ -456,7 +456,7 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
 
                 showcase([str(shipped), "--out", str(ship_dir().parent / "assets" / name), "--cell", "128"])
         previous_state = relay_dir() / f"{name}.safetensors"
-        before = int(_state_images(previous_state))
+        before = int(state_images(previous_state))
         relay_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(previous_state, state.read_bytes())  # the next relay continues from here
         measured[name] = new if ok or overridden else (old or new)
@@ -476,7 +476,8 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
     return results
 
 
-def _state_images(path: Path) -> int:
+def state_images(path: Path) -> int:
+    """Images a warm state has seen; 0 for a missing or unreadable one (it is replaced)."""
     from models.training.state import TrainStateError, load_warm_state
 
     try:
