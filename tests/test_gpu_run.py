@@ -301,17 +301,21 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
         Clock(120, "gpu", kernels_present=True, start=0.0)
     args = argparse.Namespace(smoke=False, warm=tmp_path / "warm")
     clock = Clock(540, "gpu", kernels_present=False, start=__import__("time").time())
+    (tmp_path / "relay").mkdir()
+    (tmp_path / "relay" / "rooms-cpu.safetensors").write_bytes(b"the relay's state")
     specs = worker_specs(list(GPU_CONFIGS), GPU_CONFIGS, clock, args, tmp_path / "out", tmp_path / "w",
                          {"mode": "concurrent", "channels_last": True}, "cuda", {})
     assert [s["name"] for _, s, _ in specs] == ["rooms", "rooms-no-move", "figures", "figures-no-mtm", "clips",
-                                                "rooms-cpu"]
+                                                "rooms-cpu", "figures-cpu"]
     for _, spec, _ in specs:
         assert spec["train_until"] == clock.eval and spec["device"] == "cuda" and spec["channels_last"]
         assert (spec["eval_samples"], spec["fd_samples"], spec["sheet_cell"]) == (128, 512, 128)
         # the relay's model continues the relay's state and only trains (its finish measures it)
-        relay_model = spec["name"] == "rooms-cpu"
+        # (or, with no relay state yet, its shipped checkpoint, as figures-cpu here)
+        relay_model = spec["name"] in ("rooms-cpu", "figures-cpu")
         assert spec["train_only"] == relay_model
-        assert spec["warm_in"] == str(tmp_path / ("relay" if relay_model else "") / f"{spec['name']}.safetensors")
+        in_relay = spec["name"] == "rooms-cpu"
+        assert spec["warm_in"] == str(tmp_path / ("relay" if in_relay else "") / f"{spec['name']}.safetensors")
     configs = {spec["name"]: spec["config"] for _, spec, _ in specs}
 
     def differences(a: str, b: str) -> set[str]:

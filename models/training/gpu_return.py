@@ -46,7 +46,7 @@ from models.document.fileio import (
 )
 from models.io.bundled import DEFAULT_CHECKPOINTS, DEFAULT_GATE
 from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
-from models.training.configs import GPU_CONFIGS, GPU_RUN_MODELS, RELAY_ON_GPU, SMOKE_CONFIGS, TrainConfig
+from models.training.configs import GPU_CONFIGS, RELAY_ON_GPU, SMOKE_CONFIGS, TrainConfig
 from models.training.gpu_run import BUNDLE, PLAN_FILE, ROOT, SUMMARY
 from models.training.relay import MAX_STATE_BYTES, state_images
 from models.training.state import TrainStateError, load_warm_state
@@ -195,7 +195,7 @@ def check_result(name: str, result: Any, where: str) -> None:
 
 def check_summary(summary: Any, path: Path) -> dict:
     """summary.json, checked field by field where the way back reads it. Model names must be
-    models a GPU run trains (configs.GPU_RUN_MODELS): they become file names."""
+    models a GPU run can train (configs.GPU_CONFIGS): they become file names."""
     _require(isinstance(summary, dict), str(path), "a JSON object", type(summary).__name__)
     if summary.get("format") != "steergan-gpu-run":
         raise ReturnError(f"{path}: not a GPU run summary")
@@ -210,9 +210,9 @@ def check_summary(summary: Any, path: Path) -> dict:
     models = summary.get("models")
     _require(_optional(lambda v: isinstance(v, dict), models), f"{path}: models", "an object", models)
     for name, result in (models or {}).items():
-        if name not in GPU_RUN_MODELS:
+        if name not in GPU_CONFIGS:
             raise ReturnError(f"{path}: model {short_repr(name)} is not one a GPU run trains"
-                              f" ({', '.join(GPU_RUN_MODELS)}); refused")
+                              f" ({', '.join(GPU_CONFIGS)}); refused")
         check_result(name, result, f"{path}: models.{name}")
     check_plan(summary.get("next_plan"), f"{path}: next_plan")
     return summary
@@ -282,7 +282,7 @@ def _member_problem(name: str, models: Collection[str]) -> str | None:
     return None
 
 
-def read_bundle(path: Path, models: Collection[str] = GPU_RUN_MODELS) -> dict[str, bytes]:
+def read_bundle(path: Path, models: Collection[str] = tuple(GPU_CONFIGS)) -> dict[str, bytes]:
     """The archive's regular files by name ({} if there is no archive). Bounded: at most 16 MiB
     packed, 64 MiB unpacked and 2,000 members; refuses links, devices, absolute names, '..',
     duplicates and folders other than kernels/ and those of `models`."""

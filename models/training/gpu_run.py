@@ -350,8 +350,9 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
         # the relay's finish measures it at home.
         warm = args.warm / f"{name}.safetensors"
         warm = warm if warm.exists() else args.warm.parent / f"{name}.safetensors"
-        if name in RELAY_ON_GPU:
-            warm = args.warm.parent / "relay" / f"{name}.safetensors"
+        relay_state = args.warm.parent / "relay" / f"{name}.safetensors"
+        if name in RELAY_ON_GPU and relay_state.exists():  # else its shipped checkpoint, as above
+            warm = relay_state
         spec = {"name": name, "config": configs[name].to_dict(), "device": device, "warm_in": str(warm),
                 "state_out": str(out / f"{name}.safetensors"),
                 "work": str(work / name), "lock": str(work / "out.lock"), "train_from": start, "train_until": until,
