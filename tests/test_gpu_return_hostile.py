@@ -325,7 +325,7 @@ def test_warm_state_infos_the_next_run_cannot_read_are_refused(src, repo, good_r
 
 
 @pytest.mark.parametrize("key,value", [("dataset", "figures"), ("architecture", "tiny-clips"),
-                                       ("condition_d_on_layout", True), ("recipe", "projected")])
+                                       ("condition_d_on_layout", False), ("recipe", "stylegan2")])
 def test_a_warm_state_trained_for_another_config_is_refused(src, repo, good_return, capsys, key, value):
     modules, info = good_return[2]["rooms"]
     write_state(src / "rooms.safetensors", modules, {**info, "config": {**info["config"], key: value}})

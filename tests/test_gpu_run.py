@@ -295,7 +295,7 @@ def test_gpu_budget_leaves_time_for_every_phase(tmp_path):
     from models.training.gpu_run import RESERVES, Clock, worker_specs
 
     clock = Clock(540, "gpu", kernels_present=True, start=1000.0)
-    assert clock.kernels == 1090 and clock.eval == 1385 and clock.bench == 1455 and clock.pack == 1525
+    assert clock.kernels == 1090 and clock.eval == 1370 and clock.bench == 1440 and clock.pack == 1525
     assert clock.end == 1540 and clock.save_grace == 0 and RESERVES["gpu"]["kernels"] <= 90
     with pytest.raises(SystemExit, match="too short"):
         Clock(120, "gpu", kernels_present=True, start=0.0)

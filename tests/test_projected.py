@@ -236,6 +236,37 @@ def test_rgb_detail_head_sees_stripes_that_average_away(tiny_backbone):
         dataclasses.replace(training_config("rooms-cpu-proj-shift"), d_rgb_detail=True)
 
 
+def test_rgb_detail_at_128_px_sees_the_images_own_pixels(tiny_backbone):
+    """Above the backbone's 64 px the finest head takes the image at its own size (4x4 blocks
+    at 128 px): 1-px stripes that a 64 px copy averages to a flat colour still reach it, and
+    the segmenting head with it. Up to 64 px nothing changes (a 64 px D's saved heads load)."""
+    flat = torch.zeros(2, 4, 128, 128)
+    stripes = flat.clone()
+    stripes[:, 0, :, 0::2], stripes[:, 0, :, 1::2] = 0.8, -0.8  # averages to 0 at 64 px
+    outs = []
+    for detail in (False, True):
+        torch.manual_seed(3)
+        D = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, augment="none", rgb_heads=True,
+                                   rgb_detail=detail, segment_classes=3, image_size=128).eval()
+        fixed = [f.detach() for f in D.project(F.interpolate(flat, size=(64, 64), mode="area"))]
+        D.project = lambda x, fixed=fixed: fixed  # type: ignore[method-assign]  # the features stay blind
+        with torch.no_grad():
+            a, b = D.judge(flat), D.judge(stripes)
+        # (the 64 px copy's antialiasing leaves the picture's rim a trace of the stripes: 1e-4)
+        assert ((a.logits - b.logits).abs().max() > 1e-2) == detail
+        assert ((a.classes - b.classes).abs().max() > 1e-2) == detail
+        outs.append(D)
+    assert outs[1].heads[0].net[0].in_channels - outs[0].heads[0].net[0].in_channels == 45  # 48 RGB channels, not 3
+    with pytest.raises(ValueError, match="built for 128 px images, got 64 px"):
+        outs[1].judge(torch.zeros(2, 4, 64, 64))
+    torch.manual_seed(3)
+    at64 = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, rgb_heads=True, rgb_detail=True)
+    torch.manual_seed(3)
+    small = ProjectedDiscriminator(load_backbone(tiny_backbone)[0], in_channels=4, rgb_heads=True, rgb_detail=True,
+                                   image_size=32)
+    assert {k: v.shape for k, v in at64.state_dict().items()} == {k: v.shape for k, v in small.state_dict().items()}
+
+
 def test_segment_targets_come_from_the_layout():
     """d_segment's targets: a real pixel gets its rendered class (an object's kind + 1,
     background 0), every fake pixel the last class; G is asked for an object where its

@@ -211,7 +211,7 @@ class ProjectedDiscriminator(nn.Module):
 
     def __init__(self, backbone: FeatureBackbone, in_channels: int = 3, augment: bool | str = True, seed: int = 0,
                  rgb_heads: bool = False, mbstd: bool = False, rgb_detail: bool = False, segment_classes: int = 0,
-                 rgb_variety: bool = False, pixel: nn.Module | None = None):
+                 rgb_variety: bool = False, pixel: nn.Module | None = None, image_size: int = BACKBONE_SIZE):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
         self.in_channels = in_channels
@@ -230,16 +230,24 @@ class ProjectedDiscriminator(nn.Module):
         # colour, and the segmenting backbone ignores it (the relay's iridescent objects).
         if rgb_detail and not rgb_heads:
             raise ValueError("rgb_detail needs rgb_heads")
+        # Above the backbone's 64 px the detail comes from the image at its own size (a 128 px
+        # G's finest layer would otherwise be judged only through a 2x2 average): 4x4 blocks,
+        # 48 channels, at 128 px. Up to 64 px, from the 64 px image, as it always was.
         self.rgb_detail = rgb_detail
+        self.detail_factor = max(image_size, BACKBONE_SIZE) // (BACKBONE_SIZE // 2)
+        if rgb_detail and max(image_size, BACKBONE_SIZE) % (BACKBONE_SIZE // 2):
+            raise ValueError(f"rgb_detail needs an image size that is a multiple of {BACKBONE_SIZE // 2},"
+                             f" got {image_size}")
         cond = in_channels - 3 + (3 if rgb_heads else 0)
         sizes = [BACKBONE_SIZE // 2 ** (i + 1) for i in range(4)]
-        extra = [9 if rgb_detail and i == 0 else 0 for i in range(4)]  # 12 RGB channels instead of 3
+        detail = 3 * self.detail_factor ** 2  # RGB channels of the finest head with rgb_detail
+        extra = [detail - 3 if rgb_detail and i == 0 else 0 for i in range(4)]
         self.rgb_variety = rgb_variety
         if rgb_variety:  # mbstd (one number for all features) did not keep the walls' colours varied
             extra = [e + 3 for e in extra]
         self.heads = nn.ModuleList([_Head(m[i] + cond + extra[i], sizes[i], mbstd=mbstd) for i in range(4)])
         # segment_classes > 0: OASIS's per-pixel head beside them (TrainConfig.d_segment)
-        pixels = (12 if rgb_detail else 3) if rgb_heads else 0
+        pixels = (detail if rgb_detail else 3) if rgb_heads else 0
         self.segment_head = _SegmentHead(m[0] + pixels, segment_classes) if segment_classes else None
         # A D on the pixels beside the frozen features (TrainConfig.d_pixel): it sees the whole
         # image and the batch's variety (StyleGAN2's D keeps wall colours varied where every
@@ -308,6 +316,7 @@ class ProjectedDiscriminator(nn.Module):
         if labels is not None:
             img, labels = img[:, :-1], img[:, -1:]
         pixel = self.pixel(img) if self.pixel is not None else None  # at the image's own size
+        native = img[:, :3]
         if img.shape[-1] != BACKBONE_SIZE:
             img = F.interpolate(img, size=(BACKBONE_SIZE, BACKBONE_SIZE), mode="bilinear", align_corners=False,
                                 antialias=img.shape[-1] > BACKBONE_SIZE)
@@ -320,7 +329,11 @@ class ProjectedDiscriminator(nn.Module):
         layout = [F.interpolate(img[:, 3:], size=f.shape[-2:], mode="area") for f in mixed]
         rgb = list(area)
         if self.rgb_detail:
-            rgb[0] = F.pixel_unshuffle(img[:, :3], img.shape[-1] // mixed[0].shape[-1])
+            source = native if native.shape[-1] > BACKBONE_SIZE else img[:, :3]
+            if source.shape[-1] != self.detail_factor * mixed[0].shape[-1]:
+                raise ValueError(f"this D's detail head was built for {self.detail_factor * mixed[0].shape[-1]} px"
+                                 f" images, got {native.shape[-1]} px")
+            rgb[0] = F.pixel_unshuffle(source, self.detail_factor)
         logits = []
         for i, (head, f) in enumerate(zip(self.heads, mixed)):
             parts = [f, rgb[i]] if self.rgb_heads else [f]

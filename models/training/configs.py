@@ -212,7 +212,13 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # thirteenth: tracked 0.21 -> 0.34, block locality 4.5 -> 37 levels); the configs whose
     # architecture is "rooms", "rooms-cpu" or "clips" keep the old wiring, "rooms-cpu-local"
     # the session-14 one, "rooms-cpu-sprites" the twelfth's.
-    "rooms": TrainConfig("rooms", "rooms-own", "rooms", **MOVE_CONSISTENCY),
+    # The 128 px GPU model on rooms-cpu's recipe (session 17; issue 23's "adopt the winner"),
+    # its finest head seeing the 128 px pixels themselves (d_rgb_detail: the backbone sees 64
+    # px, so G's finest layer would otherwise be judged only through 2x2 averages).
+    # rooms-stylegan2 is its recipe before, which gave colour haze in two GPU sessions.
+    "rooms": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms", architecture="rooms-own", d_rgb_detail=True,
+                                 sample_every=500, log_every=20, save_every_minutes=5.0, **MOVE_CONSISTENCY),
+    "rooms-stylegan2": TrainConfig("rooms-stylegan2", "rooms-own", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
     # The CPU-trained default: small, 64 px, layout-conditional D. Since issue 23 the projected
     # D without colour jitter, its heads seeing the pixels and the batch's colour spread, with
@@ -319,7 +325,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
                                     sample_every=100, log_every=10, save_every_minutes=3.0),
-    "figures": TrainConfig("figures", "figures", "figures", **MOVE_CONSISTENCY),
+    # The 128 px GPU figures on figures-cpu's recipe (session 17): a layout-conditional D in
+    # place of the GradCAM alignment (figures-cpu's tracked co-move 0.80, the GPU figures' 0).
+    # figures-no-mtm stays its equal-compute pair; figures-gradcam is the recipe before.
+    "figures": TrainConfig("figures", "figures", "figures", align_weight=0.0, condition_d_on_layout=True,
+                           **MOVE_CONSISTENCY),
+    "figures-gradcam": TrainConfig("figures-gradcam", "figures", "figures", **MOVE_CONSISTENCY),
     # The CPU-trained figures model (issue 12's fallback while no GPU run has happened): 64 px,
     # set up like rooms-cpu, with the hierarchy read off the figures' skeletons as its layout.
     "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
@@ -333,7 +344,8 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
                                     d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
                                     colour_match=100.0, **MOVE_CONSISTENCY),
-    "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", **MOVE_CONSISTENCY),
+    "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", align_weight=0.0,
+                                  condition_d_on_layout=True, **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
     # 4 clips = 12 frames a step, about twice the cost of a rooms-cpu step.
@@ -445,16 +457,17 @@ GPU_CONFIGS.update({name: gpu_relay_config(TRAINING_CONFIGS[name]) for name in R
 # path (processes, warm start, packing, the way back) runs in about a minute on 2 cores.
 _SMOKE = _SmokeSettings(batch=2, sample_every=1000, log_every=2, save_every_minutes=0.1)
 SMOKE_CONFIGS: dict[str, TrainConfig] = {
-    "rooms": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms", architecture="tiny-rooms-own",
-                                 **MOVE_CONSISTENCY, real_chunk=2, **_SMOKE),
-    "rooms-no-move": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms"], name="rooms-no-move",
-                                         architecture="tiny-rooms-own",
-                                         move_every=MOVE_CONSISTENCY["move_every"], real_chunk=2, **_SMOKE),
-    "figures": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures", **MOVE_CONSISTENCY,
+    # The 128 px models: their GPU configs themselves on tiny networks (every part of their D
+    # runs in the smoke; R1 every other step). Without colour_match: its bank of 2,048 real
+    # renders took 20-40 s of a 40 s smoke on 2 cores (tests/test_colour_match.py tests it).
+    "rooms": dataclasses.replace(GPU_CONFIGS["rooms"], architecture="tiny-rooms-own", ema_kimg=0.01, real_chunk=2,
+                                 colour_match=0.0, **_SMOKE),
+    "rooms-no-move": dataclasses.replace(GPU_CONFIGS["rooms-no-move"], architecture="tiny-rooms-own", ema_kimg=0.01,
+                                         real_chunk=2, colour_match=0.0, **_SMOKE),
+    "figures": dataclasses.replace(GPU_CONFIGS["figures"], architecture="tiny-figures", ema_kimg=0.01, r1_every=2,
                                    real_chunk=2, **_SMOKE),
-    "figures-no-mtm": dataclasses.replace(TRAINING_CONFIGS["tiny-figures"], name="figures-no-mtm",
-                                          architecture="tiny-figures-no-mtm", **MOVE_CONSISTENCY, real_chunk=2,
-                                          **_SMOKE),
+    "figures-no-mtm": dataclasses.replace(GPU_CONFIGS["figures-no-mtm"], architecture="tiny-figures-no-mtm",
+                                          ema_kimg=0.01, r1_every=2, real_chunk=2, **_SMOKE),
     "clips": dataclasses.replace(TRAINING_CONFIGS["tiny-clips"], name="clips", **_SMOKE),
     "rooms-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], name="rooms-cpu", **_SMOKE),
     "figures-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], name="figures-cpu",

@@ -150,7 +150,8 @@ class Trainer:
                                           augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
                                           mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
                                           segment_classes=len(self.classes) if self.cfg.d_segment else 0,
-                                          rgb_variety=self.cfg.d_rgb_variety)
+                                          rgb_variety=self.cfg.d_rgb_variety,
+                                          image_size=self.gen_config.resolution)
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
