@@ -283,6 +283,18 @@ def test_eval_reports_the_new_metrics_and_their_references(tiny_generators):
         assert metrics[key] is not None, key
     assert set(KEYS) | set(REFERENCE_KEYS) <= set(metrics)
     assert 0 <= metrics["realism_accuracy"] <= 1 and metrics["realism_samples"] == 8
+    assert "realism_accuracy_each" not in metrics
+
+    # realism_seeds: the mean of that many classifier tests, the first the single test's own
+    several = evaluate(tiny_generators["tiny-rooms"], FlatProbe(), samples=4, fd_samples=8, realism_samples=8,
+                       realism_seeds=3)
+    each = several["realism_accuracy_each"]
+    assert len(each) == 3 and each[0] == metrics["realism_accuracy"] and all(0 <= a <= 1 for a in each)
+    assert several["realism_accuracy"] == pytest.approx(sum(each) / 3)
+    assert {k: v for k, v in several.items() if not k.startswith("realism_accuracy")} == \
+        {k: v for k, v in metrics.items() if not k.startswith("realism_accuracy")}  # nothing else moves
+    with pytest.raises(ValueError, match="realism_seeds must be at least 1, got 0"):
+        evaluate(tiny_generators["tiny-rooms"], FlatProbe(), samples=4, realism_seeds=0)
 
 
 def test_colour_spread_tells_one_wall_colour_from_many(real_rooms):

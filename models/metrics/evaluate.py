@@ -46,9 +46,16 @@ def real_images(data, count: int, rng: torch.Generator, batch: int = 64) -> torc
 
 @torch.no_grad()
 def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = None, seed: int = 0,
-             dataset: str | None = None, realism_samples: int | None = None, log=lambda msg: None) -> dict:
+             dataset: str | None = None, realism_samples: int | None = None, log=lambda msg: None,
+             realism_seeds: int = 1) -> dict:
     """All metrics; keys absent from a capability are None. Offsets-off variants where MTM exists.
-    `realism_samples`: images a side for the classifier test (default max(samples, 16))."""
+    `realism_samples`: images a side for the classifier test (default max(samples, 16)).
+    `realism_seeds` > 1: realism_accuracy (offsets on) is the mean of that many classifier
+    tests, each on its own real and generated images and its own initialisation (one test
+    at 256 a side varies by 0.05-0.07 from seed to seed, session 17); the single values go to
+    realism_accuracy_each. 1: one test, as before."""
+    if realism_seeds < 1:
+        raise ValueError(f"realism_seeds must be at least 1, got {realism_seeds}")
     from models.data import make_dataset
 
     cfg = G.config
@@ -101,6 +108,15 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         log(f"realism classifier with offset scale {scale}")
         fake_images = generated_images(G, realism_samples, rng(5), scale)
         results["realism_accuracy" + suffix] = classifier_accuracy(real_c, fake_images, seed=seed)
+        if suffix == "" and realism_seeds > 1:
+            each = [results["realism_accuracy"]]
+            for k in range(1, realism_seeds):
+                log(f"realism classifier, test {k + 1} of {realism_seeds}")
+                real_k = real_images(data, realism_samples, torch.Generator().manual_seed(seed + 2 + 7919 * k))
+                fake_k = generated_images(G, realism_samples, rng(5 + 7919 * k), scale)
+                each.append(classifier_accuracy(real_k, fake_k, seed=seed + k))
+            results["realism_accuracy"] = sum(each) / len(each)
+            results["realism_accuracy_each"] = each
         results["colour_spread" + suffix] = colour_spread(fake_images)
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
         from models.metrics.temporal import temporal_metrics
