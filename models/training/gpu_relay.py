@@ -9,8 +9,9 @@ runs/relay/NAME: finish it, or move its state.safetensors away, first.)
 Why: the shipped default is the relay's 64 px model, trained on 2 CPU cores at 5-18 images/s;
 a lent GPU trains the same model about 18 times faster than an fp32 CPU (an H200: 126 images/s
 at batch 32, session 16), so the minutes a GPU run leaves over are worth more here than
-anywhere else. (That run's batch 32 also raised the realism classifier 0.742 -> 0.812: try
---batch 8-16 next.) Training only (no sheets, no eval: the relay's
+anywhere else. (--batch 16, session 17: 71 images/s, and no better realism than batch 32;
+session 16's "batch 32 raised the realism classifier 0.742 -> 0.812" was mostly the noise of
+one classifier test.) Training only (no sheets, no eval: the relay's
 finish measures the model here as always). Never imports Qt.
 """
 from __future__ import annotations

@@ -58,12 +58,14 @@ SAVE_EVERY_MINUTES = 3.0
 EVAL_SAMPLES, EVAL_FD_SAMPLES, EVAL_REALISM_SAMPLES = 128, 256, 256
 # The realism gate compares means of this many classifier tests (evaluate's realism_seeds):
 # one test of the shipped default scored 0.742 with seed 0 and 0.77-0.82 with seeds 1-4
-# (session 17), so a single test could pass or refuse a run by chance. About 40 s a test.
+# (session 17), so a single test could pass or refuse a run by chance. About 30 s a test at
+# 256 a side (rooms-cpu, one thread beside the relay).
 EVAL_REALISM_SEEDS = 4
 # The gate: the run ships only if each is no worse than the shipped model's, measured here,
 # within the noise of one measurement (two evaluations of one checkpoint with other seeds
 # differ by about this much: README, "The relay"; realism: the mean of EVAL_REALISM_SEEDS
-# tests, whose difference between two checkpoints varies by about 0.02).
+# tests: one test's spread of 0.05-0.07 over four seeds puts the difference of two such
+# means at about +-0.02, an estimate, not measured checkpoint against checkpoint).
 GATE = {"realism_accuracy": ("lower", 0.02), "domain_fd": ("lower_ratio", 1.15),
         "co_move_tracked": ("higher", 0.05)}
 # A ratio gate also passes when the new value is at or below the floor measured beside it
