@@ -114,6 +114,37 @@ class _MinibatchStd(nn.Module):
         return minibatch_std(x, 4)
 
 
+# The first convolutions that take the finest scale's pixels (the heads' and the segmenting
+# head's), by their parametrized state keys: what grow_detail_inputs widens.
+DETAIL_INPUT_WEIGHTS = ("heads.0.net.0.parametrizations.weight", "segment_head.net.0.parametrizations.weight")
+
+
+def grow_detail_inputs(state: dict[str, torch.Tensor], factor: int,
+                       features: int = MIXED_CHANNELS[0]) -> dict[str, torch.Tensor]:
+    """A D state saved without rgb_detail, made to fit a D with it (a comparison arm warm-
+    started from the relay's state, session 18). Where the finest head and the segmenting head
+    took each colour's 2x2 average, they now take its factor**2 sub-pixels (space-to-depth,
+    channel c * factor**2 + k): each gets the old weight / factor**2, so the grown D computes
+    on every image what the old one did, up to spectral norm's sigma of the wider matrix (the
+    colour columns are 3 of 39; tests/test_projected_detail.py bounds the change). What it
+    learns from there is what the detail shows. Returns a new dict; other keys as they were."""
+    n = factor * factor
+    out = dict(state)
+    for prefix in DETAIL_INPUT_WEIGHTS:
+        key = f"{prefix}.original"
+        if key not in state:
+            continue
+        w = state[key]  # [out, features + 3 + rest, k, k]
+        spread = w[:, features:features + 3].repeat_interleave(n, dim=1) / n
+        out[key] = torch.cat([w[:, :features], spread, w[:, features + 3:]], dim=1)
+        # spectral norm's power-iteration vector over the flattened inputs: the same spread,
+        # scaled to keep its length
+        v = state[f"{prefix}.0._v"].view(w.shape[1], -1)
+        grown = v[features:features + 3].repeat_interleave(n, dim=0) / factor
+        out[f"{prefix}.0._v"] = torch.cat([v[:features], grown, v[features + 3:]]).flatten()
+    return out
+
+
 class _Head(nn.Module):
     """A small patch discriminator on one scale: a 1x1 convolution to 64 channels, stride-2
     convolutions down to 4 px (spectral norm, as Projected GAN's heads), then 1-channel patch

@@ -321,6 +321,13 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-proj-detail": dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-proj-detail",
                                                  d_augment="translation", d_rgb_heads=True, d_mbstd=True,
                                                  d_rgb_detail=True),
+    # The fifteenth comparison (session 18): rooms-cpu's objects are filled with iridescent
+    # speckle; its finest head sees only 2x2 averages of the pixels, where a 2-px rainbow
+    # averages to a plausible colour. Warm-started, its D grows from the relay's
+    # (projected.grow_detail_inputs).
+    "rooms-cpu-detail": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-detail",
+                                            architecture="rooms-cpu-own", d_rgb_detail=True,
+                                            **MOVE_CONSISTENCY),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,

@@ -155,6 +155,11 @@ class WarmTrainer(Trainer):
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")
+        if not fresh_d and getattr(self.cfg, "d_rgb_detail", False) and not old.get("d_rgb_detail", False):
+            # a D that sees the finest pixels, grown from one that saw their averages
+            from models.nets.projected import grow_detail_inputs
+
+            modules["D"] = grow_detail_inputs(modules["D"], self.D.detail_factor)
         parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
             for name, module in parts:
