@@ -92,6 +92,12 @@ class TrainConfig:
     # (README, "Recipes"). The weight beside G's adversarial loss; 0 = off. Real batches of 8
     # score about 0.0034 against the bank, the collapsed projected runs 0.0055-0.0063.
     colour_match: float = 0.0
+    # G's patches at its objects must stray from one colour line as little as real objects'
+    # do, as a distribution (losses.off_line_colour): a real object's 4x4 patch mixes at most
+    # two flat colours, the relay's iridescent ones change hue pixel to pixel (session 18).
+    # The weight beside G's adversarial loss; 0 = off. Real batches of 8 score about 1e-4
+    # against the bank, the shipped rooms-cpu about 4e-4.
+    chroma_match: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
     # G pays this weight x the mean squared size (image units) of its MTM offsets at
@@ -148,8 +154,11 @@ class TrainConfig:
                                   f" {self.offset_penalty_res} px (its MTM resolutions: {list(arch.mtm)})")
             if arch.time is not None:
                 raise ConfigError(f"offset_penalty is not implemented for generators with time ({self.architecture!r})")
-        if self.colour_match and ARCHITECTURES[self.architecture].time is not None:
-            raise ConfigError(f"colour_match is not implemented for generators with time ({self.architecture!r})")
+        if not 0 <= self.chroma_match <= 10000:
+            raise ConfigError(f"chroma_match must be 0 (off) or a weight up to 10000, got {self.chroma_match}")
+        for name in ("colour_match", "chroma_match"):
+            if getattr(self, name) and ARCHITECTURES[self.architecture].time is not None:
+                raise ConfigError(f"{name} is not implemented for generators with time ({self.architecture!r})")
         if self.move_weight < 0:
             raise ConfigError(f"move_weight must be 0 (off) or positive, got {self.move_weight}")
         if self.move_weight > 0:
@@ -327,6 +336,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # (projected.grow_detail_inputs).
     "rooms-cpu-detail": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-detail",
                                             architecture="rooms-cpu-own", d_rgb_detail=True,
+                                            **MOVE_CONSISTENCY),
+    # ... and its other candidate: G's object patches must mix colours along one line, as a
+    # distribution, as real objects' do (TrainConfig.chroma_match).
+    "rooms-cpu-chroma": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-chroma",
+                                            architecture="rooms-cpu-own", chroma_match=1000.0,
                                             **MOVE_CONSISTENCY),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,

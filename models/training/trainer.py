@@ -45,8 +45,11 @@ from models.training.losses import (
     g_segment_loss,
     move_consistency_loss,
     offset_size_penalty,
+    off_line_colour,
+    quantile_gap,
     r1_penalty,
     sliced_colour_loss,
+    texture_patches,
 )
 from models.training.precision import autocast, resolve_precision, to_channels_last
 from models.training.state import load_train_state, save_train_state
@@ -110,6 +113,7 @@ class Trainer:
             self.D.aug_rng = self.rng  # type: ignore[assignment]  # D's augmentation draws from the saved stream: resumes exactly
         self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
         self._colour_bank = self._real_colour_bank() if cfg.colour_match else None
+        self._chroma_bank = self._real_chroma_bank() if cfg.chroma_match else None
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
@@ -132,6 +136,30 @@ class Trainer:
         rng = torch.Generator().manual_seed(self.cfg.seed * 7919 + 104729)
         return torch.cat([colour_cells(self.data.sample(256, rng).images)
                           for _ in range(self.COLOUR_BANK // 256)]).to(self.device)
+
+    CHROMA_PATCHES = 32  # patches per real image in the chroma bank (65,536 in all), 128 per fake one
+
+    def _patch_weight(self, centers: torch.Tensor | None, sigmas: torch.Tensor | None,
+                      size: int) -> torch.Tensor | None:
+        """Where chroma_match draws its patches: at the objects of a layout (its summed
+        heatmap), or anywhere for a generator without objects."""
+        if not self.gen_config.objects or centers is None or sigmas is None:
+            return None
+        from models.nets.heatmaps import gaussian_heatmaps
+
+        return gaussian_heatmaps(centers.float(), sigmas.float(), size).sum(dim=1).clamp(0, 1)
+
+    def _real_chroma_bank(self) -> torch.Tensor:
+        """Sorted off-line colour values [M, 1] of real patches at their objects, drawn once from
+        their own seed (the data stream is untouched)."""
+        rng = torch.Generator().manual_seed(self.cfg.seed * 7919 + 130363)
+        values = []
+        for _ in range(self.COLOUR_BANK // 256):
+            batch = self.data.sample(256, rng)
+            lat = self._real_layout(batch)
+            where = self._patch_weight(lat.centers, lat.sigmas, batch.images.shape[-1])
+            values.append(off_line_colour(texture_patches(batch.images, self.CHROMA_PATCHES, rng, where)))
+        return torch.cat(values)[:, None].sort(dim=0).values.to(self.device)
 
     def _build_d(self) -> torch.nn.Module:
         """The discriminator the recipe asks for (TrainConfig.recipe)."""
@@ -301,6 +329,13 @@ class Trainer:
                 colour = sliced_colour_loss(colour_cells(fake), self._colour_bank, self.rng)
                 stats["colour"] = colour.detach()
                 loss_g = loss_g + cfg.colour_match * colour
+            if self._chroma_bank is not None:  # its objects' patch colours against real objects'
+                where = self._patch_weight(lat.centers, lat.sigmas, fake.shape[-1])
+                patches = texture_patches(fake, 4 * self.CHROMA_PATCHES, self.rng, where)
+                with torch.autocast(fake.device.type, enabled=False):  # gaps of 1e-4: float32
+                    chroma = quantile_gap(off_line_colour(patches)[:, None], self._chroma_bank)
+                stats["chroma"] = chroma.detach()
+                loss_g = loss_g + cfg.chroma_match * chroma
             if cfg.offset_penalty:
                 size = offset_size_penalty(offsets, cfg.offset_penalty_res)
                 stats["offsets"] = size.detach()
