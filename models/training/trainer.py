@@ -637,7 +637,7 @@ class Trainer:
     def _progress(self, stats: dict[str, float], rate: float, elapsed: float, budget: float | None) -> None:
         frac = min(1.0, elapsed / budget) if budget else 0.0
         bar = "#" * int(frac * 20) + "-" * (20 - int(frac * 20))
-        losses = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
+        losses = " ".join(f"{k}={v:.3g}" for k, v in stats.items())
         line = f"[{bar}] step {self.step} | {self.images_seen} img | {rate:.1f} img/s | {losses}"
         if sys.stderr.isatty():
             print("\r" + line[:150], end="", file=sys.stderr, flush=True)
