@@ -1,0 +1,129 @@
+"""Comparison runs side by side: warm states (the relay's, a `steergan train --warm-start`
+run's) or checkpoints, measured with the relay's settings, plus how speckled the objects are,
+and one sheet of the same latents for every model with real images beneath.
+
+    python -m models.training.compare_states NAME=PATH [NAME=PATH ...] [--out DIR]
+        [--samples N FD REALISM]
+
+Every session that compared arms wrote this as a throw-away script (session 18 kept it).
+Prints one JSON line per model; writes DIR/metrics.json and DIR/sheet.png (a row of 8 per
+model, in the order given, then real images).
+
+`off_line_median`: losses.off_line_colour of 4x4 patches drawn where the layout's objects
+are (anywhere for a generator without objects): how far a patch's colours stray from one
+line through colour space. Real rooms 0.003; the iridescent fills of session 18's rooms-cpu
+0.03. chroma_match trains on it, so for a run with that term it describes, it does not judge.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+SHEET_SEED = 123  # the latents of the sheet and of the speckle statistic, the same for every model
+REPORTED = ("realism_accuracy", "realism_accuracy_each", "domain_fd", "co_move_tracked", "co_move_tracked_ceiling",
+            "co_move_found", "block_locality_levels", "style_swap_locality", "colour_spread")
+
+
+def _where(G, lat, size: int) -> torch.Tensor | None:
+    if not G.config.objects or lat.centers is None:
+        return None
+    from models.nets.heatmaps import gaussian_heatmaps
+
+    return gaussian_heatmaps(lat.centers, lat.sigmas, size).sum(dim=1).clamp(0, 1)
+
+
+@torch.no_grad()
+def off_line_median(G, samples: int = 256, seed: int = SHEET_SEED) -> tuple[float, torch.Tensor]:
+    """The median off-line colour of G's object patches, and its first 8 images (the sheet's row)."""
+    from models.training.losses import off_line_colour, texture_patches
+
+    rng = torch.Generator().manual_seed(seed)
+    values, first = [], None
+    for lo in range(0, samples, 32):
+        lat = G.sample_latents(min(32, samples - lo), rng, G.const.device)
+        images = G(lat, noise_mode="const").float().cpu()
+        first = images[:8] if first is None else first
+        values.append(off_line_colour(texture_patches(images, 64, rng, _where(G, lat, images.shape[-1]))))
+    assert first is not None
+    return float(torch.cat(values).median()), first
+
+
+def real_off_line_median(G, samples: int = 256, seed: int = SHEET_SEED) -> tuple[float, torch.Tensor]:
+    """The same for the real images G was trained to draw (patches at their objects)."""
+    from models.data import make_dataset
+    from models.document.scene import DEFAULT_OBJECT_SIGMA
+    from models.metrics.evaluate import real_dataset_name
+    from models.nets.heatmaps import gaussian_heatmaps
+    from models.training.losses import off_line_colour, texture_patches
+
+    data = make_dataset(real_dataset_name(G), G.config.resolution)
+    rng = torch.Generator().manual_seed(seed)
+    values, first = [], None
+    for lo in range(0, samples, 32):
+        batch = data.sample(min(32, samples - lo), rng)
+        where = None
+        if G.config.objects:
+            sigmas = torch.full(batch.centers.shape[:2], DEFAULT_OBJECT_SIGMA) * batch.present.float()
+            where = gaussian_heatmaps(batch.centers, sigmas, batch.images.shape[-1]).sum(dim=1).clamp(0, 1)
+        first = batch.images[:8] if first is None else first
+        values.append(off_line_colour(texture_patches(batch.images, 64, rng, where)))
+    assert first is not None
+    return float(torch.cat(values).median()), first
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.data.preview import grid_image
+    from models.io.checkpoint import CheckpointError, load_checkpoint
+    from models.training.relay import RelayError, checkpoint_from_warm_state, measure
+    from models.training.state import saved_kind
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="NAME=PATH", help="a warm state or a checkpoint, named")
+    parser.add_argument("--out", default="runs/compare", help="folder for metrics.json, sheet.png and the"
+                        " checkpoints made from warm states")
+    parser.add_argument("--samples", type=int, nargs=3, metavar=("N", "FD", "REALISM"),
+                        help="the evaluation's sample counts (default: the relay's)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, rows, G = {}, [], None
+    for item in args.models:
+        name, sep, path_text = item.partition("=")
+        if not sep or not name or not path_text:
+            print(f"compare_states: {item!r} is not NAME=PATH", file=sys.stderr)
+            return 2
+        path = Path(path_text)
+        try:
+            if saved_kind(path) == "warm":
+                path, _ = checkpoint_from_warm_state(name, path, out / f"{name}.safetensors")
+            G, info = load_checkpoint(path)
+        except (CheckpointError, RelayError) as exc:
+            print(f"compare_states: {exc}", file=sys.stderr)
+            return 1
+        G.eval()
+        speckle, images = off_line_median(G)
+        metrics = measure(Path(path), log=lambda *a: None, samples=tuple(args.samples) if args.samples else None)
+        row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k in REPORTED}
+        row["off_line_median"] = round(speckle, 4)
+        row["images"] = (info.meta.get("trained_on") or {}).get("images")
+        results[name] = row
+        rows.append(images)
+        print(name, json.dumps(row), flush=True)
+    assert G is not None
+    real_speckle, real = real_off_line_median(G)
+    results["_real"] = {"off_line_median": round(real_speckle, 4)}
+    print("real", json.dumps(results["_real"]), flush=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=1))
+    sheet = grid_image(torch.cat(rows + [real]).clamp(-1, 1), columns=8)
+    sheet.resize((sheet.width * 2, sheet.height * 2), Image.Resampling.NEAREST).save(out / "sheet.png")
+    print(f"{out / 'metrics.json'}, {out / 'sheet.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
