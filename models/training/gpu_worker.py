@@ -157,8 +157,9 @@ class WarmTrainer(Trainer):
                                             f" this run uses {getattr(self.cfg, key)!r}")
         if not fresh_d and getattr(self.cfg, "d_rgb_detail", False) and not old.get("d_rgb_detail", False):
             # a D that sees the finest pixels, grown from one that saw their averages
-            from models.nets.projected import grow_detail_inputs
+            from models.nets.projected import ProjectedDiscriminator, grow_detail_inputs
 
+            assert isinstance(self.D, ProjectedDiscriminator)  # d_rgb_detail is a projected D's
             modules["D"] = grow_detail_inputs(modules["D"], self.D.detail_factor)
         parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
