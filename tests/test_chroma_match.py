@@ -84,3 +84,25 @@ def test_trainer_draws_a_fixed_bank_and_the_term_enters_g_step(tmp_path):
         dataclasses.replace(cfg, chroma_match=-1.0)
     with pytest.raises(ConfigError, match="chroma_match is not implemented for generators with time"):
         dataclasses.replace(TRAINING_CONFIGS["tiny-clips"], chroma_match=1.0)
+
+
+def test_patches_are_drawn_at_a_figures_parts_and_the_term_trains_figures(tmp_path):
+    """A hierarchical generator's patches are drawn at its figure (the levels' heatmaps), real
+    and generated alike; latents with no layout draw anywhere."""
+    from models.nets.generator import Latents
+    from models.training.losses import patch_weight
+
+    cfg = dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], chroma_match=1000.0)
+    trainer = Trainer(cfg, tmp_path / "f", device="cpu")
+    batch = trainer.data.sample(4, torch.Generator().manual_seed(0))
+    lat = trainer._real_layout(batch)
+    size = batch.images.shape[-1]
+    where = patch_weight(lat, size)
+    assert where is not None and where.shape == (4, size, size)
+    for i in range(4):  # brightest at the figure's root, near nothing in the far corner from it
+        x, y = (lat.root[i] * size).long().clamp(0, size - 1).tolist()
+        assert where[i, y, x] > 0.5
+        far = [size - 1 if v < size // 2 else 0 for v in (y, x)]
+        assert where[i, far[0], far[1]] < 0.1
+    assert patch_weight(Latents(z_global=torch.zeros(2, 1)), size) is None
+    assert "chroma" in trainer.train_step()

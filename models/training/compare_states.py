@@ -10,7 +10,7 @@ Prints one JSON line per model; writes DIR/metrics.json and DIR/sheet.png (a row
 model, in the order given, then real images).
 
 `off_line_median`: losses.off_line_colour of 4x4 patches drawn where the layout's objects
-are (anywhere for a generator without objects): how far a patch's colours stray from one
+are (a figure's parts; losses.patch_weight, as chroma_match draws them): how far a patch's colours stray from one
 line through colour space. Real rooms 0.003; the iridescent fills of session 18's rooms-cpu
 0.03. chroma_match trains on it, so for a run with that term it describes, it does not judge.
 """
@@ -29,18 +29,10 @@ REPORTED = ("realism_accuracy", "realism_accuracy_each", "domain_fd", "co_move_t
             "co_move_found", "block_locality_levels", "style_swap_locality", "colour_spread")
 
 
-def _where(G, lat, size: int) -> torch.Tensor | None:
-    if not G.config.objects or lat.centers is None:
-        return None
-    from models.nets.heatmaps import gaussian_heatmaps
-
-    return gaussian_heatmaps(lat.centers, lat.sigmas, size).sum(dim=1).clamp(0, 1)
-
-
 @torch.no_grad()
 def off_line_median(G, samples: int = 256, seed: int = SHEET_SEED) -> tuple[float, torch.Tensor]:
     """The median off-line colour of G's object patches, and its first 8 images (the sheet's row)."""
-    from models.training.losses import off_line_colour, texture_patches
+    from models.training.losses import off_line_colour, patch_weight, texture_patches
 
     rng = torch.Generator().manual_seed(seed)
     values, first = [], None
@@ -48,28 +40,25 @@ def off_line_median(G, samples: int = 256, seed: int = SHEET_SEED) -> tuple[floa
         lat = G.sample_latents(min(32, samples - lo), rng, G.const.device)
         images = G(lat, noise_mode="const").float().cpu()
         first = images[:8] if first is None else first
-        values.append(off_line_colour(texture_patches(images, 64, rng, _where(G, lat, images.shape[-1]))))
+        values.append(off_line_colour(texture_patches(images, 64, rng, patch_weight(lat, images.shape[-1]))))
     assert first is not None
     return float(torch.cat(values).median()), first
 
 
 def real_off_line_median(G, samples: int = 256, seed: int = SHEET_SEED) -> tuple[float, torch.Tensor]:
-    """The same for the real images G was trained to draw (patches at their objects)."""
+    """The same for the real images G was trained to draw (patches at their objects, or a
+    figure's parts, as chroma_match draws them)."""
     from models.data import make_dataset
-    from models.document.scene import DEFAULT_OBJECT_SIGMA
     from models.metrics.evaluate import real_dataset_name
-    from models.nets.heatmaps import gaussian_heatmaps
-    from models.training.losses import off_line_colour, texture_patches
+    from models.training.losses import off_line_colour, patch_weight, texture_patches
+    from models.training.trainer import layout_latents
 
     data = make_dataset(real_dataset_name(G), G.config.resolution)
     rng = torch.Generator().manual_seed(seed)
     values, first = [], None
     for lo in range(0, samples, 32):
         batch = data.sample(min(32, samples - lo), rng)
-        where = None
-        if G.config.objects:
-            sigmas = torch.full(batch.centers.shape[:2], DEFAULT_OBJECT_SIGMA) * batch.present.float()
-            where = gaussian_heatmaps(batch.centers, sigmas, batch.images.shape[-1]).sum(dim=1).clamp(0, 1)
+        where = patch_weight(layout_latents(batch, G.config.hierarchical), batch.images.shape[-1])
         first = batch.images[:8] if first is None else first
         values.append(off_line_colour(texture_patches(batch.images, 64, rng, where)))
     assert first is not None

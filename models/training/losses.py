@@ -125,6 +125,21 @@ def texture_patches(images: torch.Tensor, per_image: int, generator: torch.Gener
     return ((patches - patches.mean(dim=2, keepdim=True)) * 0.5).flatten(1)
 
 
+def patch_weight(lat: Latents, size: int) -> torch.Tensor | None:
+    """Where texture_patches draws chroma_match's patches [B, size, size]: at a layout's
+    objects (their summed heatmaps), or at a figure's parts (the max of its hierarchy's
+    levels: the torso, limbs and hands); None (anywhere) for latents with neither."""
+    if lat.centers is not None and lat.sigmas is not None:
+        return gaussian_heatmaps(lat.centers.float(), lat.sigmas.float(), size).sum(dim=1).clamp(0, 1)
+    if lat.root is not None and lat.offsets1 is not None and lat.offsets2 is not None and lat.root_sigma is not None:
+        from models.nets.heatmaps import hierarchy_heatmaps
+
+        maps = hierarchy_heatmaps(lat.root.float(), lat.offsets1.float(), lat.offsets2.float(),
+                                  lat.root_sigma.float(), size)
+        return torch.stack(maps).amax(dim=0)[:, 0]
+    return None
+
+
 def off_line_colour(patches: torch.Tensor) -> torch.Tensor:
     """texture_patches' rows [N, 3 x 16] -> [N]: how far each patch's colours stray from one
     line through colour space, in [0, 1] colour units. A real room's patch is flat or mixes two

@@ -46,6 +46,7 @@ from models.training.losses import (
     move_consistency_loss,
     off_line_colour,
     offset_size_penalty,
+    patch_weight,
     quantile_gap,
     r1_penalty,
     sliced_colour_loss,
@@ -139,25 +140,14 @@ class Trainer:
 
     CHROMA_PATCHES = 32  # patches per real image in the chroma bank (65,536 in all), 128 per fake one
 
-    def _patch_weight(self, centers: torch.Tensor | None, sigmas: torch.Tensor | None,
-                      size: int) -> torch.Tensor | None:
-        """Where chroma_match draws its patches: at the objects of a layout (its summed
-        heatmap), or anywhere for a generator without objects."""
-        if not self.gen_config.objects or centers is None or sigmas is None:
-            return None
-        from models.nets.heatmaps import gaussian_heatmaps
-
-        return gaussian_heatmaps(centers.float(), sigmas.float(), size).sum(dim=1).clamp(0, 1)
-
     def _real_chroma_bank(self) -> torch.Tensor:
-        """Sorted off-line colour values [M, 1] of real patches at their objects, drawn once from
-        their own seed (the data stream is untouched)."""
+        """Sorted off-line colour values [M, 1] of real patches at their objects (a figure's
+        parts), drawn once from their own seed (the data stream is untouched)."""
         rng = torch.Generator().manual_seed(self.cfg.seed * 7919 + 130363)
         values = []
         for _ in range(self.COLOUR_BANK // 256):
             batch = self.data.sample(256, rng)
-            lat = self._real_layout(batch)
-            where = self._patch_weight(lat.centers, lat.sigmas, batch.images.shape[-1])
+            where = patch_weight(self._real_layout(batch), batch.images.shape[-1])
             values.append(off_line_colour(texture_patches(batch.images, self.CHROMA_PATCHES, rng, where)))
         return torch.cat(values)[:, None].sort(dim=0).values.to(self.device)
 
@@ -265,19 +255,7 @@ class Trainer:
 
     def _real_layout(self, layout: SceneBatch | SceneLayout):
         """A real batch's (or a drawn layout's) layout as latents (the fields _with_layout reads)."""
-        centers = layout.centers
-        B = centers.shape[0]
-        lat = Latents(z_global=centers.new_zeros(B, 1))
-        if self.gen_config.hierarchical:
-            if layout.keypoints is None:  # TrainConfig allows only the figures dataset, which has them
-                raise ValueError(f"a layout-conditional hierarchical generator needs skeletons, and"
-                                 f" {self.cfg.dataset!r} has none")
-            lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(layout.keypoints)
-            lat.root_sigma = centers.new_full((B,), DEFAULT_ROOT_SIGMA)
-        else:
-            lat.centers = centers
-            lat.sigmas = centers.new_full(centers.shape[:2], DEFAULT_OBJECT_SIGMA) * layout.present.to(centers.dtype)
-        return lat
+        return layout_latents(layout, self.gen_config.hierarchical, self.cfg.dataset)
 
     def _with_heatmap(self, images: torch.Tensor, centers: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
         """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
@@ -330,8 +308,7 @@ class Trainer:
                 stats["colour"] = colour.detach()
                 loss_g = loss_g + cfg.colour_match * colour
             if self._chroma_bank is not None:  # its objects' patch colours against real objects'
-                where = self._patch_weight(lat.centers, lat.sigmas, fake.shape[-1])
-                patches = texture_patches(fake, 4 * self.CHROMA_PATCHES, self.rng, where)
+                patches = texture_patches(fake, 4 * self.CHROMA_PATCHES, self.rng, patch_weight(lat, fake.shape[-1]))
                 with torch.autocast(fake.device.type, enabled=False):  # gaps of 1e-4: float32
                     chroma = quantile_gap(off_line_colour(patches)[:, None], self._chroma_bank)
                 stats["chroma"] = chroma.detach()
@@ -643,6 +620,24 @@ class Trainer:
             print("\r" + line[:150], end="", file=sys.stderr, flush=True)
         else:
             self.log(line)
+
+
+def layout_latents(layout: SceneBatch | SceneLayout, hierarchical: bool, dataset: str = "figures") -> Latents:
+    """A real batch's (or a drawn layout's) layout as latents: the objects' centers and
+    default sigmas, or, for a hierarchical generator, the hierarchy read off the skeletons."""
+    centers = layout.centers
+    B = centers.shape[0]
+    lat = Latents(z_global=centers.new_zeros(B, 1))
+    if hierarchical:
+        if layout.keypoints is None:  # TrainConfig allows only the figures dataset, which has them
+            raise ValueError(f"a layout-conditional hierarchical generator needs skeletons, and"
+                             f" {dataset!r} has none")
+        lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(layout.keypoints)
+        lat.root_sigma = centers.new_full((B,), DEFAULT_ROOT_SIGMA)
+    else:
+        lat.centers = centers
+        lat.sigmas = centers.new_full(centers.shape[:2], DEFAULT_OBJECT_SIGMA) * layout.present.to(centers.dtype)
+    return lat
 
 
 def trim_log(path: Path, step: int) -> None:
