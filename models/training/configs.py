@@ -345,6 +345,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "rooms-cpu-chroma": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-chroma",
                                             architecture="rooms-cpu-own", chroma_match=1000.0,
                                             **MOVE_CONSISTENCY),
+    # figures-cpu with chroma_match (its patches drawn at the figure's parts): the figures'
+    # torsos are iridescent too. Defined in session 18, not run yet.
+    "figures-cpu-chroma": TrainConfig("figures-cpu-chroma", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                      save_every_minutes=3.0, chroma_match=1000.0, **MOVE_CONSISTENCY),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
