@@ -48,3 +48,17 @@ def with_live_offsets(generator, scale: float = 0.3, seed: int = 0):
             if name.endswith("offset_weight") or name.endswith("offset_bias"):
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
     return generator
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path, monkeypatch):
+    """An untrained projected-D backbone file, named for the trainer by STEERGAN_D_BACKBONE
+    (tests/test_projected.py, tests/test_projected_detail.py)."""
+    from models.io.backbone_file import save_backbone
+    from models.nets.projected import FeatureBackbone
+
+    torch.manual_seed(5)
+    path = tmp_path / "bb.safetensors"
+    save_backbone(path, FeatureBackbone(["background", "thing"]), {"steps": 0})
+    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
+    return path

@@ -7,20 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from models.config import ConfigError
-from models.io.backbone_file import DEFAULT_BACKBONE, BackboneError, load_backbone, save_backbone
+from models.io.backbone_file import DEFAULT_BACKBONE, BackboneError, load_backbone
 from models.nets.projected import FeatureBackbone, ProjectedDiscriminator, diff_augment
 from models.training.configs import TRAINING_CONFIGS, TrainConfig, training_config
 from models.training.trainer import Trainer
-
-
-@pytest.fixture
-def tiny_backbone(tmp_path, monkeypatch):
-    """An untrained backbone file, named for the trainer by STEERGAN_D_BACKBONE."""
-    torch.manual_seed(5)
-    path = tmp_path / "bb.safetensors"
-    save_backbone(path, FeatureBackbone(["background", "thing"]), {"steps": 0})
-    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
-    return path
 
 
 def test_projected_recipe_trains_and_keeps_the_backbone_frozen(tiny_backbone, tmp_path):

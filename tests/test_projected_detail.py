@@ -6,20 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from models.io.backbone_file import load_backbone, save_backbone
-from models.nets.projected import FeatureBackbone, ProjectedDiscriminator, grow_detail_inputs
+from models.io.backbone_file import load_backbone
+from models.nets.projected import ProjectedDiscriminator, grow_detail_inputs
 from models.training.configs import TRAINING_CONFIGS
 from models.training.gpu_worker import WarmTrainer
 from models.training.state import TrainStateError
-
-
-@pytest.fixture
-def tiny_backbone(tmp_path, monkeypatch):
-    torch.manual_seed(5)
-    path = tmp_path / "bb.safetensors"
-    save_backbone(path, FeatureBackbone(["background", "thing"]), {"steps": 0})
-    monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
-    return path
 
 
 def _d(backbone, detail: bool, seed: int) -> ProjectedDiscriminator:
