@@ -55,6 +55,20 @@ def test_patches_drawn_at_objects_and_real_rooms_score_below_speckled_ones():
         assert theirs > 5 * ours
 
 
+def test_patch_draws_follow_the_weight_and_an_empty_weight_draws_anywhere():
+    """The weighted draw (an inverse CDF on the images' device) picks places in proportion."""
+    g = torch.Generator().manual_seed(2)
+    image = torch.rand(1, 3, 16, 16, generator=g).expand(2, -1, -1, -1)  # every patch differs
+    where = torch.zeros(2, 16, 16)
+    where[:, 5, 5], where[:, 10, 9] = 1.0, 3.0  # two patch centres, weights 1 and 3
+    rows = texture_patches(image, 4000, g, where)
+    kinds, counts = rows.unique(dim=0, return_counts=True)
+    assert len(kinds) == 2
+    assert 0.2 < counts.min().item() / 8000 < 0.3  # weight 1 of 4
+    empty = texture_patches(image, 4000, g, torch.zeros(2, 16, 16))  # no objects: anywhere
+    assert len(empty.unique(dim=0)) > 150  # of 13 x 13 places
+
+
 def test_descending_the_term_takes_the_speckle_out():
     g = torch.Generator().manual_seed(1)
     real = render_rooms(sample_rooms(64, 3, g), 32).images

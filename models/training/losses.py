@@ -116,9 +116,13 @@ def texture_patches(images: torch.Tensor, per_image: int, generator: torch.Gener
     places = (h - p + 1) * (w - p + 1)
     if where is None:
         pick = torch.randint(places, (b, per_image), generator=generator)
-    else:  # the weight at each patch's centre pixel
+    else:  # the weight at each patch's centre pixel, drawn by its inverse CDF on the images'
+        # device: uniforms from the (CPU) generator go to the device, nothing comes back, so a
+        # GPU step does not wait here (torch.multinomial would want the weights on the CPU)
         centre = where[:, p // 2:p // 2 + h - p + 1, p // 2:p // 2 + w - p + 1].reshape(b, places)
-        pick = torch.multinomial(centre.float().cpu() + 1e-6, per_image, replacement=True, generator=generator)
+        cdf = (centre.float() + 1e-8).cumsum(dim=1)  # the floor: an image without objects draws anywhere
+        u = torch.rand((b, per_image), generator=generator).to(images.device) * cdf[:, -1:]
+        pick = torch.searchsorted(cdf, u).clamp_max(places - 1)
     pick = pick.to(images.device)
     patches = cols.gather(2, pick[:, None, :].expand(-1, cols.shape[1], -1))  # [B, 3 p p, n]
     patches = patches.transpose(1, 2).reshape(b * per_image, 3, p * p)
