@@ -82,3 +82,26 @@ def test_warm_start_grows_the_d_of_a_state_without_detail(tiny_backbone, tmp_pat
     trainer.save()
     with pytest.raises(TrainStateError, match="do not fit"):
         back.warm_start(tmp_path / "detail.safetensors")
+
+
+def test_a_stylegan2_state_gives_its_d_to_a_projected_recipe_as_the_pixel_d(tiny_backbone, tmp_path):
+    """Session 19's figures-cpu-dual: warm-started from a StyleGAN2-recipe state, its pixel D
+    is the state's D, the projected heads start new; without a pixel D the recipes must match."""
+    plain = TRAINING_CONFIGS["tiny-figures-layout"]
+    saver = WarmTrainer(plain, tmp_path / "a", "cpu", state_out=tmp_path / "state.safetensors")
+    saver.train_step()
+    saver.save()
+    dual = dataclasses.replace(plain, recipe="projected", d_rgb_heads=True, d_segment=1.0, d_pixel=1.0)
+    trainer = WarmTrainer(dual, tmp_path / "b", "cpu")
+    heads_before = {k: v.clone() for k, v in trainer.D.state_dict().items() if k.startswith("heads.")}
+    trainer.warm_start(tmp_path / "state.safetensors")
+    saved, now = saver.D.state_dict(), trainer.D.state_dict()
+    assert saved and all(torch.allclose(now[f"pixel.{k}"].float(), v.float(), rtol=1e-2, atol=1e-2)
+                         for k, v in saved.items())  # (warm states are stored in half precision)
+    fresh = WarmTrainer(dual, tmp_path / "c", "cpu").D.state_dict()  # what a copy replaced
+    assert any(not torch.allclose(fresh[f"pixel.{k}"].float(), v.float(), atol=1e-2) for k, v in saved.items())
+    assert all(torch.equal(now[k], v) for k, v in heads_before.items())  # the heads: new, as built
+    assert torch.isfinite(torch.stack([v.float() for v in trainer.train_step().values()])).all()
+    no_pixel = dataclasses.replace(dual, d_pixel=0.0)
+    with pytest.raises(TrainStateError, match="recipe='stylegan2'"):
+        WarmTrainer(no_pixel, tmp_path / "d", "cpu").warm_start(tmp_path / "state.safetensors")

@@ -373,6 +373,14 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
                                     d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
                                     colour_match=100.0, **MOVE_CONSISTENCY),
+    # Both (session 19): figures-cpu-proj's heads for the limbs and, as its pixel D, figures-cpu's
+    # layout-conditional StyleGAN2 D for where the figure is (a warm start from a figures-cpu
+    # state takes that state's D as the pixel D: gpu_worker.WarmTrainer.warm_start).
+    "figures-cpu-dual": TrainConfig("figures-cpu-dual", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                    condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                    save_every_minutes=3.0, recipe="projected", d_augment="translation",
+                                    d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
+                                    d_pixel=1.0, colour_match=100.0, **MOVE_CONSISTENCY),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", align_weight=0.0,
                                   condition_d_on_layout=True, **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid

@@ -146,7 +146,13 @@ class WarmTrainer(Trainer):
             modules, info = load_warm_state(path)
         old = (info.get("config") or {})
         defaults = {"recipe": "stylegan2"}  # states from before issue 23 name no recipe
-        keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout", "recipe"))
+        # A StyleGAN2 D's state becomes the pixel D of a projected recipe that has one
+        # (d_pixel): the trained D keeps judging what it judged (where the figure is, session
+        # 19), and the projected heads beside it start new.
+        as_pixel_d = (not fresh_d and old.get("recipe", "stylegan2") == "stylegan2"
+                      and self.cfg.recipe == "projected" and self.cfg.d_pixel > 0)
+        keys = ("architecture", "dataset") + (() if fresh_d else ("condition_d_on_layout",)) \
+            + (() if fresh_d or as_pixel_d else ("recipe",))
         # (a checkpoint older than its `trained_on` names no dataset: its architecture must do)
         grown = grown_weights(old.get("architecture"), self.cfg.architecture) or set()
         for key in (k for k in keys if k == "architecture" or k in old or k in defaults):
@@ -161,6 +167,8 @@ class WarmTrainer(Trainer):
 
             assert isinstance(self.D, ProjectedDiscriminator)  # d_rgb_detail is a projected D's
             modules["D"] = grow_detail_inputs(modules["D"], self.D.detail_factor)
+        if as_pixel_d:
+            modules["D"] = {**self.D.state_dict(), **{f"pixel.{k}": v for k, v in modules["D"].items()}}
         parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
             for name, module in parts:
