@@ -381,7 +381,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     colour_match=100.0, **MOVE_CONSISTENCY),
     # Both (session 19): figures-cpu-proj's heads for the limbs and, as its pixel D, figures-cpu's
     # layout-conditional StyleGAN2 D for where the figure is (a warm start from a figures-cpu
-    # state takes that state's D as the pixel D: gpu_worker.WarmTrainer.warm_start).
+    # state takes that state's D as the pixel D: gpu_worker.WarmTrainer.warm_start). The
+    # seventeenth comparison: 16k images from the relay's state, realism and tracked level, FD
+    # 17x the control's, no arms yet: not adopted.
     "figures-cpu-dual": TrainConfig("figures-cpu-dual", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
