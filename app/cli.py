@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a relay or GPU-run warm state (weights and images seen; fresh optimiser"
                         " moments): a comparison from the relay's model; or from a shipped checkpoint (its"
                         " generator, D afresh); a StyleGAN2-recipe state's D becomes a projected recipe's"
-                        " pixel D (d_pixel); saves RUN/state.safetensors and RUN/CONFIG.safetensors")
+                        " pixel D (d_pixel); a generator whose finest level is wider grows from a narrower"
+                        " one's state (rooms-cpu-wide from rooms-cpu); saves RUN/state.safetensors and"
+                        " RUN/CONFIG.safetensors")
     t.add_argument("--fresh-d", action="store_true",
                    help="with --warm-start: take only G from the state and start D afresh (to try another D"
                         " design on a trained G)")

@@ -295,6 +295,12 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "rooms-cpu-own": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                      blocks_from=16, object_sprites=16, objects_own_style=True,
                                      channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and twice the channels at 64 px, where the objects are drawn (session 20: the 32 px
+    # image holds hardly a trace of them); a rooms-cpu-own state starts it drawing the same
+    # pictures (nets/widen.py).
+    "rooms-cpu-wide": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                      blocks_from=16, object_sprites=16, objects_own_style=True,
+                                      channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 48}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),

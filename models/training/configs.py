@@ -248,6 +248,10 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # recipe with the term.
     "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", architecture="rooms-cpu-own",
                                      **MOVE_CONSISTENCY),
+    # The eighteenth comparison (session 20): rooms-cpu with twice the channels at 64 px, grown
+    # from a rooms-cpu state (nets/widen.py), against rooms-cpu at equal images.
+    "rooms-cpu-wide": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-wide", architecture="rooms-cpu-wide",
+                                          **MOVE_CONSISTENCY),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),

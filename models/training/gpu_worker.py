@@ -28,6 +28,7 @@ from models.config import ARCHITECTURES
 from models.document.fileio import atomic_write_json as write_json
 from models.io.checkpoint import save_checkpoint
 from models.io.weight_shapes import generator_shapes
+from models.nets.widen import widen_state, widened_level
 from models.training.configs import TrainConfig
 from models.training.precision import to_channels_last
 from models.training.state import (
@@ -114,6 +115,14 @@ def grown_weights(old: object, new: str) -> set[str] | None:
     return added if added and all(name.startswith(GROWN_PREFIXES) for name in added) else None
 
 
+def widened_from(old: object, new: str) -> int | None:
+    """The resolution whose channels architecture `new` widens in `old`'s (nets/widen.py: a
+    state of `old` then starts `new` drawing the same pictures); None if it is no widening."""
+    if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
+        return None
+    return widened_level(ARCHITECTURES[old], ARCHITECTURES[new])
+
+
 class WarmTrainer(Trainer):
     """The Trainer, saving the small warm-start state (not the full resumable one) and
     continuing a previous run's weights, images seen and history."""
@@ -135,7 +144,8 @@ class WarmTrainer(Trainer):
         """Load G, G_ema, D, images seen, step and history. Raises TrainStateError if the file
         is unusable or was trained with an architecture whose weights differ (one with the
         same weights, such as rooms-cpu for rooms-cpu-fine, is taken; so is one that the run's
-        architecture grows by zero-initialised weights, `grown_weights`). `fresh_d`: keep this trainer's
+        architecture grows by zero-initialised weights, `grown_weights`, or widens at its
+        finest level, `widened_from`). `fresh_d`: keep this trainer's
         new D (another D design may then be tried on the trained G: only G must fit). A
         shipped checkpoint is taken too: its EMA generator becomes G and G_ema, and D starts
         new (it holds none)."""
@@ -155,9 +165,10 @@ class WarmTrainer(Trainer):
             + (() if fresh_d or as_pixel_d else ("recipe",))
         # (a checkpoint older than its `trained_on` names no dataset: its architecture must do)
         grown = grown_weights(old.get("architecture"), self.cfg.architecture) or set()
+        widened = widened_from(old.get("architecture"), self.cfg.architecture)
         for key in (k for k in keys if k == "architecture" or k in old or k in defaults):
-            if key == "architecture" and (same_weights(old.get(key), self.cfg.architecture) or grown):
-                continue  # the same weights wired differently (rooms-cpu -> rooms-cpu-fine), or more
+            if key == "architecture" and (same_weights(old.get(key), self.cfg.architecture) or grown or widened):
+                continue  # the same weights wired differently (rooms-cpu -> rooms-cpu-fine), more, or wider
             if old.get(key, defaults.get(key)) != getattr(self.cfg, key):
                 raise TrainStateError(path, f"trained with {key}={str(old.get(key, defaults.get(key)))[:40]!r},"
                                             f" this run uses {getattr(self.cfg, key)!r}")
@@ -172,6 +183,8 @@ class WarmTrainer(Trainer):
         parts = (("G", self.G), ("G_ema", self.G_ema)) + (() if fresh_d else (("D", self.D),))
         try:
             for name, module in parts:
+                if name != "D" and widened:
+                    modules[name] = widen_state(modules[name], module.state_dict(), widened)
                 if name == "D" or not grown:
                     module.load_state_dict(modules[name])
                     continue
@@ -179,7 +192,7 @@ class WarmTrainer(Trainer):
                 missing, unexpected = module.load_state_dict(modules[name], strict=False)
                 if unexpected or set(missing) != grown:
                     raise RuntimeError(f"missing {sorted(set(missing) - grown)[:5]}, unexpected {unexpected[:5]}")
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             raise TrainStateError(path, f"weights do not fit the {self.cfg.architecture} networks ({exc})") from None
         self.step = self.warm_step = int(info.get("step", 0))
         self.images_seen = self.images_at_start = int(info.get("images_seen", 0))
