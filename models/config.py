@@ -85,6 +85,12 @@ class GeneratorConfig:
     # it, so that what it looks like does not depend on the block it stands on: a moved
     # object arrived in another block and looked different (session 15). Same weights.
     objects_own_style: bool = False
+    # Hierarchical: the skeleton's bones (thin capsules from each center to its parent: the
+    # spine, thighs and shins, and the arms from the upper body to the hands) enter as a
+    # learned per-channel bias from this resolution up; 0 = off. The 1-2-4 Gaussians say where
+    # the hands are but not that an arm joins them to the body; a figure's limbs are 1-2 px
+    # lines at 64 px, and no figures model drew arms (session 20).
+    bones_from: int = 0
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -143,6 +149,11 @@ class GeneratorConfig:
         if not 0 <= self.object_sprites <= 64:
             raise ConfigError(f"object_sprites must be between 0 (off) and 64 basis functions,"
                               f" got {short_repr(self.object_sprites)}")
+        if self.bones_from and (self.bones_from not in needed or self.bones_from < 8):
+            raise ConfigError(f"bones_from must be 0 (off) or a synthesis resolution from 8 {needed[1:]},"
+                              f" got {short_repr(self.bones_from)}")
+        if self.bones_from and not self.hierarchical:
+            raise ConfigError("bones_from needs hierarchical heatmaps (the bones join their centers)")
         if self.objects_own_style and not self.objects:
             raise ConfigError("objects_own_style needs objects")
         if self.object_sprites and not self.objects:
@@ -192,7 +203,7 @@ class GeneratorConfig:
 
 def _check_type(name: str, value: Any) -> Any:
     ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from",
-            "blocks_from", "object_sprites"}
+            "blocks_from", "object_sprites", "bones_from"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
@@ -304,6 +315,11 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),
+    # ... and its bones from 16 px (bones_from): figures-cpu's weights and a zero bias per
+    # channel, so a figures-cpu state starts it drawing what it drew.
+    "figures-cpu-bones": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
+                                         channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton",
+                                         bones_from=16),
     # Tiny ones for tests: every capability, a few thousand parameters, milliseconds a frame.
     "tiny-rooms": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,), style_res=16),

@@ -53,6 +53,8 @@ def generator_shapes(config: GeneratorConfig) -> dict[str, Shape]:
         if config.object_sprites and r >= config.objects_from:
             out.update({**_linear(f"sprites.{r}.coeffs", config.w_dim, c[r] * config.object_sprites),
                         f"sprites.{r}.gate": (c[r],)})
+    if config.bones_from:
+        out.update({f"bone_bias.{r}": (c[r],) for r in config.resolutions() if r >= config.bones_from})
     if config.hierarchical:
         hidden = 16
         for i, r in enumerate(HIERARCHY_LEVELS):

@@ -22,7 +22,13 @@ from torch import nn
 
 from models.config import HIERARCHY_LEVELS, GeneratorConfig
 from models.document.scene import DEFAULT_OBJECT_SIGMA, DEFAULT_ROOT_SIGMA
-from models.nets.heatmaps import gaussian_heatmaps, hierarchy_heatmaps, sample_hierarchy, sample_object_centers
+from models.nets.heatmaps import (
+    bone_heatmaps,
+    gaussian_heatmaps,
+    hierarchy_heatmaps,
+    sample_hierarchy,
+    sample_object_centers,
+)
 from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from models.nets.motion import MotionEncoder, random_motion
 from models.nets.sprites import ObjectSprites
@@ -139,6 +145,11 @@ class Generator(nn.Module):
             # resolutions where objects enter.
             self.sprites = nn.ModuleDict({str(r): ObjectSprites(config.w_dim, c[r], config.object_sprites)
                                           for r in config.resolutions() if r >= config.objects_from})
+        if config.bones_from:
+            # Where the limbs are, as a learned per-channel bias times the bone map (zero at
+            # first: a figures-cpu state starts figures-cpu-bones unchanged).
+            self.bone_bias = nn.ParameterDict({str(r): nn.Parameter(torch.zeros(c[r]))
+                                               for r in config.resolutions() if r >= config.bones_from})
         if config.hierarchical:
             self.sel = nn.ModuleDict({str(r): SELNorm(c[r], 16, has_coarser=i > 0)
                                       for i, r in enumerate(HIERARCHY_LEVELS)})
@@ -168,6 +179,11 @@ class Generator(nn.Module):
     def object_heatmaps(self, lat: Latents, size: int) -> torch.Tensor:
         """[B, n, size, size] sub-heatmaps (multi-object)."""
         return gaussian_heatmaps(lat.need("centers"), lat.need("sigmas"), size)
+
+    def bone_map(self, lat: Latents, size: int) -> torch.Tensor:
+        """[B, 1, size, size]: the skeleton's bones (hierarchical, GeneratorConfig.bones_from)."""
+        return bone_heatmaps(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"), lat.need("root_sigma"),
+                             size)
 
     def level_heatmaps(self, lat: Latents) -> list[torch.Tensor]:
         """[B, 1, r, r] at r = 4, 8, 16 (hierarchical)."""
@@ -251,6 +267,8 @@ class Generator(nn.Module):
                 x = x + self.heat_bias[str(r)].view(1, -1, 1, 1) * heat
             if levels is not None and r in HIERARCHY_LEVELS:
                 x, sel_h = self.sel[str(r)](x, levels[HIERARCHY_LEVELS.index(r)], sel_h)
+            if cfg.bones_from and r >= cfg.bones_from:
+                x = x + self.bone_bias[str(r)].view(1, -1, 1, 1) * self.bone_map(lat, r).to(x.dtype)
             y = self.torgbs[str(r)](x, w_field)
             rgb = y if rgb is None else bilinear_resize(rgb, rgb.shape[-1] * 2) + y
         assert rgb is not None  # the 4 px block always runs

@@ -72,6 +72,37 @@ def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: tor
     return maps
 
 
+# Each bone: (level, index) of its two ends in hierarchy_centers' levels. The spine (the
+# root to the upper body), the thighs (the root to the knees), the arms (the upper body to
+# each hand) and the shins (the knees to each foot); data.figures.skeleton_hierarchy says
+# which center is which.
+BONES = (((0, 0), (1, 0)), ((0, 0), (1, 1)), ((1, 0), (2, 0)), ((1, 0), (2, 1)), ((1, 1), (2, 2)),
+         ((1, 1), (2, 3)))
+# A bone's half-width, as a fraction of the root's sigma (0.2 by default: 0.017 of the image,
+# about one pixel at 64 px), and at least this many pixels so that a coarse map keeps it.
+BONE_WIDTH = 1 / 12
+BONE_MIN_PIXELS = 0.6
+
+
+def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
+                  sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 1, size, size] in [0, 1]: the skeleton's bones (BONES) as thin Gaussian capsules,
+    the max over bones, each point's distance to the nearest point of the segment."""
+    levels = hierarchy_centers(root, offsets1, offsets2)
+    a = torch.stack([levels[lv][:, i] for (lv, i), _ in BONES], 1)  # [B, n, 2]
+    b = torch.stack([levels[lv][:, i] for _, (lv, i) in BONES], 1)
+    coords = (torch.arange(size, device=root.device, dtype=root.dtype) + 0.5) / size
+    px = coords.view(1, 1, 1, size).expand(-1, -1, size, -1)  # [1, 1, S, S] x
+    py = coords.view(1, 1, size, 1).expand(-1, -1, -1, size)
+    ab = (b - a)[..., None, None]  # [B, n, 2, 1, 1]
+    ax, ay = a[..., 0, None, None], a[..., 1, None, None]
+    length2 = (ab[:, :, 0] ** 2 + ab[:, :, 1] ** 2).clamp_min(1e-12)
+    t = (((px - ax) * ab[:, :, 0] + (py - ay) * ab[:, :, 1]) / length2).clamp(0, 1)
+    dx, dy = px - (ax + t * ab[:, :, 0]), py - (ay + t * ab[:, :, 1])
+    width = (sigma * BONE_WIDTH).clamp_min(BONE_MIN_PIXELS / size)[:, None, None, None]
+    return torch.exp(-(dx * dx + dy * dy) / (2 * width * width)).amax(dim=1, keepdim=True)
+
+
 # ---- sampling, as in the SpatialGAN paper (used by training and "new sample") -----------
 
 def sample_object_centers(batch: int, n: int, generator: torch.Generator | None = None,

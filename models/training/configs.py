@@ -375,6 +375,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    # figures-cpu whose generator also takes the skeleton's bones (the nineteenth comparison,
+    # session 20: no figures model drew arms); grows from a figures-cpu state.
+    "figures-cpu-bones": TrainConfig("figures-cpu-bones", "figures-cpu-bones", "figures", batch=8,
+                                     align_weight=0.0, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
+                                     log_every=10, save_every_minutes=3.0, **MOVE_CONSISTENCY),
     # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison,
     # session 12: limbs sooner, but the moved figure found in 4 % of moves against 97 %: not
     # adopted; README, "Recipes").

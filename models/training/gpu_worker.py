@@ -98,8 +98,9 @@ def same_weights(old: object, new: str) -> bool:
 
 
 # Weights an architecture may add to a state's and start at zero, drawing what the state drew
-# (nets/sprites.py: rooms-cpu-local -> rooms-cpu-sprites).
-GROWN_PREFIXES = ("sprites.",)
+# (nets/sprites.py: rooms-cpu-local -> rooms-cpu-sprites; bone biases: figures-cpu ->
+# figures-cpu-bones).
+GROWN_PREFIXES = ("sprites.", "bone_bias.")
 
 
 def grown_weights(old: object, new: str) -> set[str] | None:
