@@ -252,6 +252,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # from a rooms-cpu state (nets/widen.py), against rooms-cpu at equal images.
     "rooms-cpu-wide": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-wide", architecture="rooms-cpu-wide",
                                           **MOVE_CONSISTENCY),
+    # The next candidate (session 20's note): the lineage has not improved on the shipped
+    # 319,168 state over 48k images since (the eighteenth comparison's control: realism 0.79
+    # -> 0.83); StyleGAN2's learning rate 0.002 was set for batches of 32-64, rooms-cpu's is
+    # 8: half of it, late in training.
+    "rooms-cpu-halflr": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-halflr", architecture="rooms-cpu-own",
+                                            lr=0.001, **MOVE_CONSISTENCY),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),
