@@ -78,7 +78,7 @@ def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: tor
 # which center is which.
 BONES = (((0, 0), (1, 0)), ((0, 0), (1, 1)), ((1, 0), (2, 0)), ((1, 0), (2, 1)), ((1, 1), (2, 2)),
          ((1, 1), (2, 3)))
-# A bone's half-width, as a fraction of the root's sigma (0.2 by default: 0.017 of the image,
+# A bone's Gaussian width (its sigma across the segment), as a fraction of the root's sigma (0.2 by default: 0.017 of the image,
 # about one pixel at 64 px), and at least this many pixels so that a coarse map keeps it.
 BONE_WIDTH = 1 / 12
 BONE_MIN_PIXELS = 0.6
@@ -86,8 +86,8 @@ BONE_MIN_PIXELS = 0.6
 
 def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
                   sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 1, size, size] in [0, 1]: the skeleton's bones (BONES) as thin Gaussian capsules,
-    the max over bones, each point's distance to the nearest point of the segment."""
+    """[B, 1, size, size] in [0, 1]: the skeleton's bones (BONES) as thin Gaussian capsules (a
+    Gaussian of each pixel's distance to the nearest point of the segment), the max over bones."""
     levels = hierarchy_centers(root, offsets1, offsets2)
     a = torch.stack([levels[lv][:, i] for (lv, i), _ in BONES], 1)  # [B, n, 2]
     b = torch.stack([levels[lv][:, i] for _, (lv, i) in BONES], 1)

@@ -3,7 +3,8 @@
 Session 20 looked at where rooms-cpu draws its objects: the skip architecture's image at 32
 px holds walls and floor but hardly a trace of the furniture; the 64 px level, 24 channels
 wide, draws each object almost from nothing in two convolutions, and its fills are the
-rainbow speckle a person cannot name (runs' levels sheet, README "Recipes"). A wider finest
+rainbow speckle a person cannot name (models/tools/level_sheet.py; README, the eighteenth
+comparison, which found the wider level no cure for the fills). A wider finest
 level is the direct test of whether that width is the limit. Training a wider generator
 from scratch would throw away 350k images of training, so the trained state grows instead
 (the Net2Net idea: Chen et al. 2016, a function-preserving widening):
