@@ -78,8 +78,9 @@ def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: tor
 # which center is which.
 BONES = (((0, 0), (1, 0)), ((0, 0), (1, 1)), ((1, 0), (2, 0)), ((1, 0), (2, 1)), ((1, 1), (2, 2)),
          ((1, 1), (2, 3)))
-# A bone's Gaussian width (its sigma across the segment), as a fraction of the root's sigma (0.2 by default: 0.017 of the image,
-# about one pixel at 64 px), and at least this many pixels so that a coarse map keeps it.
+# A bone's Gaussian width (its sigma across the segment), as a fraction of the root's sigma
+# (0.2 by default: 0.017 of the image, about one pixel at 64 px), and at least this many
+# pixels so that a coarse map keeps it.
 BONE_WIDTH = 1 / 12
 BONE_MIN_PIXELS = 0.6
 
