@@ -94,7 +94,7 @@ def test_a_relay_state_starts_the_wider_architecture(tmp_path, monkeypatch):
     assert wide.images_seen == again.images_seen == 2 * base.batch
     torch.testing.assert_close(_images(wide.G_ema.eval()), _images(again.G_ema.eval()), atol=1e-5, rtol=1e-4)
     wide.state_out = tmp_path / "wide" / "state.safetensors"
-    wide.run(max_steps=1)
+    wide.run(max_steps=3)  # (steps in all: one more, on the wide networks)
     back = WarmTrainer(base, tmp_path / "back", "cpu")
     with pytest.raises(TrainStateError, match="architecture='tiny-rooms-wide'"):
         back.warm_start(wide.state_out)

@@ -72,12 +72,6 @@ def hierarchy_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: tor
     return maps
 
 
-# Each bone: (level, index) of its two ends in hierarchy_centers' levels. The spine (the
-# root to the upper body), the thighs (the root to the knees), the arms (the upper body to
-# each hand) and the shins (the knees to each foot); data.figures.skeleton_hierarchy says
-# which center is which.
-BONES = (((0, 0), (1, 0)), ((0, 0), (1, 1)), ((1, 0), (2, 0)), ((1, 0), (2, 1)), ((1, 1), (2, 2)),
-         ((1, 1), (2, 3)))
 # A bone's Gaussian width (its sigma across the segment), as a fraction of the root's sigma
 # (0.2 by default: 0.017 of the image, about one pixel at 64 px), and at least this many
 # pixels so that a coarse map keeps it.
@@ -87,11 +81,16 @@ BONE_MIN_PIXELS = 0.6
 
 def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
                   sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 1, size, size] in [0, 1]: the skeleton's bones (BONES) as thin Gaussian capsules (a
-    Gaussian of each pixel's distance to the nearest point of the segment), the max over bones."""
+    """[B, 1, size, size] in [0, 1]: the skeleton's bones as thin Gaussian capsules (a Gaussian
+    of each pixel's distance to the nearest point of the segment), the max over bones. A bone
+    joins each center to its parent, as hierarchy_centers places them: the spine and the
+    thighs (the root to the upper body and to the knees), the arms (the upper body to the
+    hands) and the shins (the knees to the feet); data.figures.skeleton_hierarchy says which
+    center is which."""
     levels = hierarchy_centers(root, offsets1, offsets2)
-    a = torch.stack([levels[lv][:, i] for (lv, i), _ in BONES], 1)  # [B, n, 2]
-    b = torch.stack([levels[lv][:, i] for _, (lv, i) in BONES], 1)
+    a = torch.cat([parent.repeat_interleave(child.shape[1] // parent.shape[1], dim=1)
+                   for parent, child in zip(levels, levels[1:])], 1)  # [B, bones, 2]
+    b = torch.cat(levels[1:], 1)
     coords = (torch.arange(size, device=root.device, dtype=root.dtype) + 0.5) / size
     px = coords.view(1, 1, 1, size).expand(-1, -1, size, -1)  # [1, 1, S, S] x
     py = coords.view(1, 1, size, 1).expand(-1, -1, -1, size)

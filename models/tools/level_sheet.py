@@ -26,10 +26,10 @@ def level_rows(G, levels: list[int], samples: int, seed: int) -> torch.Tensor:
     twice the finest level's addition (its noise fixed: noise_mode const)."""
     R = G.config.resolution
     lat = G.sample_latents(samples, torch.Generator().manual_seed(seed), G.const.device)
-    rows = [F.interpolate(G(lat, noise_mode="const", stop_at=s), size=R, mode="nearest") for s in levels]
-    full = G(lat, noise_mode="const")
-    below = F.interpolate(G(lat, noise_mode="const", stop_at=R // 2), size=R, mode="bilinear", align_corners=False)
-    return torch.stack([*rows, full, (full - below) * 2])
+    at = {s: G(lat, noise_mode="const", stop_at=s) for s in {*levels, R // 2, R}}  # each synthesis once
+    rows = [F.interpolate(at[s], size=R, mode="nearest") for s in levels]
+    below = F.interpolate(at[R // 2], size=R, mode="bilinear", align_corners=False)
+    return torch.stack([*rows, at[R], (at[R] - below) * 2])
 
 
 def main(argv: list[str] | None = None) -> int:
