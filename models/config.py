@@ -91,6 +91,10 @@ class GeneratorConfig:
     # the hands are but not that an arm joins them to the body; a figure's limbs are 1-2 px
     # lines at 64 px, and no figures model drew arms (session 20).
     bones_from: int = 0
+    # Inside an object the finest level paints with this many colours of the object's own,
+    # mixed per pixel, under a brightness, by a learned gate (nets/palette.py); 0 = off. The
+    # 64 px level filled objects with hue that changes from pixel to pixel (session 21).
+    object_palette: int = 0
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -156,6 +160,11 @@ class GeneratorConfig:
             raise ConfigError("bones_from needs hierarchical heatmaps (the bones join their centers)")
         if self.objects_own_style and not self.objects:
             raise ConfigError("objects_own_style needs objects")
+        if not 0 <= self.object_palette <= 8:
+            raise ConfigError(f"object_palette must be between 0 (off) and 8 colours,"
+                              f" got {short_repr(self.object_palette)}")
+        if self.object_palette and not self.objects:
+            raise ConfigError("object_palette needs objects (each paints with its own colours)")
         if self.object_sprites and not self.objects:
             raise ConfigError("object_sprites needs objects (they are drawn at the objects' centers)")
         if self.layout_prior not in LAYOUT_PRIORS:
@@ -203,7 +212,7 @@ class GeneratorConfig:
 
 def _check_type(name: str, value: Any) -> Any:
     ints = {"resolution", "z_dim", "w_dim", "mapping_layers", "objects", "grid", "style_res", "objects_from",
-            "blocks_from", "object_sprites", "bones_from"}
+            "blocks_from", "object_sprites", "bones_from", "object_palette"}
     if name in ints:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} must be an integer, got {short_repr(value)}")
@@ -312,6 +321,12 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "rooms-cpu-wide": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                       blocks_from=16, object_sprites=16, objects_own_style=True,
                                       channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 48}),
+    # ... and its objects painting with palettes of three colours at 64 px (object_palette,
+    # session 21): rooms-cpu-own's weights and a palette whose strength starts at zero, so a
+    # rooms-cpu-own state starts it drawing the same pictures.
+    "rooms-cpu-palette": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                         blocks_from=16, object_sprites=16, objects_own_style=True, object_palette=3,
+                                         channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),

@@ -68,4 +68,8 @@ def generator_shapes(config: GeneratorConfig) -> dict[str, Shape]:
         for name in ("amplitude", "frequency", "phase"):
             out.update(_linear(f"motion.{name}", t["hidden"], t["waves"]))
         out.update(_linear("motion.out", t["hidden"] + t["waves"], t["channels"]))
+    if config.object_palette:
+        k, c_last = config.object_palette, c[config.resolution]
+        out.update({**_linear("palette.palette", config.w_dim, k * 3), "palette.choose.weight": (k + 2, c_last, 1, 1),
+                    "palette.choose.bias": (k + 2,), "palette.strength": ()})
     return out

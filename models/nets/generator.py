@@ -31,6 +31,7 @@ from models.nets.heatmaps import (
 )
 from models.nets.layers import EqualConv2d, MappingNetwork, StyledConv, ToRGB, bilinear_resize, check_noise_mode
 from models.nets.motion import MotionEncoder, random_motion
+from models.nets.palette import ObjectPalette
 from models.nets.sprites import ObjectSprites
 
 
@@ -155,6 +156,9 @@ class Generator(nn.Module):
                                       for i, r in enumerate(HIERARCHY_LEVELS)})
         if config.time is not None:
             self.motion = MotionEncoder(config)
+        if config.object_palette:
+            # Made last: the random weights drawn before it are those of the same config without.
+            self.palette = ObjectPalette(config.w_dim, c[config.resolution], config.object_palette)
 
     # ---- latents --------------------------------------------------------------------
     def sample_latents(self, batch: int, generator: torch.Generator | None = None,
@@ -245,8 +249,8 @@ class Generator(nn.Module):
         fields can be read with forward hooks on the layers' `offset_tap` (models/render.py)."""
         check_noise_mode(noise_mode)
         cfg = self.config
-        # the objects' styles once: the style field and the sprites both read them
-        w_objects = self.object_styles(lat, psi) if cfg.object_sprites else None
+        # the objects' styles once: the style field, the sprites and the palettes all read them
+        w_objects = self.object_styles(lat, psi) if cfg.object_sprites or cfg.object_palette else None
         w_fields = self._w_fields(lat, psi, w_objects)
         levels = self.level_heatmaps(lat) if cfg.hierarchical else None
         x = self.const.expand(lat.batch, -1, -1, -1)
@@ -260,7 +264,7 @@ class Generator(nn.Module):
             w_field = w_fields[min(r, cfg.style_res)]
             for conv in self.convs[str(r)].children():
                 x = conv(x, w_field, offset_scale, noise_mode, smooth_demod=preview)
-            if w_objects is not None and r >= cfg.objects_from:
+            if cfg.object_sprites and w_objects is not None and r >= cfg.objects_from:
                 x = self.sprites[str(r)](x, w_objects, *self.object_places(lat, r))
             if cfg.objects and r >= cfg.objects_from:
                 heat = self.object_heatmaps(lat, r).sum(dim=1, keepdim=True)
@@ -271,6 +275,8 @@ class Generator(nn.Module):
                 x = x + self.bone_bias[str(r)].view(1, -1, 1, 1) * self.bone_map(lat, r).to(x.dtype)
             y = self.torgbs[str(r)](x, w_field)
             rgb = y if rgb is None else bilinear_resize(rgb, rgb.shape[-1] * 2) + y
+            if cfg.object_palette and w_objects is not None and r == cfg.resolution:
+                rgb = self.palette(rgb, x, w_objects, self.object_heatmaps(lat, r))
         assert rgb is not None  # the 4 px block always runs
         return rgb
 

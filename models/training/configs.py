@@ -258,6 +258,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # 8: half of it, late in training.
     "rooms-cpu-halflr": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-halflr", architecture="rooms-cpu-own",
                                             lr=0.001, **MOVE_CONSISTENCY),
+    # The twentieth comparison (session 21): rooms-cpu with its objects painted from palettes of
+    # three colours at 64 px (nets/palette.py), grown from a rooms-cpu state, against the
+    # rooms-cpu lineage from the same state at equal images.
+    "rooms-cpu-palette": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-palette",
+                                             architecture="rooms-cpu-palette", **MOVE_CONSISTENCY),
     "rooms-cpu-stylegan2": TrainConfig("rooms-cpu-stylegan2", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                        distortion_every=4, condition_d_on_layout=True, ema_kimg=1.0,
                                        sample_every=100, log_every=10, save_every_minutes=3.0),

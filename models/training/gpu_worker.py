@@ -99,8 +99,8 @@ def same_weights(old: object, new: str) -> bool:
 
 # Weights an architecture may add to a state's and start at zero, drawing what the state drew
 # (nets/sprites.py: rooms-cpu-local -> rooms-cpu-sprites; bone biases: figures-cpu ->
-# figures-cpu-bones).
-GROWN_PREFIXES = ("sprites.", "bone_bias.")
+# figures-cpu-bones; palettes, whose strength starts at zero: rooms-cpu-own -> rooms-cpu-palette).
+GROWN_PREFIXES = ("sprites.", "bone_bias.", "palette.")
 
 
 def grown_weights(old: object, new: str) -> set[str] | None:
