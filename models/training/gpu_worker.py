@@ -97,15 +97,16 @@ def same_weights(old: object, new: str) -> bool:
     return generator_shapes(ARCHITECTURES[old]) == generator_shapes(ARCHITECTURES[new])
 
 
-# Weights an architecture may add to a state's and start at zero, drawing what the state drew
-# (nets/sprites.py: rooms-cpu-local -> rooms-cpu-sprites; bone biases: figures-cpu ->
-# figures-cpu-bones; palettes, whose strength starts at zero: rooms-cpu-own -> rooms-cpu-palette).
+# Weights an architecture may add to a state's whose initialisation draws what the state drew
+# (nets/sprites.py, zero: rooms-cpu-local -> rooms-cpu-sprites; bone biases, zero: figures-cpu
+# -> figures-cpu-bones; palettes, blended in by a strength that starts at zero: rooms-cpu-own
+# -> rooms-cpu-palette).
 GROWN_PREFIXES = ("sprites.", "bone_bias.", "palette.")
 
 
 def grown_weights(old: object, new: str) -> set[str] | None:
     """The names of the weights that architecture `new` adds to `old`'s, if every weight of
-    `old` is in `new` with its shape and each added one is a zero-initialised kind
+    `old` is in `new` with its shape and each added one is of a kind that starts drawing nothing
     (GROWN_PREFIXES); None otherwise. A state of `old` then starts `new` unchanged."""
     if not isinstance(old, str) or old not in ARCHITECTURES or new not in ARCHITECTURES:
         return None
@@ -189,7 +190,7 @@ class WarmTrainer(Trainer):
                 if name == "D" or not grown:
                     module.load_state_dict(modules[name])
                     continue
-                # the added weights keep their zero initialisation (strict about the rest)
+                # the added weights keep their initialisation, which draws the same (strict about the rest)
                 missing, unexpected = module.load_state_dict(modules[name], strict=False)
                 if unexpected or set(missing) != grown:
                     raise RuntimeError(f"missing {sorted(set(missing) - grown)[:5]}, unexpected {unexpected[:5]}")
