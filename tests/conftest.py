@@ -62,3 +62,20 @@ def tiny_backbone(tmp_path, monkeypatch):
     save_backbone(path, FeatureBackbone(["background", "thing"]), {"steps": 0})
     monkeypatch.setenv("STEERGAN_D_BACKBONE", str(path))
     return path
+
+
+def grow_and_train(base, architecture: str, tmp_path):
+    """A base config's warm state after 2 steps, warm-started into `architecture` (which grows
+    weights of its own) and trained one step more: the grown trainer (test_bones, test_palette)."""
+    import dataclasses
+
+    from models.training.gpu_worker import WarmTrainer
+
+    state = tmp_path / "base" / "state.safetensors"
+    WarmTrainer(base, tmp_path / "base", "cpu", state_out=state).run(max_steps=2)
+    grown = WarmTrainer(dataclasses.replace(base, architecture=architecture), tmp_path / "grown", "cpu")
+    grown.warm_start(state)
+    assert grown.images_seen == 2 * base.batch
+    grown.state_out = tmp_path / "grown" / "state.safetensors"
+    grown.run(max_steps=3)  # (steps in all: one more)
+    return grown

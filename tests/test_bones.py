@@ -9,6 +9,7 @@ import torch
 from models.config import ARCHITECTURES, ConfigError, GeneratorConfig
 from models.nets.generator import Generator
 from models.nets.heatmaps import bone_heatmaps, hierarchy_centers
+from tests.conftest import grow_and_train
 
 TINY_BONES = dataclasses.replace(ARCHITECTURES["tiny-figures"], bones_from=16)
 
@@ -69,18 +70,11 @@ def test_a_generator_grown_with_bones_draws_what_it_drew_until_they_learn():
 
 def test_bones_warm_start_from_the_figures_state(tmp_path, monkeypatch):
     from models.training.configs import training_config
-    from models.training.gpu_worker import WarmTrainer, grown_weights
+    from models.training.gpu_worker import grown_weights
 
     monkeypatch.setitem(ARCHITECTURES, "tiny-figures-bones", TINY_BONES)
     assert grown_weights("figures-cpu", "figures-cpu-bones") == {"bone_bias.16", "bone_bias.32", "bone_bias.64"}
-    base = training_config("tiny-figures-layout")
-    state = tmp_path / "base" / "state.safetensors"
-    WarmTrainer(base, tmp_path / "base", "cpu", state_out=state).run(max_steps=2)
-    bones = WarmTrainer(dataclasses.replace(base, architecture="tiny-figures-bones"), tmp_path / "bones", "cpu")
-    bones.warm_start(state)
-    assert bones.images_seen == 2 * base.batch
-    bones.state_out = tmp_path / "bones" / "state.safetensors"
-    bones.run(max_steps=3)  # (steps in all: one more)
+    bones = grow_and_train(training_config("tiny-figures-layout"), "tiny-figures-bones", tmp_path)
     assert bones.G.bone_bias["32"].abs().sum() > 0
 
 

@@ -9,6 +9,7 @@ import torch
 from models.config import ARCHITECTURES, ConfigError, GeneratorConfig
 from models.nets.generator import Generator
 from models.nets.palette import ObjectPalette
+from tests.conftest import grow_and_train
 
 TINY_PALETTE = dataclasses.replace(ARCHITECTURES["tiny-rooms-own"], object_palette=2)
 
@@ -68,20 +69,14 @@ def test_a_generator_grown_with_palettes_draws_what_it_drew_until_they_learn():
 
 def test_palettes_warm_start_from_a_state_without_them(tmp_path, monkeypatch):
     from models.training.configs import training_config
-    from models.training.gpu_worker import WarmTrainer, grown_weights
+    from models.training.gpu_worker import grown_weights
 
     assert grown_weights("rooms-cpu-own", "rooms-cpu-palette") == {
         "palette.palette.weight", "palette.palette.bias", "palette.choose.weight", "palette.choose.bias",
         "palette.strength"}
     monkeypatch.setitem(ARCHITECTURES, "tiny-rooms-palette", TINY_PALETTE)
     base = dataclasses.replace(training_config("tiny-rooms-projected"), architecture="tiny-rooms-own")
-    state = tmp_path / "base" / "state.safetensors"
-    WarmTrainer(base, tmp_path / "base", "cpu", state_out=state).run(max_steps=2)
-    grown = WarmTrainer(dataclasses.replace(base, architecture="tiny-rooms-palette"), tmp_path / "grown", "cpu")
-    grown.warm_start(state)
-    assert grown.images_seen == 2 * base.batch
-    grown.state_out = tmp_path / "grown" / "state.safetensors"
-    grown.run(max_steps=3)  # (steps in all: one more)
+    grown = grow_and_train(base, "tiny-rooms-palette", tmp_path)
     assert float(grown.G.palette.strength.abs()) > 0
 
 
