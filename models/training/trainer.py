@@ -30,6 +30,7 @@ from models.io.checkpoint import save_checkpoint
 from models.metrics.colour import colour_cells
 from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator, Latents
+from models.nets.heatmaps import bone_distances
 from models.nets.video_discriminator import VideoDiscriminator
 from models.render import to_uint8
 from models.synthesis import capture_offsets
@@ -43,6 +44,7 @@ from models.training.losses import (
     g_hinge,
     g_nonsaturating,
     g_segment_loss,
+    limb_segment_loss,
     move_consistency_loss,
     off_line_colour,
     offset_size_penalty,
@@ -57,7 +59,7 @@ from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
 
 if TYPE_CHECKING:
-    from models.nets.projected import Judgement
+    from models.nets.projected import FeatureBackbone, Judgement
 
 STATE_FILE = "train_state.safetensors"
 LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion", "move"]
@@ -115,6 +117,10 @@ class Trainer:
         self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
         self._colour_bank = self._real_colour_bank() if cfg.colour_match else None
         self._chroma_bank = self._real_chroma_bank() if cfg.chroma_match else None
+        self._limb_segmenter: FeatureBackbone | None = None  # limb_segment's judge, and its figure class
+        self._figure_class = 0
+        if cfg.limb_segment:
+            self._limb_segmenter, self._figure_class = self._load_limb_segmenter()
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
@@ -150,6 +156,19 @@ class Trainer:
             where = patch_weight(self._real_layout(batch), batch.images.shape[-1])
             values.append(off_line_colour(texture_patches(batch.images, self.CHROMA_PATCHES, rng, where)))
         return torch.cat(values)[:, None].sort(dim=0).values.to(self.device)
+
+    def _load_limb_segmenter(self) -> tuple[FeatureBackbone, int]:
+        """limb_segment's judge: the projected D's frozen backbone (a segmenter of the procedural
+        data; never a metric's network), and the index of its figure class."""
+        from models.io.backbone_file import BackboneError, backbone_path, load_backbone
+        from models.metrics.probe import FIGURE_CLASS_NAME
+
+        path = backbone_path()
+        segmenter, _ = load_backbone(path)  # BackboneError names the file
+        if FIGURE_CLASS_NAME not in segmenter.classes:
+            raise BackboneError(path, f"limb_segment needs a backbone that segments the {FIGURE_CLASS_NAME!r}"
+                                      f" class; it knows {segmenter.classes}")
+        return segmenter.to(self.device).eval().requires_grad_(False), segmenter.classes.index(FIGURE_CLASS_NAME)
 
     def _build_d(self) -> torch.nn.Module:
         """The discriminator the recipe asks for (TrainConfig.recipe)."""
@@ -313,6 +332,13 @@ class Trainer:
                     chroma = quantile_gap(off_line_colour(patches)[:, None], self._chroma_bank)
                 stats["chroma"] = chroma.detach()
                 loss_g = loss_g + cfg.chroma_match * chroma
+            if self._limb_segmenter is not None:  # the segmenter must see the skeleton's limbs
+                log_probs = self._limb_segmenter.segment(fake).float().log_softmax(dim=1)
+                bones = bone_distances(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"),
+                                       log_probs.shape[-1])
+                limb = limb_segment_loss(log_probs, bones, self._figure_class)
+                stats["limb"] = limb.detach()
+                loss_g = loss_g + cfg.limb_segment * limb
             if cfg.offset_penalty:
                 size = offset_size_penalty(offsets, cfg.offset_penalty_res)
                 stats["offsets"] = size.detach()
