@@ -52,3 +52,13 @@ def test_bad_arguments_and_files_are_named(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main([f"x={bad}", "--out", str(tmp_path / "o")]) == 1
     assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_figures_generators_get_their_arms_measured(tmp_path):
+    torch.manual_seed(0)
+    ckpt = tmp_path / "fig.safetensors"
+    save_checkpoint(ckpt, Generator(architecture("tiny-figures")), {"name": "fig", "architecture": "tiny-figures"})
+    out = tmp_path / "cmp"
+    assert main([f"fig={ckpt}", "--out", str(out), "--samples", "16", "32", "32"]) == 0
+    row = json.loads((out / "metrics.json").read_text())["fig"]
+    assert 0 <= row["arms"] < row["arms_real"] <= 1

@@ -13,6 +13,10 @@ model, in the order given, then real images).
 are (a figure's parts; losses.patch_weight, as chroma_match draws them): how far a patch's colours stray from one
 line through colour space. Real rooms 0.003; the iridescent fills of session 18's rooms-cpu
 0.03. chroma_match trains on it, so for a run with that term it describes, it does not judge.
+
+For a figures generator also `arms` and `arms_real` (models/metrics/limbs.py): how much of
+the outer arms of the skeletons it was given the metrics probe sees as the figure, and the
+same on real figures.
 """
 from __future__ import annotations
 
@@ -99,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics = measure(Path(path), log=lambda *a: None, samples=tuple(args.samples) if args.samples else None)
         row = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k in REPORTED}
         row["off_line_median"] = round(speckle, 4)
+        if G.config.hierarchical:
+            from models.metrics.limbs import arm_coverage
+            from models.metrics.probe import DEFAULT_PROBE, load_probe
+
+            row.update({k: round(v, 4) for k, v in arm_coverage(G, load_probe(DEFAULT_PROBE)[0]).items()})
         row["images"] = (info.meta.get("trained_on") or {}).get("images")
         results[name] = row
         rows.append(images)
