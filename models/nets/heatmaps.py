@@ -79,14 +79,12 @@ BONE_WIDTH = 1 / 12
 BONE_MIN_PIXELS = 0.6
 
 
-def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
-                  sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 1, size, size] in [0, 1]: the skeleton's bones as thin Gaussian capsules (a Gaussian
-    of each pixel's distance to the nearest point of the segment), the max over bones. A bone
-    joins each center to its parent, as hierarchy_centers places them: the spine and the
-    thighs (the root to the upper body and to the knees), the arms (the upper body to the
-    hands) and the shins (the knees to the feet); data.figures.skeleton_hierarchy says which
-    center is which."""
+def bone_distances(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 6, size, size]: each pixel's squared distance (image units) to each of the skeleton's
+    bones, the segments that join each center to its parent as hierarchy_centers places them:
+    the spine and the thighs (the root to the upper body and to the knees), the arms (the
+    upper body to the hands) and the shins (the knees to the feet), in that order;
+    data.figures.skeleton_hierarchy says which center is which."""
     levels = hierarchy_centers(root, offsets1, offsets2)
     a = torch.cat([parent.repeat_interleave(child.shape[1] // parent.shape[1], dim=1)
                    for parent, child in zip(levels, levels[1:])], 1)  # [B, bones, 2]
@@ -99,8 +97,16 @@ def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Te
     length2 = (ab[:, :, 0] ** 2 + ab[:, :, 1] ** 2).clamp_min(1e-12)
     t = (((px - ax) * ab[:, :, 0] + (py - ay) * ab[:, :, 1]) / length2).clamp(0, 1)
     dx, dy = px - (ax + t * ab[:, :, 0]), py - (ay + t * ab[:, :, 1])
+    return dx * dx + dy * dy
+
+
+def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
+                  sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 1, size, size] in [0, 1]: the skeleton's bones (bone_distances) as thin Gaussian
+    capsules (a Gaussian of each pixel's distance to the nearest point of the segment), the
+    max over bones."""
     width = (sigma * BONE_WIDTH).clamp_min(BONE_MIN_PIXELS / size)[:, None, None, None]
-    return torch.exp(-(dx * dx + dy * dy) / (2 * width * width)).amax(dim=1, keepdim=True)
+    return torch.exp(-bone_distances(root, offsets1, offsets2, size) / (2 * width * width)).amax(dim=1, keepdim=True)
 
 
 # ---- sampling, as in the SpatialGAN paper (used by training and "new sample") -----------

@@ -98,6 +98,11 @@ class TrainConfig:
     # The weight beside G's adversarial loss; 0 = off. Real batches of 8 score about 1e-4
     # against the bank, the shipped rooms-cpu about 4e-4.
     chroma_match: float = 0.0
+    # G's figures must be seen by the projected D's frozen backbone (a segmenter of the
+    # procedural data, never a metric's network) as the figure class along every bone of the
+    # layout's skeleton and as background far from it (losses.limb_segment_loss): no figures
+    # model drew arms. The weight beside G's adversarial loss; 0 = off; hierarchical only.
+    limb_segment: float = 0.0
     # StyleGAN2-ADA's EMA ramp-up: the half-life is at most ramp x images seen (0 = off).
     ema_rampup: float = 0.0
     # G pays this weight x the mean squared size (image units) of its MTM offsets at
@@ -156,6 +161,10 @@ class TrainConfig:
                 raise ConfigError(f"offset_penalty is not implemented for generators with time ({self.architecture!r})")
         if not 0 <= self.chroma_match <= 10000:
             raise ConfigError(f"chroma_match must be 0 (off) or a weight up to 10000, got {self.chroma_match}")
+        if not 0 <= self.limb_segment <= 100:
+            raise ConfigError(f"limb_segment must be 0 (off) or a weight up to 100, got {self.limb_segment}")
+        if self.limb_segment and not ARCHITECTURES[self.architecture].hierarchical:
+            raise ConfigError(f"limb_segment needs a figure's skeleton: {self.architecture!r} is not hierarchical")
         for name in ("colour_match", "chroma_match"):
             if getattr(self, name) and ARCHITECTURES[self.architecture].time is not None:
                 raise ConfigError(f"{name} is not implemented for generators with time ({self.architecture!r})")
@@ -394,6 +403,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "figures-cpu-bones": TrainConfig("figures-cpu-bones", "figures-cpu-bones", "figures", batch=8,
                                      align_weight=0.0, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                                      log_every=10, save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    # figures-cpu with G's limbs checked pixel by pixel by a frozen segmenter (limb_segment; the
+    # twenty-second comparison, session 22): no figures model drew arms.
+    "figures-cpu-limbs": TrainConfig("figures-cpu-limbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                     save_every_minutes=3.0, limb_segment=2.0, **MOVE_CONSISTENCY),
     # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison,
     # session 12: limbs sooner, but the moved figure found in 4 % of moves against 97 %: not
     # adopted; README, "Recipes").

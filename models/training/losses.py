@@ -74,6 +74,33 @@ def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.
     return torch.stack(parts).mean() if parts else logp.new_zeros(())
 
 
+# ---- a figure's limbs where its skeleton puts them (TrainConfig.limb_segment) -------------
+
+LIMB_PIXELS = 1.5  # a pixel this close to a bone's line is the figure's (a 64 px arm is 2-3 px wide)
+CLEAR_PIXELS = 6.0  # a pixel at least this far from every bone is background
+
+
+def limb_segment_loss(log_probs: torch.Tensor, bone_d2: torch.Tensor, figure: int, background: int = 0) -> torch.Tensor:
+    """G's side of a frozen segmenter's verdict on its figures: along every bone of the layout's
+    skeleton (heatmaps.bone_distances, squared, image units [B, bones, S, S]) the segmenter
+    must see the figure class, and background far from all of them; each bone and the
+    background weigh the same, so a 2 px arm counts as much as the torso. `log_probs`
+    [B, classes, S, S]. No figures model drew arms (sessions 17-21): a D judging whole
+    images let G leave them out; this asks for them pixel by pixel."""
+    size = log_probs.shape[-1]
+    dist = bone_d2.float().sqrt() * size  # pixels
+    on = (dist < LIMB_PIXELS).to(log_probs.dtype)  # [B, bones, S, S]
+    counts = on.sum(dim=(0, 2, 3))
+    nll_figure = -log_probs[:, figure][:, None]  # [B, 1, S, S]
+    per_bone = (nll_figure * on).sum(dim=(0, 2, 3)) / counts.clamp_min(1)
+    parts = [per_bone[counts > 0]]
+    clear = (dist >= CLEAR_PIXELS).all(dim=1)
+    if clear.any():
+        parts.append(-log_probs[:, background][clear].mean()[None])
+    joined = torch.cat(parts)
+    return joined.mean() if joined.numel() else log_probs.new_zeros(())
+
+
 def sliced_colour_loss(fake_cells: torch.Tensor, real_cells: torch.Tensor, generator: torch.Generator,
                        projections: int = 32) -> torch.Tensor:
     """How far the batch's cell colours (metrics.colour.colour_cells, [B, D]) are, as a
