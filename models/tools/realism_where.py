@@ -105,14 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as exc:
         print(f"realism_where: {args.checkpoint}: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps({k: round(v, 3) for k, v in report.items()}, indent=1)
-    print(text)
+    rounded = {k: round(v, 3) for k, v in report.items()}
+    print(json.dumps(rounded, indent=1))
     if args.json:
-        try:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+        from models.document.fileio import atomic_write_json
+
+        try:  # the project's writer: atomic, so a failed write leaves no half file
+            atomic_write_json(args.json, rounded)
         except OSError as exc:
-            print(f"realism_where: cannot write {args.json}: {exc.strerror}", file=sys.stderr)
+            print(f"realism_where: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             return 1
     return 0
 
