@@ -79,6 +79,27 @@ def test_gate_ships_only_what_is_no_worse():
     assert not relay.gate({"realism_accuracy": None, "domain_fd": 0.01, "co_move_tracked": 0.5}, old)[0]
 
 
+def test_the_gate_keeps_a_target_the_shipped_model_meets():
+    """A run that is no worse on the gate's metrics is still refused when it misses a plan
+    target the shipped model meets (session 22: the co-move ratio 0.84 -> 0.78, under issue
+    7's 0.8); a target neither meets, or one only the new run meets, does not refuse it."""
+    old = {"realism_accuracy": 0.76, "domain_fd": 0.034, "co_move_tracked": 0.30, "co_move_tracked_ceiling": 0.70,
+           "co_move_ratio": 0.84, "block_locality_levels": 36.0}
+    new = {**old, "realism_accuracy": 0.765, "domain_fd": 0.021, "co_move_tracked": 0.34, "co_move_ratio": 0.78}
+    targets = {"co_move_ratio_min": 0.8, "realism_accuracy_max": 0.75, "block_locality_levels_min": 6}
+    assert relay.gate(new, old) == (True, [])
+    ok, reasons = relay.gate(new, old, targets)
+    assert not ok and reasons == ["co_move_ratio 0.780 misses the target co_move_ratio_min 0.8, which the shipped"
+                                  " model meets (0.840)"]
+    assert relay.gate({**new, "co_move_ratio": 0.81}, old, targets) == (True, [])
+    # realism misses 0.75 on both sides: not a loss; the tracked fraction is read as a ratio
+    fraction = {"co_move_tracked_fraction_min": 0.45}
+    assert relay.gate({**new, "co_move_tracked": 0.33}, old, fraction)[0]  # 0.30 / 0.70 = 0.43: old misses it
+    assert not relay.gate({**old, "co_move_tracked": 0.29}, {**old, "co_move_tracked": 0.33}, fraction)[0]
+    ok, reasons = relay.gate({**new, "co_move_ratio": None}, old, targets)
+    assert not ok and reasons[0].startswith("co_move_ratio nan misses")
+
+
 def test_an_fd_below_the_real_floor_is_not_worse_than_a_smaller_one():
     """Below what two samples of real rooms score against each other, the FD cannot tell a
     model from real data: a larger value there is no evidence of a worse model. Above the
@@ -122,7 +143,7 @@ def test_relay_trains_saves_finishes_ships_and_continues(relay_env, monkeypatch)
     assert _wait_for(state.exists)
     # The gate refuses it (made to here) and the finish overrides it by hand: shipped, and the
     # row says over which reasons.
-    monkeypatch.setattr(relay, "gate", lambda new, old: (False, ["domain_fd 0.0500 > 1.15 x 0.0200"]))
+    monkeypatch.setattr(relay, "gate", lambda new, old, targets=None: (False, ["domain_fd 0.0500 > 1.15 x 0.0200"]))
     second = relay.finish(readme=readme, sheets=False, samples=(8, 16, 16), log=lambda m: None,
                           override_gate=True)["tiny"]
     assert second["images_after"] > first["images_after"]

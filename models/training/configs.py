@@ -413,6 +413,21 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "figures-cpu-bones": TrainConfig("figures-cpu-bones", "figures-cpu-bones", "figures", batch=8,
                                      align_weight=0.0, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
                                      log_every=10, save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    # The twenty-third comparison (session 23): with limb_segment the figures draw arms, but
+    # tracked co-move fell 0.88 -> 0.82 over the relay's last 90k images (the control without it
+    # fell further, 0.76): move consistency at three times the weight, to see whether the term's
+    # strength holds the moves while the arms grow (rooms: the tenth comparison, 0.008 -> 0.039).
+    "figures-cpu-move30": TrainConfig("figures-cpu-move30", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, move_weight=30.0,
+                                      move_every=MOVE_CONSISTENCY["move_every"]),
+    # ... and figures-cpu at half the learning rate (the twentieth comparison's rooms-cpu-halflr:
+    # realism 0.754 against 0.793 and FD 0.022 against 0.035 at equal images): what keeps the
+    # arms' state from shipping is its FD (0.013 against the shipped 0.0065) and its moves.
+    "figures-cpu-halflr": TrainConfig("figures-cpu-halflr", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, lr=0.001,
+                                      **MOVE_CONSISTENCY),
     # figures-cpu before limb_segment (the twenty-second comparison's control).
     "figures-cpu-nolimbs": TrainConfig("figures-cpu-nolimbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                        condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
