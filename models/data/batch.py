@@ -59,6 +59,18 @@ class SceneBatch(TensorFields):
                           kinds=split(self.kinds)[:, 0], present=split(self.present)[:, 0],
                           keypoints=None if self.keypoints is None else split(self.keypoints))
 
+    def frames(self) -> SceneBatch:
+        """[B, T, ...] -> [B * T, ...]: a clip batch as one still image per frame (unflatten's
+        inverse), so that what reads a still batch's ground truth reads each frame's."""
+        batch, frames = self.images.shape[:2]
+
+        def join(x):
+            return x.reshape(batch * frames, *x.shape[2:])
+        return SceneBatch(images=join(self.images), masks=join(self.masks), centers=join(self.centers),
+                          kinds=self.kinds.repeat_interleave(frames, 0),
+                          present=self.present.repeat_interleave(frames, 0),
+                          keypoints=None if self.keypoints is None else join(self.keypoints))
+
 
 @dataclass
 class SceneLayout(TensorFields):

@@ -67,3 +67,36 @@ class VideoDiscriminator(nn.Module):
         x = self.final_conv(self.minibatch_std(x))
         logits = self.out(self.fc(x.flatten(1)))
         return (logits, feats) if return_features else logits
+
+
+class ClipsProjectedDiscriminator(nn.Module):
+    """The projected recipe for generators with time (issue 23: "adopt the winner ... clips
+    included"): the projected D judges every frame as a still image (`frames`, with its
+    per-pixel classes from each frame's rendered ground truth), and the holistic video D
+    judges each clip's motion. The video D sits where a projected D keeps its pixel D
+    (`pixel`): it is the StyleGAN2-type D beside the heads, weighed by `d_pixel` and
+    regularised by R1, and a clips state of the StyleGAN2 recipe warm-starts it, as a still
+    StyleGAN2 D becomes a projected recipe's pixel D (gpu_worker.WarmTrainer.warm_start)."""
+
+    def __init__(self, frames: nn.Module, video: VideoDiscriminator):
+        super().__init__()
+        if getattr(frames, "pixel", None) is not None:
+            raise ValueError("the frames' projected D must have no pixel D of its own: the video D is the clips'")
+        self.frames = frames
+        self.pixel = video
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Each part loads its own keys through its own load_state_dict: the projected D's
+        restores its frozen backbone (saved states leave it out) and checks its digest, which
+        a parent's load would bypass."""
+        parts = {"frames": self.frames, "pixel": self.pixel}
+        stray = [k for k in state_dict if k.split(".", 1)[0] not in parts]
+        if strict and stray:
+            raise RuntimeError(f"unexpected keys in a clips discriminator's state: {stray[:5]}")
+        missing, unexpected = [], list(stray)
+        for name, part in parts.items():
+            own = {k[len(name) + 1:]: v for k, v in state_dict.items() if k.startswith(name + ".")}
+            result = part.load_state_dict(own, strict=strict, assign=assign)
+            missing += [f"{name}.{k}" for k in result.missing_keys]
+            unexpected += [f"{name}.{k}" for k in result.unexpected_keys]
+        return nn.modules.module._IncompatibleKeys(missing, unexpected)

@@ -31,7 +31,7 @@ from models.metrics.colour import colour_cells
 from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator, Latents
 from models.nets.heatmaps import bone_distances
-from models.nets.video_discriminator import VideoDiscriminator
+from models.nets.video_discriminator import ClipsProjectedDiscriminator, VideoDiscriminator
 from models.render import to_uint8
 from models.synthesis import capture_offsets
 from models.training.configs import TrainConfig
@@ -113,7 +113,8 @@ class Trainer:
                                  n_objects=max(1, self.gen_config.objects))
         self.rng = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank)  # latents and data
         if self.projected:
-            self.D.aug_rng = self.rng  # type: ignore[assignment]  # D's augmentation draws from the saved stream: resumes exactly
+            # D's augmentation draws from the saved stream: resumes exactly
+            self._projected_d().aug_rng = self.rng
         self._real_queue: list = []  # rendered real batches not yet used (real_chunk > 1)
         self._colour_bank = self._real_colour_bank() if cfg.colour_match else None
         self._chroma_bank = self._real_chroma_bank() if cfg.chroma_match else None
@@ -183,12 +184,19 @@ class Trainer:
             self.classes = probe_classes()
             pixel = Discriminator(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels) \
                 if self.cfg.d_pixel else None
-            return ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed, pixel=pixel,
-                                          augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
-                                          mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
-                                          segment_classes=len(self.classes) if self.cfg.d_segment else 0,
-                                          rgb_variety=self.cfg.d_rgb_variety,
-                                          image_size=self.gen_config.resolution)
+            if self.clips:  # the video D takes the pixel D's place (nets/video_discriminator.py)
+                pixel = None
+            projected = ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed, pixel=pixel,
+                                               augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
+                                               mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
+                                               segment_classes=len(self.classes) if self.cfg.d_segment else 0,
+                                               rgb_variety=self.cfg.d_rgb_variety,
+                                               image_size=self.gen_config.resolution)
+            if self.clips:
+                video = VideoDiscriminator(self.gen_config.resolution, self.gen_config.channels,
+                                           in_channels=in_channels)
+                return ClipsProjectedDiscriminator(projected, video)
+            return projected
         D_class = VideoDiscriminator if self.clips else Discriminator
         return D_class(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels)
 
@@ -372,7 +380,7 @@ class Trainer:
                                      on_fake.labels >= 0)
             stats["segment_d"] = segment.detach()
             loss = loss + cfg.d_segment * segment
-        if cfg.d_pixel:
+        if cfg.d_pixel and not self.clips:  # for clips the video D is the pixel D: video_step.py
             assert on_real.pixel is not None and on_fake.pixel is not None  # built with a pixel D
             pixel = d_logistic(on_real.pixel.float(), on_fake.pixel.float())
             stats["pixel_d"] = pixel.detach()
@@ -389,18 +397,23 @@ class Trainer:
             segment = g_segment_loss(judged.classes, judged.labels >= 0, judged.heat)
             stats["segment_g"] = segment.detach()
             loss = loss + cfg.d_segment * segment
-        if cfg.d_pixel:
+        if cfg.d_pixel and not self.clips:
             assert judged.pixel is not None
             pixel = g_nonsaturating(judged.pixel.float())
             stats["pixel_g"] = pixel.detach()
             loss = loss + cfg.d_pixel * pixel
         return loss
 
-    def _judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> Judgement:
+    def _projected_d(self):
+        """The projected D (self.projected): D itself, or for clips the one that judges frames."""
         from models.nets.projected import ProjectedDiscriminator
 
-        assert isinstance(self.D, ProjectedDiscriminator)  # self.projected
-        return self.D.judge(images, labels)
+        D = self.D.frames if isinstance(self.D, ClipsProjectedDiscriminator) else self.D
+        assert isinstance(D, ProjectedDiscriminator)  # self.projected
+        return D
+
+    def _judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> Judgement:
+        return self._projected_d().judge(images, labels)
 
     def _r1_target(self) -> torch.nn.Module:
         """What R1 regularises: the StyleGAN2 D, or the projected recipe's pixel D."""

@@ -7,13 +7,15 @@ video discriminator sees each clip's frames side by side with their time gaps. T
 terms are those of still images, applied per frame: GradCAM alignment (through a view of
 the video D as a D of single frames), block distortion, layout conditioning (the heatmap
 of the clip's layout at t = 0, the same on every frame, as the generator's heatmaps are).
+With the projected recipe (issue 23) the projected D also judges every frame as a still
+image, its per-pixel classes from each frame's rendered ground truth, beside the video D.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from models.data import render_clip_frames, sample_times
+from models.data import SceneBatch, render_clip_frames, sample_times
 from models.document.scene import DEFAULT_OBJECT_SIGMA
 from models.nets.generator import Latents
 from models.nets.motion import clip_motion
@@ -57,18 +59,20 @@ def fake_clip_latents(trainer, B: int) -> tuple[Latents, torch.Tensor]:
     return lat.to(trainer.device), times.to(trainer.device)
 
 
-def real_clips(trainer, B: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(frames [B*T, C, S, S], times [B, T]) from the procedural clips."""
+def real_clips(trainer, B: int) -> tuple[torch.Tensor, torch.Tensor, SceneBatch]:
+    """(frames [B*T, C, S, S], times [B, T], the frames' ground truth as a still batch of
+    B*T) from the procedural clips."""
     data = trainer.data
     params = data.sample_params(B, trainer.rng)
     times = sample_times(B, CLIP_FRAMES, trainer.rng)
-    frames = render_clip_frames(data.world, params, times, data.size, trainer.device).images.flatten(0, 1)
+    truth = render_clip_frames(data.world, params, times, data.size, trainer.device).frames()
+    frames = truth.images
     if trainer.layout:
         present = params.present.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
         centers = params.center.to(trainer.device).repeat_interleave(CLIP_FRAMES, 0)
         sigmas = torch.full_like(centers[..., 0], DEFAULT_OBJECT_SIGMA) * present.to(centers.dtype)
         frames = trainer._with_heatmap(frames, centers, sigmas)
-    return frames, times.to(trainer.device)
+    return frames, times.to(trainer.device), truth
 
 
 def video_train_step(trainer) -> dict[str, torch.Tensor]:
@@ -81,14 +85,23 @@ def video_train_step(trainer) -> dict[str, torch.Tensor]:
     def seen(frames: torch.Tensor, lat: Latents) -> torch.Tensor:  # what D sees of fake frames
         return trainer._with_heatmap(frames, lat.centers, lat.sigmas) if trainer.layout else frames
 
+    # The projected recipe (ClipsProjectedDiscriminator): the projected D judges the frames,
+    # the video D (its `pixel`) the clips, weighed by d_pixel; otherwise the video D alone.
+    video_d = D.pixel if trainer.projected else D
+    video_weight = cfg.d_pixel if trainer.projected else 1.0
+
     # Discriminator: logistic loss on whole clips, lazy R1.
     lat, fake_times = fake_clip_latents(trainer, B)
-    real, real_times = real_clips(trainer, B)
+    real, real_times, truth = real_clips(trainer, B)
     with torch.no_grad(), trainer.amp:
         fake = seen(G(lat), lat)
     with trainer.amp:
-        loss_d = d_logistic(D(clips(real), real_times).float(), D(clips(fake), fake_times).float())
-    trainer.update_d(loss_d, lambda: video_r1(D, clips(real), real_times), stats)
+        loss_d = video_weight * d_logistic(video_d(clips(real), real_times).float(),
+                                           video_d(clips(fake), fake_times).float())
+        if trainer.projected:
+            stats["video_d"] = loss_d.detach()
+            loss_d = loss_d + trainer._projected_d_loss(real, truth, fake, stats)
+    trainer.update_d(loss_d, lambda: video_r1(video_d, clips(real), real_times), stats)
 
     # Generator: non-saturating loss on clips + per-frame alignment and block distortion.
     D.requires_grad_(False)
@@ -99,7 +112,10 @@ def video_train_step(trainer) -> dict[str, torch.Tensor]:
     do_dist = cfg.distortion_weight > 0 and gc.grid and trainer.step % cfg.distortion_every == 0
     with trainer.amp:
         fake = G(lat, noise_mode="const" if do_dist else "random")
-        loss_g = g_nonsaturating(D(clips(seen(fake, lat)), fake_times).float())
-    trainer.update_g(loss_g, lat, fake, FramesView(D, fake_times), do_align, do_dist, stats)
+        loss_g = video_weight * g_nonsaturating(video_d(clips(seen(fake, lat)), fake_times).float())
+        if trainer.projected:
+            stats["video_g"] = loss_g.detach()
+            loss_g = loss_g + trainer._projected_g_loss(seen(fake, lat), stats)
+    trainer.update_g(loss_g, lat, fake, FramesView(video_d, fake_times), do_align, do_dist, stats)
     trainer.end_step(lat, B)
     return stats
