@@ -48,7 +48,7 @@ def test_clips_train_on_the_projected_recipe(tiny_backbone, tmp_path):
     seen: dict = {}
     for _ in range(2):  # r1_every 2: R1 on the first step
         seen.update(trainer.train_step())
-    assert {"video_d", "video_g", "segment_d", "segment_g", "r1", "loss_d", "loss_g"} <= set(seen)
+    assert {"video_d", "video_g", "segment_d", "segment_g", "r1", "loss_d", "loss_g", "move"} <= set(seen)
     assert all(torch.isfinite(v) for v in seen.values())
     assert all(torch.equal(backbone[k], v) for k, v in D.frames.backbone.state_dict().items())
     assert any(not torch.equal(a, b) for a, b in zip(heads, D.frames.heads.parameters()))
@@ -91,3 +91,31 @@ def test_the_projected_recipe_for_clips_needs_its_video_d():
     with pytest.raises(ConfigError, match="colour_match is not implemented for generators with time"):
         TrainConfig("x", "tiny-clips", "clips-rooms", align_weight=0.0, condition_d_on_layout=True, recipe="projected",
                     d_pixel=1.0, colour_match=1.0)
+
+
+def test_move_consistency_on_clips_asks_each_frame_for_its_moved_object():
+    """The term on a clip's frames at their own times (their motion codes kept through the
+    move): positive for an untrained G, which does not carry its objects, and its gradients
+    reach G."""
+    from models.config import architecture
+    from models.nets.generator import Generator
+    from models.training.losses import move_consistency_loss
+    from models.training.video_step import fake_clip_latents
+
+    cfg = TRAINING_CONFIGS["tiny-clips-projected"]
+
+    class Holder:  # what fake_clip_latents reads of a trainer
+        layout = True
+
+    holder = Holder()
+    holder.G = Generator(architecture(cfg.architecture))
+    holder.rng = torch.Generator().manual_seed(3)
+    holder.data = make_dataset("clips-rooms", holder.G.config.resolution, n_objects=holder.G.config.objects)
+    holder.device = torch.device("cpu")
+    lat, times = fake_clip_latents(holder, 2)
+    assert lat.batch == 6 and times.shape == (2, 3) and lat.motion_codes is not None
+    images = holder.G(lat, noise_mode="const")
+    loss = move_consistency_loss(holder.G, lat, images, generator_rng=torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and loss > 0  # an untrained G does not carry its objects
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in holder.G.parameters())

@@ -8,7 +8,8 @@ terms are those of still images, applied per frame: GradCAM alignment (through a
 the video D as a D of single frames), block distortion, layout conditioning (the heatmap
 of the clip's layout at t = 0, the same on every frame, as the generator's heatmaps are).
 With the projected recipe (issue 23) the projected D also judges every frame as a still
-image, its per-pixel classes from each frame's rendered ground truth, beside the video D.
+image, its per-pixel classes from each frame's rendered ground truth, beside the video D;
+move consistency (issue 14) moves one object of each frame, as for still images.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from models.data import SceneBatch, render_clip_frames, sample_times
 from models.document.scene import DEFAULT_OBJECT_SIGMA
 from models.nets.generator import Latents
 from models.nets.motion import clip_motion
-from models.training.losses import d_logistic, g_nonsaturating
+from models.training.losses import d_logistic, g_nonsaturating, move_consistency_loss
 
 CLIP_FRAMES = 3
 
@@ -110,12 +111,17 @@ def video_train_step(trainer) -> dict[str, torch.Tensor]:
     do_align = (cfg.align_weight > 0 and not trainer.layout and trainer.step % cfg.align_every == 0
                 and (gc.objects or gc.hierarchical))
     do_dist = cfg.distortion_weight > 0 and gc.grid and trainer.step % cfg.distortion_every == 0
+    do_move = cfg.move_weight > 0 and trainer.step % cfg.move_every == 0
     with trainer.amp:
-        fake = G(lat, noise_mode="const" if do_dist else "random")
+        fake = G(lat, noise_mode="const" if do_dist or do_move else "random")
         loss_g = video_weight * g_nonsaturating(video_d(clips(seen(fake, lat)), fake_times).float())
         if trainer.projected:
             stats["video_g"] = loss_g.detach()
             loss_g = loss_g + trainer._projected_g_loss(seen(fake, lat), stats)
+        if do_move:  # each frame, at its own time, with one of its objects moved (issue 14)
+            move = move_consistency_loss(G, lat, fake, generator_rng=trainer.rng).float()
+            stats["move"] = move.detach()
+            loss_g = loss_g + cfg.move_weight * move
     trainer.update_g(loss_g, lat, fake, FramesView(video_d, fake_times), do_align, do_dist, stats)
     trainer.end_step(lat, B)
     return stats
