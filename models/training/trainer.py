@@ -182,10 +182,9 @@ class Trainer:
             from models.metrics.probe import probe_classes  # the class list only, not the probe
 
             self.classes = probe_classes()
+            # for clips the video D takes the pixel D's place (nets/video_discriminator.py)
             pixel = Discriminator(self.gen_config.resolution, self.gen_config.channels, in_channels=in_channels) \
-                if self.cfg.d_pixel else None
-            if self.clips:  # the video D takes the pixel D's place (nets/video_discriminator.py)
-                pixel = None
+                if self.cfg.d_pixel and not self.clips else None
             projected = ProjectedDiscriminator(backbone, in_channels=in_channels, seed=self.cfg.seed, pixel=pixel,
                                                augment=self.cfg.d_augment, rgb_heads=self.cfg.d_rgb_heads,
                                                mbstd=self.cfg.d_mbstd, rgb_detail=self.cfg.d_rgb_detail,
