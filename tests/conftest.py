@@ -79,3 +79,26 @@ def grow_and_train(base, architecture: str, tmp_path):
     grown.state_out = tmp_path / "grown" / "state.safetensors"
     grown.run(max_steps=3)  # (steps in all: one more)
     return grown
+
+
+def warm_start_d_as_pixel_d(plain, projected, tmp_path, heads_prefix: str):
+    """A StyleGAN2-recipe state after one step, warm-started into a projected recipe with a
+    pixel D: its D must arrive as the pixel D (`pixel.*`, to half precision, as warm states are
+    stored) and the heads (`heads_prefix`) stay as built; one step more trains with finite
+    losses. -> (the saver, the warm-started trainer) for the caller's own checks
+    (test_projected_detail: a still D; test_clips_projected: the video D)."""
+    from models.training.gpu_worker import WarmTrainer
+
+    saver = WarmTrainer(plain, tmp_path / "a", "cpu", state_out=tmp_path / "state.safetensors")
+    saver.train_step()
+    saver.save()
+    trainer = WarmTrainer(projected, tmp_path / "b", "cpu")
+    heads_before = {k: v.clone() for k, v in trainer.D.state_dict().items() if k.startswith(heads_prefix)}
+    assert heads_before
+    trainer.warm_start(tmp_path / "state.safetensors")
+    saved, now = saver.D.state_dict(), trainer.D.state_dict()
+    assert saved and all(torch.allclose(now[f"pixel.{k}"].float(), v.float(), rtol=1e-2, atol=1e-2)
+                         for k, v in saved.items())
+    assert all(torch.equal(now[k], v) for k, v in heads_before.items())  # the heads: new, as built
+    assert torch.isfinite(torch.stack([v.float() for v in trainer.train_step().values()])).all()
+    return saver, trainer

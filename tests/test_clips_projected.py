@@ -10,8 +10,8 @@ from models.data import make_dataset, render_clip_frames, sample_times
 from models.metrics.probe import label_maps, probe_classes
 from models.nets.video_discriminator import ClipsProjectedDiscriminator
 from models.training.configs import TRAINING_CONFIGS, ConfigError, TrainConfig
-from models.training.gpu_worker import WarmTrainer
 from models.training.trainer import Trainer
+from tests.conftest import warm_start_d_as_pixel_d
 
 
 def test_a_clip_batch_as_frames_keeps_each_frames_ground_truth():
@@ -70,17 +70,7 @@ def test_a_stylegan2_clips_state_gives_its_video_d_to_the_projected_recipe(tiny_
     plain = TRAINING_CONFIGS["tiny-clips"]
     projected = TRAINING_CONFIGS["tiny-clips-projected"]
     plain = dataclasses.replace(plain, condition_d_on_layout=True, align_weight=0.0)  # as "clips" is
-    saver = WarmTrainer(plain, tmp_path / "a", "cpu", state_out=tmp_path / "state.safetensors")
-    saver.train_step()
-    saver.save()
-    trainer = WarmTrainer(projected, tmp_path / "b", "cpu")
-    heads_before = {k: v.clone() for k, v in trainer.D.state_dict().items() if k.startswith("frames.heads.")}
-    trainer.warm_start(tmp_path / "state.safetensors")
-    saved, now = saver.D.state_dict(), trainer.D.state_dict()
-    assert saved and all(torch.allclose(now[f"pixel.{k}"].float(), v.float(), rtol=1e-2, atol=1e-2)
-                         for k, v in saved.items())  # (warm states are stored in half precision)
-    assert all(torch.equal(now[k], v) for k, v in heads_before.items())
-    assert torch.isfinite(torch.stack([v.float() for v in trainer.train_step().values()])).all()
+    warm_start_d_as_pixel_d(plain, projected, tmp_path, "frames.heads.")
 
 
 def test_the_projected_recipe_for_clips_needs_its_video_d():

@@ -11,6 +11,7 @@ from models.nets.projected import ProjectedDiscriminator, grow_detail_inputs
 from models.training.configs import TRAINING_CONFIGS
 from models.training.gpu_worker import WarmTrainer
 from models.training.state import TrainStateError
+from tests.conftest import warm_start_d_as_pixel_d
 
 
 def _d(backbone, detail: bool, seed: int) -> ProjectedDiscriminator:
@@ -88,20 +89,11 @@ def test_a_stylegan2_state_gives_its_d_to_a_projected_recipe_as_the_pixel_d(tiny
     """Session 19's figures-cpu-dual: warm-started from a StyleGAN2-recipe state, its pixel D
     is the state's D, the projected heads start new; without a pixel D the recipes must match."""
     plain = TRAINING_CONFIGS["tiny-figures-layout"]
-    saver = WarmTrainer(plain, tmp_path / "a", "cpu", state_out=tmp_path / "state.safetensors")
-    saver.train_step()
-    saver.save()
     dual = dataclasses.replace(plain, recipe="projected", d_rgb_heads=True, d_segment=1.0, d_pixel=1.0)
-    trainer = WarmTrainer(dual, tmp_path / "b", "cpu")
-    heads_before = {k: v.clone() for k, v in trainer.D.state_dict().items() if k.startswith("heads.")}
-    trainer.warm_start(tmp_path / "state.safetensors")
-    saved, now = saver.D.state_dict(), trainer.D.state_dict()
-    assert saved and all(torch.allclose(now[f"pixel.{k}"].float(), v.float(), rtol=1e-2, atol=1e-2)
-                         for k, v in saved.items())  # (warm states are stored in half precision)
+    saver, _ = warm_start_d_as_pixel_d(plain, dual, tmp_path, "heads.")
+    saved = saver.D.state_dict()
     fresh = WarmTrainer(dual, tmp_path / "c", "cpu").D.state_dict()  # what a copy replaced
     assert any(not torch.allclose(fresh[f"pixel.{k}"].float(), v.float(), atol=1e-2) for k, v in saved.items())
-    assert all(torch.equal(now[k], v) for k, v in heads_before.items())  # the heads: new, as built
-    assert torch.isfinite(torch.stack([v.float() for v in trainer.train_step().values()])).all()
     no_pixel = dataclasses.replace(dual, d_pixel=0.0)
     with pytest.raises(TrainStateError, match="recipe='stylegan2'"):
         WarmTrainer(no_pixel, tmp_path / "d", "cpu").warm_start(tmp_path / "state.safetensors")
