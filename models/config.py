@@ -20,6 +20,9 @@ HIERARCHY_CENTERS = (1, 2, 4)  # centers per level; finer ones sampled around co
 # re-measures them): level 1 the head-and-shoulders and the knees relative to the torso
 # centre, level 2 the two hands relative to the former and the two feet to the latter.
 LAYOUT_PRIORS = ("free", "skeleton")
+# The rooms' object kinds, in the renderer's order (models/data/rooms.KINDS is this): the
+# names a generator told an object's kind knows them by.
+ROOM_KINDS = ("bed", "window", "painting", "lamp", "plant", "rug")
 SKELETON_OFFSETS1 = (((0.0, -0.111), (0.040, 0.017)), ((0.0, 0.225), (0.091, 0.042)))  # ((mean), (std)) per center
 SKELETON_OFFSETS2 = (((-0.055, 0.019), (0.095, 0.141)), ((0.055, 0.019), (0.094, 0.141)),
                      ((0.022, 0.085), (0.110, 0.072)), ((-0.022, 0.085), (0.109, 0.072)))
@@ -41,6 +44,7 @@ TIME_DEFAULTS: dict[str, int] = {
 MAX_CHANNELS = 1024
 MAX_DIM = 1024  # z_dim, w_dim
 MAX_MAPPING_LAYERS = 16
+MAX_KINDS = 16  # object_kinds
 TIME_MAX: dict[str, int] = {"motion_every": 1024, "base_fps": 240, "motion_dim": 1024, "kernel": 31,
                             "hidden": 1024, "waves": 1024, "channels": 1024}
 
@@ -95,6 +99,13 @@ class GeneratorConfig:
     # mixed per pixel, under a brightness, by a learned gate (nets/palette.py); 0 = off. The
     # 64 px level filled objects with hue that changes from pixel to pixel (session 21).
     object_palette: int = 0
+    # The kinds of object G is told, by name (rooms: "bed", "window", ...); () = not told.
+    # Each object's style then gains its kind's learned vector (zero at first, so a state
+    # without kinds starts drawing what it drew), the studio lets the user choose an object's
+    # kind, and training asks the per-pixel D for that kind where the layout puts the object.
+    # Without it the layout named no kind and G was rewarded for "any object": it drew one
+    # framed rectangle for every kind (session 24).
+    object_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.resolution not in POWERS_OF_TWO:  # before default_channels loops up to it
@@ -104,6 +115,7 @@ class GeneratorConfig:
             chans = default_channels(self.resolution)
         object.__setattr__(self, "channels", chans)
         object.__setattr__(self, "mtm", tuple(int(r) for r in self.mtm))
+        object.__setattr__(self, "object_kinds", tuple(self.object_kinds))
         if self.time is not None:
             if not isinstance(self.time, dict):
                 raise ConfigError(f"time must be null or an object, got {self.time!r}")
@@ -167,6 +179,12 @@ class GeneratorConfig:
             raise ConfigError("object_palette needs objects (each paints with its own colours)")
         if self.object_sprites and not self.objects:
             raise ConfigError("object_sprites needs objects (they are drawn at the objects' centers)")
+        if self.object_kinds and not self.objects:
+            raise ConfigError("object_kinds needs objects (a kind is an object's)")
+        if len(self.object_kinds) > MAX_KINDS or len(set(self.object_kinds)) != len(self.object_kinds) or not all(
+                isinstance(k, str) and 0 < len(k) <= 32 for k in self.object_kinds):
+            raise ConfigError(f"object_kinds must be at most {MAX_KINDS} different names of 1-32 characters,"
+                              f" got {short_repr(self.object_kinds)}")
         if self.layout_prior not in LAYOUT_PRIORS:
             raise ConfigError(f"layout_prior must be one of {LAYOUT_PRIORS}, got {short_repr(self.layout_prior)}")
         if self.layout_prior != "free" and not self.hierarchical:
@@ -187,6 +205,7 @@ class GeneratorConfig:
             "grid": self.grid,
             "mtm": list(self.mtm),
             "time": self.time is not None,
+            "kinds": list(self.object_kinds),
         }
 
     # ---- JSON -----------------------------------------------------------------------
@@ -194,6 +213,7 @@ class GeneratorConfig:
         d = dataclasses.asdict(self)
         d["channels"] = {str(k): v for k, v in sorted(self.channels.items())}
         d["mtm"] = list(self.mtm)
+        d["object_kinds"] = list(self.object_kinds)
         return d
 
     @classmethod
@@ -235,6 +255,10 @@ def _check_type(name: str, value: Any) -> Any:
         if (not isinstance(value, (list, tuple)) or len(value) > len(POWERS_OF_TWO)
                 or not all(isinstance(r, int) and not isinstance(r, bool) for r in value)):
             raise ConfigError(f"mtm must be a list of resolutions, got {short_repr(value)}")
+        return tuple(value)
+    elif name == "object_kinds":
+        if not isinstance(value, (list, tuple)) or len(value) > MAX_KINDS or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"object_kinds must be a list of names, got {short_repr(value)}")
         return tuple(value)
     elif name == "layout_prior":
         if not isinstance(value, str):
@@ -327,6 +351,11 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     "rooms-cpu-palette": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
                                          blocks_from=16, object_sprites=16, objects_own_style=True, object_palette=3,
                                          channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
+    # ... and told each object's kind (object_kinds, session 24): rooms-cpu-own's weights and a
+    # zero vector per kind, so a rooms-cpu-own state starts it drawing the same pictures.
+    "rooms-cpu-kinds": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16), objects_from=16,
+                                       blocks_from=16, object_sprites=16, objects_own_style=True,
+                                       object_kinds=ROOM_KINDS, channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}),
     # The CPU-trainable figures model: rooms-cpu's channels, MTM at 8, 16 and 32 px as in figures.
     "figures-cpu": GeneratorConfig(resolution=64, hierarchical=True, mtm=(8, 16, 32),
                                    channels={4: 96, 8: 96, 16: 64, 32: 48, 64: 24}, layout_prior="skeleton"),
@@ -369,6 +398,10 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
                                       channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
                                       style_res=16, objects_from=16, blocks_from=16, object_sprites=6,
                                       objects_own_style=True),
+    "tiny-rooms-kinds": GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2,
+                                        channels={4: 16, 8: 16, 16: 8, 32: 8}, objects=2, grid=2, mtm=(8,),
+                                        style_res=16, objects_from=16, blocks_from=16, object_sprites=6,
+                                        objects_own_style=True, object_kinds=ROOM_KINDS),
     "tiny-plain": GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2,
                                   channels={4: 16, 8: 8, 16: 8}, style_res=16),
 }

@@ -68,7 +68,8 @@ class Dataset:
         params = self.sample_params(batch, generator)
         t = per_sample_time(sample_times(batch, 1, generator)[:, 0] if self.is_clips else 0.0, batch, "cpu")
         if isinstance(params, RoomParams):
-            layout = SceneLayout(centers=params.centers_at(t), present=params.present)
+            layout = SceneLayout(centers=params.centers_at(t), present=params.present,
+                                 kinds=torch.where(params.present, params.kind, -1))
         else:
             root, _, keypoints = posed(params, t)
             layout = SceneLayout(centers=root[:, None, :], present=torch.ones(batch, 1, dtype=torch.bool),

@@ -80,6 +80,7 @@ class SceneLayout(TensorFields):
     centers: torch.Tensor  # [B, n, 2], as SceneBatch.centers
     present: torch.Tensor  # [B, n] bool
     keypoints: torch.Tensor | None = None  # [B, K, 2] (figures only)
+    kinds: torch.Tensor | None = None  # [B, n] long, as SceneBatch.kinds (rooms only)
 
 
 def per_sample_time(t: float | torch.Tensor, batch: int, device: torch.device | str) -> torch.Tensor:

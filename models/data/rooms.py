@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.config import ROOM_KINDS
 from models.data.batch import SceneBatch, TensorFields, oscillate, per_sample_time, uniform
 from models.data.draw import (
     TWO_PI,
@@ -27,7 +28,7 @@ from models.data.draw import (
     union,
 )
 
-KINDS = ("bed", "window", "painting", "lamp", "plant", "rug")
+KINDS = ROOM_KINDS  # the names a generator told an object's kind uses (GeneratorConfig.object_kinds)
 # Width / height range per kind: beds and rugs are wide, lamps tall.
 ASPECTS = torch.tensor([[1.3, 2.2], [0.6, 1.3], [0.6, 1.7], [0.35, 0.5], [0.55, 0.85], [2.5, 4.0]])
 # Colour roles a part can take from its object's palette (see _palette).

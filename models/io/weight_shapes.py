@@ -72,4 +72,6 @@ def generator_shapes(config: GeneratorConfig) -> dict[str, Shape]:
         k, c_last = config.object_palette, c[config.resolution]
         out.update({**_linear("palette.palette", config.w_dim, k * 3), "palette.choose.weight": (k + 2, c_last, 1, 1),
                     "palette.choose.bias": (k + 2,), "palette.strength": ()})
+    if config.object_kinds:
+        out["kind_vectors"] = (len(config.object_kinds), config.w_dim)
     return out

@@ -58,6 +58,8 @@ class Latents:
     w_objects_on: torch.Tensor | None = None  # [B, n] bool
     w_blocks: torch.Tensor | None = None  # [B, g*g, w]
     w_blocks_on: torch.Tensor | None = None  # [B, g*g] bool
+    # Each object's kind, an index into GeneratorConfig.object_kinds; -1 (or no tensor): not said.
+    kinds: torch.Tensor | None = None  # [B, n] long
 
     @property
     def batch(self) -> int:
@@ -159,6 +161,11 @@ class Generator(nn.Module):
         if config.object_palette:
             # Made last: the random weights drawn before it are those of the same config without.
             self.palette = ObjectPalette(config.w_dim, c[config.resolution], config.object_palette)
+        if config.object_kinds:
+            # One vector per kind added to the object's style (config.object_kinds); zero at first,
+            # so a state without kinds starts drawing what it drew. Made after everything else:
+            # the random weights drawn before it are those of the same config without kinds.
+            self.kind_vectors = nn.Parameter(torch.zeros(len(config.object_kinds), config.w_dim))
 
     # ---- latents --------------------------------------------------------------------
     def sample_latents(self, batch: int, generator: torch.Generator | None = None,
@@ -177,6 +184,8 @@ class Generator(nn.Module):
             lat.root_sigma = torch.full((batch,), DEFAULT_ROOT_SIGMA)
         if cfg.time is not None:  # drawn last: the draws of generators without time are unchanged
             lat.motion_codes, lat.motion_alpha = random_motion(cfg, batch, generator)
+        if cfg.object_kinds:  # after that: the draws of generators without kinds are unchanged
+            lat.kinds = torch.randint(len(cfg.object_kinds), (batch, cfg.objects), generator=generator)
         return lat.to(device)
 
     # ---- the spatial inputs ---------------------------------------------------------
@@ -206,8 +215,15 @@ class Generator(nn.Module):
         return lat.need("centers"), lat.need("sigmas")
 
     def object_styles(self, lat: Latents, psi: float | torch.Tensor) -> torch.Tensor:
-        """[B, n, w]: each object's style (drawn or fitted, truncated)."""
-        return self._styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on, psi)
+        """[B, n, w]: each object's style (drawn or fitted, truncated), plus its kind's vector
+        where the generator is told kinds and the latents say one (after the truncation: the
+        kind is what the user asked for, not a draw to be pulled towards the average)."""
+        w = self._styles(lat.need("z_objects"), lat.w_objects, lat.w_objects_on, psi)
+        if self.config.object_kinds and lat.kinds is not None:
+            said = lat.kinds >= 0
+            vectors = self.kind_vectors[lat.kinds.clamp(0, len(self.config.object_kinds) - 1)]
+            w = w + vectors.to(w.dtype) * said[..., None].to(w.dtype)
+        return w
 
     def _w_fields(self, lat: Latents, psi: float | torch.Tensor,
                   w_obj: torch.Tensor | None = None) -> dict[int, torch.Tensor]:

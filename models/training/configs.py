@@ -273,6 +273,12 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # rooms lineage continues with it (checkpoints/relay/plan.json).
     "rooms-cpu-halflr": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-halflr", architecture="rooms-cpu-own",
                                             lr=0.001, **MOVE_CONSISTENCY),
+    # The twenty-fourth comparison (session 24): rooms-cpu-halflr told each object's kind (the
+    # real layout's; architecture rooms-cpu-kinds, grown from a rooms-cpu state) and asked, per
+    # pixel, for that kind where the layout puts the object (OASIS's conditional form; without
+    # kinds G was asked for "any object").
+    "rooms-cpu-kinds": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-kinds", architecture="rooms-cpu-kinds",
+                                           lr=0.001, **MOVE_CONSISTENCY),
     # The twenty-first comparison (session 21): rooms-cpu with its objects painted from palettes of
     # three colours at 64 px (nets/palette.py), grown from a rooms-cpu state, against the
     # rooms-cpu lineage from the same state at equal images: realism 0.820 against 0.775 over
@@ -477,6 +483,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     "tiny-rooms-projected": TrainConfig("tiny-rooms-projected", "tiny-rooms", "rooms", batch=4, align_weight=0.0,
                                         distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01,
                                         condition_d_on_layout=True, recipe="projected"),
+    "tiny-rooms-kinds": TrainConfig("tiny-rooms-kinds", "tiny-rooms-kinds", "rooms", batch=4, align_weight=0.0,
+                                    distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01,
+                                    condition_d_on_layout=True, recipe="projected", d_segment=1.0),
     "tiny-figures": TrainConfig("tiny-figures", "tiny-figures", "figures", batch=4, r1_every=2, align_every=1,
                                 distortion_every=1, sample_every=2, log_every=1, ema_kimg=0.01),
     "tiny-clips": TrainConfig("tiny-clips", "tiny-clips", "clips-rooms", batch=2, r1_every=2, align_every=1,

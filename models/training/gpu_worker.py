@@ -100,8 +100,8 @@ def same_weights(old: object, new: str) -> bool:
 # Weights an architecture may add to a state's whose initialisation draws what the state drew
 # (nets/sprites.py, zero: rooms-cpu-local -> rooms-cpu-sprites; bone biases, zero: figures-cpu
 # -> figures-cpu-bones; palettes, blended in by a strength that starts at zero: rooms-cpu-own
-# -> rooms-cpu-palette).
-GROWN_PREFIXES = ("sprites.", "bone_bias.", "palette.")
+# -> rooms-cpu-palette; kind vectors, zero: rooms-cpu-own -> rooms-cpu-kinds).
+GROWN_PREFIXES = ("sprites.", "bone_bias.", "palette.", "kind_vectors")
 
 
 def grown_weights(old: object, new: str) -> set[str] | None:

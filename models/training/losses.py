@@ -59,16 +59,43 @@ def intended_classes(heat: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Ten
     return (h > 0.5) & valid, (h < 0.1) & valid
 
 
-def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.Tensor | None) -> torch.Tensor:
+def intended_kinds(heat: torch.Tensor, kinds: torch.Tensor, kind_classes: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The class G's layout asks for at each pixel [B, S, S] (long), for a generator told each
+    object's kind (GeneratorConfig.object_kinds): the kind's class where the objects' summed
+    heatmap (`heat` [B, n, S, S]) is above 0.5, taken from the object whose heat is the most
+    there; background (0) where it is below 0.1; between, the rim, left to G (RIM). An object
+    whose kind is not said (-1) asks for any object class (ANY_OBJECT). `kind_classes` [K]: each
+    kind's class index. Small integers throughout: the map travels through the D's augmentation
+    as an image channel, which may be bf16 (exact up to 256)."""
+    total = heat.sum(dim=1)
+    who = heat.argmax(dim=1, keepdim=True)  # [B, 1, S, S]
+    kind = kinds.long()[:, :, None, None].expand_as(heat).gather(1, who)[:, 0]  # [B, S, S]
+    wanted = torch.where(kind >= 0, kind_classes.to(kind.device)[kind.clamp_min(0)], torch.full_like(kind, n_classes + 1))
+    rim = torch.full_like(kind, n_classes + 2)
+    return torch.where(total > 0.5, wanted, torch.where(total < 0.1, torch.zeros_like(kind), rim))
+
+
+def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.Tensor | None,
+                   intended: torch.Tensor | None = None) -> torch.Tensor:
     """G's side: with a layout, D must see some object class where the layout puts an object
     and background (class 0) elsewhere, the two halves weighed equally; without one, any
-    real class anywhere (not "fake")."""
+    real class anywhere (not "fake"). With `intended` (intended_kinds' map, as D's labels: moved
+    with the image by its augmentation) each object's pixels must show its own kind's class
+    (OASIS's conditional form), and any object class where the kind is not said."""
     logp = fake_classes.float().log_softmax(dim=1)
+    any_object = torch.logsumexp(logp[:, 1:-1], dim=1)
+    if intended is not None:
+        n = fake_classes.shape[1] - 1  # the real classes; intended_kinds' ANY_OBJECT is n + 1, its RIM n + 2
+        kind = valid & (intended >= 1) & (intended < n)
+        nll = torch.where(kind, -logp.gather(1, intended.clamp(0, n - 1)[:, None])[:, 0], -any_object)
+        obj, bg = valid & ((intended >= 1) & (intended < n) | (intended == n + 1)), valid & (intended == 0)
+        parts = [nll[obj].mean()] if obj.any() else []
+        parts += [-logp[:, 0][bg].mean()] if bg.any() else []
+        return torch.stack(parts).mean() if parts else logp.new_zeros(())
     if heat is None:
         real = torch.logsumexp(logp[:, :-1], dim=1)
         return -(real[valid]).mean() if valid.any() else logp.new_zeros(())
     obj, bg = intended_classes(heat, valid)
-    any_object = torch.logsumexp(logp[:, 1:-1], dim=1)
     parts = [-any_object[obj].mean()] if obj.any() else []
     parts += [-logp[:, 0][bg].mean()] if bg.any() else []
     return torch.stack(parts).mean() if parts else logp.new_zeros(())

@@ -30,7 +30,7 @@ from models.io.checkpoint import save_checkpoint
 from models.metrics.colour import colour_cells
 from models.nets.discriminator import Discriminator
 from models.nets.generator import Generator, Latents
-from models.nets.heatmaps import bone_distances
+from models.nets.heatmaps import bone_distances, gaussian_heatmaps
 from models.nets.video_discriminator import ClipsProjectedDiscriminator, VideoDiscriminator
 from models.render import to_uint8
 from models.synthesis import capture_offsets
@@ -44,6 +44,7 @@ from models.training.losses import (
     g_hinge,
     g_nonsaturating,
     g_segment_loss,
+    intended_kinds,
     limb_segment_loss,
     move_consistency_loss,
     off_line_colour,
@@ -122,6 +123,7 @@ class Trainer:
         self._figure_class = 0
         if cfg.limb_segment:
             self._limb_segmenter, self._figure_class = self._load_limb_segmenter()
+        self._kind_classes = self._kind_class_indices()  # the per-pixel class of each kind G is told
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
@@ -170,6 +172,18 @@ class Trainer:
             raise BackboneError(path, f"limb_segment needs a backbone that segments the {FIGURE_CLASS_NAME!r}"
                                       f" class; it knows {segmenter.classes}")
         return segmenter.to(self.device).eval().requires_grad_(False), segmenter.classes.index(FIGURE_CLASS_NAME)
+
+    def _kind_class_indices(self) -> torch.Tensor | None:
+        """For a generator told its objects' kinds, trained with the per-pixel D: each kind's class
+        index among the D's classes; None otherwise (G is then asked for "any object")."""
+        kinds = self.gen_config.object_kinds
+        if not kinds or not (self.projected and self.cfg.d_segment):
+            return None
+        unknown = [k for k in kinds if k not in self.classes]
+        if unknown:
+            raise ValueError(f"architecture {self.cfg.architecture!r} names object kinds {unknown} that the"
+                             f" D's classes {self.classes} do not have")
+        return torch.tensor([self.classes.index(k) for k in kinds], device=self.device)
 
     def _build_d(self) -> torch.nn.Module:
         """The discriminator the recipe asks for (TrainConfig.recipe)."""
@@ -253,6 +267,8 @@ class Trainer:
                                                                         real.root_sigma)
             else:
                 lat.centers, lat.sigmas = real.centers, real.sigmas
+                if self.gen_config.object_kinds:  # told the kinds the renderer would draw there
+                    lat.kinds = real.kinds
         return lat
 
     def _real_batch(self, B: int):
@@ -287,8 +303,6 @@ class Trainer:
         """Append the summed object heatmap as a 4th channel in [-1, 1] (layout-conditional D)."""
         if not self.layout:
             return images
-        from models.nets.heatmaps import gaussian_heatmaps
-
         heat = gaussian_heatmaps(centers, sigmas, images.shape[-1]).sum(dim=1, keepdim=True).clamp(0, 1)
         return torch.cat([images, heat.to(images.dtype) * 2 - 1], dim=1)
 
@@ -326,7 +340,7 @@ class Trainer:
             fake, offsets = capture_offsets(G, render) if cfg.offset_penalty else (render(), {})
             seen = self._with_layout(fake, lat)
             if self.projected:
-                loss_g = self._projected_g_loss(seen, stats)
+                loss_g = self._projected_g_loss(seen, stats, lat)
             else:
                 loss_g = g_nonsaturating(D(seen).float())
             if self._colour_bank is not None:  # the batch's colours against the real bank's
@@ -386,14 +400,24 @@ class Trainer:
             loss = loss + cfg.d_pixel * pixel
         return loss
 
-    def _projected_g_loss(self, seen: torch.Tensor, stats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """G's side of `_projected_d_loss`."""
+    def _projected_g_loss(self, seen: torch.Tensor, stats: dict[str, torch.Tensor],
+                          lat: Latents | None = None) -> torch.Tensor:
+        """G's side of `_projected_d_loss`. With `lat` of a generator told its objects' kinds,
+        the per-pixel classes asked for are those kinds' (losses.intended_kinds)."""
         cfg = self.cfg
-        judged = self._judge(seen, seen.new_zeros(seen.shape[0], *seen.shape[-2:]) if cfg.d_segment else None)
+        labels = intended = None
+        if cfg.d_segment:
+            labels = seen.new_zeros(seen.shape[0], *seen.shape[-2:], dtype=torch.long)
+            if self._kind_classes is not None and lat is not None and lat.kinds is not None:
+                heat = gaussian_heatmaps(lat.need("centers"), lat.need("sigmas"), seen.shape[-1])
+                labels = intended_kinds(heat, lat.kinds, self._kind_classes, len(self.classes))
+        judged = self._judge(seen, labels)
         loss = g_hinge(judged.logits.float())
         if cfg.d_segment:
             assert judged.classes is not None and judged.labels is not None
-            segment = g_segment_loss(judged.classes, judged.labels >= 0, judged.heat)
+            if self._kind_classes is not None and lat is not None and lat.kinds is not None:
+                intended = judged.labels  # moved with the image by the augmentation
+            segment = g_segment_loss(judged.classes, judged.labels >= 0, judged.heat, intended)
             stats["segment_g"] = segment.detach()
             loss = loss + cfg.d_segment * segment
         if cfg.d_pixel and not self.clips:
@@ -675,6 +699,7 @@ def layout_latents(layout: SceneBatch | SceneLayout, hierarchical: bool, dataset
     else:
         lat.centers = centers
         lat.sigmas = centers.new_full(centers.shape[:2], DEFAULT_OBJECT_SIGMA) * layout.present.to(centers.dtype)
+        lat.kinds = layout.kinds  # the renderer's kinds (rooms): what a generator told kinds is asked to draw
     return lat
 
 

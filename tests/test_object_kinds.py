@@ -1,0 +1,141 @@
+"""Objects told their kind (GeneratorConfig.object_kinds): the generator, the per-pixel loss
+that asks for the kind, the trainer that feeds the renderer's kinds, the config's errors."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from models.config import ARCHITECTURES, ROOM_KINDS, ConfigError, GeneratorConfig
+from models.nets.generator import Generator
+from models.nets.heatmaps import gaussian_heatmaps
+from models.training.losses import g_segment_loss, intended_kinds
+from tests.conftest import grow_and_train
+
+CLASSES = ["background", *ROOM_KINDS, "figure"]  # the D's classes (metrics.probe.probe_classes)
+KIND_CLASSES = torch.tensor([CLASSES.index(k) for k in ROOM_KINDS])
+N = len(CLASSES)
+ANY_OBJECT, RIM = N + 1, N + 2  # intended_kinds' codes
+
+
+def _layout(kinds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two objects, left and right of the middle, at 32 px: their heatmaps [1, 2, 32, 32]."""
+    centers = torch.tensor([[[0.25, 0.5], [0.75, 0.5]]])
+    heat = gaussian_heatmaps(centers, torch.full((1, 2), 0.08), 32)
+    return heat, torch.tensor([kinds])
+
+
+def test_the_intended_map_puts_each_objects_kind_at_its_place():
+    heat, kinds = _layout([ROOM_KINDS.index("bed"), ROOM_KINDS.index("lamp")])
+    labels = intended_kinds(heat, kinds, KIND_CLASSES, N)
+    assert labels.shape == (1, 32, 32) and labels.dtype == torch.long
+    assert int(labels[0, 16, 8]) == CLASSES.index("bed")  # the left object's centre
+    assert int(labels[0, 16, 24]) == CLASSES.index("lamp")  # the right one's
+    assert int(labels[0, 0, 0]) == 0 and int(labels[0, 31, 16]) == 0  # far from both: background
+    rim = labels[0, 16, :8]  # from the left edge to the left object's centre: background, rim, bed
+    assert 0 in rim.tolist() and RIM in rim.tolist()
+    assert set(labels.unique().tolist()) == {0, CLASSES.index("bed"), CLASSES.index("lamp"), RIM}
+
+
+def test_an_object_whose_kind_is_not_said_asks_for_any_object():
+    heat, kinds = _layout([-1, ROOM_KINDS.index("plant")])
+    labels = intended_kinds(heat, kinds, KIND_CLASSES, N)
+    assert int(labels[0, 16, 8]) == ANY_OBJECT and int(labels[0, 16, 24]) == CLASSES.index("plant")
+
+
+def _logits_showing(cls_left: int, cls_right: int) -> torch.Tensor:
+    """D's class logits [1, N + 1, 32, 32]: background, and the two classes in discs of 4.5 px
+    about the objects' centres (inside the rim: their heat > 0.5 within 3 px, < 0.1 beyond 5.5)."""
+    logits = torch.full((1, N + 1, 32, 32), -8.0)
+    logits[:, 0] = 8.0
+    ys, xs = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
+    for cls, cx in ((cls_left, 8.0), (cls_right, 24.0)):
+        disc = (ys - 16.0) ** 2 + (xs - cx) ** 2 < 4.5 ** 2
+        logits[:, :, disc] = -8.0
+        logits[:, cls, disc] = 8.0
+    return logits
+
+
+def test_g_is_rewarded_for_the_kind_it_was_asked_for_not_for_any_object():
+    heat, kinds = _layout([ROOM_KINDS.index("bed"), ROOM_KINDS.index("window")])
+    intended = intended_kinds(heat, kinds, KIND_CLASSES, N)
+    valid = torch.ones(1, 32, 32, dtype=torch.bool)
+    right = g_segment_loss(_logits_showing(CLASSES.index("bed"), CLASSES.index("window")), valid, None, intended)
+    swapped = g_segment_loss(_logits_showing(CLASSES.index("window"), CLASSES.index("bed")), valid, None, intended)
+    assert float(right) < 0.1 < 5.0 < float(swapped)
+    # without kinds (the layout's summed heat only), both are "an object": equally good
+    summed = heat.sum(dim=1, keepdim=True).clamp(0, 1)
+    a = g_segment_loss(_logits_showing(CLASSES.index("bed"), CLASSES.index("window")), valid, summed)
+    b = g_segment_loss(_logits_showing(CLASSES.index("window"), CLASSES.index("bed")), valid, summed)
+    assert abs(float(a) - float(b)) < 1e-5
+    # a pixel the augmentation padded (-1) counts for nothing
+    padded = intended.clone()
+    padded[:, :, :16] = -1  # the left half, where the wrong kind is
+    swapped_left = g_segment_loss(_logits_showing(CLASSES.index("window"), CLASSES.index("window")), padded >= 0,
+                                  None, padded)
+    assert float(swapped_left) < 0.1
+
+
+def test_a_generator_grown_with_kinds_draws_what_it_drew_until_they_learn():
+    torch.manual_seed(0)
+    g0, g1 = Generator(ARCHITECTURES["tiny-rooms-own"]).eval(), Generator(ARCHITECTURES["tiny-rooms-kinds"]).eval()
+    missing, unexpected = g1.load_state_dict(g0.state_dict(), strict=False)
+    assert missing == ["kind_vectors"] and not unexpected
+    lat0 = g0.sample_latents(3, torch.Generator().manual_seed(1))
+    lat1 = g1.sample_latents(3, torch.Generator().manual_seed(1))
+    for f in dataclasses.fields(lat0):  # the same draws, and the kinds after them
+        if f.name == "kinds":
+            continue
+        a = getattr(lat0, f.name)
+        assert (a is None and getattr(lat1, f.name) is None) or torch.equal(a, getattr(lat1, f.name))
+    assert lat0.kinds is None and lat1.kinds is not None
+    assert lat1.kinds.shape == (3, 2) and int(lat1.kinds.max()) < len(ROOM_KINDS)
+    with torch.no_grad():
+        before = g0(lat1, noise_mode="const")
+        assert torch.equal(before, g1(lat1, noise_mode="const"))
+        g1.kind_vectors.normal_()
+        told = g1(lat1, noise_mode="const")
+        assert not torch.allclose(told, before, atol=1e-3)  # the kind changes the picture
+        unsaid = dataclasses.replace(lat1, kinds=torch.full_like(lat1.kinds, -1))
+        assert torch.equal(g1(unsaid, noise_mode="const"), before)  # -1: no kind said, no vector
+        assert torch.equal(g1(dataclasses.replace(lat1, kinds=None), noise_mode="const"), before)
+
+
+def test_the_config_refuses_bad_kinds_and_keeps_loading_old_ones():
+    own = ARCHITECTURES["tiny-rooms-own"].to_dict()
+    assert "object_kinds" in own and own["object_kinds"] == []
+    del own["object_kinds"]  # a checkpoint written before kinds existed
+    assert GeneratorConfig.from_dict(own).object_kinds == ()
+    kinds = ARCHITECTURES["tiny-rooms-kinds"]
+    assert GeneratorConfig.from_dict(kinds.to_dict()) == kinds
+    assert kinds.capabilities()["kinds"] == list(ROOM_KINDS)
+    with pytest.raises(ConfigError, match="object_kinds needs objects"):
+        dataclasses.replace(ARCHITECTURES["tiny-figures"], object_kinds=("bed",))
+    with pytest.raises(ConfigError, match="different names"):
+        dataclasses.replace(kinds, object_kinds=("bed", "bed"))
+    with pytest.raises(ConfigError, match="object_kinds must be a list"):
+        GeneratorConfig.from_dict({**kinds.to_dict(), "object_kinds": "bed"})
+
+
+def test_training_feeds_the_renderers_kinds_and_learns_the_kind_vectors(tmp_path):
+    from models.training.configs import training_config
+
+    base = dataclasses.replace(training_config("tiny-rooms-kinds"), architecture="tiny-rooms-own")
+    grown = grow_and_train(base, "tiny-rooms-kinds", tmp_path)
+    assert float(grown.G.kind_vectors.detach().abs().sum()) > 0  # the per-pixel loss reached them
+    assert grown._kind_classes is not None and grown._kind_classes.tolist() == list(range(1, len(ROOM_KINDS) + 1))
+    lat = grown._latents(4)
+    assert lat.kinds is not None and lat.kinds.shape == (4, 2)
+    assert ((lat.kinds >= 0) == (lat.sigmas > 0)).all()  # a present object's kind, -1 for an absent one
+
+
+def test_kinds_the_ds_classes_do_not_know_are_one_line_errors(tmp_path, monkeypatch):
+    from models.training.configs import training_config
+    from models.training.trainer import Trainer
+
+    monkeypatch.setitem(ARCHITECTURES, "tiny-rooms-sofa",
+                        dataclasses.replace(ARCHITECTURES["tiny-rooms-kinds"], object_kinds=("bed", "sofa")))
+    cfg = dataclasses.replace(training_config("tiny-rooms-kinds"), architecture="tiny-rooms-sofa")
+    with pytest.raises(ValueError, match=r"names object kinds \['sofa'\]"):
+        Trainer(cfg, tmp_path, log=lambda m: None)
