@@ -70,8 +70,8 @@ def intended_kinds(heat: torch.Tensor, kinds: torch.Tensor, kind_classes: torch.
     total = heat.sum(dim=1)
     who = heat.argmax(dim=1, keepdim=True)  # [B, 1, S, S]
     kind = kinds.long()[:, :, None, None].expand_as(heat).gather(1, who)[:, 0]  # [B, S, S]
-    wanted = torch.where(kind >= 0, kind_classes.to(kind.device)[kind.clamp_min(0)], torch.full_like(kind, n_classes + 1))
-    rim = torch.full_like(kind, n_classes + 2)
+    any_object, rim = torch.full_like(kind, n_classes + 1), torch.full_like(kind, n_classes + 2)
+    wanted = torch.where(kind >= 0, kind_classes.to(kind.device)[kind.clamp_min(0)], any_object)
     return torch.where(total > 0.5, wanted, torch.where(total < 0.1, torch.zeros_like(kind), rim))
 
 
