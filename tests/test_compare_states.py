@@ -28,6 +28,7 @@ def test_warm_states_and_checkpoints_side_by_side(tmp_path, capsys):
     assert metrics["b"]["images"] == trainer.images_seen
     for name in ("a", "b"):
         assert 0 <= metrics[name]["realism_accuracy"] <= 1 and metrics[name]["off_line_median"] >= 0
+        assert 0 <= metrics[name]["kind_accuracy"] <= 1 and metrics[name]["kinds_told"] is False
     res = architecture("tiny-rooms").resolution
     assert Image.open(out / "sheet.png").size == (8 * res * 2, 3 * res * 2)  # two models + real, 8 each
     assert (out / "b.safetensors").exists()  # the warm state's EMA generator as a checkpoint

@@ -139,3 +139,30 @@ def test_kinds_the_ds_classes_do_not_know_are_one_line_errors(tmp_path, monkeypa
     cfg = dataclasses.replace(training_config("tiny-rooms-kinds"), architecture="tiny-rooms-sofa")
     with pytest.raises(ValueError, match=r"names object kinds \['sofa'\]"):
         Trainer(cfg, tmp_path, log=lambda m: None)
+
+
+def test_a_crop_is_centred_on_its_object_and_repeats_the_border():
+    from models.metrics.kinds import object_crops
+
+    images = torch.zeros(1, 3, 64, 64)
+    images[0, :, 30:34, 10:14] = 1.0  # a 4 px square about (12, 32)
+    images[0, 0, :, 0] = -1.0  # the left column, red channel
+    crops = object_crops(images, torch.tensor([[[12 / 64, 32 / 64], [0.0, 0.5]]]), torch.tensor([[True, True]]))
+    assert crops.shape == (2, 3, 24, 24)
+    assert torch.equal(crops[0, :, 10:14, 10:14], torch.ones(3, 4, 4))  # the square in the middle
+    assert float(crops[0, 1:].sum()) == 2 * 16  # and nothing else (the red edge column aside)
+    assert (crops[1, 0, :, :13] == -1.0).all()  # past the left edge: the edge repeated
+
+
+def test_the_namer_names_real_objects_and_a_blank_generator_does_not_draw_them():
+    from models.metrics.kinds import kind_accuracy
+
+    torch.manual_seed(0)
+    told = kind_accuracy(Generator(ARCHITECTURES["tiny-rooms-kinds"]).eval(), samples=48, train_images=384)
+    assert told["kinds_told"] is True
+    assert told["kind_accuracy_real"] > 0.35  # chance is 1/6
+    assert told["kind_accuracy"] < told["kind_accuracy_real"]  # an untrained G draws colour noise
+    untold = kind_accuracy(Generator(ARCHITECTURES["tiny-rooms-own"]).eval(), samples=48, train_images=384)
+    assert untold["kinds_told"] is False and untold["kind_accuracy_real"] == told["kind_accuracy_real"]
+    with pytest.raises(ValueError, match="needs a rooms generator"):
+        kind_accuracy(Generator(ARCHITECTURES["tiny-figures"]).eval(), samples=8)

@@ -16,7 +16,9 @@ line through colour space. Real rooms 0.003; the iridescent fills of session 18'
 
 For a figures generator also `arms` and `arms_real` (models/metrics/limbs.py): how much of
 the outer arms of the skeletons it was given the metrics probe sees as the figure, and the
-same on real figures.
+same on real figures. For a rooms generator `kind_accuracy`, `kind_accuracy_real` and
+`kinds_told` (models/metrics/kinds.py): how often a fresh namer names its objects as the
+kinds of the real layouts it drew.
 """
 from __future__ import annotations
 
@@ -108,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             from models.metrics.probe import DEFAULT_PROBE, load_probe
 
             row.update({k: round(v, 4) for k, v in arm_coverage(G, load_probe(DEFAULT_PROBE)[0]).items()})
+        elif G.config.objects and G.config.time is None:
+            from models.metrics.kinds import kind_accuracy
+
+            n = args.samples[0] if args.samples else 256  # the namer learns from 12 rooms per one measured
+            kinds = kind_accuracy(G, samples=n, train_images=min(3072, 12 * n))
+            row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in kinds.items()})
         row["images"] = (info.meta.get("trained_on") or {}).get("images")
         results[name] = row
         rows.append(images)
