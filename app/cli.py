@@ -281,7 +281,7 @@ def _open_scene(args: argparse.Namespace):
     if state is None:
         state = initial_state(cfg, args.seed if args.seed is not None else 0)
     elif args.seed is not None:
-        state = state.new_sample(args.seed, cfg.layout_prior)
+        state = state.new_sample(args.seed, cfg.layout_prior, tuple(cfg.object_kinds))
     if args.offsets is not None:
         state = replace(state, offsets_on=args.offsets == "on")
     return loaded, state

@@ -114,6 +114,10 @@ class Document(QObject):
         text = f"{'Lock' if locked else 'Unlock'} object {index + 1}"
         return self.apply(self._state.with_object(index, locked=bool(locked)), text)
 
+    def set_kind(self, index: int, kind: str) -> bool:
+        """Make object `index` a `kind` (one of the generator's object_kinds)."""
+        return self.apply(self._state.with_object(index, kind=kind), f"Object {index + 1} a {kind}")
+
     def new_style(self, index: int) -> bool:
         return self.apply(self._state.with_object(index, style_seed=self.fresh_seed()),
                           f"New style for object {index + 1}")
@@ -133,7 +137,8 @@ class Document(QObject):
     def new_sample(self, seed: int | None = None) -> bool:
         seed = self.fresh_seed() if seed is None else int(seed)
         prior = self.config.layout_prior if self.config is not None else "free"
-        return self.apply(self._state.new_sample(seed, prior), f"New sample (seed {seed})")
+        kinds = tuple(self.config.object_kinds) if self.config is not None else ()
+        return self.apply(self._state.new_sample(seed, prior, kinds), f"New sample (seed {seed})")
 
     def set_truncation(self, psi: float, merge_id: Hashable | None = None) -> bool:
         return self.apply(replace(self._state, truncation=round(float(psi), 4)),

@@ -66,9 +66,11 @@ class SamplePanel(QWidget):
 
 
 class ObjectRow(QFrame):
-    """One object: show/remove, lock, sigma, new style, copy style from another."""
+    """One object: show/remove, lock, sigma, new style, copy style from another and, for a
+    generator told kinds (GeneratorConfig.object_kinds), what the object is."""
 
-    def __init__(self, document, index: int, count: int, name: str, colour: str, parent=None):
+    def __init__(self, document, index: int, count: int, name: str, colour: str, kinds: tuple[str, ...] = (),
+                 parent=None):
         super().__init__(parent)
         self.document, self.index = document, index
         self.setObjectName("objectRow")
@@ -111,6 +113,15 @@ class ObjectRow(QFrame):
         grid.addWidget(self.sigma, 1, 0)
         grid.addWidget(self.new_style, 1, 1)
         grid.addWidget(self.copy_from, 1, 2)
+        self.kind: QComboBox | None = None
+        if kinds:
+            self.kind = QComboBox()
+            self.kind.setToolTip("What this object is: the generator draws this kind here")
+            for k in kinds:
+                self.kind.addItem(k.capitalize(), k)
+            self.kind.activated.connect(lambda row: document.set_kind(index, self.kind.itemData(row)))
+            grid.addWidget(QLabel("Kind"), 2, 0, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(self.kind, 2, 1, 1, 2)
 
     def _copy(self, row: int) -> None:
         source = self.copy_from.itemData(row)
@@ -125,6 +136,9 @@ class ObjectRow(QFrame):
                 box.setChecked(value)
         with QSignalBlocker(self.sigma):
             self.sigma.setValue(obj.sigma)
+        if self.kind is not None:
+            with QSignalBlocker(self.kind):
+                self.kind.setCurrentIndex(self.kind.findData(obj.kind))  # -1 (blank): not said
 
 
 class ObjectsPanel(QWidget):
@@ -152,7 +166,8 @@ class ObjectsPanel(QWidget):
             rows = [("Figure", theme.LEVEL_COLOURS[0])]
         else:
             rows = [(f"Object {i + 1}", theme.object_colour(i).name()) for i in range(count)]
-        self.rows = [ObjectRow(self.document, i, count, name, colour) for i, (name, colour) in enumerate(rows)]
+        kinds = tuple(cfg.object_kinds)
+        self.rows = [ObjectRow(self.document, i, count, name, colour, kinds) for i, (name, colour) in enumerate(rows)]
         for i, row in enumerate(self.rows):
             self._layout.insertWidget(i, row)
         tips = ["Drag a handle to move it (the figure's coarse center carries the finer ones)." if cfg.hierarchical

@@ -57,6 +57,8 @@ def latents_for(generator: Generator, state: SceneState, device: torch.device | 
         lat.z_objects = torch.stack([seeded_normal(o.style_seed, z) for o in objs])[None]
         lat.centers = torch.tensor([[o.center for o in objs]], dtype=torch.float32)
         lat.sigmas = torch.tensor([[o.effective_sigma for o in objs]], dtype=torch.float32)
+        if cfg.object_kinds:  # check_fits has made sure each named kind is the generator's
+            lat.kinds = torch.tensor([[-1 if o.kind is None else cfg.object_kinds.index(o.kind) for o in objs]])
     if cfg.grid:
         lat.z_blocks = torch.stack([seeded_normal(s, z) for s in state.block_seeds])[None]
     if hierarchy is not None:

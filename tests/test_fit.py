@@ -74,6 +74,21 @@ def test_the_layout_puts_handles_on_blobs_and_hides_the_rest(rooms):
     assert initial_scene(config, labels, seed=4)[0] == scene  # the seed decides the rest
 
 
+def test_a_generator_told_kinds_gets_each_blob_as_the_kind_it_was_segmented_as():
+    from models.config import ARCHITECTURES, ROOM_KINDS
+
+    config = ARCHITECTURES["rooms-cpu-kinds"]
+    classes = ["background", *ROOM_KINDS, "figure"]
+    labels = np.zeros((64, 64), np.int64)
+    labels[40:56, 8:30] = classes.index("rug")
+    labels[8:20, 40:52] = classes.index("window")
+    scene, used = initial_scene(config, labels, seed=4, classes=classes)
+    assert [o.kind for o in scene.objects[:2]] == ["rug", "window"]
+    assert scene.objects[2].kind in ROOM_KINDS and not scene.objects[2].visible  # drawn, hidden
+    untold, _ = initial_scene(ARCHITECTURES["rooms-cpu-own"], labels, seed=4, classes=classes)
+    assert all(o.kind is None for o in untold.objects)
+
+
 def test_fitting_recovers_an_own_sample_and_tuning_gets_closer(own_fit, rooms):
     picture, outcome = own_fit
     generator, _ = rooms

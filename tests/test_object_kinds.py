@@ -166,3 +166,34 @@ def test_the_namer_names_real_objects_and_a_blank_generator_does_not_draw_them()
     assert untold["kinds_told"] is False and untold["kind_accuracy_real"] == told["kind_accuracy_real"]
     with pytest.raises(ValueError, match="needs a rooms generator"):
         kind_accuracy(Generator(ARCHITECTURES["tiny-figures"]).eval(), samples=8)
+
+
+def test_a_scene_draws_kinds_for_a_generator_told_them_and_keeps_them_in_its_file():
+    from models.document.scene import SceneError, SceneState, initial_state
+    from models.render import latents_for
+
+    told, untold = ARCHITECTURES["tiny-rooms-kinds"], ARCHITECTURES["tiny-rooms-own"]
+    a, b = initial_state(told, 7), initial_state(untold, 7)
+    assert all(o.kind in ROOM_KINDS for o in a.objects) and all(o.kind is None for o in b.objects)
+    # the kinds are drawn after everything else: the same seed draws the same scene otherwise
+    assert dataclasses.replace(a, objects=tuple(dataclasses.replace(o, kind=None) for o in a.objects)) == b
+    assert {o.kind for s in range(20) for o in initial_state(told, s).objects} == set(ROOM_KINDS)
+    data = a.to_dict()
+    assert [o["kind"] for o in data["objects"]] == [o.kind for o in a.objects]
+    assert SceneState.from_dict(data) == a
+    assert "kind" not in b.to_dict()["objects"][0]  # older readers open scenes without kinds
+    lamp = a.with_object(1, kind="lamp")
+    G = Generator(told)
+    lat = latents_for(G, lamp)
+    assert lat.kinds is not None and lat.kinds[0].tolist() == [ROOM_KINDS.index(a.objects[0].kind), 3]
+    unsaid = latents_for(G, lamp.with_object(0, kind=None))
+    assert unsaid.kinds is not None and int(unsaid.kinds[0, 0]) == -1
+    assert latents_for(Generator(untold), b).kinds is None
+    with pytest.raises(SceneError, match=r"object 2 is a 'lamp', and the generator is not told kinds"):
+        b.with_object(1, kind="lamp").check_fits(untold)
+    with pytest.raises(SceneError, match=r"object 1 is a 'sofa', and the generator is one of \['bed'"):
+        a.with_object(0, kind="sofa").check_fits(told)
+    with pytest.raises(SceneError, match="object kind must be null or a name"):
+        SceneState.from_dict({**data, "objects": [{**data["objects"][0], "kind": 3}, *data["objects"][1:]]})
+    locked = lamp.with_object(1, locked=True).new_sample(99, kinds=told.object_kinds)
+    assert locked.objects[1].kind == "lamp"  # a locked object keeps what it is on "new sample"

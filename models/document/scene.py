@@ -65,8 +65,13 @@ class ObjectState:
     style_seed: int = 0
     visible: bool = True
     locked: bool = False  # a locked object keeps its place and style on "new sample"
+    # What the object is, by name (GeneratorConfig.object_kinds: "bed", "window", ...), for a
+    # generator told kinds; None: not said (a generator without kinds, or an older scene).
+    kind: str | None = None
 
     def __post_init__(self) -> None:
+        if self.kind is not None and not (isinstance(self.kind, str) and 0 < len(self.kind) <= 32):
+            raise SceneError(f"object kind must be null or a name of 1-32 characters, got {self.kind!r:.80}")
         object.__setattr__(self, "center", _point(self.center, "object center"))
         object.__setattr__(self, "sigma", _number(self.sigma, "object sigma", 0.0, MAX_SIGMA))
         _seed(self.style_seed, "object style_seed")
@@ -158,6 +163,10 @@ class SceneState:
         if len(self.block_seeds) != config.grid ** 2:
             raise SceneError(f"the scene has {len(self.block_seeds)} block seeds, the generator's"
                              f" {config.grid}x{config.grid} grid needs {config.grid ** 2}")
+        for i, o in enumerate(self.objects):
+            if o.kind is not None and o.kind not in config.object_kinds:
+                known = f"one of {list(config.object_kinds)}" if config.object_kinds else "not told kinds"
+                raise SceneError(f"object {i + 1} is a {o.kind!r}, and the generator is {known}")
 
     # ---- edits (each returns a new state) -------------------------------------------
     def with_object(self, index: int, **changes: Any) -> SceneState:
@@ -198,10 +207,10 @@ class SceneState:
         rng = random.Random(seed)
         return self.with_block_seeds({i: rng.randrange(SEED_LIMIT) for i in sorted(set(indices))})
 
-    def new_sample(self, seed: int, layout_prior: str = "free") -> SceneState:
+    def new_sample(self, seed: int, layout_prior: str = "free", kinds: tuple[str, ...] = ()) -> SceneState:
         """Everything drawn anew from `seed`, except locked objects and the view settings
-        (`layout_prior`: the generator's, GeneratorConfig.layout_prior)."""
-        fresh = initial_state_like(self, seed, layout_prior)
+        (`layout_prior`, `kinds`: the generator's, GeneratorConfig.layout_prior and object_kinds)."""
+        fresh = initial_state_like(self, seed, layout_prior, kinds)
         objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
         # The fit stays: a locked object keeps its seed, so it keeps its fitted style too.
         return replace(fresh, objects=objs, truncation=self.truncation, fit=self.fit,
@@ -217,7 +226,9 @@ class SceneState:
             "seed": self.seed,
             "truncation": self.truncation,
             "objects": [{"center": list(o.center), "sigma": o.sigma, "style_seed": o.style_seed,
-                         "visible": o.visible, "locked": o.locked} for o in self.objects],
+                         "visible": o.visible, "locked": o.locked,
+                         **({"kind": o.kind} if o.kind is not None else {})}  # older readers: no kinds
+                        for o in self.objects],
             "hierarchy": None if self.hierarchy is None else {
                 "offsets1": [list(p) for p in self.hierarchy.offsets1],
                 "offsets2": [list(p) for p in self.hierarchy.offsets2]},
@@ -273,20 +284,24 @@ class SceneState:
 def initial_state(config: GeneratorConfig, seed: int) -> SceneState:
     """A fresh scene for a generator, drawn reproducibly from one seed."""
     return draw_scene(seed, objects=config.objects, hierarchical=config.hierarchical, grid=config.grid,
-                      layout_prior=config.layout_prior)
+                      layout_prior=config.layout_prior, kinds=tuple(config.object_kinds))
 
 
-def initial_state_like(state: SceneState, seed: int, layout_prior: str = "free") -> SceneState:
+def initial_state_like(state: SceneState, seed: int, layout_prior: str = "free",
+                       kinds: tuple[str, ...] = ()) -> SceneState:
     """A fresh scene of the same shape as `state` (object count, grid, hierarchy)."""
     hierarchical = state.hierarchy is not None
     return draw_scene(seed, objects=0 if hierarchical else len(state.objects), hierarchical=hierarchical,
                       grid=int(round(math.sqrt(len(state.block_seeds)))),
-                      layout_prior=layout_prior if hierarchical else "free")
+                      layout_prior=layout_prior if hierarchical else "free", kinds=kinds)
 
 
-def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int, layout_prior: str = "free") -> SceneState:
+def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int, layout_prior: str = "free",
+               kinds: tuple[str, ...] = ()) -> SceneState:
     """A new scene. A hierarchical one's finer centers: jittered around their parent
-    ("free"), or laid out like a person ("skeleton", models.config.LAYOUT_PRIORS)."""
+    ("free"), or laid out like a person ("skeleton", models.config.LAYOUT_PRIORS). `kinds`
+    (a generator's object_kinds): each object is one of them, drawn after everything else,
+    so that a seed draws the same scene as for a generator without kinds."""
     rng = random.Random(_seed(seed, "seed"))
 
     def new_seed() -> int:
@@ -314,5 +329,8 @@ def draw_scene(seed: int, objects: int, hierarchical: bool, grid: int, layout_pr
     for _ in range(objects):
         objs.append(ObjectState(center=(inside(), inside()), sigma=DEFAULT_OBJECT_SIGMA, style_seed=new_seed()))
     blocks = tuple(new_seed() for _ in range(grid ** 2))
+    background, motion = new_seed(), new_seed()
+    if kinds and not hierarchical:
+        objs = [replace(o, kind=rng.choice(kinds)) for o in objs]
     return SceneState(seed=seed, objects=tuple(objs), hierarchy=hierarchy, block_seeds=blocks,
-                      background_seed=new_seed(), motion_seed=new_seed())
+                      background_seed=background, motion_seed=motion)

@@ -65,11 +65,15 @@ def blobs(labels: np.ndarray, background: int = 0) -> list[Blob]:
     return sorted(found, key=lambda b: -b.area)
 
 
-def initial_scene(config, labels: np.ndarray, seed: int) -> tuple[SceneState, list[Blob]]:
+def initial_scene(config, labels: np.ndarray, seed: int,
+                  classes: list[str] | None = None) -> tuple[SceneState, list[Blob]]:
     """A scene for a generator of `config` whose handles sit on the blobs of `labels`;
-    its seeds drawn from `seed` (so a fit is reproducible). -> (scene, the blobs used)."""
+    its seeds drawn from `seed` (so a fit is reproducible). A generator told kinds
+    (config.object_kinds) gets each object as the kind its blob was segmented as, where
+    `classes` (the segmenter's) names one of them. -> (scene, the blobs used)."""
     base = draw_scene(seed, objects=0 if config.hierarchical else config.objects,
-                      hierarchical=config.hierarchical, grid=config.grid, layout_prior=config.layout_prior)
+                      hierarchical=config.hierarchical, grid=config.grid, layout_prior=config.layout_prior,
+                      kinds=tuple(config.object_kinds))
     found = blobs(labels)
     if config.hierarchical:
         if not found:
@@ -90,8 +94,11 @@ def initial_scene(config, labels: np.ndarray, seed: int) -> tuple[SceneState, li
     objs = []
     for i, old in enumerate(base.objects):
         if i < len(used):
-            objs.append(ObjectState(center=used[i].center, sigma=DEFAULT_OBJECT_SIGMA, style_seed=old.style_seed))
+            seen = classes[used[i].label] if classes is not None and 0 <= used[i].label < len(classes) else None
+            objs.append(ObjectState(center=used[i].center, sigma=DEFAULT_OBJECT_SIGMA, style_seed=old.style_seed,
+                                    kind=seen if seen in config.object_kinds else old.kind))
         else:  # nothing seen for it: hidden, somewhere a user can find it
             objs.append(ObjectState(center=(round(rng.uniform(0.3, 0.7), 4), round(rng.uniform(0.3, 0.7), 4)),
-                                    sigma=DEFAULT_OBJECT_SIGMA, style_seed=old.style_seed, visible=False))
+                                    sigma=DEFAULT_OBJECT_SIGMA, style_seed=old.style_seed, visible=False,
+                                    kind=old.kind))
     return replace(base, objects=tuple(objs)), used

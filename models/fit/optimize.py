@@ -118,7 +118,7 @@ def fit_picture(generator: Generator, picture: torch.Tensor, checkpoint_sha256: 
     G = copy.deepcopy(generator).float().eval().requires_grad_(False)
     target = picture.float()
     target_u8 = to_uint8(target)[0]
-    scene, used = initial_scene(G.config, class_map(backbone, target), settings.seed)
+    scene, used = initial_scene(G.config, class_map(backbone, target), settings.seed, backbone.classes)
     lat = latents_for(G, scene)
     perceptual = _Perceptual(backbone, target)
     params = _optimised(G, lat)
