@@ -60,7 +60,7 @@ from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
 
 if TYPE_CHECKING:
-    from models.nets.projected import FeatureBackbone, Judgement
+    from models.nets.projected import FeatureBackbone, Judgement, ProjectedDiscriminator
 
 STATE_FILE = "train_state.safetensors"
 LOG_FIELDS = ["step", "images", "seconds", "images_per_s", "loss_d", "loss_g", "r1", "align", "distortion", "move"]
@@ -427,7 +427,7 @@ class Trainer:
             loss = loss + cfg.d_pixel * pixel
         return loss
 
-    def _projected_d(self):
+    def _projected_d(self) -> ProjectedDiscriminator:
         """The projected D (self.projected): D itself, or for clips the one that judges frames."""
         from models.nets.projected import ProjectedDiscriminator
 
