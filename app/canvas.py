@@ -95,6 +95,12 @@ class Canvas(pg.GraphicsView):
     def set_overlay_visible(self, name: str, visible: bool) -> None:
         getattr(self, name).setVisible(visible)
 
+    def set_smooth(self, on: bool) -> None:
+        """Scale the picture smoothly (bilinear) or crisply (nearest: each generated pixel a
+        square, to edit by). A view setting (View ▸ Smooth Pixels), not part of the scene."""
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, on)
+        self.viewport().update()
+
     def overlay_visible(self, name: str) -> bool:
         return getattr(self, name).isVisible()
 

@@ -174,6 +174,10 @@ class MainWindow(QMainWindow):
                              checkable=True, checked=False,
                              tip="Draw the picture the scene was fitted to over it, half transparent")
         self.act_picture.setEnabled(False)  # until the scene is one fitted in this studio session
+        smooth = settings.get("view/smooth") in (True, "true")  # QSettings' ini files keep "true"
+        self.act_smooth = a("&Smooth Pixels", self._set_smooth, "S", checkable=True, checked=smooth,
+                            tip="Draw the picture smoothly scaled; off shows its pixels crisp, to edit by")
+        canvas.set_smooth(smooth)
         canvas.set_overlay_visible("offsets", False)
         pb = self.playback
         self.act_play = a("&Play", pb.toggle, "K", tip="Play or pause")
@@ -261,7 +265,8 @@ class MainWindow(QMainWindow):
         playback.addSeparator()
         playback.addAction(self.act_new_motion)
         view = bar.addMenu("&View")
-        view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff, self.act_picture])
+        view.addActions([self.act_handles, self.act_grid, self.act_field, self.act_diff, self.act_picture,
+                         self.act_smooth])
         view.addSeparator()
         for dock in (self.dock_sample, self.dock_objects, self.dock_mtm, self.dock_heatmaps, self.dock_history):
             view.addAction(dock.toggleViewAction())
@@ -536,6 +541,10 @@ class MainWindow(QMainWindow):
         if paths:
             event.acceptProposedAction()
             self.files.user_open(paths[0])
+
+    def _set_smooth(self, on: bool) -> None:
+        self.canvas.set_smooth(on)
+        settings.put("view/smooth", bool(on))
 
     def _restore_layout(self) -> None:
         geometry, state = settings.get("window/geometry"), settings.get("window/state")

@@ -130,3 +130,25 @@ def test_a_burst_of_1000_drag_events_ends_on_the_final_state(qtbot, make_window,
     wait_for_current_frame(qtbot, w)
     assert_shows_render_of(w, g, final)
     assert w.canvas.frame_id == w.request_id()  # the last request was rendered, not dropped
+
+
+def test_smooth_pixels_scales_the_picture_smoothly_and_is_remembered(qtbot, make_window, tiny_checkpoints):
+    from app import settings
+
+    path, _ = tiny_checkpoints["rooms"]
+    w = make_window(path)
+    for name in ("handles", "grid"):
+        w.canvas.set_overlay_visible(name, False)  # the picture alone
+
+    def colours() -> int:
+        qtbot.wait(50)
+        image = w.canvas.viewport().grab().toImage()
+        return len({image.pixel(x, y) for x in range(0, image.width(), 3) for y in range(0, image.height(), 3)})
+
+    assert not w.act_smooth.isChecked()
+    crisp = colours()  # nearest: each of the 32x32 generated pixels a square of one colour
+    qtbot.keyClick(w, Qt.Key.Key_S)
+    assert w.act_smooth.isChecked() and settings.get("view/smooth") in (True, "true")
+    assert colours() > 2 * crisp  # bilinear: colours between the pixels' colours
+    qtbot.keyClick(w, Qt.Key.Key_S)
+    assert colours() == crisp and settings.get("view/smooth") in (False, "false")
