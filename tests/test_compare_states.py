@@ -31,6 +31,7 @@ def test_warm_states_and_checkpoints_side_by_side(tmp_path, capsys):
         assert 0 <= metrics[name]["kind_accuracy"] <= 1 and metrics[name]["kinds_told"] is False
     res = architecture("tiny-rooms").resolution
     assert Image.open(out / "sheet.png").size == (8 * res * 2, 3 * res * 2)  # two models + real, 8 each
+    assert Image.open(out / "kinds.png").size == (12 * res * 2, 2 * res * 2)  # two layouts x six kinds a model
     assert (out / "b.safetensors").exists()  # the warm state's EMA generator as a checkpoint
     assert "a {" in capsys.readouterr().out
 

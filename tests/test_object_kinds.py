@@ -197,3 +197,19 @@ def test_a_scene_draws_kinds_for_a_generator_told_them_and_keeps_them_in_its_fil
         SceneState.from_dict({**data, "objects": [{**data["objects"][0], "kind": 3}, *data["objects"][1:]]})
     locked = lamp.with_object(1, locked=True).new_sample(99, kinds=told.object_kinds)
     assert locked.objects[1].kind == "lamp"  # a locked object keeps what it is on "new sample"
+
+
+def test_a_kind_row_draws_each_kind_once_per_layout():
+    from models.metrics.kinds import kind_row
+
+    torch.manual_seed(0)
+    told = Generator(ARCHITECTURES["tiny-rooms-kinds"]).eval()
+    with torch.no_grad():
+        told.kind_vectors.normal_()
+    row = kind_row(told, layouts=2)
+    assert row.shape == (12, 3, 32, 32)
+    assert all(not torch.allclose(row[i], row[j], atol=1e-4) for i in range(6) for j in range(i + 1, 6))
+    untold = Generator(ARCHITECTURES["tiny-rooms-own"]).eval()
+    plain = kind_row(untold, layouts=2)
+    assert all(torch.equal(plain[0], plain[j]) for j in range(6))  # not told kinds: one object six times
+    assert not torch.equal(plain[0], plain[6])  # the second layout

@@ -115,6 +115,34 @@ def kind_accuracy(G, samples: int = 256, seed: int = 0, train_images: int = 3072
             "kinds_told": told}
 
 
+@torch.no_grad()
+def kind_row(G, layouts: int = 2, seed: int = 5) -> torch.Tensor:
+    """[layouts x K, 3, S, S]: for each of `layouts` real rooms' layouts, its first object alone
+    drawn as each kind in turn (bed, window, ... rug), all else the same: a generator told kinds
+    draws K different objects, one not told them the same one K times."""
+    from models.config import ROOM_KINDS
+    from models.data import make_dataset
+    from models.document.scene import DEFAULT_OBJECT_SIGMA
+
+    real = make_dataset("rooms", G.config.resolution, "cpu", n_objects=G.config.objects).sample(
+        layouts, torch.Generator().manual_seed(seed))
+    first = real.present.float().argmax(dim=1)  # each layout's first present object
+    alone = torch.zeros_like(real.present)
+    alone[torch.arange(layouts), first] = True
+    base = G.sample_latents(layouts, torch.Generator().manual_seed(seed + 1), G.const.device)
+    rows = []
+    for i in range(layouts):
+        lat = base.__class__(**{k: (v[i:i + 1].repeat_interleave(len(ROOM_KINDS), 0) if torch.is_tensor(v) else v)
+                                for k, v in vars(base).items()})
+        lat.centers = real.centers[i:i + 1].repeat(len(ROOM_KINDS), 1, 1).to(G.const.device)
+        lat.sigmas = (torch.full((len(ROOM_KINDS), G.config.objects), DEFAULT_OBJECT_SIGMA)
+                      * alone[i:i + 1].float()).to(G.const.device)
+        if tuple(G.config.object_kinds) == ROOM_KINDS:
+            lat.kinds = torch.arange(len(ROOM_KINDS))[:, None].repeat(1, G.config.objects).to(G.const.device)
+        rows.append(G(lat, noise_mode="const").float().cpu())
+    return torch.cat(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     from models.io.checkpoint import CheckpointError, load_checkpoint
 

@@ -18,7 +18,8 @@ For a figures generator also `arms` and `arms_real` (models/metrics/limbs.py): h
 the outer arms of the skeletons it was given the metrics probe sees as the figure, and the
 same on real figures. For a rooms generator `kind_accuracy`, `kind_accuracy_real` and
 `kinds_told` (models/metrics/kinds.py): how often a fresh namer names its objects as the
-kinds of the real layouts it drew.
+kinds of the real layouts it drew, and DIR/kinds.png: a row per model, two layouts' first
+object drawn as each kind in turn (metrics/kinds.kind_row).
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, rows, G = {}, [], None
+    results, rows, kind_rows, G = {}, [], [], None
     for item in args.models:
         name, sep, path_text = item.partition("=")
         if not sep or not name or not path_text:
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
             row.update({k: round(v, 4) for k, v in arm_coverage(G, load_probe(DEFAULT_PROBE)[0]).items()})
         elif G.config.objects and G.config.time is None:
-            from models.metrics.kinds import kind_accuracy
+            from models.metrics.kinds import kind_accuracy, kind_row
 
+            kind_rows.append(kind_row(G))
             n = args.samples[0] if args.samples else 256  # the namer learns from 12 rooms per one measured
             kinds = kind_accuracy(G, samples=n, train_images=min(3072, 12 * n))
             row.update({k: (round(v, 4) if isinstance(v, float) else v) for k, v in kinds.items()})
@@ -127,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.json").write_text(json.dumps(results, indent=1))
     sheet = grid_image(torch.cat(rows + [real]).clamp(-1, 1), columns=8)
     sheet.resize((sheet.width * 2, sheet.height * 2), Image.Resampling.NEAREST).save(out / "sheet.png")
+    if kind_rows:  # rooms: a row per model, each layout's object as bed, window, ... rug
+        kinds = grid_image(torch.cat(kind_rows).clamp(-1, 1), columns=len(kind_rows[0]))
+        kinds.resize((kinds.width * 2, kinds.height * 2), Image.Resampling.NEAREST).save(out / "kinds.png")
     print(f"{out / 'metrics.json'}, {out / 'sheet.png'}")
     return 0
 
