@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     sheet = grid_image(torch.cat(rows + [real]).clamp(-1, 1), columns=8)
     sheet.resize((sheet.width * 2, sheet.height * 2), Image.Resampling.NEAREST).save(out / "sheet.png")
     if kind_rows:  # rooms: a row per model, each layout's object as bed, window, ... rug
-        kinds = grid_image(torch.cat(kind_rows).clamp(-1, 1), columns=len(kind_rows[0]))
-        kinds.resize((kinds.width * 2, kinds.height * 2), Image.Resampling.NEAREST).save(out / "kinds.png")
+        kind_sheet = grid_image(torch.cat(kind_rows).clamp(-1, 1), columns=len(kind_rows[0]))
+        kind_sheet.resize((kind_sheet.width * 2, kind_sheet.height * 2), Image.Resampling.NEAREST).save(
+            out / "kinds.png")
     print(f"{out / 'metrics.json'}, {out / 'sheet.png'}")
     return 0
 
