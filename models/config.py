@@ -311,6 +311,9 @@ ARCHITECTURES: dict[str, GeneratorConfig] = {
     # thirteenth comparison, adopted; rooms-sprites' weights).
     "rooms-own": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=16,
                                  object_sprites=16, objects_own_style=True),
+    # ... and told each object's kind (object_kinds, session 24; rooms-own's weights and more).
+    "rooms-kinds": GeneratorConfig(resolution=128, objects=3, grid=4, mtm=(8, 16), objects_from=16, blocks_from=16,
+                                   object_sprites=16, objects_own_style=True, object_kinds=ROOM_KINDS),
     "figures": GeneratorConfig(resolution=128, hierarchical=True, mtm=(8, 16, 32)),
     "figures-no-mtm": GeneratorConfig(resolution=128, hierarchical=True, mtm=()),
     "rooms-64": GeneratorConfig(resolution=64, objects=3, grid=4, mtm=(8, 16)),

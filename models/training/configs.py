@@ -238,7 +238,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # its finest head seeing the 128 px pixels themselves (d_rgb_detail: the backbone sees 64
     # px, so G's finest layer would otherwise be judged only through 2x2 averages).
     # rooms-stylegan2 is its recipe before, which gave colour haze in two GPU sessions.
-    "rooms": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms", architecture="rooms-own", d_rgb_detail=True,
+    "rooms": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms", architecture="rooms-kinds", d_rgb_detail=True,
                                  sample_every=500, log_every=20, save_every_minutes=5.0, **MOVE_CONSISTENCY),
     "rooms-stylegan2": TrainConfig("rooms-stylegan2", "rooms-own", "rooms", **MOVE_CONSISTENCY),
     "rooms-64": TrainConfig("rooms-64", "rooms-64", "rooms", batch=16),
@@ -259,7 +259,9 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # sixteenth: from the shipped model's state, at equal images, 17k, realism 0.829 with it
     # against 0.775 without): rooms-cpu is rooms-cpu-own's recipe, rooms-cpu-chroma the
     # recipe with the term.
-    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", architecture="rooms-cpu-own",
+    # Since session 24 told each object's kind (the twenty-fourth comparison; rooms-cpu-own is
+    # the recipe before): rooms-cpu-kinds' architecture, grown from a rooms-cpu-own state.
+    "rooms-cpu": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu", architecture="rooms-cpu-kinds",
                                      **MOVE_CONSISTENCY),
     # The eighteenth comparison (session 20): rooms-cpu with twice the channels at 64 px, grown
     # from a rooms-cpu state (nets/widen.py), against rooms-cpu at equal images.
@@ -587,17 +589,17 @@ SMOKE_CONFIGS: dict[str, TrainConfig] = {
     # The 128 px models: their GPU configs themselves on tiny networks (every part of their D
     # runs in the smoke; R1 every other step). Without colour_match: its bank of 2,048 real
     # renders took 20-40 s of a 40 s smoke on 2 cores (tests/test_colour_match.py tests it).
-    "rooms": dataclasses.replace(GPU_CONFIGS["rooms"], architecture="tiny-rooms-own", ema_kimg=0.01, real_chunk=2,
+    "rooms": dataclasses.replace(GPU_CONFIGS["rooms"], architecture="tiny-rooms-kinds", ema_kimg=0.01, real_chunk=2,
                                  colour_match=0.0, **_SMOKE),
-    "rooms-no-move": dataclasses.replace(GPU_CONFIGS["rooms-no-move"], architecture="tiny-rooms-own", ema_kimg=0.01,
-                                         real_chunk=2, colour_match=0.0, **_SMOKE),
+    "rooms-no-move": dataclasses.replace(GPU_CONFIGS["rooms-no-move"], architecture="tiny-rooms-kinds",
+                                         ema_kimg=0.01, real_chunk=2, colour_match=0.0, **_SMOKE),
     "figures": dataclasses.replace(GPU_CONFIGS["figures"], architecture="tiny-figures", ema_kimg=0.01, r1_every=2,
                                    real_chunk=2, **_SMOKE),
     "figures-no-mtm": dataclasses.replace(GPU_CONFIGS["figures-no-mtm"], architecture="tiny-figures-no-mtm",
                                           ema_kimg=0.01, r1_every=2, real_chunk=2, **_SMOKE),
     "clips": dataclasses.replace(TRAINING_CONFIGS["tiny-clips-projected"], name="clips", **MOVE_CONSISTENCY,
                                  **_SMOKE),
-    "rooms-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], name="rooms-cpu", **_SMOKE),
+    "rooms-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-kinds"], name="rooms-cpu", **_SMOKE),
     "figures-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], name="figures-cpu",
                                        limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY, **_SMOKE),
 }
