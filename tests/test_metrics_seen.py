@@ -279,9 +279,10 @@ def test_eval_reports_the_new_metrics_and_their_references(tiny_generators):
     metrics = evaluate(tiny_generators["tiny-rooms"], FlatProbe(), samples=4, fd_samples=8, realism_samples=8)
     for key in ("co_move_tracked", "co_move_outside_levels", "block_locality_levels", "block_outside_levels",
                 "realism_accuracy", "co_move_tracked_ceiling", "realism_accuracy_real_floor", "colour_spread",
-                "colour_spread_real"):
+                "colour_spread_real", "kind_accuracy", "kind_accuracy_real"):
         assert metrics[key] is not None, key
     assert set(KEYS) | set(REFERENCE_KEYS) <= set(metrics)
+    assert 0 <= metrics["kind_accuracy"] <= 1 and 0 <= metrics["kind_accuracy_real"] <= 1
     assert 0 <= metrics["realism_accuracy"] <= 1 and metrics["realism_samples"] == 8
     assert "realism_accuracy_each" not in metrics
 

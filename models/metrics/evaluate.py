@@ -16,7 +16,9 @@ KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_ou
         "block_locality_levels", "style_swap_locality", "domain_fd", "realism_accuracy", "colour_spread")
 # Measured once: the procedural renderer's values of the same tests (the ceilings) and floors.
 REFERENCE_KEYS = ("co_move_tracked_ceiling", "co_move_tracked_found_ceiling", "co_move_outside_levels_ceiling",
-                  "domain_fd_real_floor", "realism_accuracy_real_floor", "colour_spread_real")
+                  "domain_fd_real_floor", "realism_accuracy_real_floor", "colour_spread_real", "kind_accuracy_real")
+# Measured once, with the offsets on (rooms: does each object look like the kind asked for).
+ONCE_KEYS = ("kind_accuracy",)
 
 
 @torch.no_grad()
@@ -118,12 +120,18 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
             results["realism_accuracy"] = sum(each) / len(each)
             results["realism_accuracy_each"] = each
         results["colour_spread" + suffix] = colour_spread(fake_images)
+    if cfg.objects and cfg.time is None and (dataset or "rooms") == "rooms":  # once, offsets on: what it draws
+        from models.metrics.kinds import kind_accuracy
+
+        log("kind accuracy")
+        kinds = kind_accuracy(G, samples=samples, seed=seed, train_images=min(3072, 12 * samples))
+        results["kind_accuracy"], results["kind_accuracy_real"] = kinds["kind_accuracy"], kinds["kind_accuracy_real"]
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
         from models.metrics.temporal import temporal_metrics
 
         log("time metrics")
         results.update(temporal_metrics(G, videos=min(samples, 64), seed=seed))
-    for key in KEYS + REFERENCE_KEYS:
+    for key in KEYS + REFERENCE_KEYS + ONCE_KEYS:
         results.setdefault(key, None)
     for key in KEYS if cfg.mtm else ("domain_fd", "realism_accuracy", "colour_spread"):
         results.setdefault(key + "_offsets_off", None)
