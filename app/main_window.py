@@ -174,7 +174,9 @@ class MainWindow(QMainWindow):
                              checkable=True, checked=False,
                              tip="Draw the picture the scene was fitted to over it, half transparent")
         self.act_picture.setEnabled(False)  # until the scene is one fitted in this studio session
-        smooth = settings.get("view/smooth") in (True, "true")  # QSettings' ini files keep "true"
+        # Smooth unless the user chose crisp pixels: a 64 px picture drawn 600 px wide reads as a
+        # picture smoothed, as a mosaic crisp. (QSettings' ini files keep "false" as a string.)
+        smooth = settings.get("view/smooth") not in (False, "false")
         self.act_smooth = a("&Smooth Pixels", self._set_smooth, "S", checkable=True, checked=smooth,
                             tip="Draw the picture smoothly scaled; off shows its pixels crisp, to edit by")
         canvas.set_smooth(smooth)

@@ -145,10 +145,16 @@ def test_smooth_pixels_scales_the_picture_smoothly_and_is_remembered(qtbot, make
         image = w.canvas.viewport().grab().toImage()
         return len({image.pixel(x, y) for x in range(0, image.width(), 3) for y in range(0, image.height(), 3)})
 
-    assert not w.act_smooth.isChecked()
+    assert w.act_smooth.isChecked()  # the default
+    smooth = colours()  # bilinear: colours between the pixels' colours
+    qtbot.keyClick(w, Qt.Key.Key_S)
+    assert not w.act_smooth.isChecked() and settings.get("view/smooth") in (False, "false")
     crisp = colours()  # nearest: each of the 32x32 generated pixels a square of one colour
+    assert smooth > 2 * crisp
     qtbot.keyClick(w, Qt.Key.Key_S)
-    assert w.act_smooth.isChecked() and settings.get("view/smooth") in (True, "true")
-    assert colours() > 2 * crisp  # bilinear: colours between the pixels' colours
-    qtbot.keyClick(w, Qt.Key.Key_S)
-    assert colours() == crisp and settings.get("view/smooth") in (False, "false")
+    assert colours() == smooth and settings.get("view/smooth") in (True, "true")
+    w.close()
+    again = make_window(path)  # a new window remembers the choice
+    assert again.act_smooth.isChecked()
+    qtbot.keyClick(again, Qt.Key.Key_S)
+    assert not make_window(path).act_smooth.isChecked()
