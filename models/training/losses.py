@@ -63,10 +63,11 @@ def intended_kinds(heat: torch.Tensor, kinds: torch.Tensor, kind_classes: torch.
     """The class G's layout asks for at each pixel [B, S, S] (long), for a generator told each
     object's kind (GeneratorConfig.object_kinds): the kind's class where the objects' summed
     heatmap (`heat` [B, n, S, S]) is above 0.5, taken from the object whose heat is the most
-    there; background (0) where it is below 0.1; between, the rim, left to G (RIM). An object
-    whose kind is not said (-1) asks for any object class (ANY_OBJECT). `kind_classes` [K]: each
-    kind's class index. Small integers throughout: the map travels through the D's augmentation
-    as an image channel, which may be bf16 (exact up to 256)."""
+    there; background (0) where it is below 0.1; between, the rim, left to G (coded
+    n_classes + 2). An object whose kind is not said (-1) asks for any object class (coded
+    n_classes + 1; n_classes itself is the D's "fake"). `kind_classes` [K]: each kind's class
+    index. Small integers throughout: the map travels through the D's augmentation as an image
+    channel, which may be bf16 (exact up to 256)."""
     total = heat.sum(dim=1)
     who = heat.argmax(dim=1, keepdim=True)  # [B, 1, S, S]
     kind = kinds.long()[:, :, None, None].expand_as(heat).gather(1, who)[:, 0]  # [B, S, S]
@@ -85,7 +86,7 @@ def g_segment_loss(fake_classes: torch.Tensor, valid: torch.Tensor, heat: torch.
     logp = fake_classes.float().log_softmax(dim=1)
     any_object = torch.logsumexp(logp[:, 1:-1], dim=1)
     if intended is not None:
-        n = fake_classes.shape[1] - 1  # the real classes; intended_kinds' ANY_OBJECT is n + 1, its RIM n + 2
+        n = fake_classes.shape[1] - 1  # the real classes; intended_kinds codes any object n + 1, the rim n + 2
         kind = valid & (intended >= 1) & (intended < n)
         nll = torch.where(kind, -logp.gather(1, intended.clamp(0, n - 1)[:, None])[:, 0], -any_object)
         obj, bg = valid & ((intended >= 1) & (intended < n) | (intended == n + 1)), valid & (intended == 0)
