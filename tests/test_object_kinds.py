@@ -213,3 +213,18 @@ def test_a_kind_row_draws_each_kind_once_per_layout():
     plain = kind_row(untold, layouts=2)
     assert all(torch.equal(plain[0], plain[j]) for j in range(6))  # not told kinds: one object six times
     assert not torch.equal(plain[0], plain[6])  # the second layout
+
+
+def test_clips_are_told_their_objects_kinds_too(tmp_path):
+    from models.training.configs import training_config
+    from models.training.gpu_worker import grown_weights
+    from models.training.trainer import Trainer
+    from models.training.video_step import fake_clip_latents
+
+    assert grown_weights("clips-own", "clips-kinds") == {"kind_vectors"}  # the shipped clips state grows into it
+    cfg = dataclasses.replace(training_config("tiny-clips-projected"), architecture="tiny-clips-kinds")
+    trainer = Trainer(cfg, tmp_path, log=lambda m: None)
+    lat, _ = fake_clip_latents(trainer, 2)
+    assert lat.kinds is not None and ((lat.kinds >= 0) == (lat.sigmas > 0)).all()
+    trainer.train_step()
+    assert float(trainer.G.kind_vectors.detach().abs().sum()) > 0  # the per-pixel loss asked for the kinds

@@ -466,7 +466,8 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # the clip (as the pixel D, d_pixel; nets/video_discriminator.ClipsProjectedDiscriminator).
     # With move consistency, as rooms-cpu (each frame one of its objects moved); colour_match
     # has no video step yet. clips-stylegan2 is the recipe before (the shipped clips model's).
-    "clips": TrainConfig("clips", "clips-own", "clips-rooms", batch=4, align_weight=0.0, distortion_every=4,
+    # Since session 24 told each object's kind, as rooms-cpu (clips-kinds, grown from clips-own).
+    "clips": TrainConfig("clips", "clips-kinds", "clips-rooms", batch=4, align_weight=0.0, distortion_every=4,
                          condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                          save_every_minutes=3.0, recipe="projected", d_augment="translation", d_rgb_heads=True,
                          d_mbstd=True, d_rgb_variety=True, d_segment=1.0, d_pixel=1.0, **MOVE_CONSISTENCY),
@@ -597,8 +598,8 @@ SMOKE_CONFIGS: dict[str, TrainConfig] = {
                                    real_chunk=2, **_SMOKE),
     "figures-no-mtm": dataclasses.replace(GPU_CONFIGS["figures-no-mtm"], architecture="tiny-figures-no-mtm",
                                           ema_kimg=0.01, r1_every=2, real_chunk=2, **_SMOKE),
-    "clips": dataclasses.replace(TRAINING_CONFIGS["tiny-clips-projected"], name="clips", **MOVE_CONSISTENCY,
-                                 **_SMOKE),
+    "clips": dataclasses.replace(TRAINING_CONFIGS["tiny-clips-projected"], name="clips",
+                                 architecture="tiny-clips-kinds", **MOVE_CONSISTENCY, **_SMOKE),
     # (not told kinds, unlike rooms-cpu: the smoke's rooms model is; two architectures let the
     # way back's test tell a rooms state posing as rooms-cpu by its architecture)
     "rooms-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], name="rooms-cpu", **_SMOKE),

@@ -54,6 +54,8 @@ def fake_clip_latents(trainer, B: int) -> tuple[Latents, torch.Tensor]:
         params = trainer.data.sample_params(B, rng)
         lat.centers = params.center.clone()
         lat.sigmas = lat.sigmas * params.present.to(lat.sigmas.dtype)
+        if G.config.object_kinds:  # the kinds the renderer draws there (GeneratorConfig.object_kinds)
+            lat.kinds = torch.where(params.present, params.kind, -1)
     times = sample_times(B, CLIP_FRAMES, rng)
     lat = lat.repeat_each(CLIP_FRAMES)
     lat.motion_codes, lat.motion_alpha = clip_motion(G.config, times, rng)
@@ -117,7 +119,7 @@ def video_train_step(trainer) -> dict[str, torch.Tensor]:
         loss_g = video_weight * g_nonsaturating(video_d(clips(seen(fake, lat)), fake_times).float())
         if trainer.projected:
             stats["video_g"] = loss_g.detach()
-            loss_g = loss_g + trainer._projected_g_loss(seen(fake, lat), stats)
+            loss_g = loss_g + trainer._projected_g_loss(seen(fake, lat), stats, lat)
         if do_move:  # each frame, at its own time, with one of its objects moved (issue 14)
             move = move_consistency_loss(G, lat, fake, generator_rng=trainer.rng).float()
             stats["move"] = move.detach()
