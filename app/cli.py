@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--arch", help="render an untrained model of this built-in architecture")
     r.add_argument("--seed", type=int, help="draw a new scene from this seed")
     r.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
+    r.add_argument("--kinds", metavar="K1,K2,...", help="what each object is, in order (a generator told kinds:"
+                      " bed, window, painting, lamp, plant, rug)")
     r.add_argument("--size", type=int, help="output size in pixels (default: the generator's)")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("-o", "--output", required=True, help="output image: .png, .jpg or .webp")
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--arch", help="render an untrained model of this built-in architecture")
     v.add_argument("--seed", type=int, help="draw a new scene from this seed")
     v.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
+    v.add_argument("--kinds", metavar="K1,K2,...", help="what each object is, in order (a generator told kinds:"
+                      " bed, window, painting, lamp, plant, rug)")
     v.add_argument("--seconds", type=float, required=True, help="length of the video in seconds")
     v.add_argument("--fps", type=float, required=True, help=f"frames per second (GIF: at most {MAX_GIF_FPS})")
     v.add_argument("--start", type=float, default=0.0, help="time of the first frame in seconds (default 0)")
@@ -253,8 +257,8 @@ def _open(checkpoint: str | None, arch: str | None, device: str):
 
 
 def _open_scene(args: argparse.Namespace):
-    """(the loaded generator, the scene) that --checkpoint/--session/--arch/--seed/--offsets
-    ask for: shared by render and video."""
+    """(the loaded generator, the scene) that --checkpoint/--session/--arch/--seed/--offsets/
+    --kinds ask for: shared by render and video."""
 
 
     device = check_device(args.device)
@@ -284,7 +288,25 @@ def _open_scene(args: argparse.Namespace):
         state = state.new_sample(args.seed, cfg.layout_prior, tuple(cfg.object_kinds))
     if args.offsets is not None:
         state = replace(state, offsets_on=args.offsets == "on")
+    if args.kinds is not None:
+        state = _with_kinds(state, args.kinds, tuple(cfg.object_kinds), loaded.name)
     return loaded, state
+
+
+def _with_kinds(state, text: str, kinds: tuple[str, ...], name: str):
+    """The scene with its objects made the kinds `text` names in order ("bed,lamp,plant")."""
+    if not kinds:
+        raise UserError(f"--kinds: {name} is not told its objects' kinds (a generator with object_kinds is)")
+    asked = [k.strip() for k in text.split(",")]
+    if len(asked) != len(state.objects) or not all(asked):
+        raise UserError(f"--kinds names {len(asked)} kinds, and the scene has {len(state.objects)} objects:"
+                        f" give one for each, separated by commas ({', '.join(kinds)})")
+    unknown = [k for k in asked if k not in kinds]
+    if unknown:
+        raise UserError(f"--kinds: {unknown[0]!r:.40} is not one of {name}'s kinds ({', '.join(kinds)})")
+    for i, kind in enumerate(asked):
+        state = state.with_object(i, kind=kind)
+    return state
 
 
 def _fitted(loaded, state, near: str | None):

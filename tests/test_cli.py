@@ -231,3 +231,24 @@ def test_eval_store_rewrites_atomically_with_identical_weights(ckpt, tmp_path, m
     err = capsys.readouterr().err
     assert "c.safetensors: cannot be written (No space left on device)" in err and "Traceback" not in err
     assert path.read_bytes() == stored and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
+
+
+def test_render_kinds_makes_each_object_the_kind_named(ckpt, tmp_path, capsys):
+    g = untrained_generator("tiny-rooms-kinds")
+    with torch.no_grad():
+        g.kind_vectors.copy_(torch.randn(g.kind_vectors.shape, generator=torch.Generator().manual_seed(1)) * 3)
+    path = tmp_path / "kinds.safetensors"
+    save_checkpoint(path, g, {"name": "kinds"}, dtype=torch.float32)
+    out = tmp_path / "k.png"
+    assert main(["render", "--checkpoint", str(path), "--seed", "3", "--kinds", "lamp, rug", "-o", str(out)]) == 0
+    state = initial_state(g.config, 3).with_object(0, kind="lamp").with_object(1, kind="rug")
+    assert np.array_equal(np.asarray(Image.open(out)), render(g, state).image)
+    other = render(g, state.with_object(0, kind="bed")).image
+    assert not np.array_equal(np.asarray(Image.open(out)), other)
+    for kinds, message in (("lamp", "names 1 kinds, and the scene has 2 objects"),
+                           ("lamp,sofa", "'sofa' is not one of kinds's kinds (bed, window")):
+        assert main(["render", "--checkpoint", str(path), "--kinds", kinds, "-o", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    _, untold = ckpt
+    assert main(["render", "--checkpoint", str(untold), "--kinds", "lamp,rug", "-o", str(out)]) == 2
+    assert "tiny is not told its objects' kinds" in capsys.readouterr().err
