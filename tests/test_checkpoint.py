@@ -175,7 +175,7 @@ def test_every_shipped_checkpoint_loads_renders_and_keeps_its_stored_figures(pat
     """What this checks, honestly: the file is at most 16 MiB, loads, renders a finite,
     non-flat frame, and its stored block locality (inside / outside change of a block
     resample, measured on `samples` scenes) is reproduced within a factor of 2 by a cheap
-    8-scene re-measurement with the same seed. The exact stored figures need the stored
+    64-scene re-measurement with the same seed (about a second a model). The exact stored figures need the stored
     sample count (minutes on a CPU); the factor-2 band catches weights or code that no
     longer match the figures, not small drifts."""
     from models.metrics.steering import block_metrics
@@ -188,11 +188,12 @@ def test_every_shipped_checkpoint_loads_renders_and_keeps_its_stored_figures(pat
     stored = info.meta["metrics"]
     assert stored, f"{path.name} has no stored metrics"
     if g.config.grid:
-        _, locality = block_metrics(g, 8, torch.Generator().manual_seed(2), 1.0, batch=8)
+        _, locality = block_metrics(g, 64, torch.Generator().manual_seed(2), 1.0, batch=8)
         # A block that leaves the rest nearly untouched (rooms-cpu since session 16: stored 31
         # on 256 scenes) divides by a tiny outside change that a few scenes dominate: 8 scenes
-        # measure 86, 64 measure 34. There both must simply say "local" (a model or code that
-        # no longer matches would not be: the old wiring measured 2-5).
+        # measured 86, 64 measured 34; session 24's rooms-cpu-kinds (stored 34.7) 14 on 8, 23 on
+        # 64. There both must simply say "local" (a model or code that no longer matches would
+        # not be: the old wiring measured 2-5).
         very_local = stored["block_locality"] > 20 and locality > 20
         assert very_local or 0.5 < locality / stored["block_locality"] < 2.0, (locality, stored["block_locality"])
 
