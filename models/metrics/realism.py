@@ -10,6 +10,8 @@ difference there is, from pixels: what the eye notices first. Cheap enough for a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +46,32 @@ def _prepare(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+def train_fresh(make_net: Callable[[], nn.Module], inputs: torch.Tensor,
+                loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], seed: int, epochs: int,
+                batch: int, lr: float) -> nn.Module:
+    """A fresh network (its initial weights from `seed`) trained with Adam on `inputs` in
+    seeded random order, each batch left-right flipped at random (rooms and figures are
+    symmetric); `loss_of(outputs, picked indices)`. The realism test's classifier and the
+    kinds metric's namer (metrics/kinds.py) are trained so. The caller's random state is kept."""
+    rng = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        torch.manual_seed(seed)
+        net = make_net()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        for _ in range(epochs):
+            order = torch.randperm(len(inputs), generator=rng)
+            for lo in range(0, len(order), batch):
+                pick = order[lo:lo + batch]
+                x = inputs[pick]
+                flip = torch.rand(len(x), generator=rng) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                loss = loss_of(net(x), pick)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    return net.eval()
+
+
 def classifier_accuracy(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, epochs: int = 8,
                         batch: int = 32, lr: float = 2e-3) -> float:
     """Held-out accuracy of a fresh CNN trained on the first half of each set (images
@@ -60,24 +88,10 @@ def classifier_accuracy(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, e
     train_y = torch.cat([torch.ones(half), torch.zeros(half)])
     test_x = torch.cat([real[half:], fake[half:]])
     test_y = torch.cat([torch.ones(n - half), torch.zeros(n - half)])
-    rng = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(seed)  # the classifier's initial weights
-        net = _classifier()
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for _ in range(epochs):
-            order = torch.randperm(len(train_x), generator=rng)
-            for lo in range(0, len(order), batch):
-                pick = order[lo:lo + batch]
-                x = train_x[pick]
-                flip = torch.rand(len(x), generator=rng) < 0.5  # left-right flips: rooms are symmetric
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                loss = F.binary_cross_entropy_with_logits(net(x)[:, 0], train_y[pick])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        with torch.no_grad():
-            logits = torch.cat([net(test_x[lo:lo + 256])[:, 0] for lo in range(0, len(test_x), 256)])
+    net = train_fresh(_classifier, train_x, lambda out, pick: F.binary_cross_entropy_with_logits(
+        out[:, 0], train_y[pick]), seed, epochs, batch, lr)
+    with torch.no_grad():
+        logits = torch.cat([net(test_x[lo:lo + 256])[:, 0] for lo in range(0, len(test_x), 256)])
     return float(((logits > 0).float() == test_y).float().mean())
 
 
