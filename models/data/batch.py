@@ -50,6 +50,7 @@ class SceneBatch(TensorFields):
     kinds: torch.Tensor  # [B, n] long; -1 for absent slots
     present: torch.Tensor  # [B, n] bool
     keypoints: torch.Tensor | None = None  # [B, K, 2] joint positions (figures only)
+    parts: torch.Tensor | None = None  # [B, S, S] long: each pixel's part (figures only; data.figures.PARTS)
 
     def unflatten(self, batch: int, frames: int) -> SceneBatch:
         """[B * T, ...] -> [B, T, ...] for the per-frame fields; kinds/present stay per clip."""
@@ -57,7 +58,8 @@ class SceneBatch(TensorFields):
             return x.reshape(batch, frames, *x.shape[1:])
         return SceneBatch(images=split(self.images), masks=split(self.masks), centers=split(self.centers),
                           kinds=split(self.kinds)[:, 0], present=split(self.present)[:, 0],
-                          keypoints=None if self.keypoints is None else split(self.keypoints))
+                          keypoints=None if self.keypoints is None else split(self.keypoints),
+                          parts=None if self.parts is None else split(self.parts))
 
     def frames(self) -> SceneBatch:
         """[B, T, ...] -> [B * T, ...]: a clip batch as one still image per frame (unflatten's
@@ -69,7 +71,8 @@ class SceneBatch(TensorFields):
         return SceneBatch(images=join(self.images), masks=join(self.masks), centers=join(self.centers),
                           kinds=self.kinds.repeat_interleave(frames, 0),
                           present=self.present.repeat_interleave(frames, 0),
-                          keypoints=None if self.keypoints is None else join(self.keypoints))
+                          keypoints=None if self.keypoints is None else join(self.keypoints),
+                          parts=None if self.parts is None else join(self.parts))
 
 
 @dataclass

@@ -39,6 +39,12 @@ UPPER_ARM, FOREARM, THIGH, SHIN = .6, .55, .78, .72
 ARM_R, LEG_R, HEAD_R, HAND_R = .09, .11, .23, .08
 SHOULDER_W, HIP_W = .24, .15  # joint offsets from the torso axis
 GRADIENT, TWO_TONE, STRIPES = range(3)
+# The parts a figure's pixels belong to (render_figures' part map: 0 background, then these
+# in order): what a part segmenter learns, so that a trained G can be asked for a head where
+# the skeleton puts one (training.parts). Hands and feet belong to their limbs, the neck and
+# hair to the head, the trousers' hip band to the legs.
+PARTS = ("head", "torso", "arm", "leg")
+HEAD, TORSO, ARM, LEG = range(1, len(PARTS) + 1)
 
 
 @dataclass
@@ -147,8 +153,9 @@ def posed(p: FigureParams, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
 
 def render_figures(params: FigureParams, size: int, t: float | torch.Tensor = 0.0,
                    device: torch.device | str = "cpu") -> SceneBatch:
-    """Images [B, 3, S, S] in [-1, 1], the figure's mask [B, 1, S, S], torso centre [B, 1, 2]
-    and keypoints [B, K, 2] at time t (seconds; a number or one per scene)."""
+    """Images [B, 3, S, S] in [-1, 1], the figure's mask [B, 1, S, S], torso centre [B, 1, 2],
+    keypoints [B, K, 2] and the part map [B, S, S] (PARTS) at time t (seconds; a number or one
+    per scene)."""
     p = params.to(device)
     B = p.batch
     t = per_sample_time(t, B, device)
@@ -158,45 +165,47 @@ def render_figures(params: FigureParams, size: int, t: float | torch.Tensor = 0.
     L = p.scale
     image = _background(p, x, y, size)
     mask = torch.zeros(B, 1, size, size, device=device)
+    parts = torch.zeros(B, size, size, dtype=torch.long, device=device)
 
-    def paint(dist, colour):
-        nonlocal image, mask
+    def paint(dist, colour, part):
+        nonlocal image, mask, parts
         alpha = coverage(dist, size)
         image = over(image, col(colour), alpha)
         mask = union(mask, alpha)
+        parts = torch.where(alpha[:, 0] > 0.5, part, parts)  # what is mostly on top owns the pixel
 
-    def limb(a, b, radius, colour):
-        paint(capsule_sdf(x, y, k[a], k[b], L * radius), colour)
+    def limb(a, b, radius, colour, part):
+        paint(capsule_sdf(x, y, k[a], k[b], L * radius), colour, part)
 
     forearm = torch.where(p.long_sleeves[:, None], p.shirt, p.skin)
     shin = torch.where(p.shorts[:, None], p.skin, p.trousers)
     for side in ("r", "l"):  # legs behind the torso
-        limb(f"{side}_hip", f"{side}_knee", LEG_R, p.trousers)
-        limb(f"{side}_knee", f"{side}_ankle", LEG_R * .9, shin)
+        limb(f"{side}_hip", f"{side}_knee", LEG_R, p.trousers, LEG)
+        limb(f"{side}_knee", f"{side}_ankle", LEG_R * .9, shin, LEG)
         foot = k[f"{side}_ankle"] + _direction(angles[:, 0] - 1.4 * (1 if side == "r" else -1)) * L[:, None] * .18
-        paint(capsule_sdf(x, y, k[f"{side}_ankle"], foot, L * LEG_R), p.shoes)
+        paint(capsule_sdf(x, y, k[f"{side}_ankle"], foot, L * LEG_R), p.shoes, LEG)
     # Torso: wider at the shoulders than at the hips, in the torso's tilted frame.
     u, v = rotate(x - col(root[:, 0]), y - col(root[:, 1]), col(-angles[:, 0]))  # into the frame where "down" is +v
-    paint(box_sdf(u, v, col(L * .28), col(L * .55), col(L * .1), -0.2), p.shirt)
-    limb("pelvis", "r_hip", LEG_R * 1.2, p.trousers)
-    limb("pelvis", "l_hip", LEG_R * 1.2, p.trousers)
+    paint(box_sdf(u, v, col(L * .28), col(L * .55), col(L * .1), -0.2), p.shirt, TORSO)
+    limb("pelvis", "r_hip", LEG_R * 1.2, p.trousers, LEG)
+    limb("pelvis", "l_hip", LEG_R * 1.2, p.trousers, LEG)
     for side in ("r", "l"):  # arms in front of the torso
-        limb(f"{side}_shoulder", f"{side}_elbow", ARM_R, p.shirt)
-        limb(f"{side}_elbow", f"{side}_wrist", ARM_R * .9, forearm)
-        paint(capsule_sdf(x, y, k[f"{side}_wrist"], k[f"{side}_wrist"], L * HAND_R), p.skin)
-    limb("neck", "head", .07, p.skin)
+        limb(f"{side}_shoulder", f"{side}_elbow", ARM_R, p.shirt, ARM)
+        limb(f"{side}_elbow", f"{side}_wrist", ARM_R * .9, forearm, ARM)
+        paint(capsule_sdf(x, y, k[f"{side}_wrist"], k[f"{side}_wrist"], L * HAND_R), p.skin, ARM)
+    limb("neck", "head", .07, p.skin, HEAD)
     # Hair: a slightly larger disc behind the face, shifted towards the top of the head.
     up = k["head"] - k["neck"]
     up = up / up.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     hair_c = k["head"] + up * L[:, None] * .05
     paint(ellipse_sdf(x - col(hair_c[:, 0]), y - col(hair_c[:, 1]), col(L * HEAD_R * 1.05), col(L * HEAD_R * 1.05)),
-          p.hair)
+          p.hair, HEAD)
     face_c = k["head"] - up * L[:, None] * .03
     paint(ellipse_sdf(x - col(face_c[:, 0]), y - col(face_c[:, 1]), col(L * HEAD_R * .9), col(L * HEAD_R * .95)),
-          p.skin)
+          p.skin, HEAD)
     return SceneBatch(images=image.clamp(0.0, 1.0) * 2.0 - 1.0, masks=mask, centers=root[:, None, :],
                       kinds=torch.zeros(B, 1, dtype=torch.long, device=device),
-                      present=torch.ones(B, 1, dtype=torch.bool, device=device), keypoints=kp)
+                      present=torch.ones(B, 1, dtype=torch.bool, device=device), keypoints=kp, parts=parts)
 
 
 def _background(p: FigureParams, x: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:

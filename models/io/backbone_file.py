@@ -18,6 +18,9 @@ BACKBONE_FORMAT = "steergan-d-backbone"
 BACKBONE_VERSION = 1
 META_KEY = "steergan_d_backbone"
 DEFAULT_BACKBONE = CHECKPOINT_DIR / "d_backbone.safetensors"
+# A segmenter of the figures' parts (head, torso, arm, leg), same architecture: the judge of
+# TrainConfig.limb_parts (training.parts). Never a metric's network either.
+DEFAULT_PARTS_BACKBONE = CHECKPOINT_DIR / "parts_backbone.safetensors"
 
 
 class BackboneError(FileError):
@@ -34,7 +37,8 @@ def save_backbone(path: str | os.PathLike, backbone: FeatureBackbone, info: dict
 
 def load_backbone(path: str | os.PathLike = DEFAULT_BACKBONE) -> tuple[FeatureBackbone, dict[str, Any]]:
     """-> (the backbone, frozen and in eval mode; its JSON). BackboneError names the file."""
-    hint = "; train it with `python -m models.training.train_backbone`"
+    parts = Path(path).name == DEFAULT_PARTS_BACKBONE.name
+    hint = f"; train it with `python -m models.training.train_backbone{' --parts' if parts else ''}`"
     try:
         f = open_regular(path)
     except FileProblem as exc:
@@ -72,3 +76,8 @@ def load_backbone(path: str | os.PathLike = DEFAULT_BACKBONE) -> tuple[FeatureBa
 def backbone_path() -> Path:
     """Where the trainer looks (STEERGAN_D_BACKBONE overrides, for tests and experiments)."""
     return Path(os.environ.get("STEERGAN_D_BACKBONE", str(DEFAULT_BACKBONE)))
+
+
+def parts_backbone_path() -> Path:
+    """The part segmenter's file (STEERGAN_PARTS_BACKBONE overrides, as backbone_path)."""
+    return Path(os.environ.get("STEERGAN_PARTS_BACKBONE", str(DEFAULT_PARTS_BACKBONE)))

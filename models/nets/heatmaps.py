@@ -85,6 +85,13 @@ def bone_distances(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.T
     the spine and the thighs (the root to the upper body and to the knees), the arms (the
     upper body to the hands) and the shins (the knees to the feet), in that order;
     data.figures.skeleton_hierarchy says which center is which."""
+    return bone_geometry(root, offsets1, offsets2, size)[1]
+
+
+def bone_geometry(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
+                  size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """bone_distances' bones, each pixel's place along each: (t [B, 6, S, S] in [0, 1], 0 at the
+    parent end, of the nearest point on the bone; that point's squared distance, image units)."""
     levels = hierarchy_centers(root, offsets1, offsets2)
     a = torch.cat([parent.repeat_interleave(child.shape[1] // parent.shape[1], dim=1)
                    for parent, child in zip(levels, levels[1:])], 1)  # [B, bones, 2]
@@ -97,7 +104,7 @@ def bone_distances(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.T
     length2 = (ab[:, :, 0] ** 2 + ab[:, :, 1] ** 2).clamp_min(1e-12)
     t = (((px - ax) * ab[:, :, 0] + (py - ay) * ab[:, :, 1]) / length2).clamp(0, 1)
     dx, dy = px - (ax + t * ab[:, :, 0]), py - (ay + t * ab[:, :, 1])
-    return dx * dx + dy * dy
+    return t, dx * dx + dy * dy
 
 
 def bone_heatmaps(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,

@@ -55,6 +55,7 @@ from models.training.losses import (
     sliced_colour_loss,
     texture_patches,
 )
+from models.training.parts import part_segment_loss
 from models.training.precision import autocast, resolve_precision, to_channels_last
 from models.training.state import load_train_state, save_train_state
 from models.training.video_step import video_train_step
@@ -162,16 +163,24 @@ class Trainer:
 
     def _load_limb_segmenter(self) -> tuple[FeatureBackbone, int]:
         """limb_segment's judge: the projected D's frozen backbone (a segmenter of the procedural
-        data; never a metric's network), and the index of its figure class."""
-        from models.io.backbone_file import BackboneError, backbone_path, load_backbone
+        data; never a metric's network), and the index of its figure class; with limb_parts the
+        part segmenter (its class list must be background and data.figures.PARTS; index -1)."""
+        from models.data.figures import PARTS
+        from models.io.backbone_file import BackboneError, backbone_path, load_backbone, parts_backbone_path
         from models.metrics.probe import FIGURE_CLASS_NAME
 
-        path = backbone_path()
+        path = parts_backbone_path() if self.cfg.limb_parts else backbone_path()
         segmenter, _ = load_backbone(path)  # BackboneError names the file
+        segmenter = segmenter.to(self.device).eval().requires_grad_(False)
+        if self.cfg.limb_parts:
+            if segmenter.classes != ["background", *PARTS]:
+                raise BackboneError(path, f"limb_parts needs a segmenter of the classes {['background', *PARTS]};"
+                                          f" it knows {segmenter.classes}")
+            return segmenter, -1
         if FIGURE_CLASS_NAME not in segmenter.classes:
             raise BackboneError(path, f"limb_segment needs a backbone that segments the {FIGURE_CLASS_NAME!r}"
                                       f" class; it knows {segmenter.classes}")
-        return segmenter.to(self.device).eval().requires_grad_(False), segmenter.classes.index(FIGURE_CLASS_NAME)
+        return segmenter, segmenter.classes.index(FIGURE_CLASS_NAME)
 
     def _kind_class_indices(self) -> torch.Tensor | None:
         """For a generator told its objects' kinds, trained with the per-pixel D: each kind's class
@@ -355,9 +364,12 @@ class Trainer:
                 loss_g = loss_g + cfg.chroma_match * chroma
             if self._limb_segmenter is not None:  # the segmenter must see the skeleton's limbs
                 log_probs = self._limb_segmenter.segment(fake).float().log_softmax(dim=1)
-                bones = bone_distances(lat.need("root"), lat.need("offsets1"), lat.need("offsets2"),
-                                       log_probs.shape[-1])
-                limb = limb_segment_loss(log_probs, bones, self._figure_class)
+                hierarchy = lat.need("root"), lat.need("offsets1"), lat.need("offsets2")
+                if cfg.limb_parts:  # each part where the hierarchy fixes it
+                    limb = part_segment_loss(log_probs, *hierarchy)
+                else:
+                    limb = limb_segment_loss(log_probs, bone_distances(*hierarchy, log_probs.shape[-1]),
+                                             self._figure_class)
                 stats["limb"] = limb.detach()
                 loss_g = loss_g + cfg.limb_segment * limb
             if cfg.offset_penalty:
