@@ -1,5 +1,5 @@
 """The figures' part map (data.figures.render_figures), where the hierarchy fixes each part
-(training.parts.part_regions), G's part loss and its judge (TrainConfig.limb_parts)."""
+(data.figure_parts), G's part loss and its judge (TrainConfig.limb_parts)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from models.config import ConfigError
+from models.data.figure_parts import RULES, part_regions
 from models.data.figures import ARM, HEAD, LEG, PARTS, TORSO, render_figures, sample_figures, skeleton_hierarchy
 from models.io.backbone_file import BackboneError, load_backbone, save_backbone
 from models.nets.heatmaps import bone_geometry
 from models.nets.projected import FeatureBackbone
 from models.training.configs import TRAINING_CONFIGS, TrainConfig
 from models.training.losses import LIMB_PIXELS
-from models.training.parts import RULES, part_regions, part_segment_loss
+from models.training.parts import part_segment_loss
 from models.training.train_backbone import train_backbone
 from models.training.trainer import Trainer
 

@@ -16,9 +16,11 @@ KEYS = ("co_move_ratio", "co_move_tracked", "co_move_tracked_found", "co_move_ou
         "block_locality_levels", "style_swap_locality", "domain_fd", "realism_accuracy", "colour_spread")
 # Measured once: the procedural renderer's values of the same tests (the ceilings) and floors.
 REFERENCE_KEYS = ("co_move_tracked_ceiling", "co_move_tracked_found_ceiling", "co_move_outside_levels_ceiling",
-                  "domain_fd_real_floor", "realism_accuracy_real_floor", "colour_spread_real", "kind_accuracy_real")
-# Measured once, with the offsets on (rooms: does each object look like the kind asked for).
-ONCE_KEYS = ("kind_accuracy",)
+                  "domain_fd_real_floor", "realism_accuracy_real_floor", "colour_spread_real", "kind_accuracy_real",
+                  "part_accuracy_real")
+# Measured once, with the offsets on (rooms: does each object look like the kind asked for;
+# figures: is each part of the figure where its skeleton puts it).
+ONCE_KEYS = ("kind_accuracy", "part_accuracy")
 
 
 @torch.no_grad()
@@ -126,6 +128,12 @@ def evaluate(G: Generator, probe, samples: int = 256, fd_samples: int | None = N
         log("kind accuracy")
         kinds = kind_accuracy(G, samples=samples, seed=seed, train_images=min(3072, 12 * samples))
         results["kind_accuracy"], results["kind_accuracy_real"] = kinds["kind_accuracy"], kinds["kind_accuracy_real"]
+    if cfg.hierarchical and cfg.time is None:  # once, offsets on: each part where the skeleton puts it
+        from models.metrics.parts import part_accuracy
+
+        log("part accuracy")
+        parts = part_accuracy(G, samples=samples, seed=seed, train_images=min(2048, 8 * samples))
+        results["part_accuracy"], results["part_accuracy_real"] = parts["part_accuracy"], parts["part_accuracy_real"]
     if cfg.time is not None:  # video: motion at 25 fps against the clips', and frame-rate consistency
         from models.metrics.temporal import temporal_metrics
 

@@ -48,11 +48,13 @@ def _prepare(images: torch.Tensor) -> torch.Tensor:
 
 def train_fresh(make_net: Callable[[], nn.Module], inputs: torch.Tensor,
                 loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], seed: int, epochs: int,
-                batch: int, lr: float) -> nn.Module:
+                batch: int, lr: float, flip: bool = True) -> nn.Module:
     """A fresh network (its initial weights from `seed`) trained with Adam on `inputs` in
     seeded random order, each batch left-right flipped at random (rooms and figures are
-    symmetric); `loss_of(outputs, picked indices)`. The realism test's classifier and the
-    kinds metric's namer (metrics/kinds.py) are trained so. The caller's random state is kept."""
+    symmetric; `flip` False for targets per pixel, which the flip would leave behind);
+    `loss_of(outputs, picked indices)`. The realism test's classifier, the kinds metric's namer
+    (metrics/kinds.py) and the parts metric's segmenter are trained so. The caller's random
+    state is kept."""
     rng = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)
@@ -63,8 +65,9 @@ def train_fresh(make_net: Callable[[], nn.Module], inputs: torch.Tensor,
             for lo in range(0, len(order), batch):
                 pick = order[lo:lo + batch]
                 x = inputs[pick]
-                flip = torch.rand(len(x), generator=rng) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                if flip:
+                    flipped = torch.rand(len(x), generator=rng) < 0.5
+                    x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)
                 loss = loss_of(net(x), pick)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -16,7 +16,9 @@ line through colour space. Real rooms 0.003; the iridescent fills of session 18'
 
 For a figures generator also `arms` and `arms_real` (models/metrics/limbs.py): how much of
 the outer arms of the skeletons it was given the metrics probe sees as the figure, and the
-same on real figures. For a rooms generator `kind_accuracy`, `kind_accuracy_real` and
+same on real figures, and `part_accuracy`, `part_accuracy_real` and each part's share
+(models/metrics/parts.py): how often a fresh part segmenter sees each part where the
+skeleton fixes it. For a rooms generator `kind_accuracy`, `kind_accuracy_real` and
 `kinds_told` (models/metrics/kinds.py): how often a fresh namer names its objects as the
 kinds of the real layouts it drew, and DIR/kinds.png: a row per model, two layouts' first
 object drawn as each kind in turn (metrics/kinds.kind_row).
@@ -108,9 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         row["off_line_median"] = round(speckle, 4)
         if G.config.hierarchical:
             from models.metrics.limbs import arm_coverage
+            from models.metrics.parts import part_accuracy
             from models.metrics.probe import DEFAULT_PROBE, load_probe
 
             row.update({k: round(v, 4) for k, v in arm_coverage(G, load_probe(DEFAULT_PROBE)[0]).items()})
+            n = args.samples[0] if args.samples else 256
+            row.update({k: round(v, 4) for k, v in part_accuracy(G, samples=n, train_images=min(2048, 8 * n)).items()})
         elif G.config.objects and G.config.time is None:
             from models.metrics.kinds import kind_accuracy, kind_row
 
