@@ -119,8 +119,7 @@ def kind_row(G, layouts: int = 2, seed: int = 5) -> torch.Tensor:
     base = G.sample_latents(layouts, torch.Generator().manual_seed(seed + 1), G.const.device)
     rows = []
     for i in range(layouts):
-        lat = base.__class__(**{k: (v[i:i + 1].repeat_interleave(len(ROOM_KINDS), 0) if torch.is_tensor(v) else v)
-                                for k, v in vars(base).items()})
+        lat = base.rows(i, i + 1).repeat_each(len(ROOM_KINDS))
         lat.centers = real.centers[i:i + 1].repeat(len(ROOM_KINDS), 1, 1).to(G.const.device)
         lat.sigmas = (torch.full((len(ROOM_KINDS), G.config.objects), DEFAULT_OBJECT_SIGMA)
                       * alone[i:i + 1].float()).to(G.const.device)

@@ -81,6 +81,11 @@ class Latents:
         return replace(self, **{f.name: getattr(self, f.name).repeat_interleave(times, dim=0)
                                 for f in fields(self) if getattr(self, f.name) is not None})
 
+    def rows(self, start: int, stop: int) -> Latents:
+        """Elements start..stop-1 (views, no copy)."""
+        return replace(self, **{f.name: getattr(self, f.name)[start:stop]
+                                for f in fields(self) if getattr(self, f.name) is not None})
+
 
 class SELNorm(nn.Module):
     """Hierarchical heatmap encoding: x + norm(x) * gamma(h) + beta(h), with h computed from
