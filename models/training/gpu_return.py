@@ -81,7 +81,8 @@ GPU_NAME_CHARS = 80
 # The metrics of the log table, per model, in this order where present.
 LOG_METRICS = (("realism_accuracy", "real/fake acc."), ("realism_accuracy_offsets_off", "acc. off"),
                ("co_move_tracked", "tracked co-move"), ("block_locality_levels", "block loc."),
-               ("domain_fd", "FD"), ("co_move_ratio", "co-move"), ("kind_accuracy", "kinds"))
+               ("domain_fd", "FD"), ("co_move_ratio", "co-move"), ("kind_accuracy", "kinds"),
+               ("part_accuracy", "parts"))
 
 
 class ReturnError(Exception):

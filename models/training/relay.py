@@ -510,7 +510,7 @@ def state_images(path: Path) -> int:
 
 def _write_plan(entries: list[PlanEntry], measured: dict[str, dict]) -> None:
     keep = ("realism_accuracy", "domain_fd", "co_move_tracked", "co_move_tracked_ceiling", "block_locality_levels",
-            "style_swap_locality", "co_move_ratio", "kind_accuracy")
+            "style_swap_locality", "co_move_ratio", "kind_accuracy", "part_accuracy")
     atomic_write_json(relay_dir() / PLAN_NAME, {
         "models": [{"name": e.name, "config": e.config, "targets": e.targets} for e in entries],
         "measured": {n: {k: m.get(k) for k in keep if _finite(m.get(k))} for n, m in measured.items()}})
