@@ -410,17 +410,24 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # place of the GradCAM alignment (figures-cpu's tracked co-move 0.80, the GPU figures' 0).
     # figures-no-mtm stays its equal-compute pair; figures-gradcam is the recipe before.
     # Since session 22 with limb_segment, as figures-cpu.
+    # Since session 25 with limb_parts, as figures-cpu.
     "figures": TrainConfig("figures", "figures", "figures", align_weight=0.0, condition_d_on_layout=True,
-                           limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
+                           limb_segment=LIMB_SEGMENT, limb_parts=True, **MOVE_CONSISTENCY),
     "figures-gradcam": TrainConfig("figures-gradcam", "figures", "figures", **MOVE_CONSISTENCY),
     # The CPU-trained figures model (issue 12's fallback while no GPU run has happened): 64 px,
     # set up like rooms-cpu, with the hierarchy read off the figures' skeletons as its layout;
     # since session 22 G's limbs are checked pixel by pixel by a frozen segmenter (limb_segment:
     # the twenty-second comparison); figures-cpu-nolimbs is the recipe before, kept so that the
-    # comparison can be re-run.
+    # comparison can be re-run. Since session 25 the segmenter tells the parts apart and G is
+    # asked for each where its hierarchy fixes it (limb_parts: the twenty-fifth comparison);
+    # figures-cpu-limbs is the recipe before.
     "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                               save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
+                               save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
+                               **MOVE_CONSISTENCY),
+    "figures-cpu-limbs": TrainConfig("figures-cpu-limbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                                     save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
     # figures-cpu whose generator also takes the skeleton's bones (the nineteenth comparison,
     # session 20: no figures model drew arms); grows from a figures-cpu state.
     "figures-cpu-bones": TrainConfig("figures-cpu-bones", "figures-cpu-bones", "figures", batch=8,
@@ -434,7 +441,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                       condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                       save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, move_weight=30.0,
                                       move_every=MOVE_CONSISTENCY["move_every"]),
-    # The twenty-fifth comparison (session 25): limb_segment's judge told the parts apart.
+    # The twenty-fifth comparison's arm (session 25), adopted as figures-cpu.
     "figures-cpu-parts": TrainConfig("figures-cpu-parts", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
@@ -468,7 +475,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                     save_every_minutes=3.0, recipe="projected", d_augment="translation",
                                     d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
                                     d_pixel=1.0, colour_match=100.0, **MOVE_CONSISTENCY),
-    "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", align_weight=0.0,
+    "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", align_weight=0.0, limb_parts=True,
                                   condition_d_on_layout=True, limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
     # and MTM on. Set up like rooms-cpu (layout-conditional D) so that it trains on a CPU too;
@@ -616,5 +623,5 @@ SMOKE_CONFIGS: dict[str, TrainConfig] = {
     # way back's test tell a rooms state posing as rooms-cpu by its architecture)
     "rooms-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-rooms-projected"], name="rooms-cpu", **_SMOKE),
     "figures-cpu": dataclasses.replace(TRAINING_CONFIGS["tiny-figures-layout"], name="figures-cpu",
-                                       limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY, **_SMOKE),
+                                       limb_segment=LIMB_SEGMENT, limb_parts=True, **MOVE_CONSISTENCY, **_SMOKE),
 }
