@@ -115,18 +115,27 @@ def limb_segment_loss(log_probs: torch.Tensor, bone_d2: torch.Tensor, figure: in
     background weigh the same, so a 2 px arm counts as much as the torso. `log_probs`
     [B, classes, S, S]. No figures model drew arms (sessions 17-21): a D judging whole
     images let G leave them out; this asks for them pixel by pixel."""
-    size = log_probs.shape[-1]
-    dist = bone_d2.float().sqrt() * size  # pixels
-    on = (dist < LIMB_PIXELS).to(log_probs.dtype)  # [B, bones, S, S]
-    counts = on.sum(dim=(0, 2, 3))
-    nll_figure = -log_probs[:, figure][:, None]  # [B, 1, S, S]
-    per_bone = (nll_figure * on).sum(dim=(0, 2, 3)) / counts.clamp_min(1)
-    parts = [per_bone[counts > 0]]
-    clear = (dist >= CLEAR_PIXELS).all(dim=1)
-    if clear.any():
-        parts.append(-log_probs[:, background][clear].mean()[None])
-    joined = torch.cat(parts)
+    joined = torch.cat(limb_terms(log_probs[:, figure], log_probs[:, background], bone_d2))
     return joined.mean() if joined.numel() else log_probs.new_zeros(())
+
+
+def limb_terms(log_figure: torch.Tensor, log_background: torch.Tensor, bone_d2: torch.Tensor,
+               spared: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """limb_segment_loss's terms, each [k]: the figure's mean negative log-probability along
+    each bone (log_figure [B, S, S]), and the background's far from every bone (except the
+    `spared` pixels [B, S, S] bool: where the figure may be though no bone is near)."""
+    size = log_figure.shape[-1]
+    dist = bone_d2.float().sqrt() * size  # pixels
+    on = (dist < LIMB_PIXELS).to(log_figure.dtype)  # [B, bones, S, S]
+    counts = on.sum(dim=(0, 2, 3))
+    per_bone = (-log_figure[:, None] * on).sum(dim=(0, 2, 3)) / counts.clamp_min(1)
+    terms = [per_bone[counts > 0]]
+    clear = (dist >= CLEAR_PIXELS).all(dim=1)
+    if spared is not None:
+        clear = clear & ~spared
+    if clear.any():
+        terms.append(-log_background[clear].mean()[None])
+    return terms
 
 
 def sliced_colour_loss(fake_cells: torch.Tensor, real_cells: torch.Tensor, generator: torch.Generator,

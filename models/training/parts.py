@@ -12,8 +12,8 @@ import torch
 
 from models.data.figure_parts import HEAD_ZONE, head_distance, part_regions
 from models.data.figures import PARTS
-from models.nets.heatmaps import bone_geometry
-from models.training.losses import CLEAR_PIXELS, LIMB_PIXELS
+from models.nets.heatmaps import bone_distances
+from models.training.losses import limb_terms
 
 
 def part_segment_loss(log_probs: torch.Tensor, root: torch.Tensor, offsets1: torch.Tensor,
@@ -27,20 +27,14 @@ def part_segment_loss(log_probs: torch.Tensor, root: torch.Tensor, offsets1: tor
                          f" got {log_probs.shape[1]}")
     size = log_probs.shape[-1]
     regions, parts = part_regions(root, offsets1, offsets2, size)
-    _, d2 = bone_geometry(root, offsets1, offsets2, size)
-    dist = d2.sqrt() * size
-    figure = torch.logsumexp(log_probs[:, 1:], dim=1)  # [B, S, S]: any part
     terms = []
     for i, part in enumerate(parts):
         on = regions[:, i].to(log_probs.dtype)
         if on.sum() > 0:
-            terms.append(-(log_probs[:, part] * on).sum() / on.sum())
-    near = (dist < LIMB_PIXELS).to(log_probs.dtype)  # [B, bones, S, S]
-    for bone in range(near.shape[1]):
-        on = near[:, bone]
-        if on.sum() > 0:
-            terms.append(-(figure * on).sum() / on.sum())
-    clear = (dist >= CLEAR_PIXELS).all(dim=1) & (head_distance(root, offsets1, size) > HEAD_ZONE)
-    if clear.any():
-        terms.append(-log_probs[:, 0][clear].mean())
-    return torch.stack(terms).mean() if terms else log_probs.new_zeros(())
+            terms.append((-(log_probs[:, part] * on).sum() / on.sum())[None])
+    # and as limb_segment: some part along every bone, background far from them but at the head
+    figure = torch.logsumexp(log_probs[:, 1:], dim=1)  # [B, S, S]: any part
+    spared = head_distance(root, offsets1, size) <= HEAD_ZONE
+    terms += limb_terms(figure, log_probs[:, 0], bone_distances(root, offsets1, offsets2, size), spared)
+    joined = torch.cat(terms)
+    return joined.mean() if joined.numel() else log_probs.new_zeros(())
