@@ -10,7 +10,7 @@ from models.document.fileio import FileProblem, JSONProblem, loads_checked, open
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # Files in checkpoints/ that are not generators: the metrics' segmentation probe.
-NOT_GENERATORS = frozenset({"probe", "d_backbone"})  # the metrics probe; the projected D's backbone
+NOT_GENERATORS = frozenset({"probe", "d_backbone", "parts_backbone"})  # the metrics probe; the D backbones
 META_KEY = "steergan"  # the checkpoint's description in the safetensors header's __metadata__
 MAX_HEADER_BYTES = 16 << 20  # the loader's own bound is checked when a file is opened
 
