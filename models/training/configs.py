@@ -437,10 +437,11 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # tracked co-move fell 0.88 -> 0.82 over the relay's last 90k images (the control without it
     # fell further, 0.76): move consistency at three times the weight, to see whether the term's
     # strength holds the moves while the arms grow (rooms: the tenth comparison, 0.008 -> 0.039).
+    # Since session 25 with limb_parts, as figures-cpu (the parts arm's tracked co-move 0.75 vs 0.81).
     "figures-cpu-move30": TrainConfig("figures-cpu-move30", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                       condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, move_weight=30.0,
-                                      move_every=MOVE_CONSISTENCY["move_every"]),
+                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
+                                      move_weight=30.0, move_every=MOVE_CONSISTENCY["move_every"]),
     # The twenty-fifth comparison's arm (session 25), adopted as figures-cpu.
     "figures-cpu-parts": TrainConfig("figures-cpu-parts", "figures-cpu", "figures", batch=8, align_weight=0.0,
                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
