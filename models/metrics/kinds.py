@@ -17,10 +17,6 @@ objects' pixels' kinds (session 24; the D's backbone 94 %), too weak a judge of 
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,20 +126,9 @@ def kind_row(G, layouts: int = 2, seed: int = 5) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.io.checkpoint import CheckpointError, load_checkpoint
+    from models.metrics.per_checkpoint import per_checkpoint_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--samples", type=int, default=256)
-    args = parser.parse_args(argv)
-    for path in args.checkpoints:
-        try:
-            G, _ = load_checkpoint(path)
-            print(path, json.dumps(kind_accuracy(G.eval(), args.samples)), flush=True)
-        except (CheckpointError, ValueError) as exc:
-            print(f"kinds: {path}: {exc}", file=sys.stderr)
-            return 1
-    return 0
+    return per_checkpoint_main(argv, __doc__.splitlines()[0], "kinds", kind_accuracy)
 
 
 if __name__ == "__main__":

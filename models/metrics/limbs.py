@@ -11,8 +11,6 @@ not 1. `python -m models.metrics.limbs CKPT [CKPT ...]` prints it per checkpoint
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 import torch
@@ -78,23 +76,12 @@ def arm_coverage(G, probe, samples: int = 256, seed: int = 0, batch: int = 32) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.io.checkpoint import CheckpointError, load_checkpoint
+    from models.metrics.per_checkpoint import per_checkpoint_main
     from models.metrics.probe import DEFAULT_PROBE, load_probe
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--samples", type=int, default=256)
-    args = parser.parse_args(argv)
     probe, _ = load_probe(DEFAULT_PROBE)
-    for path in args.checkpoints:
-        try:
-            G, _ = load_checkpoint(path)
-            report = arm_coverage(G.eval(), probe, args.samples)
-        except (CheckpointError, ValueError) as exc:
-            print(f"limbs: {path}: {exc}", file=sys.stderr)
-            return 1
-        print(path, json.dumps({k: round(v, 4) for k, v in report.items()}), flush=True)
-    return 0
+    return per_checkpoint_main(argv, __doc__.splitlines()[0], "limbs",
+                               lambda G, samples: arm_coverage(G, probe, samples))
 
 
 if __name__ == "__main__":

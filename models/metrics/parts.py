@@ -12,8 +12,6 @@ et al. 2023). `python -m models.metrics.parts CKPT [CKPT ...]` prints it per che
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 import torch
@@ -106,21 +104,9 @@ def part_accuracy(G, samples: int = 256, seed: int = 0, train_images: int = 2048
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.io.checkpoint import CheckpointError, load_checkpoint
+    from models.metrics.per_checkpoint import per_checkpoint_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--samples", type=int, default=256)
-    args = parser.parse_args(argv)
-    for path in args.checkpoints:
-        try:
-            G, _ = load_checkpoint(path)
-            report = part_accuracy(G.eval(), args.samples)
-        except (CheckpointError, ValueError) as exc:
-            print(f"parts: {path}: {exc}", file=sys.stderr)
-            return 1
-        print(path, json.dumps({k: round(v, 4) for k, v in report.items()}), flush=True)
-    return 0
+    return per_checkpoint_main(argv, __doc__.splitlines()[0], "parts", part_accuracy)
 
 
 if __name__ == "__main__":
