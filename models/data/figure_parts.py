@@ -34,11 +34,12 @@ HEAD_RADIUS = 0.2  # asked to be head: well inside it whatever its turn
 HEAD_ZONE = 0.75  # never asked to be background: the whole head at any turn (limb_segment asked it)
 
 
-def part_regions(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor,
-                 size: int) -> tuple[torch.Tensor, list[int]]:
+def part_regions(root: torch.Tensor, offsets1: torch.Tensor, offsets2: torch.Tensor, size: int,
+                 geometry: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, list[int]]:
     """(regions [B, R, S, S] bool, the part each region must be, R entries from data.figures'
-    HEAD..LEG): the pixels at which the hierarchy fixes a part whatever the pose."""
-    t, d2 = bone_geometry(root, offsets1, offsets2, size)
+    HEAD..LEG): the pixels at which the hierarchy fixes a part whatever the pose. `geometry`:
+    bone_geometry's (t, d2) of the same skeletons, where the caller has it already."""
+    t, d2 = geometry if geometry is not None else bone_geometry(root, offsets1, offsets2, size)
     dist = d2.sqrt() * size  # pixels, [B, 6, S, S]
     regions = [(dist[:, bone] < within) & (t[:, bone] >= lo) & (t[:, bone] <= hi)
                for bone, lo, hi, within, _ in RULES]

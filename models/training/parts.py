@@ -12,7 +12,7 @@ import torch
 
 from models.data.figure_parts import HEAD_ZONE, head_distance, part_regions
 from models.data.figures import PARTS
-from models.nets.heatmaps import bone_distances
+from models.nets.heatmaps import bone_geometry
 from models.training.losses import limb_terms
 
 
@@ -26,7 +26,8 @@ def part_segment_loss(log_probs: torch.Tensor, root: torch.Tensor, offsets1: tor
         raise ValueError(f"a part segmenter gives {1 + len(PARTS)} classes (background, {', '.join(PARTS)}),"
                          f" got {log_probs.shape[1]}")
     size = log_probs.shape[-1]
-    regions, parts = part_regions(root, offsets1, offsets2, size)
+    geometry = bone_geometry(root, offsets1, offsets2, size)  # once: the regions and the bones' terms share it
+    regions, parts = part_regions(root, offsets1, offsets2, size, geometry)
     terms = []
     for i, part in enumerate(parts):
         on = regions[:, i].to(log_probs.dtype)
@@ -35,6 +36,6 @@ def part_segment_loss(log_probs: torch.Tensor, root: torch.Tensor, offsets1: tor
     # and as limb_segment: some part along every bone, background far from them but at the head
     figure = torch.logsumexp(log_probs[:, 1:], dim=1)  # [B, S, S]: any part
     spared = head_distance(root, offsets1, size) <= HEAD_ZONE
-    terms += limb_terms(figure, log_probs[:, 0], bone_distances(root, offsets1, offsets2, size), spared)
+    terms += limb_terms(figure, log_probs[:, 0], geometry[1], spared)
     joined = torch.cat(terms)
     return joined.mean() if joined.numel() else log_probs.new_zeros(())
