@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             print(f"steergan {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # The reader left (`steergan relay status | grep -q running`, `| head`): not an
+            # error to report. Point stdout at /dev/null so that the flush at exit stays quiet.
+            _quiet_stdout()
+            return 0
         except OSError as exc:
             # The net under the specific handlers: a file problem is the user's to fix, so it
             # gets one line naming the file, not a traceback.
@@ -49,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
               " (to open a file, give its path)", file=sys.stderr)
         return 2
     return run_studio(argv)
+
+
+def _quiet_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (a test's capture)
+        pass
 
 
 def looks_like_subcommand(word: str) -> bool:

@@ -80,6 +80,21 @@ def test_info_prints_json(ckpt, capsys):
     assert info["name"] == "tiny" and info["format_version"] == 1
 
 
+def test_reader_that_leaves_is_not_an_error(ckpt, monkeypatch, capsys):
+    """`steergan info X | head -c 1`: the pipe closes under the writer; before, one line
+    'error: Broken pipe' per call (session 26, `relay status | grep -q`)."""
+    class GoneReader:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", GoneReader())
+    assert main(["info", str(ckpt[1])]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
 def test_bench_prints_json(capsys):
     assert main(["bench", "--arch", "tiny-plain", "--repeats", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
