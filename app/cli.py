@@ -57,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _quiet_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout (a test's capture)
         pass
+    finally:
+        os.close(devnull)
 
 
 def looks_like_subcommand(word: str) -> bool:

@@ -232,6 +232,11 @@ _ROOMS_CPU_SEGMENT = dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-p
 # The seventh pair's winner (session 11): the segment recipe with G matching the real rooms'
 # cell colours as a distribution (colour_match, weight 100: about 0.3 beside a hinge of 1-2).
 _ROOMS_CPU_COLOUR = dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-colour", colour_match=100.0)
+# The CPU-trained figures models' settings (64 px, batch 8, a layout-conditional StyleGAN2 D, move
+# consistency): figures-cpu before limb_segment; every figures-cpu-* config is this with its changes.
+_FIGURES_CPU = TrainConfig("figures-cpu-nolimbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
+                           condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
+                           save_every_minutes=3.0, **MOVE_CONSISTENCY)
 
 TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # Since session 14 the rooms models' objects enter from 16 px and their blocks from 8 px
@@ -399,9 +404,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
                                                **MOVE_CONSISTENCY),
     # figures-cpu with chroma_match (its patches drawn at the figure's parts): the figures'
     # torsos are iridescent too. Defined in session 18, not run yet.
-    "figures-cpu-chroma": TrainConfig("figures-cpu-chroma", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                      save_every_minutes=3.0, chroma_match=1000.0, **MOVE_CONSISTENCY),
+    "figures-cpu-chroma": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-chroma", chroma_match=1000.0),
     "rooms-cpu-sg2ada": TrainConfig("rooms-cpu-sg2ada", "rooms-cpu", "rooms", batch=8, align_weight=0.0,
                                     distortion_every=4, condition_d_on_layout=True, ema_kimg=2.5,
                                     ema_rampup=0.05, r1_gamma=0.0002 * 64 ** 2 / 8, r1_every=16,
@@ -421,61 +424,43 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # comparison can be re-run. Since session 25 the segmenter tells the parts apart and G is
     # asked for each where its hierarchy fixes it (limb_parts: the twenty-fifth comparison);
     # figures-cpu-limbs is the recipe before.
-    "figures-cpu": TrainConfig("figures-cpu", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                               condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                               save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
-                               **MOVE_CONSISTENCY),
-    "figures-cpu-limbs": TrainConfig("figures-cpu-limbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                     save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
+    "figures-cpu": dataclasses.replace(_FIGURES_CPU, name="figures-cpu", limb_segment=LIMB_SEGMENT, limb_parts=True),
+    "figures-cpu-limbs": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-limbs", limb_segment=LIMB_SEGMENT),
     # figures-cpu whose generator also takes the skeleton's bones (the nineteenth comparison,
     # session 20: no figures model drew arms); grows from a figures-cpu state.
-    "figures-cpu-bones": TrainConfig("figures-cpu-bones", "figures-cpu-bones", "figures", batch=8,
-                                     align_weight=0.0, condition_d_on_layout=True, ema_kimg=1.0, sample_every=100,
-                                     log_every=10, save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    "figures-cpu-bones": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-bones", architecture="figures-cpu-bones"),
     # The twenty-third comparison (session 23): with limb_segment the figures draw arms, but
     # tracked co-move fell 0.88 -> 0.82 over the relay's last 90k images (the control without it
     # fell further, 0.76): move consistency at three times the weight, to see whether the term's
     # strength holds the moves while the arms grow (rooms: the tenth comparison, 0.008 -> 0.039).
     # Since session 25 with limb_parts, as figures-cpu (the parts arm's tracked co-move 0.75 vs 0.81).
-    "figures-cpu-move30": TrainConfig("figures-cpu-move30", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
-                                      move_weight=30.0, move_every=MOVE_CONSISTENCY["move_every"]),
+    "figures-cpu-move30": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-move30",
+                                              limb_segment=LIMB_SEGMENT, limb_parts=True, move_weight=30.0),
     # The twenty-fifth comparison's arm (session 25), adopted as figures-cpu.
-    "figures-cpu-parts": TrainConfig("figures-cpu-parts", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                     condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                     save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, limb_parts=True,
-                                     **MOVE_CONSISTENCY),
+    "figures-cpu-parts": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-parts",
+                                             limb_segment=LIMB_SEGMENT, limb_parts=True),
     # ... and figures-cpu at half the learning rate (the twentieth comparison's rooms-cpu-halflr:
     # realism 0.754 against 0.793 and FD 0.022 against 0.035 at equal images): what keeps the
     # arms' state from shipping is its FD (0.013 against the shipped 0.0065) and its moves.
-    "figures-cpu-halflr": TrainConfig("figures-cpu-halflr", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                      condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                      save_every_minutes=3.0, limb_segment=LIMB_SEGMENT, lr=0.001,
-                                      **MOVE_CONSISTENCY),
+    "figures-cpu-halflr": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-halflr",
+                                              limb_segment=LIMB_SEGMENT, lr=0.001),
     # figures-cpu before limb_segment (the twenty-second comparison's control).
-    "figures-cpu-nolimbs": TrainConfig("figures-cpu-nolimbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                       condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                       save_every_minutes=3.0, **MOVE_CONSISTENCY),
+    "figures-cpu-nolimbs": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-nolimbs"),
     # figures-cpu with the projected recipe of rooms-cpu (issue 23's figures comparison,
     # session 12: limbs sooner, but the moved figure found in 4 % of moves against 97 %: not
     # adopted; README, "Recipes").
-    "figures-cpu-proj": TrainConfig("figures-cpu-proj", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                    condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                    save_every_minutes=3.0, recipe="projected", d_augment="translation",
-                                    d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
-                                    colour_match=100.0, **MOVE_CONSISTENCY),
+    "figures-cpu-proj": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-proj",
+                                            recipe="projected", d_augment="translation", d_rgb_heads=True,
+                                            d_mbstd=True, d_rgb_variety=True, d_segment=1.0, colour_match=100.0),
     # Both (session 19): figures-cpu-proj's heads for the limbs and, as its pixel D, figures-cpu's
     # layout-conditional StyleGAN2 D for where the figure is (a warm start from a figures-cpu
     # state takes that state's D as the pixel D: gpu_worker.WarmTrainer.warm_start). The
     # seventeenth comparison: 16k images from the relay's state, realism and tracked level, FD
     # 17x the control's, no arms yet: not adopted.
-    "figures-cpu-dual": TrainConfig("figures-cpu-dual", "figures-cpu", "figures", batch=8, align_weight=0.0,
-                                    condition_d_on_layout=True, ema_kimg=1.0, sample_every=100, log_every=10,
-                                    save_every_minutes=3.0, recipe="projected", d_augment="translation",
-                                    d_rgb_heads=True, d_mbstd=True, d_rgb_variety=True, d_segment=1.0,
-                                    d_pixel=1.0, colour_match=100.0, **MOVE_CONSISTENCY),
+    "figures-cpu-dual": dataclasses.replace(_FIGURES_CPU, name="figures-cpu-dual",
+                                            recipe="projected", d_augment="translation", d_rgb_heads=True,
+                                            d_mbstd=True, d_rgb_variety=True, d_segment=1.0, d_pixel=1.0,
+                                            colour_match=100.0),
     "figures-no-mtm": TrainConfig("figures-no-mtm", "figures-no-mtm", "figures", align_weight=0.0, limb_parts=True,
                                   condition_d_on_layout=True, limb_segment=LIMB_SEGMENT, **MOVE_CONSISTENCY),
     # Video (StyleGAN-V): 3 frames per clip at random times, a holistic video D; objects, grid
