@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import select
 import signal
 import sys
 from contextlib import contextmanager
@@ -38,22 +39,42 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             print(f"steergan {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
-        except BrokenPipeError:
-            # The reader left (`steergan relay status | grep -q running`, `| head`): not an
-            # error to report. Point stdout at /dev/null so that the flush at exit stays quiet.
-            _quiet_stdout()
-            return 0
+        except BrokenPipeError as exc:
+            if _stdout_reader_gone():
+                # The reader of our stdout left (`steergan relay status | grep -q running`,
+                # `| head`): not an error to report. Point stdout at /dev/null so that the
+                # flush at exit stays quiet.
+                _quiet_stdout()
+                return 0
+            return _file_problem(argv[0], exc)  # another pipe broke (an export into a FIFO)
         except OSError as exc:
-            # The net under the specific handlers: a file problem is the user's to fix, so it
-            # gets one line naming the file, not a traceback.
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"steergan {argv[0]}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-            return 2
+            return _file_problem(argv[0], exc)
     if argv and looks_like_subcommand(argv[0]):
         print(f"steergan: error: unknown subcommand {argv[0][:40]!r}; known: {', '.join(SUBCOMMANDS)}"
               " (to open a file, give its path)", file=sys.stderr)
         return 2
     return run_studio(argv)
+
+
+def _file_problem(command: str, exc: OSError) -> int:
+    # The net under the specific handlers: a file problem is the user's to fix, so it gets
+    # one line naming the file, not a traceback.
+    where = f"{exc.filename}: " if exc.filename else ""
+    print(f"steergan {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+    return 2
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it: Linux's poll reports POLLERR on
+    such a write end. Where stdout has no descriptor (a test's capture) or there is no
+    poll (Windows), the broken pipe is taken to be stdout's, the common case."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (OSError, ValueError, AttributeError):
+        return True
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 def _quiet_stdout() -> None:

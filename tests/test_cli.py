@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,6 +94,30 @@ def test_reader_that_leaves_is_not_an_error(ckpt, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdout", GoneReader())
     assert main(["info", str(ckpt[1])]) == 0
     assert "error" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "pipe") or sys.platform != "linux", reason="poll's POLLERR on a pipe is Linux's")
+def test_closed_stdout_pipe_is_quiet_but_another_broken_pipe_is_reported(ckpt, monkeypatch, capsys):
+    """A real pipe: its reader closed, `info` ends quietly with 0; its reader still there, a
+    broken pipe from elsewhere (an encoder that died) is an error, not a quiet success."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w", buffering=1) as gone:  # line-buffered: the write itself breaks
+        monkeypatch.setattr("sys.stdout", gone)
+        assert main(["info", str(ckpt[1])]) == 0
+        assert "error" not in capsys.readouterr().err
+        monkeypatch.undo()
+
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as open_pipe, os.fdopen(read_end, "r"):
+        monkeypatch.setattr("sys.stdout", open_pipe)
+
+        def encoder_died(args):
+            raise BrokenPipeError(32, "Broken pipe", "clip.mp4")
+
+        monkeypatch.setattr("app.cli.cmd_info", encoder_died)
+        assert main(["info", str(ckpt[1])]) == 2
+        assert "clip.mp4: Broken pipe" in capsys.readouterr().err
 
 
 def test_bench_prints_json(capsys):
