@@ -64,3 +64,41 @@ def test_figures_generators_get_their_arms_measured(tmp_path):
     assert main([f"fig={ckpt}", "--out", str(out), "--samples", "16", "32", "32"]) == 0
     row = json.loads((out / "metrics.json").read_text())["fig"]
     assert 0 <= row["arms"] < row["arms_real"] <= 1
+
+
+def test_several_warm_states_are_averaged_and_a_foreign_one_is_named(tmp_path):
+    """NAME=P1,P2: the checkpoint's weights are the mean of the states' EMA generators
+    (Polyak averaging over a run's saves); a state of another architecture is refused by name."""
+    import pytest
+
+    from models.io.checkpoint import load_checkpoint
+    from models.training.relay import RelayError, checkpoint_from_warm_state
+    from models.training.state import load_warm_state
+
+    torch.manual_seed(0)
+    trainer = WarmTrainer(TRAINING_CONFIGS["tiny-rooms-layout"], tmp_path / "run", "cpu",
+                          state_out=tmp_path / "s1.safetensors")
+    trainer.train_step()
+    trainer.save()
+    for _ in range(3):
+        trainer.train_step()
+    trainer.state_out = tmp_path / "s2.safetensors"
+    trainer.save()
+    emas = [load_warm_state(tmp_path / f"s{i}.safetensors")[0]["G_ema"] for i in (1, 2)]
+    changed = [k for k in emas[0] if emas[0][k].is_floating_point() and not torch.equal(emas[0][k], emas[1][k])]
+    assert changed  # the two saves differ, so the mean is a third set of weights
+
+    out, info = checkpoint_from_warm_state("avg", [tmp_path / "s1.safetensors", tmp_path / "s2.safetensors"],
+                                           tmp_path / "avg.safetensors")
+    G, ck = load_checkpoint(out)
+    weights = G.state_dict()
+    for key in changed:
+        torch.testing.assert_close(weights[key].float(), (emas[0][key] + emas[1][key]) / 2, rtol=1e-3, atol=1e-3)
+    assert ck.meta["trained_on"]["averaged_states"] == 2 and ck.meta["trained_on"]["images"] == trainer.images_seen
+
+    other = WarmTrainer(TRAINING_CONFIGS["tiny-figures-layout"], tmp_path / "run2", "cpu",
+                        state_out=tmp_path / "fig.safetensors")
+    other.save()
+    with pytest.raises(RelayError, match="fig.safetensors"):
+        checkpoint_from_warm_state("x", [tmp_path / "s1.safetensors", tmp_path / "fig.safetensors"],
+                                   tmp_path / "x.safetensors")

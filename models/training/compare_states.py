@@ -5,6 +5,9 @@ and one sheet of the same latents for every model with real images beneath.
     python -m models.training.compare_states NAME=PATH [NAME=PATH ...] [--out DIR]
         [--samples N FD REALISM]
 
+NAME=P1,P2,... names the uniform average of several warm states' EMA generators (one run's
+saves: Polyak averaging, a longer EMA measured after the fact; session 27).
+
 Every session that compared arms wrote this as a throw-away script (session 18 kept it).
 Prints one JSON line per model; writes DIR/metrics.json and DIR/sheet.png (a row of 8 per
 model, in the order given, then real images).
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.training.state import saved_kind
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", metavar="NAME=PATH", help="a warm state or a checkpoint, named")
+    parser.add_argument("models", nargs="+", metavar="NAME=PATH", help="a warm state or a checkpoint, named;"
+                        " P1,P2,... the average of warm states' EMA generators")
     parser.add_argument("--out", default="runs/compare", help="folder for metrics.json, sheet.png and the"
                         " checkpoints made from warm states")
     parser.add_argument("--samples", type=int, nargs=3, metavar=("N", "FD", "REALISM"),
@@ -95,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not path_text:
             print(f"compare_states: {item!r} is not NAME=PATH", file=sys.stderr)
             return 2
-        path = Path(path_text)
+        paths = [Path(text) for text in path_text.split(",")]
+        path = paths[0]
         try:
-            if saved_kind(path) == "warm":
+            if len(paths) > 1:  # several warm states of one run: their EMA generators averaged
+                path, _ = checkpoint_from_warm_state(name, paths, out / f"{name}.safetensors")
+            elif saved_kind(path) == "warm":
                 path, _ = checkpoint_from_warm_state(name, path, out / f"{name}.safetensors")
             G, info = load_checkpoint(path)
         except (CheckpointError, RelayError) as exc:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -387,9 +388,11 @@ RELAY_LOG_START = "<!-- relay-log:start -->"
 RELAY_LOG_END = "<!-- relay-log:end -->"
 
 
-def checkpoint_from_warm_state(name: str, state: Path, out: Path):
+def checkpoint_from_warm_state(name: str, state: Path | Sequence[Path], out: Path):
     """The run's EMA generator from its warm state, as a checkpoint (a relay's candidate, or a
-    comparison run that started from a relay state: `steergan train --warm-start`)."""
+    comparison run that started from a relay state: `steergan train --warm-start`). Given
+    several states of one run, the uniform average of their EMA generators (Polyak averaging
+    over the saves: a longer EMA, measured after the fact); its info is the last state's."""
     import torch
 
     from models.config import architecture
@@ -397,18 +400,39 @@ def checkpoint_from_warm_state(name: str, state: Path, out: Path):
     from models.nets.generator import Generator
     from models.training.state import TrainStateError, load_warm_state
 
+    states = [Path(state)] if isinstance(state, (str, Path)) else [Path(s) for s in state]
+    if not states:
+        raise RelayError(f"{out}: no warm state to make a checkpoint of")
+    total: dict[str, torch.Tensor] = {}
+    info: dict = {}
+    arch_name = None
+    for path in states:
+        try:
+            modules, info = load_warm_state(path)
+            ema = modules["G_ema"]
+        except (TrainStateError, KeyError) as exc:
+            raise RelayError(f"{path}: not a usable relay state ({str(exc)[:200]})") from None
+        this_arch = (info.get("config") or {}).get("architecture", "")
+        if arch_name is not None and (this_arch != arch_name or set(ema) != set(total)):
+            raise RelayError(f"{path}: architecture {str(this_arch)[:40]!r} cannot be averaged with"
+                             f" {states[0]}'s {str(arch_name)[:40]!r}")
+        arch_name = this_arch
+        for key, value in ema.items():  # integer buffers (none today) are taken from the last state
+            total[key] = total[key] + value if key in total and value.is_floating_point() else value.clone()
+    mean = {k: v / len(states) if v.is_floating_point() else v for k, v in total.items()}
+    cfg = info.get("config") or {}
     try:
-        modules, info = load_warm_state(state)
-        cfg = info.get("config") or {}
         G = Generator(architecture(cfg.get("architecture", ""))).eval().requires_grad_(False)
-        G.load_state_dict(modules["G_ema"])
-    except (TrainStateError, KeyError, RuntimeError, ValueError) as exc:
-        raise RelayError(f"{state}: not a usable relay state ({str(exc)[:200]})") from None
+        G.load_state_dict(mean)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise RelayError(f"{states[-1]}: not a usable relay state ({str(exc)[:200]})") from None
     minutes = round(float(info.get("train_seconds", 0.0)) / 60, 2)
-    save_checkpoint(out, G, {"name": name, "architecture": cfg.get("architecture"),
-                             "trained_on": {"dataset": cfg.get("dataset"), "images": int(info.get("images_seen", 0)),
-                                            "steps": int(info.get("step", 0)), "minutes": minutes, "device": "cpu",
-                                            "training_config": cfg, "relay": True},
+    trained_on = {"dataset": cfg.get("dataset"), "images": int(info.get("images_seen", 0)),
+                  "steps": int(info.get("step", 0)), "minutes": minutes, "device": "cpu",
+                  "training_config": cfg, "relay": True}
+    if len(states) > 1:
+        trained_on["averaged_states"] = len(states)
+    save_checkpoint(out, G, {"name": name, "architecture": cfg.get("architecture"), "trained_on": trained_on,
                              "metrics": {}})
     torch.manual_seed(0)
     return out, info
