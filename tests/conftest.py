@@ -102,3 +102,21 @@ def warm_start_d_as_pixel_d(plain, projected, tmp_path, heads_prefix: str):
     assert all(torch.equal(now[k], v) for k, v in heads_before.items())  # the heads: new, as built
     assert torch.isfinite(torch.stack([v.float() for v in trainer.train_step().values()])).all()
     return saver, trainer
+
+
+def two_steps_train_g_with_the_limb_judge_frozen(trainer) -> None:
+    """Two training steps of a limb_segment trainer: the loss is finite and positive, G's
+    weights move, and the frozen judge (the D's backbone or the part segmenter) stays
+    bit-identical, its BatchNorm statistics too (test_limb_segment, test_parts)."""
+    import math
+
+    assert trainer._limb_segmenter is not None
+    before = {k: v.clone() for k, v in trainer._limb_segmenter.state_dict().items()}
+    g_before = [p.detach().clone() for p in trainer.G.parameters()]
+    stats: dict = {}
+    for _ in range(2):
+        stats.update(trainer.train_step())
+    assert "limb" in stats and math.isfinite(float(stats["limb"])) and float(stats["limb"]) > 0
+    after = trainer._limb_segmenter.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, trainer.G.parameters()))
