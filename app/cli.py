@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 # flush at exit stays quiet.
                 _quiet_stdout()
                 return 0
-            return _file_problem(argv[0], exc)  # another pipe broke (an export into a FIFO)
+            return _file_problem(argv[0], exc)  # another pipe broke (a child process that died)
         except OSError as exc:
             return _file_problem(argv[0], exc)
     if argv and looks_like_subcommand(argv[0]):
