@@ -232,6 +232,10 @@ _ROOMS_CPU_SEGMENT = dataclasses.replace(_ROOMS_CPU_PROJECTED, name="rooms-cpu-p
 # The seventh pair's winner (session 11): the segment recipe with G matching the real rooms'
 # cell colours as a distribution (colour_match, weight 100: about 0.3 beside a hinge of 1-2).
 _ROOMS_CPU_COLOUR = dataclasses.replace(_ROOMS_CPU_SEGMENT, name="rooms-cpu-proj-colour", colour_match=100.0)
+# The twenty-fourth comparison's arm (rooms-cpu-halflr told each object's kind), the relay's rooms
+# recipe from session 24 to 27; rooms-cpu-ema10 is this with a longer EMA.
+_ROOMS_CPU_KINDS = dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-kinds", architecture="rooms-cpu-kinds",
+                                       lr=0.001, **MOVE_CONSISTENCY)
 # The CPU-trained figures models' settings (64 px, batch 8, a layout-conditional StyleGAN2 D, move
 # consistency): figures-cpu before limb_segment; every figures-cpu-* config is this with its changes.
 _FIGURES_CPU = TrainConfig("figures-cpu-nolimbs", "figures-cpu", "figures", batch=8, align_weight=0.0,
@@ -291,8 +295,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # real layout's; architecture rooms-cpu-kinds, grown from a rooms-cpu state) and asked, per
     # pixel, for that kind where the layout puts the object (OASIS's conditional form; without
     # kinds G was asked for "any object").
-    "rooms-cpu-kinds": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-kinds", architecture="rooms-cpu-kinds",
-                                           lr=0.001, **MOVE_CONSISTENCY),
+    "rooms-cpu-kinds": _ROOMS_CPU_KINDS,
     # The twenty-sixth comparison (session 27): rooms-cpu-kinds with a ten times longer EMA
     # half-life (10k images, StyleGAN2's; rooms-cpu's 1k is 125 steps of batch 8). Late in
     # training the lineage's judges wander (realism 0.76-0.83, FD 0.03-0.07 within 30k images)
@@ -300,8 +303,7 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # of it. The G and D steps are the same as rooms-cpu-kinds'. From the relay's 459,144 state,
     # at equal images (61k): realism 0.812 against the control's 0.833, the rest level (README):
     # the relay's rooms lineage continues with it; rooms-cpu keeps 1k for training from scratch.
-    "rooms-cpu-ema10": dataclasses.replace(_ROOMS_CPU_COLOUR, name="rooms-cpu-ema10", architecture="rooms-cpu-kinds",
-                                           lr=0.001, ema_kimg=10.0, **MOVE_CONSISTENCY),
+    "rooms-cpu-ema10": dataclasses.replace(_ROOMS_CPU_KINDS, name="rooms-cpu-ema10", ema_kimg=10.0),
     # The twenty-first comparison (session 21): rooms-cpu with its objects painted from palettes of
     # three colours at 64 px (nets/palette.py), grown from a rooms-cpu state, against the
     # rooms-cpu lineage from the same state at equal images: realism 0.820 against 0.775 over
