@@ -56,6 +56,17 @@ def test_bad_arguments_and_files_are_named(tmp_path, capsys):
     assert "bad.safetensors" in capsys.readouterr().err
 
 
+def test_a_file_with_a_comma_in_its_name_is_one_model(tmp_path):
+    """NAME=P1,P2 lists warm states to average; a path that names an existing file is that
+    file, commas in its name or not (split, its parts would be "no such file")."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "rooms,b.safetensors"
+    save_checkpoint(ckpt, Generator(architecture("tiny-rooms")), {"name": "tiny", "architecture": "tiny-rooms"})
+    out = tmp_path / "cmp"
+    assert main([f"c={ckpt}", "--out", str(out), "--samples", "16", "32", "32"]) == 0
+    assert set(json.loads((out / "metrics.json").read_text())) == {"c", "_real"}
+
+
 def test_figures_generators_get_their_arms_measured(tmp_path):
     torch.manual_seed(0)
     ckpt = tmp_path / "fig.safetensors"

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not path_text:
             print(f"compare_states: {item!r} is not NAME=PATH", file=sys.stderr)
             return 2
-        paths = [Path(text) for text in path_text.split(",")]
+        # A file that exists is one path, commas in its name or not; otherwise P1,P2,... a list.
+        paths = [Path(path_text)] if Path(path_text).is_file() else [Path(t) for t in path_text.split(",")]
         path = paths[0]
         try:
             if len(paths) > 1:  # several warm states of one run: their EMA generators averaged
