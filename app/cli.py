@@ -97,31 +97,30 @@ class UserError(Exception):
     """A problem with what the user asked for; printed without a traceback."""
 
 
+def _add_scene_arguments(parser: argparse.ArgumentParser, checkpoint_help: str) -> None:
+    """What render and video share: the generator and the scene it draws."""
+    parser.add_argument("--checkpoint", help=checkpoint_help)
+    parser.add_argument("--session", help="a session .json to render (its scene and checkpoint)")
+    parser.add_argument("--arch", help="render an untrained model of this built-in architecture")
+    parser.add_argument("--seed", type=int, help="draw a new scene from this seed")
+    parser.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
+    parser.add_argument("--kinds", metavar="K1,K2,...", help="what each object is, in order (a generator told"
+                        " kinds: bed, window, painting, lamp, plant, rug)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steergan", description="SteerGAN Studio")
     sub = parser.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("render", help="render a scene to an image, headlessly")
-    r.add_argument("--checkpoint", help="a .safetensors checkpoint (default: the bundled one)")
-    r.add_argument("--session", help="a session .json to render (its scene and checkpoint)")
-    r.add_argument("--arch", help="render an untrained model of this built-in architecture")
-    r.add_argument("--seed", type=int, help="draw a new scene from this seed")
-    r.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
-    r.add_argument("--kinds", metavar="K1,K2,...", help="what each object is, in order (a generator told kinds:"
-                      " bed, window, painting, lamp, plant, rug)")
+    _add_scene_arguments(r, "a .safetensors checkpoint (default: the bundled one)")
     r.add_argument("--size", type=int, help="output size in pixels (default: the generator's)")
     r.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     r.add_argument("-o", "--output", required=True, help="output image: .png, .jpg or .webp")
     r.set_defaults(func=cmd_render)
 
     v = sub.add_parser("video", help="render a scene over time to an MP4 or GIF, headlessly")
-    v.add_argument("--checkpoint", help="a .safetensors checkpoint (default: the bundled clips model, if any)")
-    v.add_argument("--session", help="a session .json to render (its scene and checkpoint)")
-    v.add_argument("--arch", help="render an untrained model of this built-in architecture")
-    v.add_argument("--seed", type=int, help="draw a new scene from this seed")
-    v.add_argument("--offsets", choices=("on", "off"), help="MTM offsets on or off")
-    v.add_argument("--kinds", metavar="K1,K2,...", help="what each object is, in order (a generator told kinds:"
-                      " bed, window, painting, lamp, plant, rug)")
+    _add_scene_arguments(v, "a .safetensors checkpoint (default: the bundled clips model, if any)")
     v.add_argument("--seconds", type=float, required=True, help="length of the video in seconds")
     v.add_argument("--fps", type=float, required=True, help=f"frames per second (GIF: at most {MAX_GIF_FPS})")
     v.add_argument("--start", type=float, default=0.0, help="time of the first frame in seconds (default 0)")

@@ -18,23 +18,13 @@ from models.training.trainer import Trainer
 
 def _phases(trainer: Trainer) -> dict[str, float]:
     """One step of D (its losses, R1 when due, the update) and one of G, timed apart."""
-    from models.training.losses import d_logistic, g_nonsaturating
+    from models.training.losses import g_nonsaturating, r1_penalty
 
     G, D, B = trainer.G, trainer.D, trainer.batch
-    lat = trainer._latents(B)
-    real_batch = trainer._real_batch(B)
-    real = trainer._with_layout(real_batch.images, trainer._real_layout(real_batch)) if trainer.layout \
-        else real_batch.images
-    with torch.no_grad(), trainer.amp:
-        fake = trainer._with_layout(G(lat), lat)
+    real_batch, real, fake = trainer._d_inputs(B)
     t0 = time.perf_counter()
     stats: dict = {}
-    with trainer.amp:  # the forward passes as the trainer runs them (bf16 autocast or none)
-        if trainer.projected:
-            loss_d = trainer._projected_d_loss(real, real_batch, fake, stats)
-        else:
-            loss_d = d_logistic(D(real).float(), D(fake).float())
-    from models.training.losses import r1_penalty
+    loss_d = trainer._d_loss(real_batch, real, fake, stats)  # as the trainer runs it (bf16 autocast or none)
     trainer.update_d(loss_d, lambda: r1_penalty(trainer._r1_target(), real), stats)
     t1 = time.perf_counter()
     D.requires_grad_(False)

@@ -291,6 +291,24 @@ class Trainer:
             self._real_queue = [chunk.rows(i * B, (i + 1) * B) for i in range(K)]
         return self._real_queue.pop(0)
 
+    def _d_inputs(self, B: int):
+        """D's step's inputs: a real batch, its images as D sees them (with their layout when D is
+        conditioned on it), and a fake batch drawn without gradients. bench_d_step times the same."""
+        lat = self._latents(B)
+        real_batch = self._real_batch(B)
+        real = self._with_layout(real_batch.images, self._real_layout(real_batch)) if self.layout \
+            else real_batch.images
+        with torch.no_grad(), self.amp:
+            fake = self._with_layout(self.G(lat), lat)
+        return real_batch, real, fake
+
+    def _d_loss(self, real_batch, real: torch.Tensor, fake: torch.Tensor, stats: dict) -> torch.Tensor:
+        """D's loss on one real and one fake batch (R1 apart: update_d adds it when due)."""
+        with self.amp:
+            if self.projected:
+                return self._projected_d_loss(real, real_batch, fake, stats)
+            return d_logistic(self.D(real).float(), self.D(fake).float())
+
     def _with_layout(self, images: torch.Tensor, lat) -> torch.Tensor:
         """Images as a layout-conditional D sees them: with the heatmap of `lat`'s objects, or
         of its 1-2-4 hierarchy (the max over levels, at the image size), as a 4th channel."""
@@ -321,18 +339,8 @@ class Trainer:
         cfg, G, D, B = self.cfg, self.G, self.D, self.batch
         stats: dict[str, torch.Tensor] = {}
         # Discriminator: logistic loss, lazy R1.
-        lat = self._latents(B)
-        real_batch = self._real_batch(B)
-        real = self._with_layout(real_batch.images, self._real_layout(real_batch)) if self.layout \
-            else real_batch.images
-        with torch.no_grad(), self.amp:
-            fake = self._with_layout(G(lat), lat)
-        with self.amp:
-            if self.projected:
-                loss_d = self._projected_d_loss(real, real_batch, fake, stats)
-            else:
-                loss_d = d_logistic(D(real).float(), D(fake).float())
-        self.update_d(loss_d, lambda: r1_penalty(self._r1_target(), real), stats)
+        real_batch, real, fake = self._d_inputs(B)
+        self.update_d(self._d_loss(real_batch, real, fake, stats), lambda: r1_penalty(self._r1_target(), real), stats)
 
         # Generator: non-saturating loss + GradCAM alignment + block distortion.
         D.requires_grad_(False)
