@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
 )
@@ -52,8 +53,55 @@ def export_image(options: ExportOptions, frame_image, grab_canvas) -> None:
 
 
 def default_export_path(stem: str, suffix: str = ".png") -> str:
-    folder = settings.get(FOLDER_KEY) or str(Path.home())
-    return str(Path(folder) / f"{stem}{suffix}")
+    """The last export folder's first free name (stem, stem-2, ...): exporting again with the
+    name offered never replaces the last export."""
+    folder = Path(settings.get(FOLDER_KEY) or str(Path.home()))
+    path, n = folder / f"{stem}{suffix}", 1
+    while _exists(path) and n < 1000:
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return str(path)
+
+
+def _exists(path: Path, file: bool = False) -> bool:
+    try:
+        return path.is_file() if file else path.exists()
+    except OSError:  # unreadable folder: the write will say what is wrong
+        return False
+
+
+class ReplaceGuard:
+    """An export dialog asks before it replaces a file, beside its fields (not in a second
+    modal box): the first Save on a path that exists names the file and becomes "Replace"; a
+    second (the same path) goes ahead. A path chosen with Browse… was asked about there."""
+
+    def __init__(self, path_edit: QLineEdit, button, note: QLabel):
+        self.path_edit, self.button, self.note = path_edit, button, note
+        self.label = button.text()
+        self.confirmed: str | None = None
+        path_edit.textEdited.connect(self._path_edited)
+
+    def chosen(self, path: str, asked: bool = True) -> None:
+        """Browse… returned `path`; `asked`: its dialog asked before replacing that very path."""
+        self.path_edit.setText(path)
+        self._path_edited()
+        self.confirmed = path if asked else None
+
+    def _path_edited(self, *_) -> None:
+        self.confirmed = None
+        self.note.hide()
+        self.button.setText(self.label)
+
+    def may_write(self) -> bool:
+        text = self.path_edit.text().strip()
+        if text == self.confirmed or not _exists(Path(text), file=True):  # (a folder there: the write says so)
+            return True
+        self.confirmed = text
+        self.note.setText(f"{Path(text).name} already exists in {Path(text).parent}: Replace writes over it;"
+                          " or choose another name.")
+        self.note.show()
+        self.button.setText("Replace")
+        return False
 
 
 def path_row(line_edit: QLineEdit, browse) -> QHBoxLayout:
@@ -85,20 +133,30 @@ class ExportDialog(QDialog):
         self.smooth.setChecked(True)
         self.overlays = QCheckBox("Include the visible overlays (handles, grid, offsets)")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
+        self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.hide()
+        self.replace = ReplaceGuard(self.path, self.save_button, self.note)
+        buttons.accepted.connect(self._accept_unless_asking)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
         form.addRow("File", path_row(self.path, self._browse))
         form.addRow("Size", self.size)
         form.addRow("", self.smooth)
         form.addRow("", self.overlays)
+        form.addRow(self.note)
         form.addRow(buttons)
         self.resize(520, self.sizeHint().height())
+
+    def _accept_unless_asking(self) -> None:
+        if self.replace.may_write():
+            self.accept()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export image", self.path.text(), FILTERS)
         if path:
-            self.path.setText(path)
+            self.replace.chosen(path)
 
     def options(self) -> ExportOptions:
         return ExportOptions(self.path.text().strip(), self.size.currentData(), self.overlays.isChecked(),

@@ -65,15 +65,17 @@ class FileController(QObject):
             self.open_checkpoint(path, fallback=fallback)
 
     def open_checkpoint(self, path: str | Path | None = None, arch: str | None = None, state=None,
-                        session: str | None = None, recovered: bool = False, fallback: bool = False) -> int:
+                        session: str | None = None, recovered: bool = False, fallback: bool = False,
+                        sha256: str | None = None) -> int:
         """Ask the worker to load; returns the load token. `state`: the scene to show once
         loaded (a session's), else a fresh scene of seed 0. `recovered`: the scene is an
-        autosave brought back after a crash (unsaved, with no file of its own)."""
+        autosave brought back after a crash (unsaved, with no file of its own). `sha256`: the
+        checkpoint's hash the session recorded (a different one is said once it is loaded)."""
         self._token += 1
         label = Path(path).name if path else (arch or "the default generator")
         self._loads[self._token] = {"path": None if path is None else str(path), "state": state,
                                     "session": session, "label": label, "recovered": recovered,
-                                    "fallback": fallback}
+                                    "fallback": fallback, "sha256": sha256}
         self.window.set_busy(f"Opening {label}…")
         self.worker.load(self._token, None if path is None else str(path), arch)
         return self._token
@@ -94,6 +96,15 @@ class FileController(QObject):
         self.generation = token  # before reset: the reset's render request carries it
         self.session_path = self.worker.fit_near = job.get("session")
         self.document.reset(info, state if state is not None else initial_state(info.config, 0))
+        saved_sha = job.get("sha256")
+        if state is not None and saved_sha is not None and info.ref.sha256 != saved_sha:
+            # Retrained or replaced since (the relay ships new weights under the same name): the
+            # scene opens, and the user is told why its picture may not be the one saved.
+            source = job.get("session") or "The autosaved scene"
+            self.window.show_error("Checkpoint changed since the session was saved",
+                                   f"{source}: its checkpoint {info.path} has changed since the session was saved"
+                                   f" (SHA-256 {(info.ref.sha256 or '?')[:12]}…, the session has {saved_sha[:12]}…),"
+                                   " so the picture may differ. Saving records the checkpoint as it is now.")
         if job.get("recovered"):
             self.document.undo_stack.resetClean()  # unsaved until the user saves it somewhere
             self.window.update_title()
@@ -143,7 +154,9 @@ class FileController(QObject):
             refuse(str(exc))
             return
         info = self.document.info
-        if info is not None and _same_checkpoint(ref, info.ref, path):
+        # While a load is on its way it will replace the generator open now: the session goes
+        # through the load queue too (the newest load wins), not onto a scene about to go.
+        if info is not None and not self.loading and _same_checkpoint(ref, info.ref, path):
             text = "Restore the autosaved scene" if recovered else f"Open session {Path(path).name}"
             self.worker.fit_near = str(path)  # before the render the new scene asks for
             try:
@@ -155,6 +168,9 @@ class FileController(QObject):
                 self.session_path = None
                 self.document.undo_stack.resetClean()
             else:
+                # History starts over, as when opening a checkpoint: undoing past the open
+                # would leave this file the save target of a scene it does not hold.
+                self.document.undo_stack.clear()
                 self.session_path = str(path)
                 self.document.undo_stack.setClean()
                 self.recentChanged.emit(settings.add_recent(path))
@@ -165,7 +181,8 @@ class FileController(QObject):
             refuse(f"{path}: its checkpoint {checkpoint} does not exist (moved or deleted?)")
             return
         self.open_checkpoint(checkpoint, arch=None if checkpoint else ref.architecture, state=state,
-                             session=None if recovered else str(path), recovered=recovered, fallback=fallback)
+                             session=None if recovered else str(path), recovered=recovered, fallback=fallback,
+                             sha256=ref.sha256 if checkpoint else None)
 
     def user_open(self, path: str | Path) -> None:
         """A file the user chose (a drop, a recent file, a bundled model): unsaved edits are
@@ -200,9 +217,9 @@ class FileController(QObject):
         state = self.document.state
         if state is None:
             return False
-        # The fit file first: a session beside it never names a file that is not there.
-        missing = None if state.fit is None else copy_fit_beside(state.fit, path, self.session_path)
         try:
+            # The fit file first: a session beside it never names a file that is not there.
+            missing = None if state.fit is None else copy_fit_beside(state.fit, path, self.session_path)
             save_session(path, state, self.document.info.ref)
         except OSError as exc:
             self.window.show_error("Cannot save session", f"{path}: cannot write here ({exc.strerror or exc})")
@@ -225,6 +242,8 @@ class FileController(QObject):
     def ask_save_session(self) -> bool:
         start = self.session_path or str(Path(self._folder()) / "scene.json")
         path, _ = QFileDialog.getSaveFileName(self.window, "Save session", start, SESSION_FILTER)
+        if path and not Path(path).suffix:
+            path += ".json"  # (Linux dialogs add none) without it the file would open as a checkpoint
         return bool(path) and self.save_session(path)
 
     # ---- export ------------------------------------------------------------------------

@@ -42,9 +42,12 @@ def copy_fit_beside(sha256: str, session_path: str | Path, near: str | Path | No
     from models.io.fit_file import MAX_FIT_BYTES, find_fit, fit_name, fit_store
 
     target = Path(session_path).parent / fit_name(sha256)
-    if target.is_file():
-        return None  # named by its hash: the file there is this one (opening checks it)
-    source = find_fit(sha256, near)
+    try:  # is_file raises (not False) for EIO, ESTALE, EACCES: a share or stick gone away
+        if target.is_file():
+            return None  # named by its hash: the file there is this one (opening checks it)
+        source = find_fit(sha256, near)
+    except OSError as exc:
+        return f"{exc.filename or target.parent}: cannot be read ({exc.strerror or exc})"
     if source is None:
         where = f"beside {near} or in {fit_store()}" if near else f"in {fit_store()}"
         return f"its fit file {fit_name(sha256)} is not {where}"

@@ -9,6 +9,7 @@ playback cache at once, and only missing frames go to the worker.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
@@ -556,7 +557,13 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:
-        if not self._closed and self.isWindowModified() and not self.confirm_close():
+        try:
+            may_close = self._closed or not self.isWindowModified() or self.confirm_close()
+        except Exception as exc:  # escaping closeEvent, Qt would close the window and the edits with it
+            logging.getLogger("steergan.window").exception("closing")
+            self.show_error("Cannot close", f"Saving before closing failed ({exc}); the window stays open.")
+            may_close = False
+        if not may_close:
             event.ignore()  # Cancel, or a Save that did not happen: the window stays
             return
         self.shutdown()

@@ -36,8 +36,12 @@ class SamplePanel(QWidget):
         self.seed = QSpinBox()
         self.seed.setRange(0, SEED_LIMIT - 1)  # seeds are in [0, SEED_LIMIT)
         self.seed.setKeyboardTracking(False)
-        self.seed.setToolTip("The sample's seed: type one and press Enter to draw that sample")
-        self.seed.editingFinished.connect(self._seed_entered)
+        self.seed.setToolTip("The sample's seed: type one and press Enter, or step with the arrows, to draw"
+                             " that sample")
+        # valueChanged, not editingFinished: with keyboard tracking off it fires on Enter or
+        # focus loss for a typed seed and at once for the arrows and the wheel, so the box never
+        # shows a seed the scene does not have (editingFinished left an arrow's step pending).
+        self.seed.valueChanged.connect(self._seed_entered)
         new = QToolButton()
         new.setDefaultAction(new_sample_action)
         new.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
@@ -54,7 +58,7 @@ class SamplePanel(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # the objects dock grows
         document.stateChanged.connect(self.sync)
 
-    def _seed_entered(self) -> None:
+    def _seed_entered(self, *_) -> None:
         state = self.document.state
         if state is not None and self.seed.value() != state.seed:
             self.document.new_sample(self.seed.value())

@@ -30,7 +30,7 @@ from models.document.fileio import ExportError
 from models.document.video_timing import check_target, frame_count
 
 from . import settings, theme
-from .export import FOLDER_KEY, default_export_path, path_row, size_choices
+from .export import FOLDER_KEY, ReplaceGuard, default_export_path, path_row, size_choices
 from .playback import FPS_CHOICES, MAX_LENGTH_S
 from .render_worker import VideoJob
 
@@ -65,6 +65,7 @@ class VideoExportDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
         self.save_button.setText("Export")
+        self.replace = ReplaceGuard(self.path, self.save_button, self.error)
         buttons.accepted.connect(self._accept_if_valid)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
@@ -97,9 +98,10 @@ class VideoExportDialog(QDialog):
     def _browse(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(self, "Export video", self.path.text(), FILTERS)
         if path:
-            if not Path(path).suffix:
+            asked = bool(Path(path).suffix)  # the dialog asked about the path it returned, not one we complete
+            if not asked:
                 path += ".gif" if chosen.startswith("GIF") else ".mp4"
-            self.path.setText(path)
+            self.replace.chosen(path, asked)
 
     def job(self, state) -> VideoJob:
         return VideoJob(path=self.path.text().strip(), state=state, seconds=self.length.value(),
@@ -127,7 +129,7 @@ class VideoExportDialog(QDialog):
         problem = self.problem()
         self.error.setText(problem or "")
         self.error.setVisible(problem is not None)
-        if problem is None:
+        if problem is None and self.replace.may_write():
             self.accept()
 
 

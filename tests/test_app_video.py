@@ -314,6 +314,10 @@ def test_cancelling_an_export_leaves_no_file_and_keeps_the_old_one(qtbot, video_
     qtbot.keyClick(w, Qt.Key.Key_Space)
     dialog = open_video_dialog(qtbot, w, path, "600")
     qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    # The file exists: the dialog asks beside its fields first, and nothing starts yet.
+    assert dialog.isVisible() and "long.mp4 already exists" in dialog.error.text() and not w.video_exporter.running
+    assert dialog.save_button.text() == "Replace"
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
     assert not w.playback.playing  # playback pauses: the worker is the export's
     progress = w.video_exporter.progress
     qtbot.waitUntil(lambda: progress.value() >= 2, timeout=WAIT_MS)
