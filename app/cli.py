@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         try:
-            return args.func(args)
+            return _run_falling_back_to_cpu(argv[0], args)
         except UserError as exc:
             print(f"steergan {argv[0]}: error: {exc}", file=sys.stderr)
             return 2
@@ -54,6 +54,26 @@ def main(argv: list[str] | None = None) -> int:
               " (to open a file, give its path)", file=sys.stderr)
         return 2
     return run_studio(argv)
+
+
+def _run_falling_back_to_cpu(command: str, args: argparse.Namespace) -> int:
+    """render and video on a GPU that runs out of memory: again on the CPU, said on stderr
+    (as the studio's worker does). Training is not retried: on the CPU it would take hours."""
+    try:
+        return args.func(args)
+    except Exception as exc:
+        from models.render import is_out_of_memory
+
+        if command not in ("render", "video") or args.device == "cpu" or not is_out_of_memory(exc):
+            raise
+    print(f"steergan {command}: note: {args.device} ran out of memory; rendering on the CPU instead",
+          file=sys.stderr)
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    args.device = "cpu"
+    return args.func(args)
 
 
 def _file_problem(command: str, exc: OSError) -> int:
@@ -291,12 +311,21 @@ def _open(checkpoint: str | None, arch: str | None, device: str):
         raise UserError(str(exc)) from None
 
 
+def _check_seed(seed: int) -> None:
+    from models.document.scene import SEED_LIMIT
+
+    if not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"--seed must be in [0, 2^31), got {seed}")
+
+
 def _open_scene(args: argparse.Namespace):
     """(the loaded generator, the scene) that --checkpoint/--session/--arch/--seed/--offsets/
     --kinds ask for: shared by render and video."""
 
 
     device = check_device(args.device)
+    if args.seed is not None:
+        _check_seed(args.seed)
     state, checkpoint, ref = None, args.checkpoint, None
     if args.session:
         try:
@@ -372,8 +401,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if not (math.isfinite(value) and 0 < value <= 3600):
             raise UserError(f"--{name.replace('_', '-')} must be between 0 and 3600, got {value}")
-    if not 0 <= args.seed < 2**31:
-        raise UserError(f"--seed must be in [0, 2^31), got {args.seed}")
+    _check_seed(args.seed)
     out = Path(args.output)
     if out.suffix.lower() != ".json":
         raise UserError(f"{out}: the scene is written as a session .json")
@@ -506,6 +534,8 @@ def _terminate_cancels():
 def cmd_bench(args: argparse.Namespace) -> int:
     from models.tools.bench import run_benchmark
 
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {args.repeats}")
     print(json.dumps(run_benchmark(args.arch, args.repeats), indent=2))
     return 0
 
@@ -601,6 +631,13 @@ def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace)
     return 0
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve() or Path(a).samefile(b)
+    except OSError:  # one of them does not exist: not the same file
+        return False
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from models.io.checkpoint import CheckpointError, store_metrics
     from models.metrics.evaluate import evaluate
@@ -608,6 +645,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.samples < 1 or (args.fd_samples is not None and args.fd_samples < 2):
         raise UserError("--samples must be at least 1 and --fd-samples at least 2")
+    if args.realism_samples is not None and args.realism_samples < 8:
+        raise UserError(f"--realism-samples must be at least 8 (the classifier test's images a side),"
+                        f" got {args.realism_samples}")
+    if args.json:  # before minutes of measuring: never over the checkpoint, the probe or a non-JSON file
+        if Path(args.json).suffix.lower() != ".json":
+            raise UserError(f"--json {args.json}: must end in .json (it is written over)")
+        for other in (args.checkpoint, args.probe or DEFAULT_PROBE):
+            if _same_file(args.json, other):
+                raise UserError(f"--json {args.json}: is {other}, which it would replace")
     loaded = _open(args.checkpoint, None, "cpu")
     _check_readable(args.probe or DEFAULT_PROBE)
     try:
@@ -625,7 +671,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UserError(f"{args.json}: cannot write ({exc.strerror or exc})") from None
     if args.store:
         try:
-            store_metrics(args.checkpoint, metrics)
+            store_metrics(args.checkpoint, metrics, expect_sha256=loaded.ref.sha256)
         except CheckpointError as exc:
             raise UserError(str(exc)) from None
         print(f"stored the metrics in {args.checkpoint}", file=sys.stderr)

@@ -96,13 +96,6 @@ def device_label(device: torch.device | str) -> str:
     return device.type.upper()
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 def default_render(generator, state, fit=None):
     from models.render import render
 
@@ -255,6 +248,8 @@ class RenderWorker(QObject):
         try:
             return generator.to(device), ""
         except Exception as exc:
+            from models.render import is_out_of_memory
+
             if not is_out_of_memory(exc):
                 raise
             logger.warning("no room for the model on %s: it runs on the CPU", device, exc_info=True)
@@ -401,6 +396,8 @@ class RenderWorker(QObject):
         try:
             return fn(self._generator)
         except Exception as exc:
+            from models.render import is_out_of_memory
+
             if not is_out_of_memory(exc) or getattr(self.device, "type", "cpu") == "cpu":
                 raise
             logger.warning("out of GPU memory: the model moves to the CPU", exc_info=True)

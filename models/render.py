@@ -128,3 +128,10 @@ def resize_image(image: np.ndarray, size: int, smooth: bool = True) -> np.ndarra
         return image
     resample = Image.Resampling.LANCZOS if smooth else Image.Resampling.NEAREST
     return np.asarray(Image.fromarray(image).resize((size, size), resample))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A GPU that ran out of memory (torch's own error, or a RuntimeError that says so): the
+    studio's worker and the command line then render on the CPU and say so."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())

@@ -122,6 +122,8 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise FileProblem("no such file") from None
     except OSError as exc:
         raise FileProblem(f"cannot be read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL in the name
+        raise FileProblem("is not a possible file name (it contains a NUL character)") from None
     if not stat.S_ISREG(before.st_mode):
         raise FileProblem(f"is {_kind(before.st_mode)}, not a file SteerGAN can read")
     try:

@@ -67,6 +67,8 @@ def parse_session(text: str, path: str | os.PathLike = "<session>") -> tuple[Sce
             raise SessionError(path, f"checkpoint.{key} must be a string or null, got {short_repr(ref.get(key))}")
     if ref.get("path") is not None and not 0 < len(ref["path"]) <= 4096:
         raise SessionError(path, f"checkpoint.path must be 1 to 4096 characters, got {len(ref['path'])}")
+    if ref.get("path") is not None and "\x00" in ref["path"]:
+        raise SessionError(path, "checkpoint.path contains a NUL character (no file can have that name)")
     sha = ref.get("sha256")
     if sha is not None and (len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha)):
         raise SessionError(path, f"checkpoint.sha256 must be 64 hex digits, got {short_repr(sha)}")

@@ -8,6 +8,7 @@ from models.document.fileio import ExportError
 
 VIDEO_FORMATS = (".mp4", ".gif")
 MAX_GIF_FPS = 50  # GIF delays are whole centiseconds, and viewers slow delays under 2 cs to 10 cs
+MIN_GIF_FPS = 100 / 65535  # a GIF delay is 16 bits of centiseconds: one frame lasts 655.35 s at most
 MAX_FRAMES = 1_000_000
 
 
@@ -33,4 +34,7 @@ def check_target(path: Path, fps: float) -> str:
     if kind == ".gif" and fps > MAX_GIF_FPS:
         raise ExportError(path, f"a GIF plays at most {MAX_GIF_FPS} fps (its delays are whole centiseconds);"
                                 f" got {fps:g}; use .mp4 or a lower rate")
+    if kind == ".gif" and fps < MIN_GIF_FPS:
+        raise ExportError(path, f"a GIF frame lasts at most 655.35 s (its delay is 16 bits of centiseconds), so"
+                                f" at least {MIN_GIF_FPS:.4f} fps; got {fps:g}")
     return kind

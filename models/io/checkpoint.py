@@ -192,8 +192,10 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return generator.to(device), info
 
 
-def store_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
-    """Rewrite a checkpoint with `metrics` in its JSON (weights byte-identical, atomic)."""
+def store_metrics(path: str | os.PathLike, metrics: dict[str, Any], expect_sha256: str | None = None) -> None:
+    """Rewrite a checkpoint with `metrics` in its JSON (weights byte-identical, atomic).
+    `expect_sha256`: the file's hash when it was measured; if it has changed since (a new
+    model shipped under its name meanwhile), nothing is written."""
     from safetensors.torch import save
 
     with _open(path) as f:
@@ -201,8 +203,12 @@ def store_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
         _check_weights_fit(path, header, _config(path, meta))
         try:
             tensors = {name: read_tensor(f, header, name) for name in header.tensors}
+            sha = stream_sha256(f) if expect_sha256 is not None else None
         except (SafetensorsProblem, OSError) as exc:
             raise CheckpointError(path, f"cannot be read: {exc}") from None
+    if sha != expect_sha256:
+        raise CheckpointError(path, "changed while it was being measured (another model is there now);"
+                                    " the metrics were not stored")
     meta["metrics"] = metrics
     _write(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
 

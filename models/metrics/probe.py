@@ -83,9 +83,16 @@ def load_probe(path: str | os.PathLike) -> tuple[Probe, dict]:
         raise ValueError(f"{path}: not a readable probe file ({exc})") from None
     if raw is None:
         raise ValueError(f"{path}: not a SteerGAN metrics probe")
-    meta = json.loads(raw)
-    probe = Probe(meta["classes"])
-    probe.load_state_dict(tensors)
+    try:
+        meta = json.loads(raw)
+        classes = meta.get("classes") if isinstance(meta, dict) else None
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise ValueError("its description has no list of class names")
+        probe = Probe(classes)
+        probe.load_state_dict(tensors)  # RuntimeError when names or shapes differ
+    except (ValueError, TypeError, RuntimeError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__  # load_state_dict's is many lines
+        raise ValueError(f"{path}: not a usable SteerGAN metrics probe ({detail})") from None
     return probe.eval().requires_grad_(False), meta
 
 

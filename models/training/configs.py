@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -117,6 +118,7 @@ class TrainConfig:
     offset_penalty_res: int = 8
 
     def __post_init__(self) -> None:
+        self._check_types_and_ranges()
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {self.architecture!r}; known: {sorted(ARCHITECTURES)}")
         if self.recipe not in RECIPES:
@@ -186,6 +188,42 @@ class TrainConfig:
             raise ConfigError(f"architecture {self.architecture!r} has the time capability: it trains on clips"
                               f" (a clips-* dataset), not on {self.dataset!r}")
 
+    def _check_types_and_ranges(self) -> None:
+        """Every field its declared type (a JSON config can hold anything: "x" for lr, 2.5 for
+        batch, "true" for a flag), numbers finite and in range, and the name a plain file name
+        (it names the run folder and the checkpoint: "../x" or "/tmp/x" would put them elsewhere)."""
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), _FIELD_KINDS.get(str(field.type))
+            if kind is bool and not isinstance(value, bool):
+                raise ConfigError(f"{field.name} must be true or false, got {_short(value)}")
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{field.name} must be a whole number, got {_short(value)}")
+            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+                raise ConfigError(f"{field.name} must be a finite number, got {_short(value)}")
+            if kind is str and not isinstance(value, str):
+                raise ConfigError(f"{field.name} must be a string, got {_short(value)}")
+        name = self.name
+        if not (0 < len(name) <= 100) or name in (".", "..") or any(c in name for c in "/\\\x00"):
+            raise ConfigError(f"name must be a plain file name of 1-100 characters (no / or \\), got {_short(name)}")
+        betas = self.betas
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {_short(betas)}")
+        if self.lr <= 0:  # (no upper bound: a run that diverges says so at its step)
+            raise ConfigError(f"lr must be above 0, got {self.lr}")
+        for key in ("r1_gamma", "ema_kimg", "align_weight", "tau", "distortion_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be 0 or more, got {getattr(self, key)}")
+        if self.save_every_minutes <= 0:
+            raise ConfigError(f"save_every_minutes must be above 0, got {self.save_every_minutes}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be in [0, 2^63), got {self.seed}")
+        if self.batch > 4096:
+            raise ConfigError(f"batch must be at most 4096, got {self.batch}")
+        if self.offset_penalty_res < 1:
+            raise ConfigError(f"offset_penalty_res must be at least 1, got {self.offset_penalty_res}")
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
@@ -198,9 +236,23 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training config keys: {unknown}")
         try:
-            return cls(**data)
+            config = cls(**data)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+        from models.data import DATASETS  # (torch: only for a config read from a file)
+
+        if config.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {_short(config.dataset)}; known: {list(DATASETS)}")
+        return config
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# TrainConfig's field annotations (strings: `from __future__ import annotations`) -> the type checked.
+_FIELD_KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 class _MoveConsistency(TypedDict):

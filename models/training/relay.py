@@ -253,10 +253,21 @@ def start(until: float, model: str | None = None, from_run: Path | None = None, 
         raise RelayError(f"{model!r} is not in the relay plan ({', '.join(e.name for e in entries)})")
     if until <= time.time() + 60:
         raise RelayError("the deadline must be at least a minute from now")
+    if not 1 <= threads <= 256:
+        raise RelayError(f"--threads must be between 1 and 256, got {threads}")
     work = run_dir() / entry.name
     if from_run is not None:
         if not from_run.exists():
             raise RelayError(f"{from_run}: no such run folder or state file")
+        # Checked here, not first in the background run (its error would reach only the log):
+        # a warm state or a full training state, as _run reads them.
+        from models.training.state import saved_kind
+
+        kinds = {saved_kind(from_run / n) for n in ("state.safetensors", "train_state.safetensors")} \
+            if from_run.is_dir() else {saved_kind(from_run)}
+        if not kinds & {"warm", "train"}:
+            raise RelayError(f"{from_run}: holds no warm state or training state to continue (state.safetensors"
+                             " or train_state.safetensors of a `steergan train` run)")
         if (work / "state.safetensors").exists():
             raise RelayError(f"{work / 'state.safetensors'}: an unfinished relay run; `steergan relay finish` it, or"
                              " move it away, before continuing another run with --from")

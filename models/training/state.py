@@ -320,9 +320,9 @@ def load_warm_state(path: str | os.PathLike) -> tuple[dict[str, dict[str, torch.
 
 
 def saved_kind(path: str | os.PathLike) -> str | None:
-    """"warm" (a warm-start state), "checkpoint" (a shipped generator) or None (anything
-    else, unreadable included: the loader that is then tried says what is wrong), from the
-    safetensors header only."""
+    """"warm" (a warm-start state), "checkpoint" (a shipped generator), "train" (a full
+    training state, `--resume`'s) or None (anything else, unreadable included: the loader that
+    is then tried says what is wrong), from the safetensors header only."""
     try:
         with open_regular(path) as f:
             metadata = read_safetensors_header(f).metadata
@@ -330,6 +330,8 @@ def saved_kind(path: str | os.PathLike) -> str | None:
         return None
     if "steergan_warm" in metadata:
         return "warm"
+    if META_KEY in metadata:
+        return "train"
     return "checkpoint" if "steergan" in metadata else None
 
 
