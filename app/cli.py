@@ -392,6 +392,7 @@ def _check_size(size: int | None) -> None:
 def cmd_fit(args: argparse.Namespace) -> int:
     from models.document.fileio import FileError
     from models.document.session import CheckpointRef, session_to_json
+    from models.fit import why_not_fittable
     from models.fit.optimize import TUNE_STEPS, FitCancelled, FitSettings, fit_picture
     from models.io.backbone_file import BackboneError, backbone_path, load_backbone
     from models.io.fit_file import save_fit
@@ -406,8 +407,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".json":
         raise UserError(f"{out}: the scene is written as a session .json")
     loaded = _open(args.checkpoint, None, "cpu")
-    if loaded.ref.sha256 is None or loaded.ref.path is None:
-        raise UserError("fitting needs a trained checkpoint file")
+    problem = why_not_fittable(loaded.name, loaded.ref, loaded.generator.config, loaded.trained)
+    if problem is not None:  # as the studio refuses it
+        raise UserError(f"{problem}; fitting needs a trained still-image checkpoint (--checkpoint)")
     try:
         picture = read_picture(args.image, loaded.generator.config.resolution)
         backbone, _ = load_backbone(backbone_path())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +20,9 @@ logger = logging.getLogger("steergan.worker")
 # Fit files kept loaded (each with its generator: a tuned one is a whole copy of the
 # model). Undo and redo between a few fits stay instant; an older one is read again.
 MAX_LOADED_FITS = 4
+# A fit file not found (or not usable) is looked for again after this long: a user who puts it
+# back sees the picture at the next render, and a drag does not re-read it every frame.
+REFUSAL_RETRY_S = 2.0
 
 
 class FitCache:
@@ -32,12 +36,16 @@ class FitCache:
     def __init__(self, say: Callable[[str], None]):
         self._say = say
         self._loaded: OrderedDict[str, tuple] = OrderedDict()  # sha -> (base generator, to render with, FitData)
-        self._refused: set[tuple[str, str | None]] = set()  # (sha, near) already said
+        # (sha, near) -> when it was last looked for and not found usable: looked for again
+        # after REFUSAL_RETRY_S (the user may put the file back), said only the first time.
+        self._refused: dict[tuple[str, str | None], float] = {}
+        self._said: set[tuple[str, str | None]] = set()
 
     def clear(self) -> None:
         """A new generator: the fits and tuned copies of the old one go."""
         self._loaded.clear()
         self._refused.clear()
+        self._said.clear()
 
     def add(self, fit, base) -> None:
         """A fit just made (and saved) here: no need to read it back."""
@@ -59,18 +67,21 @@ class FitCache:
             self._keep(state.fit, entry)
             return entry[1], entry[2]
         key = (state.fit, near)
-        if key in self._refused:
-            return base, None
+        if time.monotonic() - self._refused.get(key, -REFUSAL_RETRY_S) < REFUSAL_RETRY_S:
+            return base, None  # (not every frame of a drag: a few file reads and a hash each)
         from models.io.fit_file import FitFileError, open_fit_for
 
         try:
             use, fit = open_fit_for(state, near, base, checkpoint_sha256)
         except FitFileError as exc:
-            self._refused.add(key)
-            message = f"{exc}: the scene renders without the picture it was fitted to"
-            logger.warning(message)
-            self._say(message)
+            self._refused[key] = time.monotonic()
+            if key not in self._said:
+                self._said.add(key)
+                message = f"{exc}: the scene renders without the picture it was fitted to"
+                logger.warning(message)
+                self._say(message)
             return base, None
+        self._refused.pop(key, None)
         self._keep(state.fit, (base, use, fit))
         return use, fit
 

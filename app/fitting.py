@@ -66,16 +66,15 @@ def copy_fit_beside(sha256: str, session_path: str | Path, near: str | Path | No
 
 def cannot_fit(info) -> str | None:
     """Why the open generator cannot be fitted to a picture, or None."""
+    from models.fit import why_not_fittable
+
     first = "open a trained checkpoint first (File ▸ Open Checkpoint or Open Bundled Model)"
     if info is None:
         return f"no generator is open: {first}"
-    if info.path is None or info.ref.sha256 is None:
-        return f"{info.name} is an untrained architecture, not a checkpoint: {first}"
-    if info.config.time is not None:
-        return f"{info.name} makes video; fitting a picture needs a still-image generator (rooms or figures)"
-    if not info.trained:
-        return f"{info.name} ({Path(info.path).name}) has no training record, so it makes noise: {first}"
-    return None
+    problem = why_not_fittable(info.name, info.ref, info.config, info.trained)
+    if problem is None or info.config.time is not None:
+        return problem
+    return f"{problem}: {first}"
 
 
 class PictureFitter(QObject):

@@ -364,7 +364,9 @@ class Playback(QObject):
     def _on_state(self, state) -> None:
         if self.playing and state.timeless() != self._content:
             self._prefetch()  # an edit: render the new scene's frames ahead
-            self._buffer_changed()
+        # Playing or not: undo and redo can land on a scene whose frames are cached already,
+        # shown without a render, and the strip must show that scene's frames (coalesced).
+        self._buffer_changed()
 
     def _on_generator(self, info) -> None:
         self.pause()

@@ -449,3 +449,22 @@ def test_garbled_transport_settings_fall_back_to_defaults(qtbot, studio_env):
     assert remembered_transport() == (25, 1.0, False, 4.0)
     settings.put(SETTINGS_KEY, "not a dict")
     assert remembered_transport() == (25, 1.0, True, 4.0)
+
+
+def test_the_rendered_frames_strip_follows_undo_to_a_scene_already_cached(qtbot, video_window):
+    """Undo back to a scene whose frames are cached shows them without a render; the strip
+    must show that scene's frames, not the edit's (the audit found it stuck on the edit's)."""
+    w, _ = video_window
+    pb = w.playback
+    pb.set_length(0.2)
+    n = pb.frame_count
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: len(pb.cached_indices()) == n, timeout=WAIT_MS)
+    qtbot.keyClick(w, Qt.Key.Key_Space)  # paused, every frame of this scene rendered
+    qtbot.keyClick(w, Qt.Key.Key_M)  # New Motion: another scene, one frame of it rendered
+    wait_for_current_frame(qtbot, w)
+    qtbot.waitUntil(lambda: w.timeline.strip.cached == pb.cached_indices(), timeout=WAIT_MS)
+    assert len(pb.cached_indices()) < n
+    qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: len(pb.cached_indices()) == n, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: w.timeline.strip.cached == pb.cached_indices(), timeout=WAIT_MS)

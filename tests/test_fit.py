@@ -252,3 +252,47 @@ def test_a_figure_is_fitted_pose_first(backbone):
         optimize._search_pose = original
     assert outcome.state.hierarchy is not None and outcome.state.fit == outcome.fit.sha256
     assert chosen["scores"][1] <= chosen["scores"][0] + 1e-6
+
+
+def test_a_fit_file_put_back_is_found_and_a_damaged_copy_hides_no_good_one(own_fit, rooms, tmp_path, monkeypatch):
+    """The render worker's cache looks again for a fit file it did not find (the user put it
+    back), saying the first miss only; a damaged copy beside the session does not hide a good
+    one in the store, and saving the fit again repairs it."""
+    import app.fit_worker as fit_worker
+
+    _, outcome = own_fit
+    generator, sha = rooms
+    monkeypatch.setenv("STEERGAN_FITS", str(tmp_path / "store"))
+    near = tmp_path / "scenes" / "s.json"
+    near.parent.mkdir()
+    said: list[str] = []
+    cache = fit_worker.FitCache(said.append)
+    assert cache.resolve(outcome.state, generator, str(near), sha)[1] is None and len(said) == 1
+    monkeypatch.setattr(fit_worker, "REFUSAL_RETRY_S", 0.0)  # (2 s in the studio)
+    assert cache.resolve(outcome.state, generator, str(near), sha)[1] is None and len(said) == 1  # said once
+    beside = save_fit(outcome.fit, near.parent)  # put back
+    assert cache.resolve(outcome.state, generator, str(near), sha)[1] is not None
+
+    save_fit(outcome.fit, tmp_path / "store")
+    damaged = bytearray(beside.read_bytes())
+    damaged[-1] ^= 0xFF  # same size, other bytes
+    beside.write_bytes(bytes(damaged))
+    assert open_fit_for(outcome.state, near, generator, sha)[1] is not None  # the store's copy
+    save_fit(outcome.fit, near.parent)
+    assert file_sha256(beside) == outcome.state.fit
+
+
+def test_cli_fit_refuses_an_untrained_checkpoint_as_the_studio_does(tmp_path, capsys):
+    from app.cli import main
+    from models.io.checkpoint import save_checkpoint
+    from models.io.library import untrained_generator
+
+    untrained = tmp_path / "untrained.safetensors"
+    save_checkpoint(untrained, untrained_generator("tiny-rooms"), {"name": "noise"}, dtype=torch.float32)
+    picture = tmp_path / "p.png"
+    from PIL import Image
+    Image.new("RGB", (32, 32), (90, 120, 200)).save(picture)
+    assert main(["fit", str(picture), "--checkpoint", str(untrained), "-o", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no training record" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()

@@ -56,6 +56,27 @@ def test_transparency_is_composited_over_mid_grey(tmp_path):
     assert read_picture(save(tmp_path, "t.png", rgba), 8)[3, 3].tolist() == [128, 128, 128]
 
 
+def test_an_rgb_pngs_colour_key_is_transparent_too(tmp_path):
+    red = Image.new("RGB", (8, 8), (255, 0, 0))  # red marked transparent by a tRNS chunk
+    assert read_picture(save(tmp_path, "key.png", red, transparency=(255, 0, 0)), 8)[3, 3].tolist() == [128] * 3
+
+
+def test_a_postscript_file_named_png_is_refused_without_running_ghostscript(tmp_path, monkeypatch):
+    """Pillow opens EPS by running Ghostscript (no timeout: a PostScript loop hung the render
+    worker); only the decoders of the formats SteerGAN reads are tried."""
+    import subprocess
+
+    def no_ghostscript(*args, **kwargs):
+        raise AssertionError(f"ran {args[0]!r}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_ghostscript)
+    monkeypatch.setattr(subprocess, "check_call", no_ghostscript)
+    path = tmp_path / "drawing.png"
+    path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nnewpath 0 0 moveto 16 16 lineto stroke\n")
+    with pytest.raises(PictureError, match="drawing.png.*not an image"):
+        read_picture(path, 8)
+
+
 def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 3  # rotated 180 degrees: what is stored on the left is shown on the right

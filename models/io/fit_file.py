@@ -20,7 +20,14 @@ from typing import Any
 
 import torch
 
-from models.document.fileio import FileError, FileProblem, atomic_write_bytes, open_regular, stream_sha256
+from models.document.fileio import (
+    FileError,
+    FileProblem,
+    atomic_write_bytes,
+    file_sha256,
+    open_regular,
+    stream_sha256,
+)
 from models.io.safetensors_io import SafetensorsProblem, read_header, read_tensor, tagged_metadata
 
 FIT_FORMAT = "steergan-fit"
@@ -90,7 +97,11 @@ def save_fit(fit: FitData, folder: str | os.PathLike) -> Path:
     except OSError as exc:
         raise FitFileError(folder, f"cannot be created for fit files: {exc.strerror or exc}") from None
     path = folder / fit_name(sha)
-    if not path.is_file() or path.stat().st_size != len(data):
+    try:  # named by its hash: a file there with these bytes stays; a damaged one is rewritten
+        same = path.is_file() and path.stat().st_size == len(data) and file_sha256(path) == sha
+    except OSError:
+        same = False
+    if not same:
         atomic_write_bytes(path, data)
     return path
 
@@ -145,11 +156,15 @@ def load_fit(path: str | os.PathLike, expect_sha256: str | None = None) -> FitDa
     return FitData(ck, styles, seeds, weights, info, sha)
 
 
+def _fit_folders(near: str | os.PathLike | None) -> list[Path]:
+    """Where a scene's fit file is looked for, in order: beside `near`, then the fit store."""
+    return ([Path(near).parent] if near is not None else []) + [fit_store()]
+
+
 def find_fit(sha256: str, near: str | os.PathLike | None = None) -> Path | None:
     """Where the fit file a scene names is: beside `near` (a scene or session file), else in
     the fit store. None if in neither."""
-    folders = ([Path(near).parent] if near is not None else []) + [fit_store()]
-    for folder in folders:
+    for folder in _fit_folders(near):
         candidate = folder / fit_name(sha256)
         if candidate.is_file():
             return candidate
@@ -195,10 +210,19 @@ def open_fit_for(state, near: str | os.PathLike | None, generator, checkpoint_sh
     when it is nowhere, the name it should have) otherwise."""
     if state.fit is None:
         return generator, None
-    path = find_fit(state.fit, near)
-    if path is None:
-        where = f"beside {near} or in {fit_store()}" if near is not None else f"in {fit_store()}"
-        raise FitFileError(fit_name(state.fit), f"the scene's fit file is not {where}")
-    fit = load_fit(path, expect_sha256=state.fit)
-    check_fits_generator(fit, generator, checkpoint_sha256, str(path))
-    return tuned_copy(generator, fit), fit
+    first_problem: FitFileError | None = None
+    for folder in _fit_folders(near):
+        path = folder / fit_name(state.fit)
+        if not path.is_file():
+            continue
+        try:  # a damaged copy beside the session does not hide a good one in the store
+            fit = load_fit(path, expect_sha256=state.fit)
+        except FitFileError as exc:
+            first_problem = first_problem or exc
+            continue
+        check_fits_generator(fit, generator, checkpoint_sha256, str(path))
+        return tuned_copy(generator, fit), fit
+    if first_problem is not None:
+        raise first_problem
+    where = f"beside {near} or in {fit_store()}" if near is not None else f"in {fit_store()}"
+    raise FitFileError(fit_name(state.fit), f"the scene's fit file is not {where}")

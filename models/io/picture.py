@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 MAX_FILE_BYTES = 128 << 20
 MAX_PIXELS = 40_000_000  # 40 megapixels: any camera's picture; 50,000 x 50,000 is refused
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The decoders tried, whatever the file's name says: Pillow would otherwise also open EPS by
+# running Ghostscript (no timeout: a PostScript loop named .png hung the render worker for good).
+# (JPEG's decoder also opens MPO, a camera's multi-picture JPEG.)
+PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "TIFF", "GIF")
 
 
 class PictureError(FileError):
@@ -46,7 +50,7 @@ def read_picture(path: str | os.PathLike, size: int) -> np.ndarray:
         with warnings.catch_warnings():
             # PIL warns (and raises beyond twice its own limit) on huge claims: ours is below it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
             width, height = img.size
             if width < 1 or height < 1:
                 raise PictureError(path, f"claims {width} x {height} pixels")
@@ -83,7 +87,8 @@ def _to_rgb(img) -> np.ndarray:
         arr = arr if np.isfinite(arr).all() else np.nan_to_num(arr)
         gray = np.clip(arr * 255.0 if arr.max() <= 1.0 else arr, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    # "transparency" in info: a palette's transparent entry, or an RGB/L PNG's colour key (tRNS).
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
     if has_alpha:
         rgba = img.convert("RGBA")
         grey = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
