@@ -121,6 +121,10 @@ class Canvas(pg.GraphicsView):
         self.handles.set_handles(handles_for(state))
 
     def _on_generator(self, info) -> None:
+        # A load that lands mid-drag: the handle held belongs to the old scene (its level and
+        # index may not exist in the new one, or name another object): the drag ends here.
+        self._drag = self._press = None
+        self.handles.draft = False
         self.grid.set_grid(info.config.grid)
         self.frame = self.frame_state = None
         self.image_item.clear()
@@ -185,7 +189,9 @@ class Canvas(pg.GraphicsView):
 
     def mouseMoveEvent(self, ev) -> None:
         pos = ev.position()
-        if self._drag is not None:
+        if self._drag is not None and not ev.buttons() & Qt.MouseButton.LeftButton:
+            self._end_drag(pos)  # its release went elsewhere (a dialog, another window)
+        elif self._drag is not None:
             self._drag_to(pos)
         elif self._press is None:
             self._hover(pos)
@@ -193,19 +199,27 @@ class Canvas(pg.GraphicsView):
 
     def mouseReleaseEvent(self, ev) -> None:
         pos = ev.position()
+        if ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()  # another button's release while the left is held ends nothing
+            return
         if self._drag is not None:
-            self._drag_to(pos)  # the release position is the drag's last state
-            self._drag = None
-            self.handles.draft = False
-            self.handles.update()
-            self._hover(pos)
-            self.dragFinished.emit()
+            try:
+                self._drag_to(pos)  # the release position is the drag's last state
+            finally:
+                self._end_drag(pos)
         elif self._press is not None:
             press, self._press = self._press, None
             moved = math.hypot(pos.x() - press["pos"].x(), pos.y() - press["pos"].y())
             if press["block"] is not None and moved <= CLICK_SLOP_PX and press["block"] == self.block_at(pos):
                 self._click_block(press["block"], press["shift"])
         ev.accept()
+
+    def _end_drag(self, pos: QPointF) -> None:
+        self._drag = None
+        self.handles.draft = False
+        self.handles.update()
+        self._hover(pos)
+        self.dragFinished.emit()
 
     def mouseDoubleClickEvent(self, ev) -> None:
         self.mousePressEvent(ev)  # a fast second click is another click, not a special gesture

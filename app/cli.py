@@ -533,6 +533,32 @@ def _terminate_cancels():
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _signals_stop(trainer):
+    """Ctrl-C and SIGTERM stop training after the step in progress, which then saves (a
+    second Ctrl-C interrupts at once): see Trainer.on_stop_signal."""
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, trainer.on_stop_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _refuse_a_used_run_folder(out: str, state_name: str, what: str) -> None:
+    """A new run would cut the folder's log and overwrite its state and checkpoint at its
+    first save: refused, unless the user continues it (--resume) or names another folder."""
+    for name in (state_name, "log.csv"):
+        if (Path(out) / name).exists():
+            raise UserError(f"{out}: holds a run already ({name}); {what} would overwrite it: continue it with"
+                            f" --resume {out}, or choose another --out")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from models.tools.bench import run_benchmark
 
@@ -578,7 +604,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             raise UserError("--warm-start and --resume exclude each other: a warm state starts a new run,"
                             " --resume continues one")
+        _refuse_a_used_run_folder(out, "state.safetensors", "--warm-start")
         return _train_from_warm_state(cfg, out, device, args)
+    if not args.resume:
+        _refuse_a_used_run_folder(out, "train_state.safetensors", "training from scratch")
     try:
         trainer = Trainer(cfg, out, device=device, resume=args.resume, precision=args.precision)
     except (TrainStateError, BackboneError) as exc:
@@ -586,7 +615,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} (step {trainer.step})", file=sys.stderr)
     finished = False
     try:
-        ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
+        with _signals_stop(trainer):
+            ckpt = trainer.run(minutes=args.minutes, max_steps=args.steps)
         finished = True
     except (TrainStateError, CheckpointError) as exc:  # a save failed (a full disk): the last good files stay
         raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
@@ -620,7 +650,8 @@ def _train_from_warm_state(cfg, out: str, device: str, args: argparse.Namespace)
     print(f"training {cfg.name} on {device} ({trainer.precision}) into {out} from {args.warm_start}{shipped}"
           f" (step {trainer.step}, {trainer.images_seen} images)", file=sys.stderr)
     try:
-        trainer.run(minutes=args.minutes, max_steps=None if args.steps is None else trainer.step + args.steps)
+        with _signals_stop(trainer):
+            trainer.run(minutes=args.minutes, max_steps=None if args.steps is None else trainer.step + args.steps)
     except (TrainStateError, TrainingDiverged) as exc:
         raise UserError(f"{exc}; training stopped at step {trainer.step}") from None
     finally:

@@ -81,10 +81,11 @@ class Document(QObject):
         """One id per drag: all its moves merge into one command."""
         return next(self._merge_ids)
 
-    def gesture_id(self, key: Hashable) -> int:
-        """Wheel notches and spin-box steps on the same control, in quick succession, merge."""
+    def gesture_id(self, key: Hashable, held: bool = False) -> int:
+        """Wheel notches and spin-box steps on the same control, in quick succession, merge;
+        `held` (a slider's handle still pressed): they merge however long the pause."""
         now = time.monotonic()
-        if self._gesture and self._gesture[0] == key and now - self._gesture[1] < GESTURE_GAP_S:
+        if self._gesture and self._gesture[0] == key and (held or now - self._gesture[1] < GESTURE_GAP_S):
             merge_id = self._gesture[2]
         else:
             merge_id = self.new_merge_id()

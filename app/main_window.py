@@ -42,6 +42,7 @@ from .render_worker import RenderWorker, start_worker, stop_worker
 from .timeline import TimelinePanel
 from .video_export import VideoExporter
 from .views import HeatmapViews
+from .widgets import KeysToFocusedControls
 
 STATUS_MS = 6000
 EXTRAS_MS = 100
@@ -112,6 +113,8 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:  # the worker thread must end before Qt does, however we exit
             app.aboutToQuit.connect(self.shutdown)
+            self._keys_filter = KeysToFocusedControls(self)  # (removed with the window)
+            app.installEventFilter(self._keys_filter)
 
     # ---- construction -------------------------------------------------------------------
     def _action(self, text: str, slot=None, shortcut=None, checkable=False, checked=False, tip=None) -> QAction:

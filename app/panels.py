@@ -51,7 +51,8 @@ class SamplePanel(QWidget):
         self.truncation = ValueSlider(0.0, 1.5, 0.05)
         self.truncation.setToolTip("Truncation ψ: lower is closer to the average image")
         self.truncation.edited.connect(
-            lambda v: document.set_truncation(v, document.gesture_id("truncation")))
+            lambda v: document.set_truncation(v, document.gesture_id(self.truncation.gesture_key("truncation"),
+                                                                     self.truncation.held)))
         form = QFormLayout(self)
         form.addRow("Seed", seed_row)
         form.addRow("Truncation", self.truncation)
@@ -209,7 +210,8 @@ class MtmPanel(QWidget):
         self.strength = ValueSlider(0.0, MAX_STRENGTH, 0.05)
         self.strength.setToolTip("Scale of the learned offsets: 0 none, 1 as trained, 2 exaggerated")
         self.strength.edited.connect(
-            lambda v: document.set_offset_strength(v, document.gesture_id("offset strength")))
+            lambda v: document.set_offset_strength(v, document.gesture_id(
+                self.strength.gesture_key("offset strength"), self.strength.held)))
         self.layer = QComboBox()
         self.layer.setToolTip("Which MTM layer's offset field the canvas shows")
         self.layer.currentIndexChanged.connect(lambda _: self.fieldChanged.emit())

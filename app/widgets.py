@@ -1,8 +1,41 @@
 """Small reusable controls."""
 from __future__ import annotations
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
-from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QSizePolicy, QSlider, QWidget
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractSlider,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QSizePolicy,
+    QSlider,
+    QWidget,
+)
+
+_SLIDER_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_PageUp,
+                Qt.Key.Key_PageDown, Qt.Key.Key_Home, Qt.Key.Key_End}
+
+
+class KeysToFocusedControls(QObject):
+    """The window's one-key shortcuts (Space, N, R, O, the arrows...) leave a focused control
+    its own keys: Space presses a focused button or check box (not New Sample), a letter picks
+    a combo box's item ("r": Rug, not Resample), the arrows move a focused slider. Installed
+    on the application: Qt asks every focused widget first (ShortcutOverride)."""
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() != QEvent.Type.ShortcutOverride:
+            return False
+        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if modifiers not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier):
+            return False  # Ctrl+Z and the like stay the window's
+        key = event.key()
+        ours = ((isinstance(obj, QAbstractButton) and key == Qt.Key.Key_Space)
+                or (isinstance(obj, QComboBox) and bool(event.text().strip() or key == Qt.Key.Key_Space))
+                or (isinstance(obj, QAbstractSlider) and key in _SLIDER_KEYS))
+        if ours:
+            event.accept()  # the key goes to the control as a key press
+        return False
 
 
 class ValueSlider(QWidget):
@@ -31,6 +64,18 @@ class ValueSlider(QWidget):
         layout.addWidget(self.spin)
         self.slider.valueChanged.connect(self._from_slider)
         self.spin.valueChanged.connect(self._from_spin)
+        # One press of the slider's handle is one gesture, one undo step, however long the
+        # user pauses while holding it: gesture_key() names the press, `held` says it lasts.
+        self.held, self._presses = False, 0
+        self.slider.sliderPressed.connect(self._pressed)
+        self.slider.sliderReleased.connect(lambda: setattr(self, "held", False))
+
+    def _pressed(self) -> None:
+        self.held, self._presses = True, self._presses + 1
+
+    def gesture_key(self, name) -> tuple:
+        """For Document.gesture_id(key, held): this control's edits since its last press."""
+        return (name, self._presses)
 
     def value(self) -> float:
         return self.spin.value()

@@ -33,13 +33,25 @@ class SceneError(ValueError):
 Point = tuple[float, float]
 
 
+POINT_RANGE = (-1.0, 2.0)  # a center's or an offset's coordinates, image units
+
+
+def _offset(center: Point, parent: Point) -> Point:
+    """`center` relative to `parent`, clamped into POINT_RANGE: a child dragged far from its
+    parent (the root near one edge, the child to the other) stops at the limit rather than
+    making a scene that fails its own check."""
+    lo, hi = POINT_RANGE
+    return (min(max(center[0] - parent[0], lo), hi), min(max(center[1] - parent[1], lo), hi))
+
+
 def _point(value: Any, what: str) -> Point:
     try:
         x, y = value
         x, y = float(x), float(y)
     except (TypeError, ValueError):
         raise SceneError(f"{what} must be a pair of numbers (x, y), got {value!r}") from None
-    if not (math.isfinite(x) and math.isfinite(y)) or not (-1 <= x <= 2 and -1 <= y <= 2):
+    lo, hi = POINT_RANGE
+    if not (math.isfinite(x) and math.isfinite(y)) or not (lo <= x <= hi and lo <= y <= hi):
         raise SceneError(f"{what} must be finite and within [-1, 2] image units, got {value!r}")
     return (x, y)
 
@@ -185,12 +197,12 @@ class SceneState:
         if level == 1:
             root = levels[0][0]
             off1 = list(self.hierarchy.offsets1)
-            off1[index] = (center[0] - root[0], center[1] - root[1])
+            off1[index] = _offset(center, root)
             return replace(self, hierarchy=replace(self.hierarchy, offsets1=tuple(off1)))
         if level == 2:
             parent = levels[1][index // 2]
             off2 = list(self.hierarchy.offsets2)
-            off2[index] = (center[0] - parent[0], center[1] - parent[1])
+            off2[index] = _offset(center, parent)
             return replace(self, hierarchy=replace(self.hierarchy, offsets2=tuple(off2)))
         raise SceneError(f"hierarchy level must be 0, 1 or 2, got {level}")
 
@@ -212,8 +224,10 @@ class SceneState:
         (`layout_prior`, `kinds`: the generator's, GeneratorConfig.layout_prior and object_kinds)."""
         fresh = initial_state_like(self, seed, layout_prior, kinds)
         objs = tuple(old if old.locked else new for old, new in zip(self.objects, fresh.objects))
+        # A locked figure keeps its pose too (its limbs' centers), not only its root's place.
+        hierarchy = self.hierarchy if self.hierarchy is not None and self.objects[0].locked else fresh.hierarchy
         # The fit stays: a locked object keeps its seed, so it keeps its fitted style too.
-        return replace(fresh, objects=objs, truncation=self.truncation, fit=self.fit,
+        return replace(fresh, objects=objs, hierarchy=hierarchy, truncation=self.truncation, fit=self.fit,
                        offsets_on=self.offsets_on, offset_strength=self.offset_strength, time=self.time)
 
     def _check_index(self, index: int) -> None:

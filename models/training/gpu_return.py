@@ -527,9 +527,12 @@ def relay_state(name: str, info: dict, data: bytes, repo: Path, returned: Path) 
     target = repo / "checkpoints" / "relay" / f"{name}.safetensors"
     unfinished = repo / "runs" / "relay" / name / "state.safetensors"
     entry: dict[str, Any] = {"relay_state": str(target), "images": info["images_seen"]}
-    if unfinished.exists():
-        entry["kept"] = (f"{unfinished} is an unfinished relay run: finish it, then continue this state with"
-                         f" `steergan relay start --from {returned}`")
+    from models.training.relay import finishing_pid, running
+
+    # (a relay running before its first save has no state file yet: its record says it runs)
+    if unfinished.exists() or running(unfinished.parent.parent) or finishing_pid(unfinished.parent.parent):
+        entry["kept"] = (f"an unfinished relay run (in {unfinished}, or running or finishing now): finish it,"
+                         f" then continue this state with `steergan relay start --from {returned}`")
         return Checked(entry)
     before = state_images(target)  # 0 for a damaged one: a good state replaces it
     if before >= info["images_seen"]:

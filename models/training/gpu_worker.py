@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def interrupt(signum, frame):  # SIGTERM from gpu_run at a deadline: like Ctrl-C, so that
         stopping.append(signum)     # training saves its state and a file being written is cleaned up
+        # At once, mid-step too (Trainer.on_stop_signal would finish the step first): gpu_run
+        # kills a worker 5 s after its SIGTERM, and GPU minutes are few. The half step costs a
+        # warm state nothing that matters (the next run starts with fresh optimiser moments).
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

@@ -194,8 +194,11 @@ def gate(new: dict, old: dict, targets: dict[str, float] | None = None) -> tuple
 
 # ---- the background run ---------------------------------------------------------------------
 
-def _pid_file() -> Path:
-    return run_dir() / "relay.json"
+FINISHING_NAME = "finishing.json"  # while `relay finish` measures: its pid (start waits)
+
+
+def _pid_file(runs: Path | None = None) -> Path:
+    return (runs or run_dir()) / "relay.json"
 
 
 def _alive(pid: int) -> bool:
@@ -215,18 +218,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _record() -> dict | None:
+def _record(runs: Path | None = None) -> dict | None:
     """The record of the last relay started (pid, model, start, deadline), alive or not."""
     try:
-        rec = parse_json(read_regular(_pid_file(), MAX_PLAN_BYTES), "relay record")
+        rec = parse_json(read_regular(_pid_file(runs), MAX_PLAN_BYTES), "relay record")
     except (FileProblem, SafetensorsProblem):
         return None
     return rec if isinstance(rec, dict) else None
 
 
-def running() -> dict | None:
-    """The running relay's record, or None (a stale record of a dead process counts as none)."""
-    rec = _record()
+def finishing_pid(runs: Path | None = None) -> int | None:
+    """The pid of a `relay finish` still measuring (its marker, its process alive), or None.
+    `runs`: the relay's runs folder (default run_dir())."""
+    try:
+        rec = parse_json(read_regular((runs or run_dir()) / FINISHING_NAME, MAX_PLAN_BYTES), "finishing marker")
+    except (FileProblem, SafetensorsProblem):
+        return None
+    pid = rec.get("pid") if isinstance(rec, dict) else None
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 < pid < 2**31 or not _alive(pid):
+        return None
+    return pid
+
+
+def running(runs: Path | None = None) -> dict | None:
+    """The running relay's record, or None (a stale record of a dead process counts as none).
+    `runs`: the relay's runs folder (default run_dir())."""
+    rec = _record(runs)
     # A pid of 0 or below would mean a process group (kill(-1, 0) reaches every process).
     if not isinstance(rec, dict) or isinstance(rec.get("pid"), bool) or not isinstance(rec.get("pid"), int) \
             or not 1 < rec["pid"] < 2**31:
@@ -247,6 +264,10 @@ def start(until: float, model: str | None = None, from_run: Path | None = None, 
     """Start the relay in the background; returns its record (pid, model, deadline, log)."""
     if running():
         raise RelayError(f"a relay is already running (see {_pid_file()}); `steergan relay finish` stops it")
+    finishing = finishing_pid()
+    if finishing is not None:
+        raise RelayError(f"`steergan relay finish` (pid {finishing}) is measuring the last run; start again when"
+                         " it is done")
     entries, measured = read_plan()
     entry = next((e for e in entries if e.name == model), None) if model else choose_model(entries, measured)
     if entry is None:
@@ -311,6 +332,7 @@ def _run(name: str, config: str, until: float, from_run: str | None) -> int:
     work = run_dir() / name
     state_out = work / "state.safetensors"
     trainer = WarmTrainer(cfg, work, "cpu", state_out=state_out)
+    signal.signal(signal.SIGTERM, trainer.on_stop_signal)  # finish's SIGTERM: the step in progress completes
     _follow_load(trainer, threads)
     try:
         if from_run:  # named on purpose: it wins over the relay's own state, which finish replaces
@@ -476,20 +498,41 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
     its state for the next relay, and append a row to the README's relay log.
     `override_gate`: ship it even where the gate refuses -- a decision taken by hand on other
     evidence (e.g. a new architecture that trades one metric for the controls), recorded in
-    the row with the gate's reasons; the shipped model's metrics become the next gate's bar."""
+    the row with the gate's reasons; the shipped model's metrics become the next gate's bar.
+
+    While it measures (minutes), `start` is refused (the finishing marker): a relay started
+    then would continue the state being measured and lose its saves when this one ends."""
+    from models.training.gpu_return import ReturnError, _readme_text, readme_with_row
+
+    readme = readme or ROOT / "README.md"
+    rec = stop() or _record()  # a relay that stopped at its deadline left its record
+    stopped_at = time.time()
+    done = [p.parent for p in run_dir().glob("*/state.safetensors")]
+    if not done:
+        raise RelayError(f"no relay run to finish in {run_dir()}")
+    try:  # before minutes of measuring, not after them
+        readme_with_row(readme, _readme_text(readme), "", RELAY_LOG_START, RELAY_LOG_END)
+    except ReturnError as exc:
+        raise RelayError(str(exc)) from None
+    marker = run_dir() / FINISHING_NAME
+    atomic_write_json(marker, {"pid": os.getpid(), "started": stopped_at})
+    try:
+        return _finish_runs(done, readme, rec, stopped_at, log, sheets, samples, override_gate)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _finish_runs(done: list[Path], readme: Path, rec: dict | None, stopped_at: float, log, sheets: bool,
+                 samples: tuple[int, int, int] | None, override_gate: bool) -> dict:
     import shutil
 
     from models.document.fileio import atomic_write_bytes, file_sha256
     from models.io.checkpoint import store_metrics
     from models.training.gpu_return import append_log_row
 
-    rec = stop() or _record()  # a relay that stopped at its deadline left its record
-    done = [p.parent for p in run_dir().glob("*/state.safetensors")]
-    if not done:
-        raise RelayError(f"no relay run to finish in {run_dir()}")
-    entries, measured = read_plan()
+    entries, _ = read_plan()
     names = {e.name for e in entries}
-    results = {}
+    results, measured_now = {}, {}
     for work in done:
         name = work.name
         if name not in names:
@@ -498,7 +541,11 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         if state.stat().st_size > MAX_STATE_BYTES:
             raise RelayError(f"{state}: {state.stat().st_size / 2**20:.1f} MiB, more than the {MAX_STATE_BYTES >> 20}"
                              " MiB a relay state may be")
-        cand, info = checkpoint_from_warm_state(name, state, work / f"{name}.safetensors")
+        # Read once: the state measured is the state kept, whatever happens to the file meanwhile.
+        state_bytes = state.read_bytes()
+        measured_state = work / "measured-state.safetensors"
+        atomic_write_bytes(measured_state, state_bytes)
+        cand, info = checkpoint_from_warm_state(name, measured_state, work / f"{name}.safetensors")
         shipped = ship_dir() / f"{name}.safetensors"
         log(f"measuring the run's {name} ({int(info.get('images_seen', 0)):,} images)")
         new = measure(cand, log, samples)
@@ -515,21 +562,31 @@ def finish(readme: Path | None = None, log=print, sheets: bool = True,
         previous_state = relay_dir() / f"{name}.safetensors"
         before = int(state_images(previous_state))
         relay_dir().mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(previous_state, state.read_bytes())  # the next relay continues from here
-        measured[name] = new if ok or overridden else (old or new)
-        minutes_run = (time.time() - rec["started"]) / 60 if rec and _finite(rec.get("started")) else 0.0
+        atomic_write_bytes(previous_state, state_bytes)  # the next relay continues from here
+        # The run is done as soon as its state is kept: a crash after this point does not
+        # measure and ship it a second time.
+        shutil.rmtree(work / "samples", ignore_errors=True)
+        state.unlink()
+        measured_state.unlink()
+        measured_now[name] = new if ok or overridden else (old or new)
+        # Training minutes: from the start to the stop (or the deadline), not the measuring.
+        minutes_run = 0.0
+        if rec and _finite(rec.get("started")):
+            end = min(stopped_at, rec["until"]) if _finite(rec.get("until")) else stopped_at
+            minutes_run = max(0.0, end - rec["started"]) / 60
         verdict = ("shipped" if ok else "shipped by hand over the gate: " + "; ".join(reasons) if overridden
                    else "kept the shipped one: " + "; ".join(reasons))
         row = _row(name, info, minutes_run, new, verdict)
-        append_log_row(readme or ROOT / "README.md", row, RELAY_LOG_START, RELAY_LOG_END)
-        shutil.rmtree(work / "samples", ignore_errors=True)
-        state.unlink()
+        append_log_row(readme, row, RELAY_LOG_START, RELAY_LOG_END)
         results[name] = {"shipped": ok or overridden, "overridden": overridden, "reasons": reasons,
                          "new": new, "old": old, "row": row,
                          "images_before": before, "images_after": int(info.get("images_seen", 0)),
                          "state_sha256": file_sha256(previous_state)}
         log(row)
-    _write_plan(entries, measured)
+    # The plan as it is now (an edit made while this measured stays), with these measurements.
+    entries_now, measured = read_plan()
+    measured.update(measured_now)
+    _write_plan(entries_now, measured)
     return results
 
 

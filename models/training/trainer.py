@@ -128,6 +128,10 @@ class Trainer:
         self.step = 0
         self.images_seen = 0
         self.train_seconds = 0.0
+        # A stop signal (on_stop_signal) during run(): "training" ends the loop after the step in
+        # progress, "saving" lets the final save finish; "idle" raises KeyboardInterrupt.
+        self.stop_requested = False
+        self._phase = "idle"
         # bf16 autocast on a GPU and on a CPU with bf16 in hardware (models/training/precision.py)
         self.precision = resolve_precision(precision, self.device)
         self.amp = autocast(self.precision, self.device)
@@ -574,8 +578,19 @@ class Trainer:
             expect_optimizers={"G": self.opt_G, "D": self.opt_D})
         for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             module.load_state_dict(modules[name])
-        self.opt_G.load_state_dict(optimizers["G"])
-        self.opt_D.load_state_dict(optimizers["D"])
+        for opt, saved in ((self.opt_G, optimizers["G"]), (self.opt_D, optimizers["D"])):
+            # Adam's moments from the state, its settings (lr, betas, as this config sets them)
+            # from this run: load_state_dict would bring back the saved run's.
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+            opt.load_state_dict(saved)
+            for group, own in zip(opt.param_groups, settings):
+                group.update(own)
+        saved_cfg = info.get("config")
+        saved_cfg = saved_cfg if isinstance(saved_cfg, dict) else {}
+        changed = [f"{k} {saved_cfg[k]!r} -> {v!r}" for k, v in self.cfg.to_dict().items()
+                   if k in saved_cfg and saved_cfg[k] != v and k != "name"]
+        if changed and self.rank == 0:  # e.g. a comparison arm continued under the plan's config
+            self.log(f"resuming {p} with this config's settings: {', '.join(changed)}")
         # This rank's own data generator; a state saved with another number of processes has
         # none for it: then a fresh one, seeded by rank and step (still different per rank).
         mine = rngs.get(f"data_rank{self.rank}") if self.world > 1 else None
@@ -628,10 +643,12 @@ class Trainer:
         started, last_save, window = time.time(), time.time(), (time.time(), self.images_seen)
         pending: list[tuple[int, dict[str, torch.Tensor]]] = []  # losses not yet read (see _settle)
         start_seconds = self.train_seconds
+        self._phase = "training"
         try:
             while True:
                 elapsed = time.time() - started
-                stop = (max_steps is not None and self.step >= max_steps) or (budget is not None and elapsed >= budget)
+                stop = self.stop_requested or (max_steps is not None and self.step >= max_steps) \
+                    or (budget is not None and elapsed >= budget)
                 save_due = time.time() - last_save > cfg.save_every_minutes * 60
                 stop, save_due = self._agree(stop, save_due)
                 if stop:
@@ -660,12 +677,31 @@ class Trainer:
         except KeyboardInterrupt:
             self.log("\ninterrupted: saving")
         finally:
+            self._phase = "saving"
             if log_file:
                 log_file.close()
-        self._settle(pending)
-        if self.rank == 0:
-            self.save_samples()
-        return self.save()
+        try:
+            if self.stop_requested:
+                self.log("\nstopped: saving")
+            self._settle(pending)
+            if self.rank == 0:
+                self.save_samples()
+            return self.save()
+        finally:
+            self._phase = "idle"
+
+    def on_stop_signal(self, signum=None, frame=None) -> None:
+        """A signal handler (SIGTERM, SIGINT): during run(), stop after the step in progress and
+        save -- raised in the middle of a step, KeyboardInterrupt saved D and G updated and the
+        EMA and the counters not, a state that resumes differently. A second signal while
+        training interrupts at once; one during the final save is ignored (it is brief and
+        atomic); outside run(), KeyboardInterrupt as Python's default does."""
+        if self._phase == "training" and not self.stop_requested:
+            self.stop_requested = True
+            return
+        if self._phase == "saving":
+            return
+        raise KeyboardInterrupt
 
     def _settle(self, pending: list[tuple[int, dict[str, torch.Tensor]]]) -> dict[str, float]:
         """The losses of the steps since the last call, read in one device sync (reading
