@@ -43,14 +43,18 @@ def test_an_export_dialog_asks_beside_its_fields_before_replacing_a_file(qtbot, 
     assert dialog.result() == ExportDialog.DialogCode.Accepted and dialog.options().path == str(tmp_path / "scene.png")
 
 
+def window_with_a_saved_session(qtbot, make_window, checkpoint, session):
+    """A window on `checkpoint` with a new sample drawn and saved as `session`: (window, scene)."""
+    w = make_window(checkpoint)
+    qtbot.keyClick(w, Qt.Key.Key_N)
+    assert w.files.save_session(session)
+    return w, w.document.state
+
+
 def test_undo_after_opening_a_session_cannot_leave_its_file_the_save_target(qtbot, make_window, tiny_checkpoints,
                                                                             tmp_path):
-    path, _ = tiny_checkpoints["rooms"]
-    w = make_window(path)
-    qtbot.keyClick(w, Qt.Key.Key_N)
-    saved = w.document.state
     session = tmp_path / "mine.json"
-    assert w.files.save_session(session)
+    w, saved = window_with_a_saved_session(qtbot, make_window, tiny_checkpoints["rooms"][0], session)
     qtbot.keyClick(w, Qt.Key.Key_N)
     assert w.files.save_session(tmp_path / "other.json")  # another scene, saved elsewhere
     w.files.open_session(session)
@@ -65,11 +69,8 @@ def test_a_session_opened_while_a_checkpoint_loads_is_not_overtaken_by_it(qtbot,
                                                                           tmp_path):
     rooms, _ = tiny_checkpoints["rooms"]
     figures, _ = tiny_checkpoints["figures"]
-    w = make_window(rooms)
-    qtbot.keyClick(w, Qt.Key.Key_N)
-    saved = w.document.state
     session = tmp_path / "rooms-scene.json"
-    assert w.files.save_session(session)
+    w, saved = window_with_a_saved_session(qtbot, make_window, rooms, session)
     w.files.open_checkpoint(figures)  # Open Bundled Model: loading...
     w.files.open_session(session)  # ...and meanwhile a recent session made with the open generator
     qtbot.waitUntil(lambda: not w.files.loading, timeout=20000)

@@ -92,18 +92,29 @@ def test_block_outside_mask():
 
 def test_resume_is_bit_exact(tmp_path):
     cfg = TRAINING_CONFIGS["tiny-rooms"]
-    straight = Trainer(cfg, tmp_path / "a")
-    for _ in range(4):
-        straight.train_step()
+    straight = stepped(cfg, tmp_path / "a", 4)
     first = Trainer(cfg, tmp_path / "b")
     first.run(max_steps=2)
     resumed = Trainer(cfg, tmp_path / "c", resume=tmp_path / "b")
     assert resumed.step == 2
     resumed.run(max_steps=4)
+    assert_same_weights(straight, resumed)
+
+
+def stepped(cfg, folder, steps: int) -> Trainer:
+    """A trainer after `steps` train steps, never stopped or saved: what a resume must equal."""
+    trainer = Trainer(cfg, folder)
+    for _ in range(steps):
+        trainer.train_step()
+    return trainer
+
+
+def assert_same_weights(a: Trainer, b: Trainer) -> None:
+    """G, D and G_ema bit-identical: a resumed run is the run that never stopped."""
     for name in ("G", "D", "G_ema"):
-        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
-        for k in a:
-            assert torch.equal(a[k], b[k]), f"{name}.{k} differs after resume"
+        wa, wb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        for k in wa:
+            assert torch.equal(wa[k], wb[k]), f"{name}.{k} differs after resume"
 
 
 def test_run_writes_checkpoint_log_and_samples(tmp_path):

@@ -8,8 +8,8 @@ import signal
 import time
 
 import pytest
-import torch
 from test_relay import relay_env  # noqa: F401 (a fixture)
+from test_training import assert_same_weights, stepped
 
 from app.cli import main
 from models.training import relay
@@ -20,9 +20,7 @@ from models.training.trainer import Trainer
 
 def test_a_stop_signal_mid_step_ends_the_step_then_saves_and_resumes_bit_exact(tmp_path):
     cfg = TRAINING_CONFIGS["tiny-rooms"]
-    straight = Trainer(cfg, tmp_path / "a")
-    for _ in range(5):
-        straight.train_step()
+    straight = stepped(cfg, tmp_path / "a", 5)
     stopped = Trainer(cfg, tmp_path / "b")
     step_g = stopped.opt_G.step
 
@@ -42,9 +40,7 @@ def test_a_stop_signal_mid_step_ends_the_step_then_saves_and_resumes_bit_exact(t
     resumed = Trainer(cfg, tmp_path / "c", resume=tmp_path / "b")
     assert resumed.step == 3
     resumed.run(max_steps=5)
-    for name in ("G", "D", "G_ema"):
-        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after the stop and resume"
+    assert_same_weights(straight, resumed)
 
 
 def test_a_resume_trains_with_this_configs_optimiser_settings_and_says_what_changed(tmp_path):
