@@ -101,6 +101,7 @@ class ReplaceGuard:
                           " or choose another name.")
         self.note.show()
         self.button.setText("Replace")
+        self.note.window().adjustSize()  # room for the note's lines (the dialog does not grow by itself)
         return False
 
 
