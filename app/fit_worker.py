@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,9 +19,6 @@ logger = logging.getLogger("steergan.worker")
 # Fit files kept loaded (each with its generator: a tuned one is a whole copy of the
 # model). Undo and redo between a few fits stay instant; an older one is read again.
 MAX_LOADED_FITS = 4
-# A fit file not found (or not usable) is looked for again after this long: a user who puts it
-# back sees the picture at the next render, and a drag does not re-read it every frame.
-REFUSAL_RETRY_S = 2.0
 
 
 class FitCache:
@@ -36,9 +32,10 @@ class FitCache:
     def __init__(self, say: Callable[[str], None]):
         self._say = say
         self._loaded: OrderedDict[str, tuple] = OrderedDict()  # sha -> (base generator, to render with, FitData)
-        # (sha, near) -> when it was last looked for and not found usable: looked for again
-        # after REFUSAL_RETRY_S (the user may put the file back), said only the first time.
-        self._refused: dict[tuple[str, str | None], float] = {}
+        # (sha, near) -> the fit files on disk when it was found unusable (_on_disk): looked for
+        # again only when they change (the user puts the file back), not read and hashed for
+        # every frame of a drag; said only the first time.
+        self._refused: dict[tuple[str, str | None], tuple] = {}
         self._said: set[tuple[str, str | None]] = set()
 
     def clear(self) -> None:
@@ -67,14 +64,15 @@ class FitCache:
             self._keep(state.fit, entry)
             return entry[1], entry[2]
         key = (state.fit, near)
-        if time.monotonic() - self._refused.get(key, -REFUSAL_RETRY_S) < REFUSAL_RETRY_S:
-            return base, None  # (not every frame of a drag: a few file reads and a hash each)
+        on_disk = _on_disk(state.fit, near)
+        if self._refused.get(key) == on_disk:
+            return base, None
         from models.io.fit_file import FitFileError, open_fit_for
 
         try:
             use, fit = open_fit_for(state, near, base, checkpoint_sha256)
         except FitFileError as exc:
-            self._refused[key] = time.monotonic()
+            self._refused[key] = on_disk
             if key not in self._said:
                 self._said.add(key)
                 message = f"{exc}: the scene renders without the picture it was fitted to"
@@ -118,3 +116,18 @@ def run_fit(generator, checkpoint_sha256: str, path: str, options: dict, cancell
     save_fit(outcome.fit, fit_store())  # the file's name (its hash) changes with the info
     outcome.state = replace(outcome.state, fit=outcome.fit.sha256)
     return outcome
+
+
+def _on_disk(sha256: str, near: str | None) -> tuple:
+    """The fit files named for `sha256` where they are looked for, with their sizes and times:
+    two stats, where reading one is a read and a hash."""
+    from models.io.fit_file import fit_candidates
+
+    try:
+        found = []
+        for path in fit_candidates(sha256, near):
+            st = path.stat()
+            found.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(found)
+    except OSError:  # a share gone away: as if nothing were there
+        return ()

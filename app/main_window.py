@@ -114,7 +114,7 @@ class MainWindow(QMainWindow):
         if app is not None:  # the worker thread must end before Qt does, however we exit
             app.aboutToQuit.connect(self.shutdown)
             self._keys_filter = KeysToFocusedControls(self)  # (removed with the window)
-            app.installEventFilter(self._keys_filter)
+            app.focusChanged.connect(self._keys_filter.watch)
 
     # ---- construction -------------------------------------------------------------------
     def _action(self, text: str, slot=None, shortcut=None, checkable=False, checked=False, tip=None) -> QAction:

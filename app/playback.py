@@ -366,7 +366,8 @@ class Playback(QObject):
             self._prefetch()  # an edit: render the new scene's frames ahead
         # Playing or not: undo and redo can land on a scene whose frames are cached already,
         # shown without a render, and the strip must show that scene's frames (coalesced).
-        self._buffer_changed()
+        if self.enabled:  # (a still image has no strip: nothing to do on a drag's moves)
+            self._buffer_changed()
 
     def _on_generator(self, info) -> None:
         self.pause()

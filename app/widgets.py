@@ -20,8 +20,14 @@ _SLIDER_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Dow
 class KeysToFocusedControls(QObject):
     """The window's one-key shortcuts (Space, N, R, O, the arrows...) leave a focused control
     its own keys: Space presses a focused button or check box (not New Sample), a letter picks
-    a combo box's item ("r": Rug, not Resample), the arrows move a focused slider. Installed
-    on the application: Qt asks every focused widget first (ShortcutOverride)."""
+    a combo box's item ("r": Rug, not Resample), the arrows move a focused slider. Qt asks
+    the focused widget first (ShortcutOverride): watch() puts this filter on such a control
+    when it takes the focus (QApplication.focusChanged), so that no other widget's events (a
+    drag's mouse moves) pass through Python."""
+
+    def watch(self, _old, new) -> None:
+        if isinstance(new, (QAbstractButton, QComboBox, QAbstractSlider)):
+            new.installEventFilter(self)  # (installing it again is a no-op that moves it first)
 
     def eventFilter(self, obj, event) -> bool:
         if event.type() != QEvent.Type.ShortcutOverride:

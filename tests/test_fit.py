@@ -255,9 +255,9 @@ def test_a_figure_is_fitted_pose_first(backbone):
 
 
 def test_a_fit_file_put_back_is_found_and_a_damaged_copy_hides_no_good_one(own_fit, rooms, tmp_path, monkeypatch):
-    """The render worker's cache looks again for a fit file it did not find (the user put it
-    back), saying the first miss only; a damaged copy beside the session does not hide a good
-    one in the store, and saving the fit again repairs it."""
+    """The render worker's cache looks again for a fit file it did not find once the files
+    there change (the user put it back), saying the first miss only; a damaged copy beside
+    the session does not hide a good one in the store, and saving the fit again repairs it."""
     import app.fit_worker as fit_worker
 
     _, outcome = own_fit
@@ -268,7 +268,6 @@ def test_a_fit_file_put_back_is_found_and_a_damaged_copy_hides_no_good_one(own_f
     said: list[str] = []
     cache = fit_worker.FitCache(said.append)
     assert cache.resolve(outcome.state, generator, str(near), sha)[1] is None and len(said) == 1
-    monkeypatch.setattr(fit_worker, "REFUSAL_RETRY_S", 0.0)  # (2 s in the studio)
     assert cache.resolve(outcome.state, generator, str(near), sha)[1] is None and len(said) == 1  # said once
     beside = save_fit(outcome.fit, near.parent)  # put back
     assert cache.resolve(outcome.state, generator, str(near), sha)[1] is not None

@@ -161,14 +161,17 @@ def _fit_folders(near: str | os.PathLike | None) -> list[Path]:
     return ([Path(near).parent] if near is not None else []) + [fit_store()]
 
 
+def fit_candidates(sha256: str, near: str | os.PathLike | None = None) -> list[Path]:
+    """The files named for this fit that exist, in the order they are tried: beside `near`
+    (a scene or session file), then in the fit store."""
+    return [path for path in (folder / fit_name(sha256) for folder in _fit_folders(near)) if path.is_file()]
+
+
 def find_fit(sha256: str, near: str | os.PathLike | None = None) -> Path | None:
     """Where the fit file a scene names is: beside `near` (a scene or session file), else in
     the fit store. None if in neither."""
-    for folder in _fit_folders(near):
-        candidate = folder / fit_name(sha256)
-        if candidate.is_file():
-            return candidate
-    return None
+    found = fit_candidates(sha256, near)
+    return found[0] if found else None
 
 
 def check_fits_generator(fit: FitData, generator, checkpoint_sha256: str | None, where: str = "") -> None:
@@ -211,10 +214,7 @@ def open_fit_for(state, near: str | os.PathLike | None, generator, checkpoint_sh
     if state.fit is None:
         return generator, None
     first_problem: FitFileError | None = None
-    for folder in _fit_folders(near):
-        path = folder / fit_name(state.fit)
-        if not path.is_file():
-            continue
+    for path in fit_candidates(state.fit, near):
         try:  # a damaged copy beside the session does not hide a good one in the store
             fit = load_fit(path, expect_sha256=state.fit)
         except FitFileError as exc:

@@ -235,20 +235,20 @@ def finishing_pid(runs: Path | None = None) -> int | None:
     except (FileProblem, SafetensorsProblem):
         return None
     pid = rec.get("pid") if isinstance(rec, dict) else None
-    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 < pid < 2**31 or not _alive(pid):
-        return None
-    return pid
+    return pid if _live_pid(pid) else None
+
+
+def _live_pid(pid: Any) -> bool:
+    """A process id a record may hold (a whole number above 1: 0 or below would name a process
+    group, kill(-1, 0) reaches every process) whose process is alive."""
+    return not isinstance(pid, bool) and isinstance(pid, int) and 1 < pid < 2**31 and _alive(pid)
 
 
 def running(runs: Path | None = None) -> dict | None:
     """The running relay's record, or None (a stale record of a dead process counts as none).
     `runs`: the relay's runs folder (default run_dir())."""
     rec = _record(runs)
-    # A pid of 0 or below would mean a process group (kill(-1, 0) reaches every process).
-    if not isinstance(rec, dict) or isinstance(rec.get("pid"), bool) or not isinstance(rec.get("pid"), int) \
-            or not 1 < rec["pid"] < 2**31:
-        return None
-    if not _alive(rec["pid"]):
+    if not isinstance(rec, dict) or not _live_pid(rec.get("pid")):
         return None
     try:  # a reused PID is not our relay: its command line must name this module
         cmd = Path(f"/proc/{rec['pid']}/cmdline").read_bytes()
