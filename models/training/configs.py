@@ -362,6 +362,13 @@ TRAINING_CONFIGS: dict[str, TrainConfig] = {
     # against the relay continuing with 10k, at equal images (40k): realism 0.820 against
     # 0.819, FD 0.015 against 0.020, the rest level (README): not adopted.
     "rooms-cpu-ema20": dataclasses.replace(_ROOMS_CPU_KINDS, name="rooms-cpu-ema20", ema_kimg=20.0),
+    # The twenty-eighth comparison (session 29): rooms-cpu-ema10 with twice the batch. The
+    # lineage has held realism 0.80-0.82 for 60k images and no average of G moved it, so the
+    # limit may be the steps' own noise: batch 8 is a quarter of what StyleGAN2's settings
+    # assume. Per image the steps move G as far as ema10's (half as many, each at the same
+    # lr), each along a gradient of twice the images; the D's groups (mbstd, colour variety)
+    # stay 4 images. Warm-starts from a rooms-cpu-ema10 state (batch is not in the weights).
+    "rooms-cpu-batch16": dataclasses.replace(_ROOMS_CPU_KINDS, name="rooms-cpu-batch16", ema_kimg=10.0, batch=16),
     # The twenty-first comparison (session 21): rooms-cpu with its objects painted from palettes of
     # three colours at 64 px (nets/palette.py), grown from a rooms-cpu state, against the
     # rooms-cpu lineage from the same state at equal images: realism 0.820 against 0.775 over
