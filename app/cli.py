@@ -18,7 +18,7 @@ from pathlib import Path
 
 from models.config import ConfigError
 from models.document.fileio import ExportError, FileProblem, atomic_write_bytes, open_regular, write_image
-from models.document.scene import SceneError, initial_state
+from models.document.scene import MAX_TIME, SceneError, initial_state
 from models.document.session import SessionError, load_session, resolve_checkpoint_path
 from models.document.video_timing import MAX_FRAMES, MAX_GIF_FPS, frame_count
 
@@ -481,9 +481,13 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise UserError(f"--start must be a time of at least 0 seconds, got {args.start}")
     if not (math.isfinite(args.fps) and args.fps > 0):
         raise UserError(f"--fps must be a positive number, got {args.fps}")
+    if args.seconds * args.fps >= MAX_FRAMES + 0.5:  # before counting: 1e300 s would print a 300-digit count
+        raise UserError(f"--seconds {args.seconds:g} at --fps {args.fps:g} is more than {MAX_FRAMES:,} frames,"
+                        f" the most one video may have")
     total = frame_count(args.seconds, args.fps)
-    if total > MAX_FRAMES:
-        raise UserError(f"{args.seconds} s at {args.fps} fps is {total} frames; at most {MAX_FRAMES}")
+    if args.start + args.seconds > MAX_TIME:
+        raise UserError(f"--start {args.start:.12g} + --seconds {args.seconds:.12g} ends after {MAX_TIME:g} s,"
+                        f" the latest time a scene may have")
     if args.checkpoint is None and args.session is None and args.arch is None and CLIPS_CHECKPOINT.exists():
         args.checkpoint = str(CLIPS_CHECKPOINT)
     loaded, state = _open_scene(args)

@@ -72,6 +72,11 @@ def test_a_foreign_probe_is_one_error_naming_it(tmp_path, meta, tensors, problem
     (["video", "--arch", "tiny-clips", "--seed", str(2**40), "--seconds", "1", "--fps", "4", "-o", "x.mp4"],
      "--seed must be in"),
     (["bench", "--arch", "tiny-plain", "--repeats", "0"], "--repeats must be at least 1, got 0"),
+    # counted before the frames are (a 300-digit count), checked against the scene's latest time
+    (["video", "--arch", "tiny-clips", "--seconds", "1e300", "--fps", "10", "-o", "x.mp4"],
+     "--seconds 1e+300 at --fps 10 is more than 1,000,000 frames"),
+    (["video", "--arch", "tiny-clips", "--seconds", "2", "--fps", "4", "--start", "2e9", "-o", "x.mp4"],
+     "--start 2000000000 + --seconds 2 ends after 1e+09 s"),
     (["eval", "CKPT", "--realism-samples", "1"], "--realism-samples must be at least 8"),
 ])
 def test_out_of_range_numbers_are_one_line_errors(ckpt, tmp_path, capsys, monkeypatch, argv, problem):

@@ -26,6 +26,11 @@ DEFAULT_OBJECT_SIGMA = 0.12
 DEFAULT_ROOT_SIGMA = 0.2  # level 0 of the single-object (hierarchical) setting
 
 
+# A frame's time is at most this many seconds (about 32 years): far beyond any video, and
+# small enough that a time plus a frame's step is still a distinct float.
+MAX_TIME = 1e9
+
+
 class SceneError(ValueError):
     """A scene value is invalid, or the scene does not fit the generator."""
 
@@ -136,7 +141,7 @@ class SceneState:
         _seed(self.motion_seed, "motion_seed")
         _number(self.truncation, "truncation", -1.0, 2.0)
         _number(self.offset_strength, "offset_strength", 0.0, MAX_STRENGTH)
-        _number(self.time, "time", 0.0, 1e9)
+        _number(self.time, "time", 0.0, MAX_TIME)
         if not isinstance(self.offsets_on, bool):
             raise SceneError(f"offsets_on must be true or false, got {self.offsets_on!r}")
         objs = tuple(self.objects)
