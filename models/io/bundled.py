@@ -40,7 +40,7 @@ _META_CACHE: dict[tuple[str, int, int], dict[str, Any] | None] = {}
 def stored_meta(path: Path) -> dict[str, Any] | None:
     """A checkpoint's description from its header, read without torch and without the weights
     (JSON only, through the checked parser); None for a file that is not a readable checkpoint
-    (a FIFO, deep JSON, a damaged header): the loader says why when the file is opened. Read
+    (a FIFO, deep JSON, a damaged header, weights cut off): the loader says why when the file is opened. Read
     once per file version (path, size, mtime), not on every menu fill."""
     try:
         st = os.stat(path)
@@ -59,10 +59,27 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
             if not 2 <= size <= MAX_HEADER_BYTES:
                 return None
             header = loads_checked(f.read(size), "its header")
+            data_bytes = os.fstat(f.fileno()).st_size - 8 - size
         meta = loads_checked(header["__metadata__"][META_KEY], "its description")
     except (FileProblem, JSONProblem, OSError, KeyError, TypeError):
         return None
+    if not _weights_in_file(header, data_bytes):
+        return None  # cut off (an interrupted copy): its stored metrics describe weights it lacks
     return meta if isinstance(meta, dict) else None
+
+
+def _weights_in_file(header: dict[str, Any], data_bytes: int) -> bool:
+    """Whether every tensor the header lists lies inside the file's `data_bytes` of data: a
+    file whose end was cut off keeps a readable header (the loader checks the rest)."""
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            return False
+    return True
 
 
 def _count(value: Any, limit: float) -> bool:

@@ -57,7 +57,8 @@ def arm_coverage(G, probe, samples: int = 256, seed: int = 0, batch: int = 32) -
     if not G.config.hierarchical:
         raise ValueError("arm coverage needs a figures generator (hierarchical heatmaps)")
     data = make_dataset("figures", G.config.resolution, G.const.device)
-    rng = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)  # the real skeletons: the same for every generator
+    lat_rng = torch.Generator().manual_seed(seed + 7)  # G's own draws, apart (as kinds and parts)
     size = 64  # the probe segments at 64 px
     fake_sum = real_sum = 0.0
     count = 0
@@ -65,7 +66,7 @@ def arm_coverage(G, probe, samples: int = 256, seed: int = 0, batch: int = 32) -
         n = min(batch, samples - lo)
         real = data.sample(n, rng)
         assert real.keypoints is not None  # the figures dataset has skeletons
-        lat = G.sample_latents(n, rng, G.const.device)
+        lat = G.sample_latents(n, lat_rng, G.const.device)
         lat.root, lat.offsets1, lat.offsets2 = skeleton_hierarchy(real.keypoints)
         where = outer_arm_pixels(lat.root.float().cpu(), lat.offsets1.float().cpu(), lat.offsets2.float().cpu(), size)
         fake = G(lat, noise_mode="const").float().cpu()

@@ -83,6 +83,9 @@ def load_probe(path: str | os.PathLike) -> tuple[Probe, dict]:
         raise ValueError(f"{path}: not a readable probe file ({exc})") from None
     if raw is None:
         raise ValueError(f"{path}: not a SteerGAN metrics probe")
+    for name, t in tensors.items():  # a NaN probe measures NaN FDs and finds no object
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{path}: not a usable SteerGAN metrics probe (tensor {name!r} holds non-finite values)")
     try:
         meta = json.loads(raw)
         classes = meta.get("classes") if isinstance(meta, dict) else None

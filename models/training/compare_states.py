@@ -38,7 +38,7 @@ from PIL import Image
 
 SHEET_SEED = 123  # the latents of the sheet and of the speckle statistic, the same for every model
 REPORTED = ("realism_accuracy", "realism_accuracy_each", "domain_fd", "co_move_tracked", "co_move_tracked_ceiling",
-            "co_move_found", "block_locality_levels", "style_swap_locality", "colour_spread")
+            "co_move_tracked_found", "block_locality_levels", "style_swap_locality", "colour_spread")
 
 
 @torch.no_grad()

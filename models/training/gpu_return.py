@@ -389,7 +389,8 @@ def check_warm_info(info: dict, where: str) -> None:
     _require(isinstance(info.get("config"), dict), f"{where}: info.config", "an object", info.get("config"))
     for key in ("step", "images_seen"):
         _require(_is_count(info.get(key)), f"{where}: info.{key}", "a non-negative integer", info.get(key))
-    _require(_optional(_is_seconds, info.get("train_seconds")), f"{where}: info.train_seconds", "seconds",
+    # absent is 0 s to the next run (float(info.get("train_seconds", 0.0))); null is not a number
+    _require(_is_seconds(info.get("train_seconds", 0.0)), f"{where}: info.train_seconds", "seconds",
              info.get("train_seconds"))
     _require(_optional(_is_text, info.get("device"), 200), f"{where}: info.device", _chars(200), info.get("device"))
     history = info.get("history")
@@ -493,9 +494,17 @@ def check_model(name: str, result: dict, summary: dict, src: Path, repo: Path, s
     if name in RELAY_ON_GPU:
         return relay_state(name, info, data, repo, state)
     warm_dir, ckpt_dir = repo / "checkpoints" / "warm", repo / "checkpoints"
-    checked = (Checked({"warm": str(warm_dir / state.name), "images": info["images_seen"]},
-                       [(warm_dir / state.name, data)]) if keep_warm else
-               Checked({"warm": "not kept (--no-warm)", "images": info["images_seen"]}))
+    warm_target = warm_dir / state.name
+    # A run whose warm start was refused there trains from scratch (gpu_worker.build): its state
+    # must not replace the one here that has seen more (--ship NAME: replace it anyway).
+    warm_before = state_images(warm_target) if keep_warm and not (ship and name in ship) else 0
+    if not keep_warm:
+        checked = Checked({"warm": "not kept (--no-warm)", "images": info["images_seen"]})
+    elif warm_before > info["images_seen"]:
+        checked = Checked({"warm": f"{warm_target} has {warm_before} images seen, this run {info['images_seen']}:"
+                                   " not replaced", "images": info["images_seen"]})
+    else:
+        checked = Checked({"warm": str(warm_target), "images": info["images_seen"]}, [(warm_target, data)])
     target = ckpt_dir / f"{name}.safetensors"
     old = existing_images(target) if target.exists() else None
     if not ((ship and name in ship) or old is None or info["images_seen"] >= old):
