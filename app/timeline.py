@@ -4,8 +4,8 @@ speed, loop and length controls. It shows the Playback's state and calls its met
 it never renders anything itself."""
 from __future__ import annotations
 
-from PySide6.QtCore import QSignalBlocker, Qt
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtCore import QPointF, QSignalBlocker, Qt
+from PySide6.QtGui import QColor, QMouseEvent, QPainter
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -32,18 +32,25 @@ class FrameSlider(QSlider):
         super().__init__(Qt.Orientation.Horizontal, parent)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # arrows step frames through the window's actions
 
+    def _rect(self, control: QStyle.SubControl):
+        option = QStyleOptionSlider()
+        self.initStyleOption(option)
+        return self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option, control, self)
+
     def mousePressEvent(self, ev) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
-            option = QStyleOptionSlider()
-            self.initStyleOption(option)
-            groove = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
-                                                 QStyle.SubControl.SC_SliderGroove, self)
-            handle = self.style().subControlRect(QStyle.ComplexControl.CC_Slider, option,
-                                                 QStyle.SubControl.SC_SliderHandle, self)
+            groove = self._rect(QStyle.SubControl.SC_SliderGroove)
+            handle = self._rect(QStyle.SubControl.SC_SliderHandle)
             if not handle.contains(ev.position().toPoint()):
                 span = groove.width() - handle.width()
                 x = round(ev.position().x()) - groove.x() - handle.width() // 2
                 self.setValue(QStyle.sliderValueFromPosition(self.minimum(), self.maximum(), x, max(1, span)))
+                # Press the handle where it is now, so that QSlider drags it. With few frames
+                # the handle lands up to half a frame's width from the click: QSlider, pressed
+                # there, took it for the groove (a page step, and a drag that moved nothing).
+                centre = QPointF(self._rect(QStyle.SubControl.SC_SliderHandle).center())
+                ev = QMouseEvent(ev.type(), centre, QPointF(self.mapToGlobal(centre)), ev.button(), ev.buttons(),
+                                 ev.modifiers())
         super().mousePressEvent(ev)
 
 
@@ -168,6 +175,8 @@ class TimelinePanel(QWidget):
             self.rate_label.setText("paused")
         elif pb.waiting:
             self.rate_label.setText("rendering ahead…")
+        elif self.rate_label.text() in ("paused", "rendering ahead…"):
+            self.rate_label.setText("playing")  # the measured rate follows within a second
 
     def _sync_strip(self) -> None:
         self.strip.set_frames(self.playback.frame_count, self.playback.cached_indices())

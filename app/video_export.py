@@ -221,7 +221,10 @@ class VideoExporter(QObject):
             return
         stem = Path(window.files.session_path).stem if window.files.session_path else "steergan"
         pb = window.playback
-        # The video starts at the playhead: the frame on the canvas is its first.
+        # The video starts at the playhead: the frame on the canvas is its first. Paused, so
+        # that the canvas stays on that frame while the dialog is open (playing on under it,
+        # the frame on the canvas at Export was not the video's first).
+        pb.pause()
         playhead = document.state.time
         dialog = VideoExportDialog(document.config.resolution, stem, pb.fps, pb.length_s, playhead, window)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -188,7 +188,8 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
                 cancel: Callable[[], bool] | None = None) -> None:
     """Encode `total_frames` frames from `frame_iter` by the file's extension (.mp4, .gif),
     atomically. `progress(done, total)` after each frame; `cancel()` is checked before each
-    frame is asked for and, when true, raises Cancelled with no file left. Raises ExportError
+    frame is asked for and once more just before the finished file is put in place, and when
+    true raises Cancelled with no file left. Raises ExportError
     naming the path when the file cannot be written; errors of the frame source pass through."""
     path = Path(path)
     kind = check_target(path, fps)
@@ -199,6 +200,11 @@ def write_video(path: str | os.PathLike, frame_iter: Iterable[np.ndarray], fps: 
     def check(tmp: str) -> None:
         assert stream is not None  # target.commit() checks, and it runs after the stream was made
         stream.check(tmp, total_frames)
+        # The last chance to cancel: the encoder finishing and the check take a while after the
+        # last frame (the progress shows it done, Cancel still there); a cancel meanwhile must
+        # not put the file in place, nor replace the one at the path.
+        if cancel is not None and cancel():
+            raise Cancelled(f"{path}: export cancelled after all {total_frames} frames were encoded; nothing written")
 
     with _encoder_errors(path):
         target = AtomicTarget(path, check=check)
