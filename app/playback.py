@@ -361,7 +361,17 @@ class Playback(QObject):
         if not self._buffer_timer.isActive():
             self._buffer_timer.start()
 
+    def _hold_playhead(self) -> None:
+        """A session opened, or an undo, can put the playhead past the range's end (a session
+        saved at 7 s, the range 4 s): the slider showed the last frame and the canvas another.
+        The range grows to hold it; shortening the range, which the user asks for, pulls the
+        playhead in instead (set_length). Not remembered: the user chose no length."""
+        if self.enabled and self.document.state is not None and self._nearest_frame() >= self.frame_count:
+            self.length_s = min(MAX_LENGTH_S, (self._nearest_frame() + 1) / self.fps)
+            self.changed.emit()
+
     def _on_state(self, state) -> None:
+        self._hold_playhead()
         if self.playing and state.timeless() != self._content:
             self._prefetch()  # an edit: render the new scene's frames ahead
         # Playing or not: undo and redo can land on a scene whose frames are cached already,
@@ -375,5 +385,6 @@ class Playback(QObject):
         self._clip_id += 1
         self._generator_clips = self._clip_id  # frames of the old model still on their way are dropped
         self.enabled = info.config.time is not None
+        self._hold_playhead()
         self.changed.emit()
         self._buffer_changed()

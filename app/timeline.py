@@ -121,6 +121,10 @@ class TimelinePanel(QWidget):
             self.speed.addItem(f"{speed:g}×", speed)
         self.speed.setToolTip("Playback speed (the frames stay the same; they are shown faster or slower)")
         self.speed.activated.connect(lambda i: playback.set_speed(self.speed.itemData(i)))
+        for box in (self.fps, self.speed):
+            # Chosen with the mouse, a box kept the focus and with it Space (which opened its
+            # list instead of playing, the focused control keeping its keys): Tab still reaches it.
+            box.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.length = QDoubleSpinBox()
         self.length.setRange(0.1, MAX_LENGTH_S)
         self.length.setDecimals(1)

@@ -135,3 +135,42 @@ def test_a_cancel_while_the_encoder_finishes_leaves_the_old_file(tmp_path, ext):
     assert cancelled == [5]
     assert path.read_bytes() == b"the user's earlier video", f"{path} was replaced after the export was cancelled"
     assert os.listdir(tmp_path) == [path.name], "no temporary file is left beside it"
+
+
+def test_a_session_whose_playhead_is_past_the_range_grows_the_range(qtbot, clips_window, tmp_path):
+    """Saved at 7 s with a 10 s range, opened with 4 s: the slider sat on the last frame
+    ("frame 100 of 100") while the canvas showed 7 s, and its last position did nothing."""
+    w, g = clips_window
+    w.document.set_time(7.0)
+    assert w.files.save_session(tmp_path / "late.json")
+    w.document.set_time(0.0)
+    type_length(qtbot, w, "4")
+    assert w.playback.length_s == 4.0
+    w.files.open_session(tmp_path / "late.json")
+    qtbot.waitUntil(lambda: w.document.state.time == 7.0, timeout=WAIT_MS)
+    slider = w.timeline.slider
+    assert slider.value() == 7 * 25 == w.playback.index, (
+        f"the playhead is at 7 s (frame 176), the slider at frame {slider.value() + 1} of {slider.maximum() + 1}")
+    assert slider.maximum() >= slider.value() and w.playback.length_s >= 7.0
+    qtbot.keyClick(w, Qt.Key.Key_Left)  # the frame before it, as on any frame
+    assert w.document.state.time == 174 / 25
+
+
+def test_space_plays_after_a_rate_is_chosen_with_the_mouse(qtbot, clips_window):
+    """The Rate box, chosen from with the mouse, kept the keyboard focus: Space then opened
+    its list instead of playing."""
+    w, g = clips_window
+    box = w.timeline.fps
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton)
+    popup = box.view()
+    qtbot.waitUntil(popup.isVisible, timeout=WAIT_MS)
+    # (the list's own mouse clicks do not reach it offscreen; its keys do)
+    qtbot.keyClick(popup, Qt.Key.Key_Home)
+    qtbot.keyClick(popup, Qt.Key.Key_Down)
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not popup.isVisible(), timeout=WAIT_MS)
+    assert w.playback.fps == 12  # the second rate
+    assert not box.hasFocus()
+    qtbot.keyClick(w.focusWidget() or w, Qt.Key.Key_Space)
+    assert w.playback.playing, "Space plays, whatever was last clicked in the timeline"
+    w.playback.pause()
