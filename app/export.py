@@ -55,7 +55,7 @@ def export_image(options: ExportOptions, frame_image, grab_canvas) -> None:
 def default_export_path(stem: str, suffix: str = ".png") -> str:
     """The last export folder's first free name (stem, stem-2, ...): exporting again with the
     name offered never replaces the last export."""
-    folder = Path(settings.get(FOLDER_KEY) or str(Path.home()))
+    folder = Path(settings.text(FOLDER_KEY) or str(Path.home()))
     path, n = folder / f"{stem}{suffix}", 1
     while _exists(path) and n < 1000:
         n += 1

@@ -116,7 +116,7 @@ class PictureFitter(QObject):
         from models.io.picture import SUFFIXES
 
         patterns = " ".join(f"*{s}" for s in SUFFIXES)
-        folder = settings.get(PICTURE_FOLDER_KEY) or str(Path.home())
+        folder = settings.text(PICTURE_FOLDER_KEY) or str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self.window, "Open image to fit", str(folder),
                                               f"Pictures ({patterns});;All files (*)")
         if path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -58,6 +58,7 @@ FULL_AFTER_IDLE_MS = 40
 # of the full frame's CPU time, a 32 px one 55% (the 128 px layers have few channels).
 PREVIEW_BUDGET_MS = 33.0
 PREVIEW_MIN_RESOLUTION = 32
+CLOSED_DOCKS_KEY = "window/closed_docks"  # the panels the user closed (see _follow_capabilities)
 
 
 class MainWindow(QMainWindow):
@@ -247,6 +248,16 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.dock_heatmaps, self.dock_history], [820, 260], Qt.Orientation.Horizontal)
         self.resizeDocks([self.dock_heatmaps], [170], Qt.Orientation.Vertical)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        # The panels that follow the model's capabilities. Which of them the user closed is kept
+        # apart from what the model hides (saveState cannot tell the two apart): a dock closes
+        # by close() (its title bar's button, View menu, the docks' context menu), and the View
+        # menu shows it again.
+        self._capability_docks = (self.dock_objects, self.dock_heatmaps, self.dock_mtm)
+        self._closed_docks: set[str] = set()
+        for dock in self._capability_docks:
+            dock.installEventFilter(self)
+            dock.toggleViewAction().triggered.connect(
+                lambda on, name=dock.objectName(): on and self._closed_docks.discard(name))
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -463,9 +474,7 @@ class MainWindow(QMainWindow):
         self._requested.clear()
         self._set_scene_actions_enabled(info.config)
         cfg = info.config
-        self.dock_objects.setVisible(bool(cfg.objects or cfg.hierarchical))
-        self.dock_heatmaps.setVisible(bool(cfg.objects or cfg.hierarchical))
-        self.dock_mtm.setVisible(bool(cfg.mtm))
+        self._follow_capabilities(cfg)
         video = cfg.time is not None
         self.timeline.setVisible(video)
         # Space plays and pauses video, as in every video tool; without time it draws a new sample.
@@ -474,6 +483,20 @@ class MainWindow(QMainWindow):
         self.checkpoint_label.setText(info.name)
         self.checkpoint_label.setToolTip(info.path or f"untrained {info.ref.architecture}")
         self.update_title()
+
+    def _follow_capabilities(self, cfg) -> None:
+        """A panel the model cannot use is hidden, and View cannot show it (an MTM panel of a
+        model without MTM made undo steps that change nothing); one it can use shows, unless
+        the user closed it (opening a model, or starting the studio, showed it again)."""
+        objects = bool(cfg.objects or cfg.hierarchical)
+        for dock, usable in zip(self._capability_docks, (objects, objects, bool(cfg.mtm))):
+            dock.toggleViewAction().setEnabled(usable)
+            dock.setVisible(usable and dock.objectName() not in self._closed_docks)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Close and obj in self._capability_docks:
+            self._closed_docks.add(obj.objectName())  # the user closed it (the model hides by hide())
+        return super().eventFilter(obj, event)
 
     def _set_scene_actions_enabled(self, cfg) -> None:
         loaded = cfg is not None
@@ -558,6 +581,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        known = {dock.objectName() for dock in self._capability_docks}
+        self._closed_docks = set(settings.names(CLOSED_DOCKS_KEY)) & known
 
     def closeEvent(self, event) -> None:
         try:
@@ -612,5 +637,6 @@ class MainWindow(QMainWindow):
         if self._remember_layout:
             settings.put("window/geometry", self.saveGeometry())
             settings.put("window/state", self.saveState())
+            settings.put(CLOSED_DOCKS_KEY, sorted(self._closed_docks))
         stop_worker(self.worker, self._thread)
         self.autosaver.clean_exit()

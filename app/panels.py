@@ -28,6 +28,8 @@ from . import theme
 from .views import OffsetStatsPlot
 from .widgets import ValueSlider
 
+TRUNCATION_LIMITS = (-1.0, 2.0)  # what SceneState accepts (models/document/scene.py)
+
 
 class SamplePanel(QWidget):
     def __init__(self, document, new_sample_action: QAction, parent=None):
@@ -48,7 +50,9 @@ class SamplePanel(QWidget):
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(new)
-        self.truncation = ValueSlider(0.0, 1.5, 0.05)
+        # A scene may hold any truncation in SceneState's [-1, 2] (a session written by a
+        # script): the box shows it as it is (it showed 1.50 for 1.8, and a step went to 1.45).
+        self.truncation = ValueSlider(0.0, 1.5, 0.05, limits=TRUNCATION_LIMITS)
         self.truncation.setToolTip("Truncation ψ: lower is closer to the average image")
         self.truncation.edited.connect(
             lambda v: document.set_truncation(v, document.gesture_id(self.truncation.gesture_key("truncation"),
@@ -250,6 +254,11 @@ class MtmPanel(QWidget):
                 self.layer.addItems(names)
                 if keep in names:
                     self.layer.setCurrentText(keep)
+            if self.layer.currentText() != keep:
+                # Another layer is shown (a model without the one chosen): its field is drawn.
+                # This can run after the frame's own field update (the window defers the
+                # panels' refresh during playback and drags), so it must say so itself.
+                self.fieldChanged.emit()
         self.stats.show_offsets(names, frame.offsets)
 
 

@@ -19,11 +19,28 @@ def settings() -> QSettings:
     return QSettings()
 
 
-def recent_files() -> list[str]:
-    value = settings().value(RECENT_KEY, [])
+def names(key: str) -> list[str]:
+    """A list of non-empty strings kept under `key`; anything else the file holds there is
+    left out. A settings file is user-editable text (or, elsewhere, a registry or a plist):
+    a number there raised TypeError in the window's constructor, so the studio did not start,
+    and an empty value ("files=") made a blank Open Recent entry."""
+    value = settings().value(key, [])
     if isinstance(value, str):  # QSettings returns a one-item list as a plain string
         value = [value]
-    return [str(v) for v in (value or [])]
+    if not isinstance(value, (list, tuple)):
+        return []
+    return [v for v in value if isinstance(v, str) and v]
+
+
+def text(key: str) -> str | None:
+    """The non-empty string kept under `key`, else None (a number or bytes there, from a
+    foreign settings file, made Path() raise when Export Image opened)."""
+    value = settings().value(key)
+    return value if isinstance(value, str) and value else None
+
+
+def recent_files() -> list[str]:
+    return names(RECENT_KEY)
 
 
 def add_recent(path: str | Path) -> list[str]:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSlider,
+    QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
@@ -23,15 +25,22 @@ class KeysToFocusedControls(QObject):
     a combo box's item ("r": Rug, not Resample), the arrows move a focused slider. Qt asks
     the focused widget first (ShortcutOverride): watch() puts this filter on such a control
     when it takes the focus (QApplication.focusChanged), so that no other widget's events (a
-    drag's mouse moves) pass through Python."""
+    drag's mouse moves) pass through Python.
+
+    The other way round, a focused spin box (seed, sigma, truncation, strength) gives the
+    window Ctrl+Z and Ctrl+Shift+Z unless it holds typing of its own to undo: its line edit
+    claims them always, and its text is set anew by each step and each value it commits, so
+    with one focused (as after stepping the seed with the arrows) the scene's undo did nothing."""
 
     def watch(self, _old, new) -> None:
-        if isinstance(new, (QAbstractButton, QComboBox, QAbstractSlider)):
+        if isinstance(new, (QAbstractButton, QComboBox, QAbstractSlider, QAbstractSpinBox)):
             new.installEventFilter(self)  # (installing it again is a no-op that moves it first)
 
     def eventFilter(self, obj, event) -> bool:
         if event.type() != QEvent.Type.ShortcutOverride:
             return False
+        if isinstance(obj, QAbstractSpinBox):
+            return _undo_goes_to_the_window(obj, event)
         modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
         if modifiers not in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier):
             return False  # Ctrl+Z and the like stay the window's
@@ -44,6 +53,22 @@ class KeysToFocusedControls(QObject):
         return False
 
 
+def _undo_goes_to_the_window(box: QAbstractSpinBox, event) -> bool:
+    """True (the spin box never sees the key, so the window's shortcut runs) for Undo or
+    Redo when the box's line edit has no typing of its own to undo or redo."""
+    edit = box.lineEdit()
+    if event.matches(QKeySequence.StandardKey.Undo):
+        typed = edit.isUndoAvailable()
+    elif event.matches(QKeySequence.StandardKey.Redo):
+        typed = edit.isRedoAvailable()
+    else:
+        return False
+    if typed:
+        return False
+    event.ignore()
+    return True
+
+
 class ValueSlider(QWidget):
     """A slider with a spin box beside it, for a real value in [lo, hi].
 
@@ -52,13 +77,16 @@ class ValueSlider(QWidget):
 
     edited = Signal(float)
 
-    def __init__(self, lo: float, hi: float, step: float, decimals: int = 2, parent=None):
+    def __init__(self, lo: float, hi: float, step: float, decimals: int = 2, parent=None,
+                 limits: tuple[float, float] | None = None):
         super().__init__(parent)
         self._scale = round(1 / step)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(round(lo * self._scale), round(hi * self._scale))
         self.spin = QDoubleSpinBox()
-        self.spin.setRange(lo, hi)
+        # `limits`: what the value may be when wider than the slider's useful part; the spin
+        # box shows (and steps from) such a value, the slider stops at its end.
+        self.spin.setRange(*(limits or (lo, hi)))
         self.spin.setSingleStep(step)
         self.spin.setDecimals(decimals)
         self.spin.setKeyboardTracking(False)  # typing "1.5" is one edit, not "1" then "1.5"
