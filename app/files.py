@@ -184,6 +184,18 @@ class FileController(QObject):
                              session=None if recovered else str(path), recovered=recovered, fallback=fallback,
                              sha256=ref.sha256 if checkpoint else None)
 
+    def open_recent(self, path: str) -> None:
+        """An Open Recent entry. One whose file is gone (moved, deleted, a drive unplugged) is
+        said and dropped from the list, before any question about unsaved edits (nothing would
+        replace them); it had stayed in the menu for good."""
+        if not Path(path).exists():
+            settings.remove_recent(path)
+            self.recentChanged.emit(settings.recent_files())
+            self.window.show_error("Cannot open recent file",
+                                   f"{path}: no longer exists (moved or deleted); removed from Open Recent")
+            return
+        self.user_open(path)
+
     def user_open(self, path: str | Path) -> None:
         """A file the user chose (a drop, a recent file, a bundled model): unsaved edits are
         saved or discarded first, as the user answers; Cancel leaves everything as it was.

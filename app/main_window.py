@@ -306,7 +306,7 @@ class MainWindow(QMainWindow):
             action = self.recent_menu.addAction(Path(path).name)
             action.setToolTip(path)
             action.setStatusTip(path)
-            action.triggered.connect(lambda _=False, p=path: self.files.user_open(p))
+            action.triggered.connect(lambda _=False, p=path: self.files.open_recent(p))
         self.recent_menu.setEnabled(bool(paths))
 
     def _fill_bundled(self) -> None:

@@ -163,3 +163,26 @@ def test_a_session_truncation_beyond_the_slider_is_shown_as_it_is(qtbot, make_wi
     focus(qtbot, w, box)
     qtbot.keyClick(box, Qt.Key.Key_Down)
     assert w.document.state.truncation == round(psi - 0.05, 4) and box.value() == round(psi - 0.05, 2)
+
+
+def test_a_recent_file_that_is_gone_is_said_and_dropped(qtbot, make_window, tiny_checkpoints, tmp_path):
+    """An Open Recent entry whose file was moved or deleted stayed in the menu for good."""
+    import shutil
+
+    from app import settings
+
+    rooms = tiny_checkpoints["rooms"][0]
+    moved = tmp_path / "moved.safetensors"
+    shutil.copy(rooms, moved)
+    w = make_window(moved)
+    assert settings.recent_files()[0] == str(moved.resolve())
+    qtbot.keyClick(w, Qt.Key.Key_N)  # an edit: a file that opened would ask about it first
+    edited = w.document.state
+    moved.unlink()
+    entry = next(a for a in w.recent_menu.actions() if a.text() == "moved.safetensors")
+    entry.trigger()
+    title, message = w.last_error
+    assert str(moved.resolve()) in message and "no longer exists" in message
+    assert str(moved.resolve()) not in settings.recent_files()
+    assert "moved.safetensors" not in [a.text() for a in w.recent_menu.actions()]
+    assert w.document.state == edited  # nothing replaced, nothing asked
