@@ -172,6 +172,13 @@ def stream_sha256(f: BinaryIO) -> str:
 
 # ---- writing ---------------------------------------------------------------------------
 
+def temporary_target(name: str) -> str | None:
+    """The name of the file that a temporary of ours (AtomicTarget's `.NAME.sgHOST-PID.RANDOM.part`)
+    was to replace, e.g. one a kill left behind mid-write; None for any other name."""
+    m = _TEMP_NAME.match(name)
+    return None if m is None else name[1:m.start("host") - len(".sg")]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -43,6 +43,7 @@ from models.document.fileio import (
     atomic_write_bytes,
     loads_checked,
     read_regular,
+    temporary_target,
 )
 from models.io.bundled import DEFAULT_CHECKPOINTS, DEFAULT_GATE
 from models.io.checkpoint import CheckpointError, load_checkpoint, read_info, save_checkpoint
@@ -232,10 +233,13 @@ def read_summary(src: Path) -> tuple[dict, bytes]:
 
 # ---- the returned folder and its bundle --------------------------------------------------
 
-def check_folder(src: Path, names: Collection[str]) -> None:
+def check_folder(src: Path, names: Collection[str]) -> list[str]:
     """The folder holds only what gpu_run writes: summary.json, bundle.tar.gz and a state per
-    model of the run, each a regular file. No links (they point anywhere), no subfolders."""
+    model of the run, each a regular file. No links (they point anywhere), no subfolders.
+    -> the names of the atomic writer's temporaries of those files, passed over (never read): a
+    run killed mid-write (its limit, SIGKILL) leaves one, and its finished files are good."""
     expected = {SUMMARY, BUNDLE} | {f"{n}.safetensors" for n in names}
+    cut_short: list[str] = []
     try:
         entries = sorted(os.scandir(src), key=lambda e: e.name)
     except OSError as exc:
@@ -248,9 +252,12 @@ def check_folder(src: Path, names: Collection[str]) -> None:
             raise ReturnError(f"{where} is a subfolder; a GPU run returns none")
         if not entry.is_file(follow_symlinks=False):
             raise ReturnError(f"{where} is not a regular file (a FIFO, socket or device); refused")
-        if entry.name not in expected:
+        if temporary_target(entry.name) in expected:
+            cut_short.append(entry.name)
+        elif entry.name not in expected:
             raise ReturnError(f"{where} is not a file a GPU run returns (summary.json, bundle.tar.gz, and"
                               f" NAME.safetensors for the run's models {sorted(names)})")
+    return cut_short
 
 
 class _CappedStream:
@@ -639,7 +646,7 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
     if summary.get("smoke") and not allow_smoke:
         raise ReturnError(f"{src} is a smoke run (tiny CPU models): pass --allow-smoke to bring it back anyway")
     results: dict = summary.get("models") or {}
-    check_folder(src, results)
+    cut_short = check_folder(src, results)
     bundle = read_bundle(src / BUNDLE, results)
     sheets = sheets_of(bundle, results)
     gpu = (summary.get("machine") or {}).get("gpu")
@@ -651,6 +658,7 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
     files: list[tuple[Path, bytes]] = []
     shipped: list[str] = []
     notes: list[str] = []  # said once everything is in place: a refusal is the only line
+    notes += [f"{src / name}: a write cut short when the run was stopped; passed over" for name in cut_short]
     with tempfile.TemporaryDirectory(prefix="steergan-return-") as staging:
         for name, result in results.items():
             checked = check_model(name, result, summary, src, repo, Path(staging), sheets[name], ship, keep_warm)
@@ -659,6 +667,8 @@ def bring_back(src: Path, repo: Path = ROOT, allow_smoke: bool = False, ship: li
                 continue
             files += checked.files
             done[name] = checked.entry
+            if result.get("images_after") is None:  # a run killed before this model's end: its state says
+                result["images_after"] = checked.entry["images"]
             if checked.shipped:
                 shipped.append(name)
     plan = check_plan(summary.get("next_plan"), "next_plan")

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ WARM_DIR = ROOT / "checkpoints" / "warm"
 PLAN_FILE = "plan.json"  # in WARM_DIR: what the previous run measured (concurrency, memory format)
 BUNDLE = "bundle.tar.gz"
 SUMMARY = "summary.json"
+OUT_LOCK = "out.lock"  # in the work folder: one writer into --out at a time (gpu_worker.locked)
 MiB = 1 << 20
 LIMITS = {"files": 8, "file_bytes": 16 * MiB, "total_bytes": 64 * MiB, "depth": 2}
 BUNDLE_MAX = 15 * MiB
@@ -356,7 +358,7 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
             warm = relay_state
         spec = {"name": name, "config": configs[name].to_dict(), "device": device, "warm_in": str(warm),
                 "state_out": str(out / f"{name}.safetensors"),
-                "work": str(work / name), "lock": str(work / "out.lock"), "train_from": start, "train_until": until,
+                "work": str(work / name), "lock": str(work / OUT_LOCK), "train_from": start, "train_until": until,
                 "eval_samples": samples, "fd_samples": fd_samples, "sheet_cell": 32 if args.smoke else 128,
                 "channels_last": bool(plan.get("channels_last", True)),
                 "threads": max(1, cores // (len(names) if concurrent else 1)), "run_entry": run_entry,
@@ -367,9 +369,11 @@ def worker_specs(names: list[str], configs: dict, clock: Clock, args, out: Path,
     return out_specs
 
 
-def train_phase(specs, env: dict, clock: Clock, workers: dict[str, Worker], progress_every: float) -> None:
+def train_phase(specs, env: dict, clock: Clock, workers: dict[str, Worker], progress_every: float,
+                on_progress: Callable[[], None] | None = None) -> None:
     """Start the workers (into `workers`, so that an interrupted caller can stop them) and
-    wait for them until the end of the eval window."""
+    wait for them until the end of the eval window. `on_progress`: called with each progress
+    line (gpu_run refreshes the summary in --out with it)."""
     pending = list(specs)
     last_progress = 0.0
     while True:
@@ -391,6 +395,8 @@ def train_phase(specs, env: dict, clock: Clock, workers: dict[str, Worker], prog
             last_progress = now
             log(" | ".join(f"{name}: {w.status().get('phase', 'starting')} {last_logged(w.work)}"
                            for name, w in workers.items()))
+            if on_progress is not None:
+                on_progress()
         time.sleep(0.5)
     for name, w in workers.items():
         if w.running():
@@ -649,8 +655,23 @@ def main(argv: list[str] | None = None) -> int:
                      "mode": plan["mode"], "smoke": args.smoke}
         specs = worker_specs(names, configs, clock, args, out, work, plan, device, run_entry)
         env = {**child_env(), **kernel_env(backend)}
-        train_phase(specs, env, clock, workers, 2.0 if args.smoke else 30.0)
+
+        def save_summary() -> None:
+            # The summary in --out names the run's models from before their first state: a run
+            # killed before its end (SIGKILL, a device limit cut short) returns states that
+            # gpu_return takes, which it refuses for a summary that names no models. Under the
+            # workers' lock (gpu_worker.locked): one temporary file in --out at a time.
+            import fcntl
+
+            summary["models"] = model_results(names, workers, work, out)
+            with open(work / OUT_LOCK, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                write_json(out / SUMMARY, summary)
+
+        save_summary()
+        train_phase(specs, env, clock, workers, 2.0 if args.smoke else 30.0, save_summary)
         summary["phases"]["train_eval_done"] = clock.at()
+        save_summary()
         summary["bench"] = bench_phase(names, configs, out, work, device, backend, clock, args.smoke, plan)
         summary["phases"]["bench_done"] = clock.at()
     except Stop as exc:
