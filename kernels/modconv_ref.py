@@ -180,7 +180,9 @@ def deform_modconv(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor | Non
     _check_style(style, x)
     b, _, h, w = x.shape
     cols = _deform_columns(_modulate(x, style), offset, mask)
-    y = torch.matmul(weight.reshape(weight.shape[0], -1), cols).reshape(b, -1, h, w)
+    # Sizes spelled out, not -1: an empty batch has no size to infer (kernels.dispatch sends empty
+    # tensors here, and modulated_conv2d takes them).
+    y = torch.matmul(weight.reshape(weight.shape[0], -1), cols).reshape(b, weight.shape[0], h, w)
     if demodulate:
         y = y * _demodulation(weight, style, eps, padding=1)
     return y

@@ -35,17 +35,21 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
 @lru_cache(maxsize=64)
 def _bilinear_matrix(n_in: int, n_out: int, dtype: torch.dtype) -> torch.Tensor:
     """[n_out, n_in]: 1-D bilinear resampling with F.interpolate's align_corners=False rule
-    (source = (i + 0.5) * n_in / n_out - 0.5, clamped to the edge pixels)."""
-    dst = torch.arange(n_out, dtype=torch.float64)
-    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    lo = src.floor().long().clamp(max=n_in - 1)
-    hi = (lo + 1).clamp(max=n_in - 1)
-    frac = src - lo
-    rows = torch.arange(n_out)
-    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
-    matrix[rows, lo] += 1 - frac
-    matrix[rows, hi] += frac
-    return matrix.to(dtype)
+    (source = (i + 0.5) * n_in / n_out - 0.5, clamped to the edge pixels).
+    Cached for the process, so never made an inference tensor: one made under
+    torch.inference_mode cannot be saved for backward, and every later gradient through a
+    resize of these sizes would fail."""
+    with torch.inference_mode(False), torch.no_grad():
+        dst = torch.arange(n_out, dtype=torch.float64)
+        src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+        lo = src.floor().long().clamp(max=n_in - 1)
+        hi = (lo + 1).clamp(max=n_in - 1)
+        frac = src - lo
+        rows = torch.arange(n_out)
+        matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+        matrix[rows, lo] += 1 - frac
+        matrix[rows, hi] += frac
+        return matrix.to(dtype)
 
 
 def bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -218,17 +222,22 @@ class StyledConv(nn.Module):
         """smooth_demod_taps of the scaled weight, kept while the weight is unchanged: it
         costs 1-2 ms a layer on the CPU (reductions over 3x3 taps), as much as the rest of
         the smooth demodulation. "Unchanged": the same parameter tensor at the same version
-        (a load_state_dict, an optimiser step or .to() changes one of them; an edit through
-        `.data` changes neither, and needs a new generator). With gradients wanted, computed
-        live so they flow. A trace built after a preview holds it as a constant; the trace
-        is dropped when the weights change (models/synthesis.py)."""
+        (a load_state_dict or an optimiser step changes one of them; an edit through
+        `.data` changes neither, and needs a new generator). `.to()` moves a parameter in
+        place without either (the studio moves its model to the CPU when the GPU runs out of
+        memory), so the taps must also be on the weight's device, in its dtype. With gradients
+        wanted, computed live so they flow. Never an inference tensor (one computed under
+        torch.inference_mode could not be used by a later gradient, through the latents when
+        fitting). A trace built after a preview holds it as a constant; the trace is dropped
+        when the weights change (models/synthesis.py)."""
         weight = self.weight
         if torch.is_grad_enabled() and weight.requires_grad:
             return smooth_demod_taps(weight * self.wscale)
         version = tensor_version(weight)
         cached = self.__dict__.get("_smooth_taps_cache")
-        if cached is None or cached[0] is not weight or cached[1] != version:
-            with torch.no_grad():
+        if (cached is None or cached[0] is not weight or cached[1] != version
+                or cached[2].device != weight.device or cached[2].dtype != weight.dtype):
+            with torch.inference_mode(False), torch.no_grad():
                 cached = (weight, version, smooth_demod_taps(weight.detach() * self.wscale))
             self.__dict__["_smooth_taps_cache"] = cached
         return cached[2]
