@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths, QTimer
+from PySide6.QtCore import QObject, QStandardPaths, QTimer, Signal
 
 from models.document.session import MAX_SESSION_BYTES, save_session
 
@@ -144,6 +144,11 @@ def _remove(path: Path) -> None:
 
 
 class Autosaver(QObject):
+    # Autosave stopped working (a folder that cannot be written, a full disk): the message
+    # names the file and why. Said once until a save works again: the user, who trusts the
+    # autosave with the edits, must know to save them (it had failed silently).
+    failed = Signal(str)
+
     def __init__(self, document, folder: str | Path | None = None, every_edits: int = EVERY_EDITS,
                  after_ms: int = AFTER_MS, parent: QObject | None = None):
         super().__init__(parent)
@@ -155,6 +160,10 @@ class Autosaver(QObject):
         self.recovered = self.folder / f"recovered-{self.studio.tag}.json"
         self.every_edits = every_edits
         self.error: str | None = None  # the last write failure (autosave never interrupts)
+        # The crashed scene taken over at start() is kept, past even a clean exit, until it is
+        # restored or declined (settle_recovered): a restore that failed (its checkpoint on a
+        # drive not mounted, a file from a newer SteerGAN) had deleted it at the exit.
+        self.recovered_pending = False
         self.active = False  # nothing is written before start(): a --screenshot run saves nothing
         self._edits = 0
         self._last_index = -1
@@ -170,10 +179,15 @@ class Autosaver(QObject):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self.error = f"{self.folder}: {exc.strerror or exc}"
+            self._fail(f"{self.folder}: cannot hold the autosave ({exc.strerror or exc})")
             return None
         self.active = True
         return self._take_over_crashed_scene()
+
+    def _fail(self, message: str) -> None:
+        if self.error is None:  # the first failure of a run of them: said once
+            self.failed.emit(message)
+        self.error = message
 
     def _take_over_crashed_scene(self) -> Path | None:
         for crashed, path in left_by_crashes(self.folder):
@@ -186,6 +200,7 @@ class Autosaver(QObject):
             except OSError:
                 continue  # another studio starting now took it first
             _remove(self.folder / f"recovered-{crashed.tag}.json")  # its older scene, superseded
+            self.recovered_pending = True
             return self.recovered
         return None
 
@@ -196,7 +211,13 @@ class Autosaver(QObject):
         self._timer.stop()
         self.active = False
         _remove(self.path)
-        _remove(self.recovered)
+        if not self.recovered_pending:  # else offered again at the next start
+            _remove(self.recovered)
+
+    def settle_recovered(self) -> None:
+        """The crashed scene was restored into the document, or the user declined it: a clean
+        exit may remove it."""
+        self.recovered_pending = False
 
     # ---- saving ------------------------------------------------------------------------
     def _changed(self, state) -> None:
@@ -227,7 +248,7 @@ class Autosaver(QObject):
             self.folder.mkdir(parents=True, exist_ok=True)
             save_session(self.path, doc.state, doc.info.ref)
         except OSError as exc:
-            self.error = f"{self.path}: {exc.strerror or exc}"
+            self._fail(f"{self.path}: cannot be written ({exc.strerror or exc})")
             return False
         self._edits = 0
         self.error = None

@@ -25,12 +25,15 @@ from .fitting import copy_fit_beside, is_picture
 
 CHECKPOINT_FILTER = "SteerGAN checkpoints (*.safetensors);;All files (*)"
 SESSION_FILTER = "SteerGAN sessions (*.json)"
+# After a crash, a restore that failed keeps the crashed scene (app/autosave.py): said so.
+KEPT_FOR_NEXT_START = "\n\nThe autosaved scene is kept and offered again when the studio next starts."
 
 
 class FileController(QObject):
     loadFinished = Signal(bool)  # a checkpoint load ended: True opened, False refused
     exportFinished = Signal(str, bool)  # path, written
     recentChanged = Signal(list)
+    recoveredRestored = Signal()  # a crashed studio's autosaved scene is now the document's
 
     def __init__(self, window, document, worker, canvas):
         super().__init__(window)
@@ -90,8 +93,9 @@ class FileController(QObject):
                 state.check_fits(info.config)
             except SceneError as exc:
                 source = job.get("session") or job.get("label")
+                kept = KEPT_FOR_NEXT_START if job.get("recovered") else ""
                 self.window.show_error("Session does not fit the checkpoint",
-                                       f"{source}: {exc}. Opened {info.name} with a new scene.")
+                                       f"{source}: {exc}. Opened {info.name} with a new scene.{kept}")
                 state = None
         self.generation = token  # before reset: the reset's render request carries it
         self.session_path = self.worker.fit_near = job.get("session")
@@ -105,9 +109,10 @@ class FileController(QObject):
                                    f"{source}: its checkpoint {info.path} has changed since the session was saved"
                                    f" (SHA-256 {(info.ref.sha256 or '?')[:12]}…, the session has {saved_sha[:12]}…),"
                                    " so the picture may differ. Saving records the checkpoint as it is now.")
-        if job.get("recovered"):
+        if job.get("recovered") and state is not None:
             self.document.undo_stack.resetClean()  # unsaved until the user saves it somewhere
             self.window.update_title()
+            self.recoveredRestored.emit()
         for recent in (job.get("session"), job.get("path")):
             if recent:
                 self.recentChanged.emit(settings.add_recent(recent))
@@ -122,6 +127,8 @@ class FileController(QObject):
         fallback = job.get("fallback") and self.document.info is None
         if fallback:
             message += "\n\nOpened the default checkpoint instead."
+        if job.get("recovered"):
+            message += KEPT_FOR_NEXT_START
         self.window.show_error(f"Cannot open {job.get('label', 'the checkpoint')}", message)
         self.loadFinished.emit(False)
         if fallback:
@@ -142,6 +149,8 @@ class FileController(QObject):
         user's). `fallback`: as in open_path."""
 
         def refuse(message: str) -> None:
+            if recovered:
+                message += KEPT_FOR_NEXT_START
             if fallback and self.document.info is None:
                 self.window.show_error("Cannot open session", message + "\n\nOpened the default checkpoint instead.")
                 self.open_checkpoint(None)
@@ -162,11 +171,12 @@ class FileController(QObject):
             try:
                 self.document.replace_state(state, text)
             except SceneError as exc:
-                self.window.show_error("Cannot open session", f"{path}: {exc}")
+                refuse(f"{path}: {exc}")
                 return
             if recovered:
                 self.session_path = None
                 self.document.undo_stack.resetClean()
+                self.recoveredRestored.emit()
             else:
                 # History starts over, as when opening a checkpoint: undoing past the open
                 # would leave this file the save target of a scene it does not hold.

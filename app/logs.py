@@ -90,7 +90,9 @@ def open_log_file(path: str | os.PathLike, encoding: str = "utf-8"):
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in since the check above
             raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "a", encoding=encoding)
+        # backslashreplace: a file name that is not UTF-8 (Python holds its bytes as lone
+        # surrogates) lost the whole record, traceback and all, to a "Logging error" on stderr.
+        return os.fdopen(fd, "a", encoding=encoding, errors="backslashreplace")
     except BaseException:
         os.close(fd)
         raise

@@ -355,6 +355,7 @@ class MainWindow(QMainWindow):
         for slider in (self.sample_panel.truncation.slider, self.mtm_panel.strength.slider):
             slider.sliderReleased.connect(self._request_full_frame)
         self.playback.failed.connect(lambda message: self.show_error("Playback stopped", message))
+        self.autosaver.failed.connect(self._on_autosave_failed)
         self.playback.changed.connect(self._sync_play_action)
 
     # ---- the render loop ------------------------------------------------------------------
@@ -463,6 +464,14 @@ class MainWindow(QMainWindow):
         self.device_label.setText(label)
         if "out of memory" in label:
             self.show_message("The GPU ran out of memory: rendering on the CPU from now on")
+        elif "STEERGAN_DEVICE" in label:  # a device this machine lacks: the CPU, and why
+            self.show_message(f"Rendering on the {label}")
+
+    @Slot(str)
+    def _on_autosave_failed(self, message: str) -> None:
+        logging.getLogger("steergan.window").warning("autosave failed: %s", message)
+        self.show_error("Autosave failed", f"{message}. Your edits are not autosaved until this is fixed:"
+                                           " save the session to keep them.")
 
     def _update_offset_field(self) -> None:
         frame, layer = self.canvas.frame, self.mtm_panel.chosen_layer()

@@ -77,14 +77,31 @@ class VideoJob:
     start: float = 0.0
 
 
-def preferred_device() -> str:
-    """GPU when there is one; STEERGAN_DEVICE overrides (e.g. 'cpu' to compare)."""
-    forced = os.environ.get("STEERGAN_DEVICE")
-    if forced:
-        return forced
+def preferred_device() -> tuple[str, str]:
+    """(device, note): GPU when there is one; STEERGAN_DEVICE overrides (e.g. 'cpu' to
+    compare). A STEERGAN_DEVICE this machine cannot run on (a typo, cuda without a GPU) gives
+    the CPU and a note saying why: handed to torch, it failed every open, each blaming the
+    checkpoint file ("AssertionError: Torch not compiled with CUDA enabled"), and the studio
+    stayed empty."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    forced = os.environ.get("STEERGAN_DEVICE")
+    if not forced:
+        return ("cuda" if torch.cuda.is_available() else "cpu"), ""
+    try:
+        device = torch.device(forced)
+    except (RuntimeError, ValueError, TypeError):
+        return "cpu", f"STEERGAN_DEVICE={forced!r} is not a device: use cpu or cuda"
+    if device.type == "cpu":
+        return "cpu", ""
+    if device.type != "cuda":
+        return "cpu", f"STEERGAN_DEVICE={forced}: the studio runs on cpu or cuda, not {device.type}"
+    if not torch.cuda.is_available():
+        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        return "cpu", f"STEERGAN_DEVICE={forced}: no CUDA device is available ({why})"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return "cpu", f"STEERGAN_DEVICE={forced}: there are only {torch.cuda.device_count()} CUDA devices"
+    return forced, ""
 
 
 def device_label(device: torch.device | str) -> str:
@@ -113,7 +130,7 @@ def preview_render(generator, state, resolution: int, fit=None):
 class RenderWorker(QObject):
     frameReady = Signal(int, object, float)  # request id, models.render.Frame, render ms
     failed = Signal(int, str)  # request id, message (e.g. the scene does not fit the model)
-    deviceChanged = Signal(str)  # "CPU", "GPU: <name>", or "CPU (GPU out of memory)"
+    deviceChanged = Signal(str)  # "CPU", "GPU: <name>", "CPU (GPU out of memory)", "CPU (STEERGAN_DEVICE=...)"
     loaded = Signal(int, object)  # load token, GeneratorInfo
     loadFailed = Signal(int, str)  # load token, CheckpointError message (names file + problem)
     clipFrameReady = Signal(int, object, object, float)  # clip id, SceneState, Frame, render ms
@@ -202,7 +219,7 @@ class RenderWorker(QObject):
         from models.io.checkpoint import CheckpointError
         from models.io.library import open_generator
 
-        device = self._device_wanted or preferred_device()
+        device, why_cpu = (self._device_wanted, "") if self._device_wanted else preferred_device()
         try:
             loaded = open_generator(path, device="cpu", arch=arch)
             generator, note = self._place(loaded.generator, device)
@@ -222,6 +239,9 @@ class RenderWorker(QObject):
         self.device = generator.const.device
         info = GeneratorInfo(name=loaded.name, config=generator.config, ref=loaded.ref, trained=loaded.trained)
         self.loaded.emit(token, info)
+        if why_cpu:
+            logger.warning("rendering on the CPU: %s", why_cpu)
+            note = f" ({why_cpu})"
         self.deviceChanged.emit(device_label(self.device) + note)
 
     def _warm_up(self, generator):

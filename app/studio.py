@@ -137,11 +137,12 @@ def launch(argv: list[str]) -> int:
     from .main_window import MainWindow
 
     window = MainWindow(remember_layout=not args.screenshot)
-    recovered = None if args.screenshot else window.autosaver.start()
     open_initial(window, args.path, args.arch)
-    if args.screenshot:
+    if args.screenshot:  # autosaves nothing
         return take_screenshot(app, window, args.screenshot)
     window.show()
+    # Once the window shows: an autosave folder that cannot be written is said over it.
+    recovered = window.autosaver.start()
     if recovered is not None:
         offer_restore(window, recovered)
     return app.exec()
@@ -176,6 +177,9 @@ def offer_restore(window, recovered: Path) -> None:
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     # The scene comes back unsaved: the autosave file is the studio's, not a place to Save to.
     box.accepted.connect(lambda: window.files.open_session(recovered, recovered=True))
+    # Kept until it is restored or declined: a restore that fails leaves it for the next start.
+    window.files.recoveredRestored.connect(window.autosaver.settle_recovered)
+    box.rejected.connect(window.autosaver.settle_recovered)
     window.restore_prompt = box
     box.open()
 
