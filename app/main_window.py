@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer, Signal, Slot
+import shiboken6
+from PySide6.QtCore import QByteArray, QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -59,6 +60,18 @@ FULL_AFTER_IDLE_MS = 40
 PREVIEW_BUDGET_MS = 33.0
 PREVIEW_MIN_RESOLUTION = 32
 CLOSED_DOCKS_KEY = "window/closed_docks"  # the panels the user closed (see _follow_capabilities)
+DEFAULT_SIZE = QSize(1320, 860)
+# Room for what a window manager adds around the window (title bar, borders): the first
+# size must fit the screen with it (1320 x 860 was cut off on a 1280 x 800 laptop).
+FRAME_ALLOWANCE = QSize(16, 48)
+
+
+def initial_size(available: QSize | None) -> QSize:
+    """The window's first size: DEFAULT_SIZE, shrunk to fit the screen's available area
+    with room for the window manager's frame (a remembered geometry replaces it)."""
+    if available is None or available.isEmpty():
+        return QSize(DEFAULT_SIZE)
+    return DEFAULT_SIZE.boundedTo(available - FRAME_ALLOWANCE)
 
 
 class MainWindow(QMainWindow):
@@ -71,7 +84,7 @@ class MainWindow(QMainWindow):
         qt_compat.collect_garbage_on_gui_thread()  # never free Qt objects on the worker's thread
         super().__init__()
         self.setWindowTitle("SteerGAN Studio")
-        self.resize(1320, 860)
+        self.resize(initial_size(self.screen().availableGeometry().size() if self.screen() else None))
         self.setAcceptDrops(True)
         self.document = Document(self)
         self.worker = worker or RenderWorker()
@@ -139,6 +152,15 @@ class MainWindow(QMainWindow):
         tip = action.statusTip()
         action.setToolTip(f"{tip} ({names})" if names else tip)
 
+    @staticmethod
+    def _name_step_in_tooltip(action: QAction) -> None:
+        if not shiboken6.isValid(action):  # its changed() while Qt deletes it
+            return
+        keys = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        tip = f"{action.text().replace('&', '')} ({keys})"
+        if action.toolTip() != tip:
+            action.setToolTip(tip)
+
     def _make_actions(self) -> None:
         doc, files, canvas = self.document, self.files, self.canvas
         a = self._action
@@ -158,6 +180,13 @@ class MainWindow(QMainWindow):
         self.act_undo.setShortcut(QKeySequence("Ctrl+Z"))
         self.act_redo = doc.undo_stack.createRedoAction(self, "&Redo")
         self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        for action, word in ((self.act_undo, "Undo"), (self.act_redo, "Redo")):
+            # The toolbar says only "Undo"/"Redo": with the step's name ("Undo Move object 2 to
+            # (0.39, 0.72)") every button after it moved at each edit. The menu and the tooltip
+            # still name the step. (The tooltip is set again only when it differs: no loop.)
+            action.setIconText(word)
+            action.changed.connect(lambda a=action: self._name_step_in_tooltip(a))
+            self._name_step_in_tooltip(action)
         self.addActions([self.act_undo, self.act_redo])
         self.act_new_sample = a("&New Sample", lambda: doc.new_sample(), ["N", "Space"],
                                 tip="Draw everything anew except locked objects")

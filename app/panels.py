@@ -90,7 +90,7 @@ class ObjectRow(QFrame):
         self.visible.setToolTip("Untick to remove the object from the scene (its sigma is kept)")
         self.visible.toggled.connect(lambda on: document.set_visible(index, on))
         self.locked = QCheckBox("Lock")
-        self.locked.setToolTip("A locked object keeps its place and style on \"New sample\"")
+        self.locked.setToolTip("A locked object keeps its place and style on \"New Sample\"")
         self.locked.toggled.connect(lambda on: document.set_locked(index, on))
         self.sigma = QDoubleSpinBox()
         self.sigma.setRange(0.0, MAX_SIGMA)
@@ -102,12 +102,12 @@ class ObjectRow(QFrame):
                               " The mouse wheel over a handle does the same")
         self.sigma.valueChanged.connect(
             lambda v: document.set_sigma(index, v, document.gesture_id(("sigma", index))))
-        self.new_style = QPushButton("New style")
+        self.new_style = QPushButton("New Style")
         self.new_style.setToolTip("Draw a new style for this object only")
         self.new_style.clicked.connect(lambda: document.new_style(index))
         self.copy_from = QComboBox()
         self.copy_from.setToolTip("Give this object the style of another one")
-        self.copy_from.addItem("Copy style…", None)
+        self.copy_from.addItem("Copy Style…", None)
         for j in range(count):
             if j != index:
                 self.copy_from.addItem(f"from object {j + 1}", j)

@@ -188,6 +188,9 @@ def take_screenshot(app, window, out: str) -> int:
     """Show the window, wait (event loop running) for the first frame, grab, save, exit."""
     from PySide6.QtCore import QEventLoop, QTimer
 
+    from .main_window import DEFAULT_SIZE
+
+    window.resize(DEFAULT_SIZE)  # the usual layout, not one shrunk to the offscreen screen
     window.show()
     loop = QEventLoop()
     outcome: dict[str, str] = {}

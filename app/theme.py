@@ -12,6 +12,9 @@ RAISED = "#2f3238"
 TEXT = "#d8dade"
 MUTED = "#8b9098"
 ACCENT = "#4c9bea"
+# A switch that is on (Offsets On, Offset Field, Loop): Fusion's checked button was only a
+# shade darker than an unchecked one, so on this palette neither told which state it was in.
+CHECKED = "#2c4a6b"
 
 # Object colours (colour-blind-friendly Okabe-Ito order), then repeat.
 OBJECT_COLOURS = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#ffffff")
@@ -57,4 +60,7 @@ def apply_dark_palette(app: QApplication) -> None:
         QStatusBar {{ background: {BACKGROUND}; color: {MUTED}; }}
         QStatusBar QLabel {{ padding: 0 8px; }}
         QToolTip {{ border: 1px solid {RAISED}; }}
+        QToolButton:checked {{ background: {CHECKED}; border: 1px solid {ACCENT}; border-radius: 3px;
+                               padding: 1px 1px 1px 2px; }}  /* the size Fusion gives it unchecked */
+        QToolButton:checked:disabled {{ background: {RAISED}; border-color: {MUTED}; }}  /* no grid to show */
     """)
