@@ -106,6 +106,9 @@ class RoomParams(TensorFields):
         ((dx, dy) or [B, 2], image units): nothing else is resampled."""
         B, n = self.kind.shape
         index = torch.as_tensor(index, dtype=torch.long, device=self.center.device).expand(B)
+        if bool(((index < 0) | (index >= n)).any()):  # one_hot would say only "class values"
+            bad = sorted({int(i) for i in index[(index < 0) | (index >= n)].tolist()})
+            raise ValueError(f"moved: object index must be in 0..{n - 1} (the scenes have {n} object slots), got {bad}")
         delta = torch.as_tensor(delta, dtype=torch.float32, device=self.center.device).expand(B, 2)
         onehot = torch.nn.functional.one_hot(index, n).to(torch.float32)
         return dataclasses.replace(self, center=self.center + onehot[..., None] * delta[:, None, :])

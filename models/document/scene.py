@@ -10,6 +10,7 @@ a fraction of the image side (0 removes the object).
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -51,7 +52,11 @@ def _offset(center: Point, parent: Point) -> Point:
 
 def _point(value: Any, what: str) -> Point:
     try:
+        if isinstance(value, (str, bytes)):  # "12" unpacks into two digits: not a pair of numbers
+            raise TypeError
         x, y = value
+        if isinstance(x, (bool, str, bytes)) or isinstance(y, (bool, str, bytes)):
+            raise TypeError
         x, y = float(x), float(y)
     except (TypeError, ValueError):
         raise SceneError(f"{what} must be a pair of numbers (x, y), got {value!r}") from None
@@ -64,6 +69,26 @@ def _point(value: Any, what: str) -> Point:
 def _seed(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
         raise SceneError(f"{what} must be an integer in [0, 2^31), got {value!r}")
+    return value
+
+
+def _index(value: Any, count: int, what: str) -> int:
+    """An index into `count` things: an integer in [0, count) (no negative index from the end)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)  # an int, or a numpy integer
+    except TypeError:
+        raise SceneError(f"{what} index must be an integer, got {value!r}") from None
+    if not 0 <= value < count:
+        where = "none" if not count else "0" if count == 1 else f"0..{count - 1}"
+        raise SceneError(f"{what} index {value} is outside the {count} there are (valid: {where})")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise SceneError(f"{what} must be true or false, got {value!r}")
     return value
 
 
@@ -92,6 +117,10 @@ class ObjectState:
         object.__setattr__(self, "center", _point(self.center, "object center"))
         object.__setattr__(self, "sigma", _number(self.sigma, "object sigma", 0.0, MAX_SIGMA))
         _seed(self.style_seed, "object style_seed")
+        # Checked here, not only when a file is read: an edit must not make a scene that saves
+        # but cannot be opened again.
+        _flag(self.visible, "object visible")
+        _flag(self.locked, "object locked")
 
     @property
     def effective_sigma(self) -> float:
@@ -197,8 +226,12 @@ class SceneState:
         a level-1 center moves its two level-2 children with it."""
         center = _point(center, "center")
         if self.hierarchy is None or level == 0:
+            if self.hierarchy is not None:
+                _index(index, 1, "hierarchy level 0")  # the root is the level's one center
             return self.with_object(index if self.hierarchy is None else 0, center=center)
         levels = self.hierarchy_centers()
+        if level in (1, 2):
+            _index(index, HIERARCHY_CENTERS[level], f"hierarchy level {level}")
         if level == 1:
             root = levels[0][0]
             off1 = list(self.hierarchy.offsets1)
@@ -214,9 +247,7 @@ class SceneState:
     def with_block_seeds(self, changes: dict[int, int]) -> SceneState:
         seeds = list(self.block_seeds)
         for i, s in changes.items():
-            if not 0 <= i < len(seeds):
-                raise SceneError(f"block index {i} is outside the {len(seeds)} blocks")
-            seeds[i] = _seed(s, "block seed")
+            seeds[_index(i, len(seeds), "block")] = _seed(s, "block seed")
         return replace(self, block_seeds=tuple(seeds))
 
     def resample_blocks(self, indices: Iterable[int], seed: int) -> SceneState:
@@ -236,8 +267,7 @@ class SceneState:
                        offsets_on=self.offsets_on, offset_strength=self.offset_strength, time=self.time)
 
     def _check_index(self, index: int) -> None:
-        if not 0 <= index < len(self.objects):
-            raise SceneError(f"object index {index} is outside the scene's {len(self.objects)} objects")
+        _index(index, len(self.objects), "object")
 
     # ---- JSON -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
