@@ -272,24 +272,13 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def check_device(value: str) -> str:
-    """A --device value that this machine can run on, or UserError saying why not (torch
-    itself answers a missing CUDA with an AssertionError and a traceback)."""
-    import torch
+    """A --device value that this machine can run on, or UserError saying why not."""
+    from models.render import usable_device
 
     try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError, TypeError):
-        raise UserError(f"--device {value!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return "cpu"
-    if device.type != "cuda":
-        raise UserError(f"--device {value!r}: SteerGAN runs on cpu or cuda, not {device.type}")
-    if not torch.cuda.is_available():
-        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise UserError(f"--device {value}: no CUDA device is available ({why}); use --device cpu")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {value}: there are only {torch.cuda.device_count()} CUDA devices")
-    return str(device)
+        return usable_device(value)
+    except ValueError as exc:
+        raise UserError(f"--device {exc}") from None
 
 
 def _check_readable(path: str | Path) -> None:

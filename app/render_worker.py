@@ -85,23 +85,15 @@ def preferred_device() -> tuple[str, str]:
     stayed empty."""
     import torch
 
+    from models.render import usable_device
+
     forced = os.environ.get("STEERGAN_DEVICE")
     if not forced:
         return ("cuda" if torch.cuda.is_available() else "cpu"), ""
     try:
-        device = torch.device(forced)
-    except (RuntimeError, ValueError, TypeError):
-        return "cpu", f"STEERGAN_DEVICE={forced!r} is not a device: use cpu or cuda"
-    if device.type == "cpu":
-        return "cpu", ""
-    if device.type != "cuda":
-        return "cpu", f"STEERGAN_DEVICE={forced}: the studio runs on cpu or cuda, not {device.type}"
-    if not torch.cuda.is_available():
-        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        return "cpu", f"STEERGAN_DEVICE={forced}: no CUDA device is available ({why})"
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        return "cpu", f"STEERGAN_DEVICE={forced}: there are only {torch.cuda.device_count()} CUDA devices"
-    return forced, ""
+        return usable_device(forced), ""
+    except ValueError as exc:
+        return "cpu", f"STEERGAN_DEVICE={exc}"
 
 
 def device_label(device: torch.device | str) -> str:

@@ -130,6 +130,26 @@ def resize_image(image: np.ndarray, size: int, smooth: bool = True) -> np.ndarra
     return np.asarray(Image.fromarray(image).resize((size, size), resample))
 
 
+def usable_device(value: str) -> str:
+    """`value` as a device this machine can run SteerGAN on ("cpu", "cuda", "cuda:N"), or
+    ValueError naming it and why not (torch answers a missing CUDA with an AssertionError and
+    a traceback). The command line's --device and the studio's STEERGAN_DEVICE."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{value!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise ValueError(f"{value!r}: SteerGAN runs on cpu or cuda, not {device.type}")
+    if not torch.cuda.is_available():
+        why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"{value}: no CUDA device is available ({why})")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{value}: there are only {torch.cuda.device_count()} CUDA devices")
+    return str(device)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """A GPU that ran out of memory (torch's own error, or a RuntimeError that says so): the
     studio's worker and the command line then render on the CPU and say so."""

@@ -172,6 +172,24 @@ def stream_sha256(f: BinaryIO) -> str:
 
 # ---- writing ---------------------------------------------------------------------------
 
+@contextmanager
+def locked(lock_path: Path | None):
+    """Serialise writes into one folder across processes (the GPU run's workers and its
+    summary): at most one half-written temporary file exists there at any moment (the folder
+    may hold only 8 files). None: no lock."""
+    if lock_path is None:
+        yield
+        return
+    import fcntl  # POSIX only: the GPU run's machine (the studio never takes this lock)
+
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def temporary_target(name: str) -> str | None:
     """The name of the file that a temporary of ours (AtomicTarget's `.NAME.sgHOST-PID.RANDOM.part`)
     was to replace, e.g. one a kill left behind mid-write; None for any other name."""

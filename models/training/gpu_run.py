@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from models.document.fileio import atomic_write_json as write_json
+from models.document.fileio import locked
 
 ROOT = Path(__file__).resolve().parents[2]
 WARM_DIR = ROOT / "checkpoints" / "warm"
 PLAN_FILE = "plan.json"  # in WARM_DIR: what the previous run measured (concurrency, memory format)
 BUNDLE = "bundle.tar.gz"
 SUMMARY = "summary.json"
-OUT_LOCK = "out.lock"  # in the work folder: one writer into --out at a time (gpu_worker.locked)
+OUT_LOCK = "out.lock"  # in the work folder: one writer into --out at a time (fileio.locked)
 MiB = 1 << 20
 LIMITS = {"files": 8, "file_bytes": 16 * MiB, "total_bytes": 64 * MiB, "depth": 2}
 BUNDLE_MAX = 15 * MiB
@@ -660,12 +661,9 @@ def main(argv: list[str] | None = None) -> int:
             # The summary in --out names the run's models from before their first state: a run
             # killed before its end (SIGKILL, a device limit cut short) returns states that
             # gpu_return takes, which it refuses for a summary that names no models. Under the
-            # workers' lock (gpu_worker.locked): one temporary file in --out at a time.
-            import fcntl
-
+            # workers' lock (fileio.locked): one temporary file in --out at a time.
             summary["models"] = model_results(names, workers, work, out)
-            with open(work / OUT_LOCK, "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            with locked(work / OUT_LOCK):
                 write_json(out / SUMMARY, summary)
 
         save_summary()

@@ -11,14 +11,12 @@ unusable. Never imports Qt: the GPU machine has none.
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
 import signal
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 
 from models.config import ARCHITECTURES
 from models.document.fileio import atomic_write_json as write_json
+from models.document.fileio import locked
 from models.io.checkpoint import save_checkpoint
 from models.io.weight_shapes import generator_shapes
 from models.nets.widen import widen_state, widened_level
@@ -45,19 +44,6 @@ CURVE_POINTS_PER_RUN = 100
 CURVE_POINTS_MAX = 2000
 
 
-@contextmanager
-def locked(lock_path: Path | None):
-    """Serialise writes into the output folder across workers: at most one half-written
-    temporary file exists there at any moment (the folder may hold only 8 files)."""
-    if lock_path is None:
-        yield
-        return
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def setup_torch(device: str, threads: int) -> None:
