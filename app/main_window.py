@@ -74,6 +74,11 @@ def initial_size(available: QSize | None) -> QSize:
     return DEFAULT_SIZE.boundedTo(available - FRAME_ALLOWANCE)
 
 
+def _key_names(action: QAction) -> str:
+    """An action's keys as a tooltip says them: "N or Space"."""
+    return " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+
+
 class MainWindow(QMainWindow):
     frameShown = Signal(int)  # request id of the frame now on the canvas
     errorShown = Signal(str, str)  # title, message (the dialog is open, not blocking)
@@ -148,7 +153,7 @@ class MainWindow(QMainWindow):
         """Set the keys and say them in the tooltip."""
         keys = keys if isinstance(keys, (list, tuple)) else [keys]
         action.setShortcuts([QKeySequence(k) for k in keys])
-        names = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+        names = _key_names(action)
         tip = action.statusTip()
         action.setToolTip(f"{tip} ({names})" if names else tip)
 
@@ -156,8 +161,7 @@ class MainWindow(QMainWindow):
     def _name_step_in_tooltip(action: QAction) -> None:
         if not shiboken6.isValid(action):  # its changed() while Qt deletes it
             return
-        keys = " or ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
-        tip = f"{action.text().replace('&', '')} ({keys})"
+        tip = f"{action.text().replace('&', '')} ({_key_names(action)})"
         if action.toolTip() != tip:
             action.setToolTip(tip)
 
